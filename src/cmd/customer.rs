@@ -1,0 +1,290 @@
+//! mb-customer: the customer registry (tiers, status history, VMs, Stripe ids).
+
+use std::io::Write;
+
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+
+use crate::cli::{DbArgs, Outcome};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::events::{is_ident, IDENT_RULE};
+use crate::output::{csv_text, write_table, Align};
+use crate::store::customers::{Customer, Update, STATUSES};
+use crate::store::{Mode, Store};
+use crate::time;
+
+/// Keep the customer registry: tiers, dated status history, VMs, Stripe ids.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mb-customer",
+    version,
+    about = "Keep the customer registry: tiers, dated status history, VMs, Stripe ids",
+    long_about = "Keep the customer registry: tiers, dated status history, VMs, Stripe ids.\n\n\
+Tier and status changes are kept as dated history, because invoices prorate the base fee by \
+days from it. --effective takes an RFC 3339 instant or a date (00:00 of that day in the \
+configured timezone) and defaults to now. Valid tiers are the plans of the config file \
+(built in: starter, pro, enterprise).",
+    after_long_help = EXAMPLES
+)]
+pub struct Args {
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Register a customer (status active from --effective)
+    Add {
+        /// Customer id ([A-Za-z0-9][A-Za-z0-9._-]{0,63})
+        id: String,
+        /// Plan tier (from the config's plans)
+        #[arg(long)]
+        tier: String,
+        /// A VM of the customer (repeatable)
+        #[arg(long = "vm", value_name = "VM_ID")]
+        vms: Vec<String>,
+        /// Stripe customer id (cus_...)
+        #[arg(long, value_name = "ID")]
+        stripe_customer: Option<String>,
+        /// When the tier takes effect: RFC 3339 or YYYY-MM-DD [default: now]
+        #[arg(long, value_name = "DATE")]
+        effective: Option<String>,
+    },
+    /// Change a customer's tier, status, Stripe id or VMs
+    Set {
+        /// Customer id
+        id: String,
+        /// New plan tier
+        #[arg(long)]
+        tier: Option<String>,
+        /// New status
+        #[arg(long, value_parser = STATUSES)]
+        status: Option<String>,
+        /// New Stripe customer id
+        #[arg(long, value_name = "ID")]
+        stripe_customer: Option<String>,
+        /// Add a VM (repeatable)
+        #[arg(long = "add-vm", value_name = "VM_ID")]
+        add_vms: Vec<String>,
+        /// Remove a VM (repeatable)
+        #[arg(long = "remove-vm", value_name = "VM_ID")]
+        remove_vms: Vec<String>,
+        /// When the change takes effect: RFC 3339 or YYYY-MM-DD [default: now]
+        #[arg(long, value_name = "DATE")]
+        effective: Option<String>,
+    },
+    /// List customers with their tier and status now (or --at)
+    List {
+        /// Show the state at this time: RFC 3339 or YYYY-MM-DD [default: now]
+        #[arg(long, value_name = "DATE")]
+        at: Option<String>,
+        /// CSV instead of a table
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        /// JSON (one array) instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one customer and its tier/status history
+    Show {
+        /// Customer id
+        id: String,
+        /// JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+const EXAMPLES: &str = "\
+EXAMPLES:
+    # Register a customer on the pro tier with one VM
+    mb-customer add acme --tier pro --vm vm-acme-1 --stripe-customer cus_P1x2
+
+    # Upgrade from the first of next month; suspend from a date
+    mb-customer set acme --tier enterprise --effective 2026-12-01
+    mb-customer set acme --status suspended --effective 2026-12-15
+
+    # List for people, for programs
+    mb-customer list
+    mb-customer list --csv > customers.csv
+    mb-customer show acme --json";
+
+fn when(s: Option<&str>, cfg: &Config, now: DateTime<Utc>, flag: &str) -> Result<DateTime<Utc>> {
+    match s {
+        None => Ok(now),
+        Some(s) => time::parse_instant_or_date(s, cfg.timezone).ok_or_else(|| {
+            Error::Usage(format!(
+                "{flag} {s:?}: not an RFC 3339 time (2026-12-01T00:00:00Z) or a date (2026-12-01)"
+            ))
+        }),
+    }
+}
+
+fn check_id(what: &str, id: &str) -> Result<()> {
+    if is_ident(id) {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!("{what} {id:?} {IDENT_RULE}")))
+    }
+}
+
+fn check_tier(cfg: &Config, tier: &str) -> Result<()> {
+    if cfg.plans.contains_key(tier) {
+        Ok(())
+    } else {
+        let known: Vec<&str> = cfg.plans.keys().map(String::as_str).collect();
+        Err(Error::Usage(format!(
+            "unknown tier {tier:?}; the plans are: {} (set [plans] in mb.toml to change them)",
+            known.join(", ")
+        )))
+    }
+}
+
+/// Run mb-customer.
+pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
+    let (cfg, db_path) = args.db.resolve()?;
+    let now = time::now();
+    match args.cmd {
+        Cmd::Add {
+            id,
+            tier,
+            vms,
+            stripe_customer,
+            effective,
+        } => {
+            check_id("customer id", &id)?;
+            check_tier(&cfg, &tier)?;
+            for vm in &vms {
+                check_id("vm id", vm)?;
+            }
+            let eff = when(effective.as_deref(), &cfg, now, "--effective")?;
+            let mut store = Store::open(&db_path, Mode::ReadWrite)?;
+            store.add_customer(&id, &tier, &vms, stripe_customer.as_deref(), eff, now)?;
+            crate::cli::warn(format!(
+                "added {id}: tier {tier} from {}",
+                time::format_rfc3339(&eff)
+            ));
+        }
+        Cmd::Set {
+            id,
+            tier,
+            status,
+            stripe_customer,
+            add_vms,
+            remove_vms,
+            effective,
+        } => {
+            check_id("customer id", &id)?;
+            if let Some(t) = &tier {
+                check_tier(&cfg, t)?;
+            }
+            for vm in add_vms.iter().chain(&remove_vms) {
+                check_id("vm id", vm)?;
+            }
+            if tier.is_none()
+                && status.is_none()
+                && stripe_customer.is_none()
+                && add_vms.is_empty()
+                && remove_vms.is_empty()
+            {
+                return Err(Error::Usage(
+                    "nothing to change: give --tier, --status, --stripe-customer, --add-vm or --remove-vm"
+                        .into(),
+                ));
+            }
+            let eff = when(effective.as_deref(), &cfg, now, "--effective")?;
+            let mut store = Store::open(&db_path, Mode::ReadWrite)?;
+            let up = Update {
+                tier,
+                status,
+                stripe_customer_id: stripe_customer,
+                add_vms,
+                remove_vms,
+            };
+            store.update_customer(&id, &up, eff, now)?;
+        }
+        Cmd::List { at, csv, json } => {
+            let at = when(at.as_deref(), &cfg, now, "--at")?;
+            let store = Store::open(&db_path, Mode::ReadOnly)?;
+            let list = store.customers(at)?;
+            if json {
+                serde_json::to_writer(&mut *out, &list).map_err(std::io::Error::from)?;
+                writeln!(out)?;
+            } else if csv {
+                let mut w = csv::Writer::from_writer(&mut *out);
+                let csv_err = |e: csv::Error| Error::Stream(e.into());
+                w.write_record([
+                    "customer_id",
+                    "tier",
+                    "status",
+                    "stripe_customer_id",
+                    "vms",
+                    "created_at",
+                ])
+                .map_err(csv_err)?;
+                for c in &list {
+                    w.write_record([
+                        csv_text(&c.customer_id),
+                        csv_text(c.tier.as_deref().unwrap_or("")),
+                        csv_text(c.status.as_deref().unwrap_or("")),
+                        csv_text(c.stripe_customer_id.as_deref().unwrap_or("")),
+                        csv_text(&c.vms.join(" ")),
+                        c.created_at.clone(),
+                    ])
+                    .map_err(csv_err)?;
+                }
+                w.flush()?;
+            } else {
+                let rows: Vec<Vec<String>> = list.iter().map(text_row).collect();
+                write_table(
+                    out,
+                    &["CUSTOMER", "TIER", "STATUS", "STRIPE", "VMS"],
+                    &[Align::Left; 5],
+                    &rows,
+                )?;
+            }
+        }
+        Cmd::Show { id, json } => {
+            let store = Store::open(&db_path, Mode::ReadOnly)?;
+            let c = store.customer(&id, now)?.ok_or_else(|| {
+                Error::Invalid(format!("no customer {id:?} (see `mb-customer list`)"))
+            })?;
+            let history = store.customer_history(&id)?;
+            if json {
+                let v = serde_json::json!({ "customer": c, "history": history });
+                serde_json::to_writer(&mut *out, &v).map_err(std::io::Error::from)?;
+                writeln!(out)?;
+            } else {
+                writeln!(out, "customer:  {}", c.customer_id)?;
+                writeln!(out, "tier:      {}", c.tier.as_deref().unwrap_or("-"))?;
+                writeln!(out, "status:    {}", c.status.as_deref().unwrap_or("-"))?;
+                writeln!(out, "stripe:    {}", c.stripe_customer_id.as_deref().unwrap_or("-"))?;
+                writeln!(out, "vms:       {}", if c.vms.is_empty() { "-".to_string() } else { c.vms.join(" ") })?;
+                writeln!(out, "created:   {}", c.created_at)?;
+                writeln!(out, "\nhistory:")?;
+                let rows: Vec<Vec<String>> = history
+                    .iter()
+                    .map(|h| vec![h.effective.clone(), h.field.clone(), h.value.clone(), h.recorded_at.clone()])
+                    .collect();
+                write_table(out, &["EFFECTIVE", "FIELD", "VALUE", "RECORDED"], &[Align::Left; 4], &rows)?;
+            }
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+fn text_row(c: &Customer) -> Vec<String> {
+    let dash = |s: Option<&str>| s.unwrap_or("-").to_string();
+    vec![
+        c.customer_id.clone(),
+        dash(c.tier.as_deref()),
+        dash(c.status.as_deref()),
+        dash(c.stripe_customer_id.as_deref()),
+        if c.vms.is_empty() { "-".into() } else { c.vms.join(",") },
+    ]
+}

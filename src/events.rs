@@ -1,0 +1,781 @@
+//! The event contract: mb-events(5), JSON lines shared by every tool.
+//!
+//! This module owns the wire format of the three event kinds (DESIGN.md
+//! section 3): producers (mb-sample, mb-tokens, mb-activity, mb-report
+//! events) build an [`Event`] and serialise it with [`Event::to_json`];
+//! mb-ingest parses and validates lines with [`parse_line`]. Having one type
+//! for both sides is what keeps the tools from drifting apart.
+//!
+//! Wire rules: one compact JSON object per line; field names are snake_case
+//! and carry their unit; fields are only ever added. Unknown fields are
+//! ignored by readers (forward compatibility); a missing required field, a
+//! wrong type or an out-of-range value rejects the line with a
+//! [`FieldError`] naming the field. Nothing is silently repaired: the only
+//! normalisation is converting a timestamp's offset to `Z`, which keeps the
+//! instant.
+//!
+//! Field order on output is fixed (`v`, `kind`, `id`, `ts`, `customer_id`,
+//! `vm_id`, then the kind's fields in the order of the structs below), and
+//! optional values are written as `null`, never omitted, so every line of a
+//! kind has the same shape.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::money;
+use crate::time;
+
+/// The contract version written in `v`.
+pub const CONTRACT_VERSION: u64 = 1;
+
+/// Longest accepted `id`, in characters.
+pub const MAX_ID_CHARS: usize = 200;
+
+/// Longest accepted line, in bytes. Real lines are under 2 KiB; a bigger one
+/// is a wrong file (a binary, a pretty-printed document) fed by mistake.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// The three event kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// VM resource usage from mb-sample.
+    Resource,
+    /// LLM API usage from mb-tokens.
+    Api,
+    /// User activity from mb-activity.
+    Activity,
+}
+
+impl Kind {
+    /// The `kind` string on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Resource => "resource",
+            Kind::Api => "api",
+            Kind::Activity => "activity",
+        }
+    }
+
+    /// Parse the `kind` string.
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "resource" => Some(Kind::Resource),
+            "api" => Some(Kind::Api),
+            "activity" => Some(Kind::Activity),
+            _ => None,
+        }
+    }
+
+    /// All kinds, in a stable order.
+    pub const ALL: [Kind; 3] = [Kind::Resource, Kind::Api, Kind::Activity];
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Fields common to every kind.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Header {
+    /// Idempotency key, deterministic from the source.
+    pub id: String,
+    /// When the event happened (resource: end of interval; api, activity: start).
+    #[serde(serialize_with = "ser_ts")]
+    pub ts: DateTime<Utc>,
+    /// The customer the usage belongs to.
+    pub customer_id: String,
+    /// The VM the usage happened on.
+    pub vm_id: String,
+}
+
+/// `status` of a resource sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SampleStatus {
+    /// First sample of a state file: gauges only, deltas null.
+    #[default]
+    First,
+    /// A normal interval.
+    Ok,
+    /// A reboot happened since the previous sample; deltas are since boot.
+    Reboot,
+}
+
+impl SampleStatus {
+    /// The wire string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SampleStatus::First => "first",
+            SampleStatus::Ok => "ok",
+            SampleStatus::Reboot => "reboot",
+        }
+    }
+}
+
+/// `kind: "resource"`: one mb-sample interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct Resource {
+    /// Seconds covered by the deltas (from /proc/uptime); null on a first sample.
+    pub interval_seconds: Option<f64>,
+    /// first, ok or reboot.
+    pub status: SampleStatus,
+    /// Anomalies seen: counter_reset, clock_jump, long_gap, ...
+    pub flags: Vec<String>,
+    /// Kernel boot id.
+    pub boot_id: String,
+    /// Sequence number within a state file.
+    pub seq: u64,
+    /// Busy share of CPU time over the interval, 0..=100.
+    pub cpu_percent: Option<f64>,
+    /// Busy ticks over the interval.
+    pub cpu_busy_ticks: Option<u64>,
+    /// Total ticks over the interval.
+    pub cpu_total_ticks: Option<u64>,
+    /// Number of CPUs.
+    pub ncpu: Option<u64>,
+    /// Ticks per second (USER_HZ).
+    pub clk_tck: Option<u64>,
+    /// (MemTotal - MemAvailable) / MemTotal, 0..=100.
+    pub memory_percent: Option<f64>,
+    /// MemTotal - MemAvailable, bytes.
+    pub memory_used_bytes: Option<u64>,
+    /// MemTotal, bytes.
+    pub memory_total_bytes: Option<u64>,
+    /// Used bytes on the sampled filesystems, as df computes them.
+    pub disk_used_bytes: Option<u64>,
+    /// Size of the sampled filesystems, bytes.
+    pub disk_total_bytes: Option<u64>,
+    /// Bytes received over the interval.
+    pub net_in_bytes: Option<u64>,
+    /// Bytes sent over the interval.
+    pub net_out_bytes: Option<u64>,
+    /// Reset-corrected busy ticks since boot.
+    pub cpu_busy_ticks_cum: Option<u64>,
+    /// Reset-corrected total ticks since boot.
+    pub cpu_total_ticks_cum: Option<u64>,
+    /// Reset-corrected bytes received since boot.
+    pub net_in_bytes_cum: Option<u64>,
+    /// Reset-corrected bytes sent since boot.
+    pub net_out_bytes_cum: Option<u64>,
+    /// Sources that could not be read.
+    pub errors: Vec<String>,
+}
+
+/// `auth_type` of an API request.
+pub const AUTH_TYPES: [&str; 3] = ["apikey", "oauth", "unknown"];
+
+/// `kind: "api"`: one priced LLM request.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct Api {
+    /// Normalised vendor: anthropic, openai, google, or the upstream name.
+    pub provider: String,
+    /// The model as the upstream reported it.
+    pub model: String,
+    /// The price-table entry used; null if unpriced.
+    pub price_key: Option<String>,
+    /// Uncached input tokens.
+    pub tokens_in: u64,
+    /// Output tokens, reasoning included.
+    pub tokens_out: u64,
+    /// Tokens read from the prompt cache.
+    pub cache_read_tokens: u64,
+    /// Tokens written to the prompt cache.
+    pub cache_write_tokens: u64,
+    /// Reasoning tokens (informational, a part of tokens_out).
+    pub reasoning_tokens: u64,
+    /// Exact cost in nano-USD; null when unpriced. On the wire: `cost_usd`,
+    /// a decimal string.
+    #[serde(rename = "cost_usd", serialize_with = "ser_cost")]
+    pub cost_nusd: Option<i64>,
+    /// Whether a price was found.
+    pub priced: bool,
+    /// Name/date of the price table used.
+    pub price_table: Option<String>,
+    /// The proxy's request id.
+    pub request_id: Option<String>,
+    /// The request failed upstream.
+    pub failed: bool,
+    /// apikey, oauth or unknown.
+    pub auth_type: String,
+    /// Hash of the proxy client key (never the key).
+    pub client: Option<String>,
+    /// Provider service tier, if reported.
+    pub service_tier: Option<String>,
+    /// The input format the record came from.
+    pub source_format: Option<String>,
+}
+
+impl Api {
+    /// Every billable token: in + out + cache read + cache write (what the
+    /// included allowance counts, DESIGN.md section 7).
+    pub fn total_tokens(&self) -> u64 {
+        self.tokens_in
+            .saturating_add(self.tokens_out)
+            .saturating_add(self.cache_read_tokens)
+            .saturating_add(self.cache_write_tokens)
+    }
+}
+
+/// `kind: "activity"`: one command, pattern or operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct Activity {
+    /// command, pattern, operation, or another lower-case word.
+    pub activity_type: String,
+    /// Named pattern, if any.
+    pub pattern_name: Option<String>,
+    /// The command text, after redaction.
+    pub command: Option<String>,
+    /// Wall time, seconds.
+    pub duration_seconds: f64,
+    /// Exit status (signals as 128+N), if known.
+    pub exit_code: Option<i64>,
+    /// Login name.
+    pub user: Option<String>,
+}
+
+/// The kind-specific part of an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// See [`Resource`].
+    Resource(Resource),
+    /// See [`Api`].
+    Api(Api),
+    /// See [`Activity`].
+    Activity(Activity),
+}
+
+/// One event: the common header and the kind's body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Common fields.
+    pub header: Header,
+    /// Kind-specific fields.
+    pub body: Body,
+}
+
+impl Event {
+    /// The event's kind.
+    pub fn kind(&self) -> Kind {
+        match self.body {
+            Body::Resource(_) => Kind::Resource,
+            Body::Api(_) => Kind::Api,
+            Body::Activity(_) => Kind::Activity,
+        }
+    }
+
+    /// The compact JSON line, without the trailing newline.
+    pub fn to_json(&self) -> String {
+        // Serialising plain data into a String cannot fail: every map key is
+        // a string and every float was validated finite.
+        serde_json::to_string(self).expect("invariant: events serialise")
+    }
+}
+
+impl Serialize for Event {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Envelope<'a, B: Serialize> {
+            v: u64,
+            kind: &'static str,
+            #[serde(flatten)]
+            header: &'a Header,
+            #[serde(flatten)]
+            body: &'a B,
+        }
+        let kind = self.kind().as_str();
+        let header = &self.header;
+        let v = CONTRACT_VERSION;
+        match &self.body {
+            Body::Resource(b) => Envelope { v, kind, header, body: b }.serialize(s),
+            Body::Api(b) => Envelope { v, kind, header, body: b }.serialize(s),
+            Body::Activity(b) => Envelope { v, kind, header, body: b }.serialize(s),
+        }
+    }
+}
+
+fn ser_ts<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&time::format_rfc3339(t))
+}
+
+fn ser_cost<S: Serializer>(c: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    match c {
+        Some(n) => s.serialize_str(&money::format_nanos(*n)),
+        None => s.serialize_none(),
+    }
+}
+
+/// Why a line was rejected: the field (or `line`/`json`) and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The offending field, or None for whole-line problems (bad JSON).
+    pub field: Option<String>,
+    /// What is wrong, and where possible what would be right.
+    pub reason: String,
+}
+
+impl FieldError {
+    fn field(field: &str, reason: impl Into<String>) -> Self {
+        FieldError {
+            field: Some(field.to_string()),
+            reason: reason.into(),
+        }
+    }
+    fn line(reason: impl Into<String>) -> Self {
+        FieldError {
+            field: None,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.field {
+            Some(name) => write!(f, "field \"{name}\": {}", self.reason),
+            None => f.write_str(&self.reason),
+        }
+    }
+}
+
+/// Deserialises a field that may be absent (outer None), `null` (inner
+/// None) or a value, so required-but-nullable fields can insist on presence.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Every field of every kind, as read from the wire before validation.
+/// Borrowed strings avoid copies for the common unescaped case.
+#[derive(Deserialize, Default)]
+struct Wire<'a> {
+    v: Option<u64>,
+    #[serde(borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    ts: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    customer_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    vm_id: Option<Cow<'a, str>>,
+
+    // resource
+    interval_seconds: Option<f64>,
+    status: Option<SampleStatus>,
+    flags: Option<Vec<String>>,
+    boot_id: Option<String>,
+    seq: Option<u64>,
+    cpu_percent: Option<f64>,
+    cpu_busy_ticks: Option<u64>,
+    cpu_total_ticks: Option<u64>,
+    ncpu: Option<u64>,
+    clk_tck: Option<u64>,
+    memory_percent: Option<f64>,
+    memory_used_bytes: Option<u64>,
+    memory_total_bytes: Option<u64>,
+    disk_used_bytes: Option<u64>,
+    disk_total_bytes: Option<u64>,
+    net_in_bytes: Option<u64>,
+    net_out_bytes: Option<u64>,
+    cpu_busy_ticks_cum: Option<u64>,
+    cpu_total_ticks_cum: Option<u64>,
+    net_in_bytes_cum: Option<u64>,
+    net_out_bytes_cum: Option<u64>,
+    errors: Option<Vec<String>>,
+
+    // api
+    provider: Option<String>,
+    model: Option<String>,
+    price_key: Option<String>,
+    tokens_in: Option<u64>,
+    tokens_out: Option<u64>,
+    cache_read_tokens: Option<u64>,
+    cache_write_tokens: Option<u64>,
+    reasoning_tokens: Option<u64>,
+    #[serde(default, deserialize_with = "present", borrow)]
+    cost_usd: Option<Option<Cow<'a, str>>>,
+    priced: Option<bool>,
+    price_table: Option<String>,
+    request_id: Option<String>,
+    failed: Option<bool>,
+    auth_type: Option<String>,
+    client: Option<String>,
+    service_tier: Option<String>,
+    source_format: Option<String>,
+
+    // activity
+    activity_type: Option<String>,
+    pattern_name: Option<String>,
+    command: Option<String>,
+    duration_seconds: Option<f64>,
+    exit_code: Option<i64>,
+    user: Option<String>,
+}
+
+/// True for `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`, the customer and VM id pattern.
+pub fn is_ident(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_alphanumeric()
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+}
+
+/// The reason text used for a bad identifier, shared with the CLI tools.
+pub const IDENT_RULE: &str =
+    "must match [A-Za-z0-9][A-Za-z0-9._-]{0,63} (letters, digits, '.', '_', '-'; at most 64)";
+
+/// True for a lower-case word: `[a-z][a-z0-9_]{0,31}` (activity types).
+pub fn is_lower_word(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 32
+        && b[0].is_ascii_lowercase()
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+}
+
+/// Largest integer SQLite's INTEGER can hold (u63).
+const MAX_U63: u64 = i64::MAX as u64;
+
+fn req<T>(v: Option<T>, name: &str) -> Result<T, FieldError> {
+    v.ok_or_else(|| FieldError::field(name, "missing"))
+}
+
+fn u63(v: Option<u64>, name: &str) -> Result<Option<u64>, FieldError> {
+    match v {
+        Some(n) if n > MAX_U63 => Err(FieldError::field(
+            name,
+            format!("{n} is larger than {MAX_U63} (SQLite INTEGER)"),
+        )),
+        other => Ok(other),
+    }
+}
+
+fn percent(v: Option<f64>, name: &str) -> Result<Option<f64>, FieldError> {
+    match v {
+        Some(p) if !(0.0..=100.0).contains(&p) => Err(FieldError::field(
+            name,
+            format!("{p} is outside 0..=100"),
+        )),
+        other => Ok(other),
+    }
+}
+
+fn non_negative(v: Option<f64>, name: &str) -> Result<Option<f64>, FieldError> {
+    match v {
+        Some(x) if !x.is_finite() || x < 0.0 => Err(FieldError::field(
+            name,
+            format!("{x} is negative or not finite"),
+        )),
+        other => Ok(other),
+    }
+}
+
+fn text(v: Option<String>, name: &str, max: usize) -> Result<Option<String>, FieldError> {
+    match v {
+        Some(s) if s.chars().count() > max => Err(FieldError::field(
+            name,
+            format!("longer than {max} characters"),
+        )),
+        other => Ok(other),
+    }
+}
+
+fn nonempty(v: Option<String>, name: &str, max: usize) -> Result<String, FieldError> {
+    let s = req(text(v, name, max)?, name)?;
+    if s.is_empty() {
+        return Err(FieldError::field(name, "empty"));
+    }
+    Ok(s)
+}
+
+/// Turn serde's message into one that names the field and drops serde's
+/// own "at line 1 column N" (the caller reports the real line).
+fn serde_reason(e: serde_path_to_error::Error<serde_json::Error>) -> FieldError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    let col = inner.column();
+    let mut msg = inner.to_string();
+    if let Some(i) = msg.find(" at line ") {
+        msg.truncate(i);
+    }
+    if inner.is_syntax() || inner.is_eof() || path == "." || path.is_empty() {
+        let hint = if msg.contains("EOF") {
+            "; the line looks truncated"
+        } else {
+            ""
+        };
+        return FieldError::line(format!("invalid JSON at column {col}: {msg}{hint}"));
+    }
+    // Map serde's type names to the contract's words.
+    let msg = msg
+        .replace("expected u64", "expected a non-negative integer")
+        .replace("expected i64", "expected an integer")
+        .replace("expected f64", "expected a number");
+    let field = path.split(['.', '[']).next().unwrap_or(&path).to_string();
+    FieldError::field(&field, msg)
+}
+
+/// Parse and validate one line of mb-events(5).
+///
+/// `now` bounds timestamps in the future (at most one day ahead, to tolerate
+/// skewed VM clocks while catching ms-vs-s and year typos).
+pub fn parse_line(line: &str, now: DateTime<Utc>) -> Result<Event, FieldError> {
+    if line.len() > MAX_LINE_BYTES {
+        return Err(FieldError::line(format!(
+            "line longer than {MAX_LINE_BYTES} bytes"
+        )));
+    }
+    let trimmed = line.trim_start();
+    if !trimmed.starts_with('{') {
+        return Err(FieldError::line(
+            "not a JSON object (each line must be one compact JSON object; \
+             pretty-printed JSON can be fixed with `jq -c`)",
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_str(line);
+    let w: Wire = serde_path_to_error::deserialize(&mut de).map_err(serde_reason)?;
+    de.end().map_err(|e| {
+        FieldError::line(format!(
+            "trailing characters after the JSON object at column {}",
+            e.column()
+        ))
+    })?;
+    validate(w, now)
+}
+
+fn validate(w: Wire<'_>, now: DateTime<Utc>) -> Result<Event, FieldError> {
+    match w.v {
+        None => return Err(FieldError::field("v", "missing")),
+        Some(CONTRACT_VERSION) => {}
+        Some(n) => {
+            return Err(FieldError::field(
+                "v",
+                format!("unsupported contract version {n} (this mb reads {CONTRACT_VERSION}); upgrade mb"),
+            ))
+        }
+    }
+    let kind_s = req(w.kind.as_deref(), "kind")?;
+    let kind = Kind::parse(kind_s).ok_or_else(|| {
+        FieldError::field(
+            "kind",
+            format!("{kind_s:?} is not one of resource, api, activity"),
+        )
+    })?;
+    let id = req(w.id, "id")?;
+    let n = id.chars().count();
+    if n == 0 || n > MAX_ID_CHARS {
+        return Err(FieldError::field(
+            "id",
+            format!("must be 1..={MAX_ID_CHARS} characters, got {n}"),
+        ));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(FieldError::field("id", "contains control characters"));
+    }
+    let ts_s = req(w.ts, "ts")?;
+    let ts = time::parse_rfc3339(&ts_s).ok_or_else(|| {
+        FieldError::field(
+            "ts",
+            format!("{ts_s:?} is not RFC 3339 (like \"2026-11-03T10:05:00Z\")"),
+        )
+    })?;
+    if ts > now + chrono::Duration::days(1) {
+        return Err(FieldError::field(
+            "ts",
+            format!(
+                "{} is more than 1 day in the future (now {}); check the clock or the unit",
+                time::format_rfc3339(&ts),
+                time::format_rfc3339(&now)
+            ),
+        ));
+    }
+    if time::to_unix_nanos(&ts).is_none() {
+        return Err(FieldError::field("ts", "outside the years 1678..2261"));
+    }
+    let ident = |v: Option<Cow<str>>, name: &str| -> Result<String, FieldError> {
+        let s = req(v, name)?;
+        if !is_ident(&s) {
+            return Err(FieldError::field(name, format!("{s:?} {IDENT_RULE}")));
+        }
+        Ok(s.into_owned())
+    };
+    let header = Header {
+        id: id.into_owned(),
+        ts,
+        customer_id: ident(w.customer_id, "customer_id")?,
+        vm_id: ident(w.vm_id, "vm_id")?,
+    };
+    let body = match kind {
+        Kind::Resource => Body::Resource(Resource {
+            interval_seconds: non_negative(w.interval_seconds, "interval_seconds")?,
+            status: req(w.status, "status")?,
+            flags: w.flags.unwrap_or_default(),
+            boot_id: nonempty(w.boot_id, "boot_id", 64)?,
+            seq: req(u63(w.seq, "seq")?, "seq")?,
+            cpu_percent: percent(w.cpu_percent, "cpu_percent")?,
+            cpu_busy_ticks: u63(w.cpu_busy_ticks, "cpu_busy_ticks")?,
+            cpu_total_ticks: u63(w.cpu_total_ticks, "cpu_total_ticks")?,
+            ncpu: u63(w.ncpu, "ncpu")?,
+            clk_tck: u63(w.clk_tck, "clk_tck")?,
+            memory_percent: percent(w.memory_percent, "memory_percent")?,
+            memory_used_bytes: u63(w.memory_used_bytes, "memory_used_bytes")?,
+            memory_total_bytes: u63(w.memory_total_bytes, "memory_total_bytes")?,
+            disk_used_bytes: u63(w.disk_used_bytes, "disk_used_bytes")?,
+            disk_total_bytes: u63(w.disk_total_bytes, "disk_total_bytes")?,
+            net_in_bytes: u63(w.net_in_bytes, "net_in_bytes")?,
+            net_out_bytes: u63(w.net_out_bytes, "net_out_bytes")?,
+            cpu_busy_ticks_cum: u63(w.cpu_busy_ticks_cum, "cpu_busy_ticks_cum")?,
+            cpu_total_ticks_cum: u63(w.cpu_total_ticks_cum, "cpu_total_ticks_cum")?,
+            net_in_bytes_cum: u63(w.net_in_bytes_cum, "net_in_bytes_cum")?,
+            net_out_bytes_cum: u63(w.net_out_bytes_cum, "net_out_bytes_cum")?,
+            errors: w.errors.unwrap_or_default(),
+        }),
+        Kind::Api => {
+            let tokens_out = req(u63(w.tokens_out, "tokens_out")?, "tokens_out")?;
+            let reasoning_tokens = u63(w.reasoning_tokens, "reasoning_tokens")?.unwrap_or(0);
+            if reasoning_tokens > tokens_out {
+                return Err(FieldError::field(
+                    "reasoning_tokens",
+                    format!("{reasoning_tokens} is more than tokens_out ({tokens_out}), of which it is a part"),
+                ));
+            }
+            let cost = match w.cost_usd {
+                None => {
+                    return Err(FieldError::field(
+                        "cost_usd",
+                        "missing (write null for unpriced usage)",
+                    ))
+                }
+                Some(None) => None,
+                Some(Some(s)) => {
+                    Some(money::parse_nanos(&s).map_err(|r| FieldError::field("cost_usd", r))?)
+                }
+            };
+            let priced = req(w.priced, "priced")?;
+            if priced != cost.is_some() {
+                return Err(FieldError::field(
+                    "priced",
+                    if priced {
+                        "true but cost_usd is null"
+                    } else {
+                        "false but cost_usd has a value"
+                    },
+                ));
+            }
+            let auth_type = w.auth_type.unwrap_or_else(|| "unknown".to_string());
+            if !AUTH_TYPES.contains(&auth_type.as_str()) {
+                return Err(FieldError::field(
+                    "auth_type",
+                    format!("{auth_type:?} is not one of apikey, oauth, unknown"),
+                ));
+            }
+            Body::Api(Api {
+                provider: nonempty(w.provider, "provider", 64)?,
+                model: nonempty(w.model, "model", 200)?,
+                price_key: text(w.price_key, "price_key", 200)?,
+                tokens_in: req(u63(w.tokens_in, "tokens_in")?, "tokens_in")?,
+                tokens_out,
+                cache_read_tokens: req(
+                    u63(w.cache_read_tokens, "cache_read_tokens")?,
+                    "cache_read_tokens",
+                )?,
+                cache_write_tokens: req(
+                    u63(w.cache_write_tokens, "cache_write_tokens")?,
+                    "cache_write_tokens",
+                )?,
+                reasoning_tokens,
+                cost_nusd: cost,
+                priced,
+                price_table: text(w.price_table, "price_table", 200)?,
+                request_id: text(w.request_id, "request_id", 200)?,
+                failed: w.failed.unwrap_or(false),
+                auth_type,
+                client: text(w.client, "client", 200)?,
+                service_tier: text(w.service_tier, "service_tier", 64)?,
+                source_format: text(w.source_format, "source_format", 64)?,
+            })
+        }
+        Kind::Activity => {
+            let activity_type = req(w.activity_type, "activity_type")?;
+            if !is_lower_word(&activity_type) {
+                return Err(FieldError::field(
+                    "activity_type",
+                    format!("{activity_type:?} is not a lower-case word like \"command\""),
+                ));
+            }
+            let exit_code = match w.exit_code {
+                Some(c) if i32::try_from(c).is_err() => {
+                    return Err(FieldError::field(
+                        "exit_code",
+                        format!("{c} is outside the 32-bit range"),
+                    ))
+                }
+                other => other,
+            };
+            Body::Activity(Activity {
+                activity_type,
+                pattern_name: text(w.pattern_name, "pattern_name", 200)?,
+                command: text(w.command, "command", 4096)?,
+                duration_seconds: req(
+                    non_negative(w.duration_seconds, "duration_seconds")?,
+                    "duration_seconds",
+                )?,
+                exit_code,
+                user: text(w.user, "user", 64)?,
+            })
+        }
+    };
+    Ok(Event { header, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        time::parse_rfc3339("2026-11-28T00:00:00Z").unwrap()
+    }
+
+    const API: &str = r#"{"v":1,"kind":"api","id":"cpa:1a2b3c4d:2026-11-03T10:05:00Z","ts":"2026-11-03T10:05:00Z","customer_id":"acme","vm_id":"vm-1","provider":"anthropic","model":"claude-sonnet-4-5","price_key":"claude-sonnet-4-5","tokens_in":1000,"tokens_out":200,"cache_read_tokens":0,"cache_write_tokens":0,"reasoning_tokens":0,"cost_usd":"0.006","priced":true,"price_table":"builtin-2026-11","request_id":"1a2b3c4d","failed":false,"auth_type":"apikey","client":null,"service_tier":null,"source_format":"usage-queue"}"#;
+
+    #[test]
+    fn api_round_trips_byte_for_byte() {
+        let e = parse_line(API, now()).unwrap();
+        assert_eq!(e.to_json(), API);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let bad = API.replace("\"tokens_in\":1000", "\"tokens_in\":-5");
+        let err = parse_line(&bad, now()).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("tokens_in"));
+        let bad = API.replace("2026-11-03T10:05:00Z\",\"customer", "yesterday\",\"customer");
+        let err = parse_line(&bad, now()).unwrap_err();
+        assert_eq!(err.to_string(), "field \"ts\": \"yesterday\" is not RFC 3339 (like \"2026-11-03T10:05:00Z\")");
+        let err = parse_line(&API[..50], now()).unwrap_err();
+        assert!(err.to_string().starts_with("invalid JSON"), "{err}");
+    }
+
+    #[test]
+    fn idents() {
+        assert!(is_ident("acme-corp.eu_1"));
+        assert!(!is_ident("-acme"));
+        assert!(!is_ident(""));
+        assert!(!is_ident(&"a".repeat(65)));
+        assert!(is_ident(&"a".repeat(64)));
+    }
+}

@@ -1,0 +1,540 @@
+//! mb-ingest's engine: read event lines, validate, deduplicate, store.
+//!
+//! Two threads share the work so both cores are busy: a reader thread reads
+//! and validates lines ([`crate::events::parse_line`]) and hands batches of
+//! parsed items over a bounded channel; the calling thread writes each batch
+//! in one `BEGIN IMMEDIATE` transaction and commits it. Consequences:
+//!
+//! - the write lock is held only while a ready batch is written, never while
+//!   waiting for input, so concurrent writers and readers interleave;
+//! - a process killed at any point leaves whole batches committed; re-running
+//!   the same input stores the rest and counts the committed ones as
+//!   duplicates, so every valid line ends up stored exactly once;
+//! - memory is bounded by the batch size and the channel depth, not by the
+//!   input size;
+//! - a batch also ends at the end of each source, so a spool file is fully
+//!   committed before it is moved to `done/`.
+//!
+//! Counts always reconcile: read = inserted + duplicates + conflicts +
+//! rejected. Blank lines and comment lines (first non-blank character `#`,
+//! as written by `--rejects`) are not events and are not counted.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use chrono::{DateTime, Utc};
+
+use crate::cli;
+use crate::error::{Error, Result};
+use crate::events::{parse_line, Event, Kind};
+use crate::store::{Counts, InsertResult, Store};
+use crate::time;
+
+/// Lines per transaction. Large enough that commit (fsync) cost is noise,
+/// small enough that a batch holds the write lock for well under a second.
+pub const DEFAULT_BATCH_LINES: usize = 10_000;
+
+/// How many rejected or conflicting lines are described on stderr before
+/// only a count is given.
+pub const MAX_MESSAGES: u64 = 20;
+
+/// Where input comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Standard input, reported as `stdin`.
+    Stdin,
+    /// A file, reported by its path as given.
+    File(PathBuf),
+    /// A spool file: after its lines are committed it is moved to `done/`
+    /// (or deleted).
+    Spool {
+        /// The file.
+        path: PathBuf,
+        /// Delete instead of moving to `done/`.
+        delete: bool,
+    },
+}
+
+impl Source {
+    /// The name used in messages and the audit tables.
+    pub fn name(&self) -> String {
+        match self {
+            Source::Stdin => "stdin".into(),
+            Source::File(p) | Source::Spool { path: p, .. } => p.display().to_string(),
+        }
+    }
+}
+
+/// Options of one ingest run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Lines per transaction.
+    pub batch_lines: usize,
+    /// Validate and count, write nothing.
+    pub dry_run: bool,
+    /// Also append rejected lines to this file.
+    pub rejects_file: Option<PathBuf>,
+    /// Show progress on a terminal.
+    pub progress: bool,
+    /// Validation clock (timestamps more than a day after it are rejected).
+    pub now: DateTime<Utc>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            batch_lines: DEFAULT_BATCH_LINES,
+            dry_run: false,
+            rejects_file: None,
+            progress: false,
+            now: time::now(),
+        }
+    }
+}
+
+/// One input line after validation.
+enum Item {
+    Event {
+        line_no: u64,
+        event: Box<Event>,
+        raw: String,
+    },
+    Rejected {
+        line_no: u64,
+        reason: String,
+        raw: Vec<u8>,
+    },
+}
+
+/// What the reader thread sends.
+enum Msg {
+    Batch {
+        source: usize,
+        items: Vec<Item>,
+        end_of_source: bool,
+    },
+    Failed(Error),
+}
+
+/// Where validated items go: the database, or (dry run) a scratch map.
+enum Target<'a> {
+    Db { store: &'a mut Store, run_id: i64 },
+    Dry {
+        store: Option<&'a Store>,
+        seen: HashMap<(Kind, String), Event>,
+    },
+}
+
+/// Ingest `sources` in order into `target`; returns the counts.
+///
+/// In a dry run `store` may be None (no database yet).
+pub fn run(store: Option<&mut Store>, sources: &[Source], opts: &Options) -> Result<Counts> {
+    let source_label = match sources {
+        [one] => one.name(),
+        many => format!("{} sources", many.len()),
+    };
+    let started = time::format_fixed_micros(&time::now());
+    let mut target = match (opts.dry_run, store) {
+        (false, Some(store)) => {
+            let run_id = store.begin_run(cli::tool(), &source_label, &started)?;
+            Target::Db { store, run_id }
+        }
+        (false, None) => return Err(Error::Usage("ingest needs a database".into())),
+        (true, store) => Target::Dry {
+            store: store.map(|s| &*s),
+            seen: HashMap::new(),
+        },
+    };
+    let mut rejects_out = match &opts.rejects_file {
+        Some(p) => Some(BufWriter::new(
+            fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| Error::io(p, e))?,
+        )),
+        None => None,
+    };
+    let mut counts = Counts::default();
+    let mut messages = 0u64;
+    let progress = opts.progress.then(|| {
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} {pos} lines ({per_sec})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        pb
+    });
+
+    let result = std::thread::scope(|scope| -> Result<()> {
+        let (tx, rx) = mpsc::sync_channel::<Msg>(2);
+        let batch = opts.batch_lines.max(1);
+        let now = opts.now;
+        scope.spawn(move || read_all(sources, batch, now, tx));
+        for msg in rx {
+            let (source, items, end) = match msg {
+                Msg::Batch {
+                    source,
+                    items,
+                    end_of_source,
+                } => (source, items, end_of_source),
+                Msg::Failed(e) => return Err(e),
+            };
+            let src = &sources[source];
+            let name = src.name();
+            let ingested_at = time::format_fixed_micros(&time::now());
+            let mut batch_counts = Counts::default();
+            write_batch(
+                &mut target,
+                &name,
+                &items,
+                &ingested_at,
+                &mut batch_counts,
+                &counts,
+                &mut messages,
+                rejects_out.as_mut(),
+            )?;
+            counts.add(&batch_counts);
+            if let Some(pb) = &progress {
+                pb.set_message(name.clone());
+                pb.inc(batch_counts.read);
+            }
+            if end {
+                if let (Source::Spool { path, delete }, Target::Db { .. }) = (src, &target) {
+                    finish_spool_file(path, *delete)?;
+                }
+            }
+        }
+        Ok(())
+    });
+    if let Some(pb) = progress {
+        pb.finish_and_clear();
+    }
+    if let Some(w) = rejects_out.as_mut() {
+        w.flush()
+            .map_err(|e| Error::io(opts.rejects_file.clone().unwrap_or_default(), e))?;
+    }
+    let hidden = (counts.rejected + counts.conflicts).saturating_sub(MAX_MESSAGES);
+    if hidden > 0 {
+        cli::warn(format!(
+            "... and {hidden} more rejected or conflicting lines (see the rejects and conflicts tables{})",
+            if opts.rejects_file.is_some() { " and --rejects file" } else { "" }
+        ));
+    }
+    if let Target::Db { store, run_id } = &mut target {
+        let finished = time::format_fixed_micros(&time::now());
+        let err = result.as_ref().err().map(|e| e.to_string());
+        // Best effort on failure: the database itself may be what failed.
+        let fin = store.finish_run(*run_id, &counts, &finished, err.as_deref());
+        result?;
+        fin?;
+    } else {
+        result?;
+    }
+    Ok(counts)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_batch(
+    target: &mut Target<'_>,
+    source: &str,
+    items: &[Item],
+    ingested_at: &str,
+    c: &mut Counts,
+    before: &Counts,
+    messages: &mut u64,
+    mut rejects_out: Option<&mut BufWriter<File>>,
+) -> Result<()> {
+    let say = |messages: &mut u64, msg: String| {
+        *messages += 1;
+        if *messages <= MAX_MESSAGES {
+            cli::warn(msg);
+        }
+    };
+    let mut note_reject = |line_no: u64, reason: &str, raw: &[u8]| -> Result<()> {
+        if let Some(w) = rejects_out.as_deref_mut() {
+            let io = |e| Error::io("--rejects file", e);
+            writeln!(w, "# {source}:{line_no}: {}", reason.replace('\n', " ")).map_err(io)?;
+            w.write_all(raw).map_err(io)?;
+            w.write_all(b"\n").map_err(io)?;
+        }
+        Ok(())
+    };
+    match target {
+        Target::Db { store, run_id } => {
+            let run_id = *run_id;
+            let mut w = store.writer()?;
+            for item in items {
+                c.read += 1;
+                match item {
+                    Item::Rejected {
+                        line_no,
+                        reason,
+                        raw,
+                    } => {
+                        c.rejected += 1;
+                        say(messages, format!("{source}:{line_no}: {reason}"));
+                        w.reject(run_id, source, *line_no, reason, raw, ingested_at)?;
+                        note_reject(*line_no, reason, raw)?;
+                    }
+                    Item::Event {
+                        line_no,
+                        event,
+                        raw,
+                    } => match w.insert(event, ingested_at, run_id)? {
+                        InsertResult::Inserted => c.inserted += 1,
+                        InsertResult::Duplicate => c.duplicates += 1,
+                        InsertResult::Conflict => {
+                            c.conflicts += 1;
+                            say(messages, conflict_msg(source, *line_no, event));
+                            w.conflict(
+                                run_id,
+                                event.kind(),
+                                &event.header.id,
+                                source,
+                                *line_no,
+                                raw,
+                                ingested_at,
+                            )?;
+                        }
+                    },
+                }
+            }
+            let mut total = *before;
+            total.add(c);
+            w.set_run_counts(run_id, &total)?;
+            w.commit()?;
+        }
+        Target::Dry { store, seen } => {
+            for item in items {
+                c.read += 1;
+                match item {
+                    Item::Rejected {
+                        line_no,
+                        reason,
+                        raw,
+                    } => {
+                        c.rejected += 1;
+                        say(messages, format!("{source}:{line_no}: {reason}"));
+                        note_reject(*line_no, reason, raw)?;
+                    }
+                    Item::Event { line_no, event, .. } => {
+                        let key = (event.kind(), event.header.id.clone());
+                        let existing = match seen.get(&key) {
+                            Some(e) => Some(e.clone()),
+                            None => match store {
+                                Some(s) => s.get_event(key.0, &key.1)?,
+                                None => None,
+                            },
+                        };
+                        match existing {
+                            None => {
+                                c.inserted += 1;
+                                seen.insert(key, (**event).clone());
+                            }
+                            Some(e) if e == **event => c.duplicates += 1,
+                            Some(_) => {
+                                c.conflicts += 1;
+                                say(messages, conflict_msg(source, *line_no, event));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn conflict_msg(source: &str, line_no: u64, ev: &Event) -> String {
+    format!(
+        "{source}:{line_no}: conflict: {} id {:?} is already stored with different content; \
+         the stored event is kept and this line is recorded in the conflicts table",
+        ev.kind(),
+        ev.header.id
+    )
+}
+
+/// Reader thread: read every source, validate lines, send batches.
+fn read_all(sources: &[Source], batch: usize, now: DateTime<Utc>, tx: mpsc::SyncSender<Msg>) {
+    for (i, src) in sources.iter().enumerate() {
+        let reader: Box<dyn Read> = match src {
+            Source::Stdin => Box::new(io::stdin()),
+            Source::File(p) | Source::Spool { path: p, .. } => match File::open(p) {
+                Ok(f) => Box::new(f),
+                Err(e) => {
+                    let _ = tx.send(Msg::Failed(Error::io(p, e)));
+                    return;
+                }
+            },
+        };
+        let name = src.name();
+        if let Err(e) = read_source(i, &name, reader, batch, now, &tx) {
+            let _ = tx.send(Msg::Failed(e));
+            return;
+        }
+    }
+}
+
+fn read_source(
+    source: usize,
+    name: &str,
+    reader: Box<dyn Read>,
+    batch: usize,
+    now: DateTime<Utc>,
+    tx: &mpsc::SyncSender<Msg>,
+) -> Result<()> {
+    let mut r = BufReader::with_capacity(256 * 1024, reader);
+    let mut buf = Vec::with_capacity(4096);
+    let mut items = Vec::with_capacity(batch);
+    let mut line_no = 0u64;
+    loop {
+        buf.clear();
+        let n = r
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| Error::io(name, e))?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+        }
+        let first = buf.iter().find(|b| !b.is_ascii_whitespace());
+        match first {
+            None | Some(b'#') => continue,
+            _ => {}
+        }
+        items.push(parse_item(line_no, &buf, now));
+        if items.len() >= batch {
+            let full = std::mem::replace(&mut items, Vec::with_capacity(batch));
+            if tx
+                .send(Msg::Batch {
+                    source,
+                    items: full,
+                    end_of_source: false,
+                })
+                .is_err()
+            {
+                // The writer stopped (fatal error); it reports why.
+                return Ok(());
+            }
+        }
+    }
+    let _ = tx.send(Msg::Batch {
+        source,
+        items,
+        end_of_source: true,
+    });
+    Ok(())
+}
+
+fn parse_item(line_no: u64, buf: &[u8], now: DateTime<Utc>) -> Item {
+    let text = match std::str::from_utf8(buf) {
+        Ok(t) => t,
+        Err(e) => {
+            return Item::Rejected {
+                line_no,
+                reason: format!("not UTF-8 (invalid byte at offset {})", e.valid_up_to()),
+                raw: buf.to_vec(),
+            }
+        }
+    };
+    match parse_line(text, now) {
+        Ok(event) => Item::Event {
+            line_no,
+            event: Box::new(event),
+            raw: text.to_string(),
+        },
+        Err(e) => Item::Rejected {
+            line_no,
+            reason: e.to_string(),
+            raw: buf.to_vec(),
+        },
+    }
+}
+
+/// The complete files of a spool directory, in name order: `*.jsonl` only,
+/// so a producer's `*.tmp` (or any hidden file) is never taken half-written.
+pub fn spool_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || !name.ends_with(".jsonl") {
+            continue;
+        }
+        let ft = entry.file_type().map_err(|e| Error::io(entry.path(), e))?;
+        if ft.is_file() {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Take the spool directory's lock, so two `mb-ingest --spool` runs (an
+/// overlapping cron job) do not work on the same files. Returns None when
+/// another process holds it.
+pub fn lock_spool(dir: &Path) -> Result<Option<File>> {
+    let p = dir.join(".mb-ingest.lock");
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .map_err(|e| Error::io(&p, e))?;
+    match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(f)),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+        Err(e) => Err(Error::io(&p, e.into())),
+    }
+}
+
+/// After a spool file's lines are committed: move it to `done/` (a name that
+/// is taken gets a numeric suffix) or delete it, then sync the directory so
+/// the move survives a crash. A crash before this point only means the file
+/// is ingested again, which stores nothing twice.
+fn finish_spool_file(path: &Path, delete: bool) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    if delete {
+        fs::remove_file(path).map_err(|e| Error::io(path, e))?;
+    } else {
+        let done = dir.join("done");
+        if !done.exists() {
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&done)
+                .or_else(|e| if e.kind() == io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) })
+                .map_err(|e| Error::io(&done, e))?;
+        }
+        let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let mut dest = done.join(&name);
+        let mut n = 1;
+        while dest.exists() {
+            dest = done.join(format!("{name}.{n}"));
+            n += 1;
+        }
+        fs::rename(path, &dest).map_err(|e| Error::io(path, e))?;
+        if let Ok(d) = File::open(&done) {
+            let _ = d.sync_all();
+        }
+    }
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Whether stderr is a terminal (progress display).
+pub fn stderr_is_terminal() -> bool {
+    io::stderr().is_terminal()
+}

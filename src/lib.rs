@@ -1,0 +1,24 @@
+//! mb: usage metering and billing for rented VMs and the LLM API tokens
+//! their users spend.
+//!
+//! The binaries in `src/bin` are thin; everything lives here, one module per
+//! domain (DESIGN.md section 2):
+//!
+//! - [`events`]: the JSON-lines contract shared by producers and mb-ingest;
+//! - [`store`]: the SQLite store (schema, migrations, all SQL);
+//! - [`ingest`]: validating, deduplicating, batched loading;
+//! - [`config`], [`time`], [`money`], [`error`], [`cli`]: shared plumbing;
+//! - [`cmd`]: one module per binary with its clap `Args` and `run`.
+
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod ingest;
+pub mod money;
+pub mod output;
+pub mod store;
+pub mod time;
+
+pub use error::{Error, Result};

@@ -1,0 +1,266 @@
+//! The customer registry: customers, their VMs, and the dated history of
+//! tier and status that invoices prorate from.
+//!
+//! History is a list of single-field changes with an effective time. The
+//! state at time T takes, per field, the change with the greatest
+//! `(effective, change_id)` at or before T. Recording one field per row is
+//! what makes back-dated changes safe: `set --tier pro --effective
+//! 2026-02-01` cannot undo a suspension recorded for March.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+
+use super::Store;
+use crate::error::{Error, Result};
+use crate::time;
+
+/// The statuses a customer can have.
+pub const STATUSES: [&str; 3] = ["active", "suspended", "cancelled"];
+
+/// A customer as of some instant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Customer {
+    /// The customer id.
+    pub customer_id: String,
+    /// Tier in effect (None before the first effective change).
+    pub tier: Option<String>,
+    /// Status in effect (None before the first effective change).
+    pub status: Option<String>,
+    /// Stripe customer id, if known.
+    pub stripe_customer_id: Option<String>,
+    /// VMs registered to the customer, sorted.
+    pub vms: Vec<String>,
+    /// When the customer was registered (RFC 3339).
+    pub created_at: String,
+}
+
+/// One recorded change of tier or status.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    /// `tier` or `status`.
+    pub field: String,
+    /// The new value.
+    pub value: String,
+    /// When it takes effect (RFC 3339).
+    pub effective: String,
+    /// When it was recorded (RFC 3339).
+    pub recorded_at: String,
+}
+
+/// What `set` changes; `None` leaves a field alone.
+#[derive(Debug, Default, Clone)]
+pub struct Update {
+    /// New tier.
+    pub tier: Option<String>,
+    /// New status.
+    pub status: Option<String>,
+    /// New Stripe customer id.
+    pub stripe_customer_id: Option<String>,
+    /// VMs to add.
+    pub add_vms: Vec<String>,
+    /// VMs to remove.
+    pub remove_vms: Vec<String>,
+}
+
+fn ns(t: &DateTime<Utc>) -> i64 {
+    time::to_unix_nanos(t).unwrap_or(0)
+}
+
+impl Store {
+    /// Whether a customer is registered.
+    pub fn customer_exists(&self, id: &str) -> Result<bool> {
+        self.conn()
+            .query_row("SELECT 1 FROM customers WHERE customer_id = ?1", [id], |_| Ok(()))
+            .optional()
+            .map(|o| o.is_some())
+            .map_err(|e| Error::db(self.path(), "reading customers", e))
+    }
+
+    /// Register a customer with its first tier (status active) from `effective`.
+    pub fn add_customer(
+        &mut self,
+        id: &str,
+        tier: &str,
+        vms: &[String],
+        stripe: Option<&str>,
+        effective: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let path = self.path().to_path_buf();
+        let err = |e: rusqlite::Error| Error::db(&path, "adding the customer", e);
+        let w = self.writer()?;
+        let tx = &w.tx;
+        let exists = tx
+            .query_row("SELECT 1 FROM customers WHERE customer_id = ?1", [id], |_| Ok(()))
+            .optional()
+            .map_err(err)?
+            .is_some();
+        if exists {
+            return Err(Error::Invalid(format!(
+                "customer {id:?} already exists; use `mb-customer set {id} ...` to change it"
+            )));
+        }
+        let rec = time::format_fixed_micros(&now);
+        tx.execute(
+            "INSERT INTO customers (customer_id, stripe_customer_id, created_at) VALUES (?1, ?2, ?3)",
+            params![id, stripe, rec],
+        )
+        .map_err(err)?;
+        for (field, value) in [("tier", tier), ("status", "active")] {
+            tx.execute(
+                "INSERT INTO customer_changes (customer_id, field, value, effective_ns, recorded_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, field, value, ns(&effective), rec],
+            )
+            .map_err(err)?;
+        }
+        for vm in vms {
+            tx.execute(
+                "INSERT OR IGNORE INTO customer_vms (customer_id, vm_id, added_at) VALUES (?1, ?2, ?3)",
+                params![id, vm, rec],
+            )
+            .map_err(err)?;
+        }
+        w.commit()
+    }
+
+    /// Apply an update to an existing customer.
+    pub fn update_customer(
+        &mut self,
+        id: &str,
+        up: &Update,
+        effective: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let path = self.path().to_path_buf();
+        let err = |e: rusqlite::Error| Error::db(&path, "updating the customer", e);
+        let w = self.writer()?;
+        let tx = &w.tx;
+        let exists = tx
+            .query_row("SELECT 1 FROM customers WHERE customer_id = ?1", [id], |_| Ok(()))
+            .optional()
+            .map_err(err)?
+            .is_some();
+        if !exists {
+            return Err(Error::Invalid(format!(
+                "no customer {id:?}; add it first with `mb-customer add {id} --tier TIER`"
+            )));
+        }
+        let rec = time::format_fixed_micros(&now);
+        for (field, value) in [("tier", &up.tier), ("status", &up.status)] {
+            if let Some(v) = value {
+                tx.execute(
+                    "INSERT INTO customer_changes (customer_id, field, value, effective_ns, recorded_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![id, field, v, ns(&effective), rec],
+                )
+                .map_err(err)?;
+            }
+        }
+        if let Some(s) = &up.stripe_customer_id {
+            tx.execute(
+                "UPDATE customers SET stripe_customer_id = ?2 WHERE customer_id = ?1",
+                params![id, s],
+            )
+            .map_err(err)?;
+        }
+        for vm in &up.add_vms {
+            tx.execute(
+                "INSERT OR IGNORE INTO customer_vms (customer_id, vm_id, added_at) VALUES (?1, ?2, ?3)",
+                params![id, vm, rec],
+            )
+            .map_err(err)?;
+        }
+        for vm in &up.remove_vms {
+            let n = tx
+                .execute(
+                    "DELETE FROM customer_vms WHERE customer_id = ?1 AND vm_id = ?2",
+                    params![id, vm],
+                )
+                .map_err(err)?;
+            if n == 0 {
+                return Err(Error::Invalid(format!("customer {id:?} has no VM {vm:?}")));
+            }
+        }
+        w.commit()
+    }
+
+    /// All customers as of `at`, sorted by id.
+    pub fn customers(&self, at: DateTime<Utc>) -> Result<Vec<Customer>> {
+        let ids: Vec<String> = self
+            .conn()
+            .prepare("SELECT customer_id FROM customers ORDER BY customer_id")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .map_err(|e| Error::db(self.path(), "listing customers", e))?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(c) = self.customer(&id, at)? {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One customer as of `at`.
+    pub fn customer(&self, id: &str, at: DateTime<Utc>) -> Result<Option<Customer>> {
+        let err = |e: rusqlite::Error| Error::db(self.path(), "reading the customer", e);
+        let row = self
+            .conn()
+            .query_row(
+                "SELECT stripe_customer_id, created_at FROM customers WHERE customer_id = ?1",
+                [id],
+                |r| Ok((r.get::<_, Option<String>>(0)?, r.get::<_, String>(1)?)),
+            )
+            .optional()
+            .map_err(err)?;
+        let Some((stripe, created_at)) = row else {
+            return Ok(None);
+        };
+        let field = |f: &str| -> Result<Option<String>> {
+            self.conn()
+                .query_row(
+                    "SELECT value FROM customer_changes WHERE customer_id = ?1 AND field = ?2 \
+                     AND effective_ns <= ?3 ORDER BY effective_ns DESC, change_id DESC LIMIT 1",
+                    params![id, f, ns(&at)],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(err)
+        };
+        let vms: Vec<String> = self
+            .conn()
+            .prepare("SELECT vm_id FROM customer_vms WHERE customer_id = ?1 ORDER BY vm_id")
+            .and_then(|mut s| s.query_map([id], |r| r.get(0))?.collect())
+            .map_err(err)?;
+        Ok(Some(Customer {
+            customer_id: id.to_string(),
+            tier: field("tier")?,
+            status: field("status")?,
+            stripe_customer_id: stripe,
+            vms,
+            created_at,
+        }))
+    }
+
+    /// A customer's tier and status history, in effective order.
+    pub fn customer_history(&self, id: &str) -> Result<Vec<Change>> {
+        self.conn()
+            .prepare(
+                "SELECT field, value, effective_ns, recorded_at FROM customer_changes \
+                 WHERE customer_id = ?1 ORDER BY effective_ns, change_id",
+            )
+            .and_then(|mut s| {
+                s.query_map([id], |r| {
+                    Ok(Change {
+                        field: r.get(0)?,
+                        value: r.get(1)?,
+                        effective: time::format_rfc3339(&time::from_unix_nanos(r.get(2)?)),
+                        recorded_at: r.get(3)?,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(|e| Error::db(self.path(), "reading customer history", e))
+    }
+}

@@ -1,0 +1,279 @@
+//! Usage-table rows <-> [`Event`]s: the insert path of mb-ingest and the
+//! read-back used for conflict checks and `mb-report events`.
+//!
+//! Every value is stored losslessly (integers as INTEGER, floats as REAL,
+//! arrays as JSON text, times as nanoseconds), so an event read back is
+//! `==` to the one inserted; duplicate-versus-conflict relies on that.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::events::{Activity, Api, Body, Event, Header, Kind, Resource, SampleStatus};
+use crate::time;
+
+/// What happened to one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertResult {
+    /// Stored for the first time.
+    Inserted,
+    /// The same id with the same content was already stored.
+    Duplicate,
+    /// The same id with different content was already stored.
+    Conflict,
+}
+
+fn i(v: u64) -> i64 {
+    // Validation caps every count at i64::MAX, so this never saturates.
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn oi(v: Option<u64>) -> Option<i64> {
+    v.map(i)
+}
+
+fn ts_ns(h: &Header) -> i64 {
+    time::to_unix_nanos(&h.ts).unwrap_or(i64::MAX)
+}
+
+pub(super) fn insert(
+    conn: &Connection,
+    ev: &Event,
+    ingested_at: &str,
+    run_id: i64,
+) -> rusqlite::Result<InsertResult> {
+    let h = &ev.header;
+    let n = match &ev.body {
+        Body::Api(a) => conn
+            .prepare_cached(
+                "INSERT INTO api_usage (id, ts_ns, customer_id, vm_id, provider, model, price_key, \
+                 tokens_in, tokens_out, cache_read_tokens, cache_write_tokens, reasoning_tokens, \
+                 cost_nusd, priced, price_table, request_id, failed, auth_type, client, service_tier, \
+                 source_format, ingested_at, run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
+                 ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23) \
+                 ON CONFLICT (id) DO NOTHING",
+            )?
+            .execute(params![
+                h.id,
+                ts_ns(h),
+                h.customer_id,
+                h.vm_id,
+                a.provider,
+                a.model,
+                a.price_key,
+                i(a.tokens_in),
+                i(a.tokens_out),
+                i(a.cache_read_tokens),
+                i(a.cache_write_tokens),
+                i(a.reasoning_tokens),
+                a.cost_nusd,
+                a.priced,
+                a.price_table,
+                a.request_id,
+                a.failed,
+                a.auth_type,
+                a.client,
+                a.service_tier,
+                a.source_format,
+                ingested_at,
+                run_id
+            ])?,
+        Body::Resource(r) => conn
+            .prepare_cached(
+                "INSERT INTO resource_usage (id, ts_ns, customer_id, vm_id, interval_seconds, status, \
+                 flags, boot_id, seq, cpu_percent, cpu_busy_ticks, cpu_total_ticks, ncpu, clk_tck, \
+                 memory_percent, memory_used_bytes, memory_total_bytes, disk_used_bytes, \
+                 disk_total_bytes, net_in_bytes, net_out_bytes, cpu_busy_ticks_cum, \
+                 cpu_total_ticks_cum, net_in_bytes_cum, net_out_bytes_cum, errors, ingested_at, \
+                 run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+                 ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28) \
+                 ON CONFLICT (id) DO NOTHING",
+            )?
+            .execute(params![
+                h.id,
+                ts_ns(h),
+                h.customer_id,
+                h.vm_id,
+                r.interval_seconds,
+                r.status.as_str(),
+                json_list(&r.flags),
+                r.boot_id,
+                i(r.seq),
+                r.cpu_percent,
+                oi(r.cpu_busy_ticks),
+                oi(r.cpu_total_ticks),
+                oi(r.ncpu),
+                oi(r.clk_tck),
+                r.memory_percent,
+                oi(r.memory_used_bytes),
+                oi(r.memory_total_bytes),
+                oi(r.disk_used_bytes),
+                oi(r.disk_total_bytes),
+                oi(r.net_in_bytes),
+                oi(r.net_out_bytes),
+                oi(r.cpu_busy_ticks_cum),
+                oi(r.cpu_total_ticks_cum),
+                oi(r.net_in_bytes_cum),
+                oi(r.net_out_bytes_cum),
+                json_list(&r.errors),
+                ingested_at,
+                run_id
+            ])?,
+        Body::Activity(a) => conn
+            .prepare_cached(
+                "INSERT INTO activity_log (id, ts_ns, customer_id, vm_id, activity_type, pattern_name, \
+                 command, duration_seconds, exit_code, user, ingested_at, run_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+                 ON CONFLICT (id) DO NOTHING",
+            )?
+            .execute(params![
+                h.id,
+                ts_ns(h),
+                h.customer_id,
+                h.vm_id,
+                a.activity_type,
+                a.pattern_name,
+                a.command,
+                a.duration_seconds,
+                a.exit_code,
+                a.user,
+                ingested_at,
+                run_id
+            ])?,
+    };
+    if n == 1 {
+        return Ok(InsertResult::Inserted);
+    }
+    // The id exists: compare content. This path is only taken for re-sent
+    // lines, so its extra SELECT does not slow a fresh ingest.
+    match get(conn, ev.kind(), &h.id)? {
+        Some(stored) if stored == *ev => Ok(InsertResult::Duplicate),
+        _ => Ok(InsertResult::Conflict),
+    }
+}
+
+fn json_list(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+fn parse_list(s: &str) -> Vec<String> {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+fn u(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn ou(v: Option<i64>) -> Option<u64> {
+    v.map(u)
+}
+
+/// Column lists for reading events back, shared with report queries.
+pub(crate) const API_COLS: &str = "id, ts_ns, customer_id, vm_id, provider, model, price_key, \
+    tokens_in, tokens_out, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_nusd, \
+    priced, price_table, request_id, failed, auth_type, client, service_tier, source_format";
+pub(crate) const RESOURCE_COLS: &str = "id, ts_ns, customer_id, vm_id, interval_seconds, status, \
+    flags, boot_id, seq, cpu_percent, cpu_busy_ticks, cpu_total_ticks, ncpu, clk_tck, \
+    memory_percent, memory_used_bytes, memory_total_bytes, disk_used_bytes, disk_total_bytes, \
+    net_in_bytes, net_out_bytes, cpu_busy_ticks_cum, cpu_total_ticks_cum, net_in_bytes_cum, \
+    net_out_bytes_cum, errors";
+pub(crate) const ACTIVITY_COLS: &str = "id, ts_ns, customer_id, vm_id, activity_type, \
+    pattern_name, command, duration_seconds, exit_code, user";
+
+fn header(r: &Row) -> rusqlite::Result<Header> {
+    Ok(Header {
+        id: r.get(0)?,
+        ts: time::from_unix_nanos(r.get(1)?),
+        customer_id: r.get(2)?,
+        vm_id: r.get(3)?,
+    })
+}
+
+pub(crate) fn api_row(r: &Row) -> rusqlite::Result<Event> {
+    Ok(Event {
+        header: header(r)?,
+        body: Body::Api(Api {
+            provider: r.get(4)?,
+            model: r.get(5)?,
+            price_key: r.get(6)?,
+            tokens_in: u(r.get(7)?),
+            tokens_out: u(r.get(8)?),
+            cache_read_tokens: u(r.get(9)?),
+            cache_write_tokens: u(r.get(10)?),
+            reasoning_tokens: u(r.get(11)?),
+            cost_nusd: r.get(12)?,
+            priced: r.get(13)?,
+            price_table: r.get(14)?,
+            request_id: r.get(15)?,
+            failed: r.get(16)?,
+            auth_type: r.get(17)?,
+            client: r.get(18)?,
+            service_tier: r.get(19)?,
+            source_format: r.get(20)?,
+        }),
+    })
+}
+
+pub(crate) fn resource_row(r: &Row) -> rusqlite::Result<Event> {
+    let status: String = r.get(5)?;
+    let status = match status.as_str() {
+        "ok" => SampleStatus::Ok,
+        "reboot" => SampleStatus::Reboot,
+        _ => SampleStatus::First,
+    };
+    Ok(Event {
+        header: header(r)?,
+        body: Body::Resource(Resource {
+            interval_seconds: r.get(4)?,
+            status,
+            flags: parse_list(&r.get::<_, String>(6)?),
+            boot_id: r.get(7)?,
+            seq: u(r.get(8)?),
+            cpu_percent: r.get(9)?,
+            cpu_busy_ticks: ou(r.get(10)?),
+            cpu_total_ticks: ou(r.get(11)?),
+            ncpu: ou(r.get(12)?),
+            clk_tck: ou(r.get(13)?),
+            memory_percent: r.get(14)?,
+            memory_used_bytes: ou(r.get(15)?),
+            memory_total_bytes: ou(r.get(16)?),
+            disk_used_bytes: ou(r.get(17)?),
+            disk_total_bytes: ou(r.get(18)?),
+            net_in_bytes: ou(r.get(19)?),
+            net_out_bytes: ou(r.get(20)?),
+            cpu_busy_ticks_cum: ou(r.get(21)?),
+            cpu_total_ticks_cum: ou(r.get(22)?),
+            net_in_bytes_cum: ou(r.get(23)?),
+            net_out_bytes_cum: ou(r.get(24)?),
+            errors: parse_list(&r.get::<_, String>(25)?),
+        }),
+    })
+}
+
+pub(crate) fn activity_row(r: &Row) -> rusqlite::Result<Event> {
+    Ok(Event {
+        header: header(r)?,
+        body: Body::Activity(Activity {
+            activity_type: r.get(4)?,
+            pattern_name: r.get(5)?,
+            command: r.get(6)?,
+            duration_seconds: r.get(7)?,
+            exit_code: r.get(8)?,
+            user: r.get(9)?,
+        }),
+    })
+}
+
+/// The table and row mapper of a kind.
+pub(crate) fn table(kind: Kind) -> (&'static str, &'static str, fn(&Row) -> rusqlite::Result<Event>) {
+    match kind {
+        Kind::Api => ("api_usage", API_COLS, api_row),
+        Kind::Resource => ("resource_usage", RESOURCE_COLS, resource_row),
+        Kind::Activity => ("activity_log", ACTIVITY_COLS, activity_row),
+    }
+}
+
+pub(super) fn get(conn: &Connection, kind: Kind, id: &str) -> rusqlite::Result<Option<Event>> {
+    let (t, cols, map) = table(kind);
+    conn.prepare_cached(&format!("SELECT {cols} FROM {t} WHERE id = ?1"))?
+        .query_row([id], map)
+        .optional()
+}

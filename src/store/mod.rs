@@ -1,0 +1,448 @@
+//! The SQLite store: opening, migrations, and every SQL statement of mb.
+//!
+//! All SQL lives in this module and its children, behind a narrow API
+//! ([`Store`], [`Writer`], the customer functions), so that a PostgreSQL
+//! backend can be added later without touching the tools (DESIGN.md section
+//! 6). Nothing outside `store` sees a `rusqlite` type.
+//!
+//! Opening a store for writing creates the parent directory (mode 0700) and
+//! the file (mode 0600) when they do not exist, switches to WAL, sets a busy
+//! timeout long enough for cron jobs that overlap each other and the
+//! dashboard, and applies pending migrations in one immediate transaction.
+//! A database whose `user_version` is newer than this binary is refused.
+
+pub mod customers;
+mod events;
+pub mod schema;
+
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+
+use crate::error::{Error, Result};
+use crate::events::{Event, Kind};
+
+pub use events::InsertResult;
+
+/// How long a writer waits for another writer's transaction. A batch holds
+/// the write lock for tens of milliseconds; a minute covers a checkpoint, a
+/// slow disk and a dozen queued cron jobs without "database is locked".
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Whether a store is opened for writing (creating and migrating) or only
+/// for reading (reports, dashboard).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Create if missing, migrate, write.
+    ReadWrite,
+    /// Never write; the file must exist and be fully migrated.
+    ReadOnly,
+}
+
+/// An open database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// Counts of one ingest run, as kept in `ingest_runs`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    /// Non-blank, non-comment lines read.
+    pub read: u64,
+    /// Stored for the first time.
+    pub inserted: u64,
+    /// Already stored with the same content.
+    pub duplicates: u64,
+    /// Already stored with different content (kept out, recorded).
+    pub conflicts: u64,
+    /// Failed validation (recorded in `rejects`).
+    pub rejected: u64,
+}
+
+impl Counts {
+    /// Add `o` to `self`.
+    pub fn add(&mut self, o: &Counts) {
+        self.read += o.read;
+        self.inserted += o.inserted;
+        self.duplicates += o.duplicates;
+        self.conflicts += o.conflicts;
+        self.rejected += o.rejected;
+    }
+}
+
+impl Store {
+    /// Open (and for [`Mode::ReadWrite`] create and migrate) the database.
+    pub fn open(path: &Path, mode: Mode) -> Result<Store> {
+        let conn = match mode {
+            Mode::ReadWrite => {
+                create_private(path)?;
+                Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+            }
+            Mode::ReadOnly => {
+                if !path.exists() {
+                    return Err(Error::Db {
+                        path: path.to_path_buf(),
+                        msg: "no database here; run mb-ingest (or mb-customer) first, or pass --db"
+                            .into(),
+                    });
+                }
+                Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+            }
+        }
+        .map_err(|e| Error::db(path, "cannot open", e))?;
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.configure(mode)?;
+        match mode {
+            Mode::ReadWrite => store.migrate()?,
+            Mode::ReadOnly => store.check_version()?,
+        }
+        Ok(store)
+    }
+
+    /// An in-memory store (dry runs, tests).
+    pub fn open_in_memory() -> Result<Store> {
+        let conn = Connection::open_in_memory()
+            .map_err(|e| Error::db(":memory:", "cannot open", e))?;
+        let mut store = Store {
+            conn,
+            path: PathBuf::from(":memory:"),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The database path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, ctx: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
+        let ctx = ctx.to_string();
+        move |e| Error::db(&self.path, &ctx, e)
+    }
+
+    fn configure(&mut self, mode: Mode) -> Result<()> {
+        self.conn
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(self.err("busy_timeout"))?;
+        if mode == Mode::ReadWrite {
+            // journal_mode=WAL is persistent in the file; setting it on every
+            // open is cheap and repairs a file copied without its mode.
+            let jm: String = self
+                .conn
+                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+                .map_err(self.err("enabling WAL"))?;
+            if jm != "wal" {
+                return Err(Error::db(
+                    &self.path,
+                    "enabling WAL",
+                    format!("journal_mode is {jm:?} (is the file on a network filesystem?)"),
+                ));
+            }
+            // FULL: a committed batch survives a power cut, because the
+            // producers have already advanced their state past those lines.
+            self.conn
+                .execute_batch(
+                    "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; \
+                     PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;",
+                )
+                .map_err(self.err("setting pragmas"))?;
+        } else {
+            self.conn
+                .execute_batch("PRAGMA query_only=ON; PRAGMA cache_size=-65536;")
+                .map_err(self.err("setting pragmas"))?;
+        }
+        Ok(())
+    }
+
+    fn user_version(&self) -> Result<i64> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(self.err("reading schema version"))
+    }
+
+    fn check_version(&self) -> Result<()> {
+        let v = self.user_version()?;
+        let cur = schema::current_version();
+        if v > cur {
+            return Err(Error::SchemaTooNew {
+                path: self.path.clone(),
+                found: v,
+                supported: cur,
+            });
+        }
+        if v < cur {
+            return Err(Error::db(
+                &self.path,
+                "schema",
+                format!("version {v} is older than this mb ({cur}); run mb-ingest once to migrate it"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        // Check outside a transaction first so a newer database is refused
+        // without taking the write lock.
+        let cur = schema::current_version();
+        let v = self.user_version()?;
+        if v > cur {
+            return Err(Error::SchemaTooNew {
+                path: self.path.clone(),
+                found: v,
+                supported: cur,
+            });
+        }
+        if v == cur {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| Error::db(&path, "starting migration", e))?;
+        // Re-read under the lock: a concurrent process may have migrated.
+        let v: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| Error::db(&path, "reading schema version", e))?;
+        for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(v.max(0) as usize) {
+            tx.execute_batch(sql)
+                .map_err(|e| Error::db(&path, &format!("applying migration {}", i + 1), e))?;
+        }
+        tx.execute_batch(&format!("PRAGMA user_version = {cur}"))
+            .map_err(|e| Error::db(&path, "setting schema version", e))?;
+        tx.commit()
+            .map_err(|e| Error::db(&path, "committing migration", e))
+    }
+
+    /// Record the start of an ingest run and return its id.
+    pub fn begin_run(&mut self, tool: &str, source: &str, started_at: &str) -> Result<i64> {
+        self.conn
+            .execute(
+                "INSERT INTO ingest_runs (tool, source, started_at, status) VALUES (?1, ?2, ?3, 'running')",
+                params![tool, source, started_at],
+            )
+            .map_err(self.err("recording the run"))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Record the end of an ingest run. `error` set means it failed.
+    pub fn finish_run(
+        &mut self,
+        run_id: i64,
+        counts: &Counts,
+        finished_at: &str,
+        error: Option<&str>,
+    ) -> Result<()> {
+        let status = match error {
+            Some(_) => "failed",
+            None if counts.rejected + counts.conflicts > 0 => "partial",
+            None => "ok",
+        };
+        self.conn
+            .execute(
+                "UPDATE ingest_runs SET finished_at = ?2, status = ?3, read = ?4, inserted = ?5, \
+                 duplicates = ?6, conflicts = ?7, rejected = ?8, error = ?9 WHERE run_id = ?1",
+                params![
+                    run_id,
+                    finished_at,
+                    status,
+                    counts.read as i64,
+                    counts.inserted as i64,
+                    counts.duplicates as i64,
+                    counts.conflicts as i64,
+                    counts.rejected as i64,
+                    error
+                ],
+            )
+            .map_err(self.err("recording the run"))?;
+        Ok(())
+    }
+
+    /// Start a write transaction. It takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so concurrent writers queue on the busy timeout
+    /// instead of failing with SQLITE_BUSY on lock upgrade.
+    pub fn writer(&mut self) -> Result<Writer<'_>> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| Error::db(&path, "starting a transaction", e))?;
+        Ok(Writer { tx, path })
+    }
+
+    /// Load the stored event `(kind, id)`, if any.
+    pub fn get_event(&self, kind: Kind, id: &str) -> Result<Option<Event>> {
+        events::get(&self.conn, kind, id).map_err(self.err("reading an event"))
+    }
+
+    /// Run a read-only query callback on the connection. For the storage
+    /// layer's own submodules (reports live in the library's report module
+    /// and call typed functions here).
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The counts recorded for an ingest run.
+    pub fn run_counts(&self, run_id: i64) -> Result<Option<(String, Counts)>> {
+        self.conn
+            .query_row(
+                "SELECT status, read, inserted, duplicates, conflicts, rejected FROM ingest_runs WHERE run_id = ?1",
+                [run_id],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        Counts {
+                            read: r.get::<_, i64>(1)? as u64,
+                            inserted: r.get::<_, i64>(2)? as u64,
+                            duplicates: r.get::<_, i64>(3)? as u64,
+                            conflicts: r.get::<_, i64>(4)? as u64,
+                            rejected: r.get::<_, i64>(5)? as u64,
+                        },
+                    ))
+                },
+            )
+            .optional()
+            .map_err(self.err("reading the run"))
+    }
+}
+
+/// One write transaction: a batch of inserts, rejects and conflicts that
+/// commit together or not at all.
+pub struct Writer<'a> {
+    tx: rusqlite::Transaction<'a>,
+    path: PathBuf,
+}
+
+impl Writer<'_> {
+    fn err(&self, ctx: &'static str) -> impl Fn(rusqlite::Error) -> Error + '_ {
+        move |e| Error::db(&self.path, ctx, e)
+    }
+
+    /// Store `ev` unless its `(kind, id)` exists. On an existing id the
+    /// stored event is compared with `ev`: equal is a duplicate, different
+    /// is a conflict (the stored row is left untouched).
+    pub fn insert(&mut self, ev: &Event, ingested_at: &str, run_id: i64) -> Result<InsertResult> {
+        events::insert(&self.tx, ev, ingested_at, run_id).map_err(self.err("storing an event"))
+    }
+
+    /// Record a rejected line verbatim.
+    pub fn reject(
+        &mut self,
+        run_id: i64,
+        source: &str,
+        line_no: u64,
+        reason: &str,
+        line: &[u8],
+        at: &str,
+    ) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO rejects (run_id, source, line_no, reason, line, rejected_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut s| s.execute(params![run_id, source, line_no as i64, reason, line, at]))
+            .map_err(self.err("recording a rejected line"))?;
+        Ok(())
+    }
+
+    /// Record a conflicting line verbatim.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conflict(
+        &mut self,
+        run_id: i64,
+        kind: Kind,
+        id: &str,
+        source: &str,
+        line_no: u64,
+        line: &str,
+        at: &str,
+    ) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO conflicts (run_id, kind, id, source, line_no, line, recorded_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![run_id, kind.as_str(), id, source, line_no as i64, line, at])
+            })
+            .map_err(self.err("recording a conflict"))?;
+        Ok(())
+    }
+
+    /// Update the run's counts inside this transaction, so the audit row
+    /// always matches what is committed.
+    pub fn set_run_counts(&mut self, run_id: i64, c: &Counts) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "UPDATE ingest_runs SET read = ?2, inserted = ?3, duplicates = ?4, conflicts = ?5, \
+                 rejected = ?6 WHERE run_id = ?1",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    run_id,
+                    c.read as i64,
+                    c.inserted as i64,
+                    c.duplicates as i64,
+                    c.conflicts as i64,
+                    c.rejected as i64
+                ])
+            })
+            .map_err(self.err("recording run counts"))?;
+        Ok(())
+    }
+
+    /// Commit the batch.
+    pub fn commit(self) -> Result<()> {
+        let path = self.path;
+        self.tx
+            .commit()
+            .map_err(|e| Error::db(&path, "committing", e))
+    }
+
+    /// Throw the batch away (dry runs).
+    pub fn rollback(self) -> Result<()> {
+        let path = self.path;
+        self.tx
+            .rollback()
+            .map_err(|e| Error::db(&path, "rolling back", e))
+    }
+}
+
+/// Create `path`'s directory (0700) and the file itself (0600) if missing,
+/// so SQLite (which would use 0644 under the usual umask) opens a private
+/// file. SQLite gives its -wal and -shm files the main file's mode.
+fn create_private(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| Error::io(dir, e))?;
+        }
+    }
+    match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}

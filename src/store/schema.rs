@@ -1,0 +1,207 @@
+//! The schema, as an append-only list of migrations.
+//!
+//! `PRAGMA user_version` is the number of migrations applied. A migration is
+//! never edited or reordered once released; changes are new entries at the
+//! end. The tables keep the names documented for admins (DESIGN.md section
+//! 6); the `*_v` views give friendly units for ad hoc `sqlite3` queries and
+//! are documented in README.md ("The database").
+//!
+//! Storage choices, and why:
+//! - event times are `ts_ns`, INTEGER nanoseconds since the Unix epoch (UTC):
+//!   exact for any RFC 3339 fraction, and compared as numbers (text times with
+//!   varying fraction widths do not sort like the instants they name);
+//! - costs are `cost_nusd`, INTEGER nano-USD (DESIGN.md section 4);
+//! - `ingested_at` is RFC 3339 text with a fixed 6-digit fraction, so it
+//!   sorts like time and `--as-of` cutoffs compare as text;
+//! - `UNIQUE(id)` per usage table is the idempotency key `UNIQUE(kind, id)`
+//!   (one table per kind).
+
+/// Migrations in order; index + 1 is the `user_version` after applying it.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the foundation.
+    r#"
+CREATE TABLE ingest_runs (
+    run_id       INTEGER PRIMARY KEY,
+    tool         TEXT    NOT NULL,
+    source       TEXT    NOT NULL,
+    started_at   TEXT    NOT NULL,
+    finished_at  TEXT,
+    status       TEXT    NOT NULL CHECK (status IN ('running', 'ok', 'partial', 'failed')),
+    read         INTEGER NOT NULL DEFAULT 0,
+    inserted     INTEGER NOT NULL DEFAULT 0,
+    duplicates   INTEGER NOT NULL DEFAULT 0,
+    conflicts    INTEGER NOT NULL DEFAULT 0,
+    rejected     INTEGER NOT NULL DEFAULT 0,
+    error        TEXT
+);
+
+CREATE TABLE api_usage (
+    id                 TEXT    NOT NULL UNIQUE,
+    ts_ns              INTEGER NOT NULL,
+    customer_id        TEXT    NOT NULL,
+    vm_id              TEXT    NOT NULL,
+    provider           TEXT    NOT NULL,
+    model              TEXT    NOT NULL,
+    price_key          TEXT,
+    tokens_in          INTEGER NOT NULL,
+    tokens_out         INTEGER NOT NULL,
+    cache_read_tokens  INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    reasoning_tokens   INTEGER NOT NULL,
+    cost_nusd          INTEGER,
+    priced             INTEGER NOT NULL,
+    price_table        TEXT,
+    request_id         TEXT,
+    failed             INTEGER NOT NULL,
+    auth_type          TEXT    NOT NULL,
+    client             TEXT,
+    service_tier       TEXT,
+    source_format      TEXT,
+    ingested_at        TEXT    NOT NULL,
+    run_id             INTEGER NOT NULL
+);
+CREATE INDEX api_usage_customer_ts ON api_usage (customer_id, ts_ns);
+
+CREATE TABLE resource_usage (
+    id                   TEXT    NOT NULL UNIQUE,
+    ts_ns                INTEGER NOT NULL,
+    customer_id          TEXT    NOT NULL,
+    vm_id                TEXT    NOT NULL,
+    interval_seconds     REAL,
+    status               TEXT    NOT NULL,
+    flags                TEXT    NOT NULL,
+    boot_id              TEXT    NOT NULL,
+    seq                  INTEGER NOT NULL,
+    cpu_percent          REAL,
+    cpu_busy_ticks       INTEGER,
+    cpu_total_ticks      INTEGER,
+    ncpu                 INTEGER,
+    clk_tck              INTEGER,
+    memory_percent       REAL,
+    memory_used_bytes    INTEGER,
+    memory_total_bytes   INTEGER,
+    disk_used_bytes      INTEGER,
+    disk_total_bytes     INTEGER,
+    net_in_bytes         INTEGER,
+    net_out_bytes        INTEGER,
+    cpu_busy_ticks_cum   INTEGER,
+    cpu_total_ticks_cum  INTEGER,
+    net_in_bytes_cum     INTEGER,
+    net_out_bytes_cum    INTEGER,
+    errors               TEXT    NOT NULL,
+    ingested_at          TEXT    NOT NULL,
+    run_id               INTEGER NOT NULL
+);
+CREATE INDEX resource_usage_customer_ts ON resource_usage (customer_id, ts_ns);
+CREATE INDEX resource_usage_vm_boot_ts ON resource_usage (vm_id, boot_id, ts_ns);
+
+CREATE TABLE activity_log (
+    id                TEXT    NOT NULL UNIQUE,
+    ts_ns             INTEGER NOT NULL,
+    customer_id       TEXT    NOT NULL,
+    vm_id             TEXT    NOT NULL,
+    activity_type     TEXT    NOT NULL,
+    pattern_name      TEXT,
+    command           TEXT,
+    duration_seconds  REAL    NOT NULL,
+    exit_code         INTEGER,
+    user              TEXT,
+    ingested_at       TEXT    NOT NULL,
+    run_id            INTEGER NOT NULL
+);
+CREATE INDEX activity_log_customer_ts ON activity_log (customer_id, ts_ns);
+
+-- Lines that failed validation, verbatim, so they can be fixed and re-ingested.
+CREATE TABLE rejects (
+    reject_id    INTEGER PRIMARY KEY,
+    run_id       INTEGER NOT NULL,
+    source       TEXT    NOT NULL,
+    line_no      INTEGER NOT NULL,
+    reason       TEXT    NOT NULL,
+    line         BLOB    NOT NULL,
+    rejected_at  TEXT    NOT NULL
+);
+
+-- Lines whose id was already stored with different content. The stored row
+-- is never overwritten; the new version is kept here for a human to decide.
+CREATE TABLE conflicts (
+    conflict_id  INTEGER PRIMARY KEY,
+    run_id       INTEGER NOT NULL,
+    kind         TEXT    NOT NULL,
+    id           TEXT    NOT NULL,
+    source       TEXT    NOT NULL,
+    line_no      INTEGER NOT NULL,
+    line         TEXT    NOT NULL,
+    recorded_at  TEXT    NOT NULL
+);
+CREATE INDEX conflicts_kind_id ON conflicts (kind, id);
+
+CREATE TABLE customers (
+    customer_id         TEXT PRIMARY KEY,
+    stripe_customer_id  TEXT,
+    created_at          TEXT NOT NULL
+);
+
+CREATE TABLE customer_vms (
+    customer_id  TEXT NOT NULL REFERENCES customers (customer_id),
+    vm_id        TEXT NOT NULL,
+    added_at     TEXT NOT NULL,
+    PRIMARY KEY (customer_id, vm_id)
+);
+
+-- Dated history of tier and status, one row per change of one field. The
+-- value of a field at time T is the row with the greatest (effective_ns,
+-- change_id) not after T, so a back-dated change affects only its field.
+CREATE TABLE customer_changes (
+    change_id     INTEGER PRIMARY KEY,
+    customer_id   TEXT    NOT NULL REFERENCES customers (customer_id),
+    field         TEXT    NOT NULL CHECK (field IN ('tier', 'status')),
+    value         TEXT    NOT NULL,
+    effective_ns  INTEGER NOT NULL,
+    recorded_at   TEXT    NOT NULL
+);
+CREATE INDEX customer_changes_customer ON customer_changes (customer_id, field, effective_ns);
+
+CREATE VIEW api_usage_v AS
+SELECT strftime('%Y-%m-%dT%H:%M:%fZ', ts_ns / 1e9, 'unixepoch') AS ts,
+       customer_id, vm_id, provider, model, price_key,
+       tokens_in, tokens_out, cache_read_tokens, cache_write_tokens, reasoning_tokens,
+       tokens_in + tokens_out + cache_read_tokens + cache_write_tokens AS total_tokens,
+       cost_nusd / 1e9 AS cost_usd, priced, failed, auth_type, request_id, id, ingested_at
+FROM api_usage;
+
+CREATE VIEW resource_usage_v AS
+SELECT strftime('%Y-%m-%dT%H:%M:%fZ', ts_ns / 1e9, 'unixepoch') AS ts,
+       customer_id, vm_id, status, interval_seconds, cpu_percent, memory_percent,
+       memory_used_bytes / 1e6 AS memory_used_mb, memory_total_bytes / 1e6 AS memory_total_mb,
+       disk_used_bytes / 1e9 AS disk_used_gb, disk_total_bytes / 1e9 AS disk_total_gb,
+       net_in_bytes / 1e6 AS net_in_mb, net_out_bytes / 1e6 AS net_out_mb,
+       flags, errors, boot_id, seq, id, ingested_at
+FROM resource_usage;
+
+CREATE VIEW activity_log_v AS
+SELECT strftime('%Y-%m-%dT%H:%M:%fZ', ts_ns / 1e9, 'unixepoch') AS ts,
+       customer_id, vm_id, activity_type, pattern_name, command, duration_seconds,
+       exit_code, user, id, ingested_at
+FROM activity_log;
+
+CREATE VIEW customers_v AS
+SELECT c.customer_id,
+       (SELECT value FROM customer_changes h WHERE h.customer_id = c.customer_id AND h.field = 'tier'
+          AND h.effective_ns <= CAST((julianday('now') - 2440587.5) * 86400e9 AS INTEGER)
+          ORDER BY h.effective_ns DESC, h.change_id DESC LIMIT 1) AS tier,
+       (SELECT value FROM customer_changes h WHERE h.customer_id = c.customer_id AND h.field = 'status'
+          AND h.effective_ns <= CAST((julianday('now') - 2440587.5) * 86400e9 AS INTEGER)
+          ORDER BY h.effective_ns DESC, h.change_id DESC LIMIT 1) AS status,
+       c.stripe_customer_id,
+       (SELECT group_concat(vm_id, ' ') FROM (SELECT vm_id FROM customer_vms v
+          WHERE v.customer_id = c.customer_id ORDER BY vm_id)) AS vms,
+       c.created_at
+FROM customers c;
+"#,
+];
+
+/// The schema version this binary writes.
+pub fn current_version() -> i64 {
+    MIGRATIONS.len() as i64
+}

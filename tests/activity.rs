@@ -1,0 +1,1 @@
+//! Integration tests of mb-activity (filled in by its issue).

@@ -1,0 +1,1 @@
+//! Integration tests of mb-dashboard (filled in by its issue).

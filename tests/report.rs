@@ -1,0 +1,1 @@
+//! Integration tests of mb-report (filled in by its issue).

@@ -1,0 +1,1 @@
+//! Integration tests of mb-sample (filled in by its issue).

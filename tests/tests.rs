@@ -1,0 +1,12 @@
+//! The one integration-test crate (one link step for all binaries).
+
+mod util;
+
+mod activity;
+mod customer;
+mod dashboard;
+mod ingest;
+mod man;
+mod report;
+mod sample;
+mod tokens;

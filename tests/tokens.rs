@@ -1,0 +1,1 @@
+//! Integration tests of mb-tokens (filled in by its issue).

@@ -1,0 +1,154 @@
+//! Test harness: run the real binaries in a temp dir with their own database.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use tempfile::TempDir;
+
+/// A temp directory with a database path and a pinned clock.
+pub struct Env {
+    pub dir: TempDir,
+    pub db: PathBuf,
+}
+
+/// The pinned clock of the tests (MB_NOW).
+pub const NOW: &str = "2026-11-28T12:00:00Z";
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::Builder::new().prefix("mb-test").tempdir().unwrap();
+        let db = dir.path().join("data/usage.db");
+        Env { dir, db }
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// A command for `bin` with a clean, pinned environment.
+    pub fn cmd(&self, bin: &str) -> Command {
+        let mut c = Command::new(bin_path(bin));
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
+            .env("XDG_DATA_HOME", self.dir.path().join("xdg-data"))
+            .env("XDG_STATE_HOME", self.dir.path().join("xdg-state"))
+            .env("MB_NOW", NOW)
+            .env("MB_DB", &self.db)
+            .current_dir(self.dir.path());
+        c
+    }
+
+    /// Run `bin args` with `stdin`, returning the output.
+    pub fn run(&self, bin: &str, args: &[&str], stdin: &str) -> Output {
+        run_cmd(self.cmd(bin).args(args), stdin)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Query the test database; each row's columns joined by `|`.
+    pub fn query(&self, sql: &str) -> Vec<String> {
+        query(&self.db, sql)
+    }
+}
+
+pub fn bin_path(bin: &str) -> PathBuf {
+    match bin {
+        "mb-ingest" => env!("CARGO_BIN_EXE_mb-ingest").into(),
+        "mb-customer" => env!("CARGO_BIN_EXE_mb-customer").into(),
+        "mb-sample" => env!("CARGO_BIN_EXE_mb-sample").into(),
+        "mb-tokens" => env!("CARGO_BIN_EXE_mb-tokens").into(),
+        "mb-activity" => env!("CARGO_BIN_EXE_mb-activity").into(),
+        "mb-report" => env!("CARGO_BIN_EXE_mb-report").into(),
+        "mb-dashboard" => env!("CARGO_BIN_EXE_mb-dashboard").into(),
+        other => panic!("unknown binary {other}"),
+    }
+}
+
+pub fn run_cmd(c: &mut Command, stdin: &str) -> Output {
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut si = child.stdin.take().unwrap();
+    let input = stdin.as_bytes().to_vec();
+    let t = std::thread::spawn(move || {
+        let _ = si.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    t.join().unwrap();
+    out
+}
+
+pub fn query(db: &Path, sql: &str) -> Vec<String> {
+    let c = rusqlite::Connection::open(db).unwrap();
+    let mut s = c.prepare(sql).unwrap();
+    let n = s.column_count();
+    s.query_map([], |r| {
+        Ok((0..n)
+            .map(|i| match r.get_ref(i).unwrap() {
+                rusqlite::types::ValueRef::Null => "NULL".to_string(),
+                rusqlite::types::ValueRef::Integer(v) => v.to_string(),
+                rusqlite::types::ValueRef::Real(v) => v.to_string(),
+                rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                rusqlite::types::ValueRef::Blob(b) => String::from_utf8_lossy(b).into_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("|"))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Assert the exit code, showing stderr on failure.
+#[track_caller]
+pub fn assert_code(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "exit status\nstdout:\n{}\nstderr:\n{}",
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// Compare `actual` with the golden file `tests/fixtures/<name>`;
+/// `MB_UPDATE_GOLDEN=1` rewrites it.
+#[track_caller]
+pub fn golden(name: &str, actual: &str) {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    if std::env::var_os("MB_UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&p)
+        .unwrap_or_else(|_| panic!("missing golden file {}; run with MB_UPDATE_GOLDEN=1", p.display()));
+    assert_eq!(actual, expected, "golden file {} differs", p.display());
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
