@@ -8,8 +8,10 @@
 //! - [`store`]: the SQLite store (schema, migrations, all SQL);
 //! - [`ingest`]: validating, deduplicating, batched loading;
 //! - [`config`], [`time`], [`money`], [`error`], [`cli`]: shared plumbing;
+//! - [`sample`], [`tokens`], [`activity`]: the producers' domain logic;
 //! - [`cmd`]: one module per binary with its clap `Args` and `run`.
 
+pub mod activity;
 pub mod cli;
 pub mod cmd;
 pub mod config;
@@ -18,7 +20,9 @@ pub mod events;
 pub mod ingest;
 pub mod money;
 pub mod output;
+pub mod sample;
 pub mod store;
 pub mod time;
+pub mod tokens;
 
 pub use error::{Error, Result};

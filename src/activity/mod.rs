@@ -1,0 +1,1 @@
+//! mb-activity's library module (filled in by its issue).

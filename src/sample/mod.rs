@@ -1,0 +1,1 @@
+//! mb-sample's library module (filled in by its issue).

@@ -1,0 +1,1 @@
+//! mb-tokens's library module (filled in by its issue).
