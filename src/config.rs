@@ -173,7 +173,9 @@ impl Config {
             path: cpath.clone(),
             msg,
         };
-        let raw: toml::Table = text.parse().map_err(|e: toml::de::Error| bad(e.to_string()))?;
+        let raw: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| bad(e.to_string()))?;
         for k in raw.keys() {
             if !KNOWN_KEYS.contains(&k.as_str()) {
                 return Err(bad(format!(
@@ -196,8 +198,11 @@ impl Config {
         c.db = s("db")?.map(PathBuf::from);
         c.state_dir = s("state_dir")?.map(PathBuf::from);
         if let Some(tz) = s("timezone")? {
-            c.timezone = crate::time::parse_tz(&tz)
-                .ok_or_else(|| bad(format!("timezone: {tz:?} is not an IANA zone like \"Europe/Prague\"")))?;
+            c.timezone = crate::time::parse_tz(&tz).ok_or_else(|| {
+                bad(format!(
+                    "timezone: {tz:?} is not an IANA zone like \"Europe/Prague\""
+                ))
+            })?;
         }
         for (key, slot) in [("customer_id", &mut c.customer_id), ("vm_id", &mut c.vm_id)] {
             if let Some(v) = s(key)? {
@@ -223,7 +228,9 @@ impl Config {
             };
             if let Some(cur) = rb.currency {
                 if cur.len() != 3 || !cur.bytes().all(|b| b.is_ascii_uppercase()) {
-                    return Err(bad(format!("billing.currency: {cur:?} is not an ISO 4217 code like \"EUR\"")));
+                    return Err(bad(format!(
+                        "billing.currency: {cur:?} is not an ISO 4217 code like \"EUR\""
+                    )));
                 }
                 c.billing.currency = cur;
             }
@@ -250,18 +257,27 @@ impl Config {
             let mut plans = BTreeMap::new();
             for (tier, v) in t {
                 if !crate::events::is_lower_word(tier) {
-                    return Err(bad(format!("plans.{tier}: tier names are lower-case words")));
+                    return Err(bad(format!(
+                        "plans.{tier}: tier names are lower-case words"
+                    )));
                 }
                 let text = match v {
                     toml::Value::String(s) => s.clone(),
                     toml::Value::Integer(i) => i.to_string(),
-                    _ => return Err(bad(format!("plans.{tier}: expected a price string like \"299.00\""))),
+                    _ => {
+                        return Err(bad(format!(
+                            "plans.{tier}: expected a price string like \"299.00\""
+                        )))
+                    }
                 };
-                let minor = money::parse_minor(&text).map_err(|e| bad(format!("plans.{tier}: {e}")))?;
+                let minor =
+                    money::parse_minor(&text).map_err(|e| bad(format!("plans.{tier}: {e}")))?;
                 plans.insert(tier.clone(), minor);
             }
             if plans.is_empty() {
-                return Err(bad("[plans] is empty; remove it to use the built-in plans".into()));
+                return Err(bad(
+                    "[plans] is empty; remove it to use the built-in plans".into()
+                ));
             }
             c.plans = plans;
         }
@@ -274,10 +290,16 @@ impl Config {
     pub fn section<T: serde::de::DeserializeOwned + Default>(&self, name: &str) -> Result<T> {
         match self.raw.get(name) {
             None => Ok(T::default()),
-            Some(v) => v.clone().try_into().map_err(|e: toml::de::Error| Error::Config {
-                path: self.path.clone().unwrap_or_else(|| PathBuf::from("<config>")),
-                msg: format!("[{name}]: {e}"),
-            }),
+            Some(v) => v
+                .clone()
+                .try_into()
+                .map_err(|e: toml::de::Error| Error::Config {
+                    path: self
+                        .path
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from("<config>")),
+                    msg: format!("[{name}]: {e}"),
+                }),
         }
     }
 
@@ -303,13 +325,16 @@ impl Config {
     /// Resolve the customer for a producer: the flag (or `MB_CUSTOMER_ID`),
     /// else the config. None anywhere is a usage error that says how to fix it.
     pub fn customer(&self, arg: Option<&str>) -> Result<String> {
-        let c = arg.map(str::to_string).or_else(|| self.customer_id.clone()).ok_or_else(|| {
-            Error::Usage(
-                "no customer configured: pass --customer ID, set MB_CUSTOMER_ID, \
+        let c = arg
+            .map(str::to_string)
+            .or_else(|| self.customer_id.clone())
+            .ok_or_else(|| {
+                Error::Usage(
+                    "no customer configured: pass --customer ID, set MB_CUSTOMER_ID, \
                  or put customer_id = \"ID\" in mb.toml"
-                    .into(),
-            )
-        })?;
+                        .into(),
+                )
+            })?;
         if !is_ident(&c) {
             return Err(Error::Usage(format!("customer {c:?} {IDENT_RULE}")));
         }
@@ -321,7 +346,10 @@ impl Config {
     pub fn vm(&self, arg: Option<&str>) -> Result<String> {
         let v = match arg.map(str::to_string).or_else(|| self.vm_id.clone()) {
             Some(v) => v,
-            None => rustix::system::uname().nodename().to_string_lossy().into_owned(),
+            None => rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned(),
         };
         if !is_ident(&v) {
             return Err(Error::Usage(format!(

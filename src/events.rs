@@ -291,9 +291,27 @@ impl Serialize for Event {
         let header = &self.header;
         let v = CONTRACT_VERSION;
         match &self.body {
-            Body::Resource(b) => Envelope { v, kind, header, body: b }.serialize(s),
-            Body::Api(b) => Envelope { v, kind, header, body: b }.serialize(s),
-            Body::Activity(b) => Envelope { v, kind, header, body: b }.serialize(s),
+            Body::Resource(b) => Envelope {
+                v,
+                kind,
+                header,
+                body: b,
+            }
+            .serialize(s),
+            Body::Api(b) => Envelope {
+                v,
+                kind,
+                header,
+                body: b,
+            }
+            .serialize(s),
+            Body::Activity(b) => Envelope {
+                v,
+                kind,
+                header,
+                body: b,
+            }
+            .serialize(s),
         }
     }
 }
@@ -466,10 +484,9 @@ fn u63(v: Option<u64>, name: &str) -> Result<Option<u64>, FieldError> {
 
 fn percent(v: Option<f64>, name: &str) -> Result<Option<f64>, FieldError> {
     match v {
-        Some(p) if !(0.0..=100.0).contains(&p) => Err(FieldError::field(
-            name,
-            format!("{p} is outside 0..=100"),
-        )),
+        Some(p) if !(0.0..=100.0).contains(&p) => {
+            Err(FieldError::field(name, format!("{p} is outside 0..=100")))
+        }
         other => Ok(other),
     }
 }
@@ -561,12 +578,12 @@ fn validate(w: Wire<'_>, now: DateTime<Utc>) -> Result<Event, FieldError> {
     match w.v {
         None => return Err(FieldError::field("v", "missing")),
         Some(CONTRACT_VERSION) => {}
-        Some(n) => {
-            return Err(FieldError::field(
-                "v",
-                format!("unsupported contract version {n} (this mb reads {CONTRACT_VERSION}); upgrade mb"),
-            ))
-        }
+        Some(n) => return Err(FieldError::field(
+            "v",
+            format!(
+                "unsupported contract version {n} (this mb reads {CONTRACT_VERSION}); upgrade mb"
+            ),
+        )),
     }
     let kind_s = req(w.kind.as_deref(), "kind")?;
     let kind = Kind::parse(kind_s).ok_or_else(|| {
@@ -763,9 +780,15 @@ mod tests {
         let bad = API.replace("\"tokens_in\":1000", "\"tokens_in\":-5");
         let err = parse_line(&bad, now()).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("tokens_in"));
-        let bad = API.replace("2026-11-03T10:05:00Z\",\"customer", "yesterday\",\"customer");
+        let bad = API.replace(
+            "2026-11-03T10:05:00Z\",\"customer",
+            "yesterday\",\"customer",
+        );
         let err = parse_line(&bad, now()).unwrap_err();
-        assert_eq!(err.to_string(), "field \"ts\": \"yesterday\" is not RFC 3339 (like \"2026-11-03T10:05:00Z\")");
+        assert_eq!(
+            err.to_string(),
+            "field \"ts\": \"yesterday\" is not RFC 3339 (like \"2026-11-03T10:05:00Z\")"
+        );
         let err = parse_line(&API[..50], now()).unwrap_err();
         assert!(err.to_string().starts_with("invalid JSON"), "{err}");
     }

@@ -122,7 +122,10 @@ enum Msg {
 
 /// Where validated items go: the database, or (dry run) a scratch map.
 enum Target<'a> {
-    Db { store: &'a mut Store, run_id: i64 },
+    Db {
+        store: &'a mut Store,
+        run_id: i64,
+    },
     Dry {
         store: Option<&'a Store>,
         seen: HashMap<(Kind, String), Event>,
@@ -513,10 +516,20 @@ fn finish_spool_file(path: &Path, delete: bool) -> Result<()> {
             fs::DirBuilder::new()
                 .mode(0o700)
                 .create(&done)
-                .or_else(|e| if e.kind() == io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) })
+                .or_else(|e| {
+                    if e.kind() == io::ErrorKind::AlreadyExists {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
                 .map_err(|e| Error::io(&done, e))?;
         }
-        let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         let mut dest = done.join(&name);
         let mut n = 1;
         while dest.exists() {

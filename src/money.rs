@@ -46,7 +46,11 @@ pub fn format_nanos(n: i64) -> String {
     let a = n.unsigned_abs();
     let whole = a / NANOS_PER_UNIT as u64;
     let frac = a % NANOS_PER_UNIT as u64;
-    let mut s = if neg { String::from("-") } else { String::new() };
+    let mut s = if neg {
+        String::from("-")
+    } else {
+        String::new()
+    };
     s.push_str(&whole.to_string());
     if frac != 0 {
         let f = format!("{frac:09}");

@@ -94,10 +94,16 @@ mod tests {
             &mut v,
             &["name", "n"],
             &[Align::Left, Align::Right],
-            &[vec!["a".into(), "10".into()], vec!["bbb".into(), "2".into()]],
+            &[
+                vec!["a".into(), "10".into()],
+                vec!["bbb".into(), "2".into()],
+            ],
         )
         .unwrap();
-        assert_eq!(String::from_utf8(v).unwrap(), "name   n\na     10\nbbb    2\n");
+        assert_eq!(
+            String::from_utf8(v).unwrap(),
+            "name   n\na     10\nbbb    2\n"
+        );
     }
 
     #[test]

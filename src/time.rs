@@ -107,7 +107,10 @@ mod tests {
     fn nanos_round_trip() {
         let t = parse_rfc3339("2026-11-03T10:05:00.123456789Z").unwrap();
         let ns = to_unix_nanos(&t).unwrap();
-        assert_eq!(format_rfc3339(&from_unix_nanos(ns)), "2026-11-03T10:05:00.123456789Z");
+        assert_eq!(
+            format_rfc3339(&from_unix_nanos(ns)),
+            "2026-11-03T10:05:00.123456789Z"
+        );
     }
 
     #[test]

@@ -1,0 +1,605 @@
+//! mb-ingest: golden loads, every rejection reason, duplicates and
+//! conflicts, crash safety, concurrency, spool, modes, schema versions.
+
+use std::fmt::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+/// `n` valid api lines with ids `prefix-0..n`, one token each (cost 1 nUSD).
+pub fn api_lines(prefix: &str, n: usize) -> String {
+    let mut s = String::with_capacity(n * 330);
+    for i in 0..n {
+        let _ = writeln!(
+            s,
+            r#"{{"v":1,"kind":"api","id":"{prefix}-{i}","ts":"2026-11-03T10:{:02}:{:02}Z","customer_id":"c{}","vm_id":"vm-1","provider":"openai","model":"gpt-4o","price_key":"gpt-4o","tokens_in":1,"tokens_out":0,"cache_read_tokens":0,"cache_write_tokens":0,"reasoning_tokens":0,"cost_usd":"0.000000001","priced":true,"price_table":"t","request_id":null,"failed":false,"auth_type":"apikey","client":null,"service_tier":null,"source_format":"test"}}"#,
+            (i / 60) % 60,
+            i % 60,
+            i % 7
+        );
+    }
+    s
+}
+
+#[test]
+fn golden_load_of_all_three_kinds() {
+    let env = Env::new();
+    let f = fixture("ingest/golden.jsonl");
+    let o = env.run("mb-ingest", &[f.to_str().unwrap()], "");
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o), "");
+    // 7 events; the blank line and the comment line are not counted.
+    assert_eq!(
+        stderr(&o),
+        "mb-ingest: read 7, inserted 7, duplicates 0, conflicts 0, rejected 0\n"
+    );
+    let mut dump = String::new();
+    for sql in [
+        "SELECT ts, customer_id, vm_id, provider, model, price_key, tokens_in, tokens_out, \
+         cache_read_tokens, cache_write_tokens, reasoning_tokens, total_tokens, cost_usd, priced, \
+         failed, auth_type, request_id, id FROM api_usage_v ORDER BY ts",
+        "SELECT ts_ns, cost_nusd, client, service_tier, source_format FROM api_usage ORDER BY ts_ns",
+        "SELECT ts, customer_id, vm_id, status, interval_seconds, cpu_percent, memory_percent, \
+         memory_used_mb, disk_used_gb, disk_total_gb, net_in_mb, net_out_mb, flags, errors, boot_id, seq \
+         FROM resource_usage_v ORDER BY ts",
+        "SELECT ts, activity_type, pattern_name, command, duration_seconds, exit_code, user, id \
+         FROM activity_log_v ORDER BY ts",
+        "SELECT run_id, tool, source, status, read, inserted, duplicates, conflicts, rejected FROM ingest_runs",
+    ] {
+        for row in env.query(sql) {
+            dump.push_str(&row);
+            dump.push('\n');
+        }
+        dump.push('\n');
+    }
+    let dump = dump.replace(f.to_str().unwrap(), "FIXTURE");
+    golden("ingest/golden.expected.txt", &dump);
+}
+
+#[test]
+fn events_read_back_identically() {
+    // The stored rows map back to the same events: re-ingesting what the
+    // store holds is all duplicates (the basis of `mb-report events`).
+    let env = Env::new();
+    let f = fixture("ingest/golden.jsonl");
+    assert_code(&env.run("mb-ingest", &[f.to_str().unwrap()], ""), 0);
+    let o = env.run("mb-ingest", &["-"], &std::fs::read_to_string(&f).unwrap());
+    assert_code(&o, 0);
+    assert_eq!(
+        stderr(&o),
+        "mb-ingest: read 7, inserted 0, duplicates 7, conflicts 0, rejected 0\n"
+    );
+}
+
+#[test]
+fn every_rejection_reason() {
+    let env = Env::new();
+    let f = fixture("ingest/bad.jsonl");
+    let rej = env.path("rejects.jsonl");
+    let o = env.run(
+        "mb-ingest",
+        &["--rejects", rej.to_str().unwrap(), f.to_str().unwrap()],
+        "",
+    );
+    assert_code(&o, 1);
+    let err = stderr(&o).replace(f.to_str().unwrap(), "bad.jsonl");
+    golden("ingest/bad.expected.stderr", &err);
+    // All 36 reasons are in the table, with the verbatim line.
+    let rows = env.query("SELECT line_no || ': ' || reason FROM rejects ORDER BY line_no");
+    assert_eq!(rows.len(), 36);
+    golden("ingest/bad.expected.reasons", &(rows.join("\n") + "\n"));
+    let raw = env.query("SELECT hex(line) FROM rejects WHERE line_no = 33");
+    assert!(
+        raw[0].contains("FFFE"),
+        "invalid UTF-8 kept verbatim: {raw:?}"
+    );
+    assert_eq!(env.query("SELECT count(*) FROM api_usage")[0], "0");
+    // The rejects file: a comment with the reason, then the verbatim line,
+    // so it can be fixed and re-ingested (comments are skipped).
+    let text = std::fs::read(&rej).unwrap();
+    let original = std::fs::read(&f).unwrap();
+    let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').collect();
+    assert!(lines[0].starts_with(b"# "));
+    assert!(String::from_utf8_lossy(lines[0]).ends_with(":1: not a JSON object (each line must be one compact JSON object; pretty-printed JSON can be fixed with `jq -c`)"));
+    assert_eq!(lines[1], b"hello");
+    let verbatim: Vec<&[u8]> = lines.iter().skip(1).step_by(2).copied().take(36).collect();
+    let orig: Vec<&[u8]> = original.split(|b| *b == b'\n').take(36).collect();
+    assert_eq!(verbatim, orig);
+    // Re-ingesting the rejects file rejects the same 36 lines again.
+    let o = env.run("mb-ingest", &["--quiet", rej.to_str().unwrap()], "");
+    assert_code(&o, 1);
+    assert_eq!(env.query("SELECT count(*) FROM rejects")[0], "72");
+}
+
+#[test]
+fn fixed_rejects_can_be_reingested() {
+    let env = Env::new();
+    let good = api_lines("ok", 2);
+    let bad = good
+        .lines()
+        .next()
+        .unwrap()
+        .replace("\"tokens_in\":1", "\"tokens_in\":-1");
+    let rej = env.path("rej.jsonl");
+    let input = format!("{}\n{}\n", bad, good.lines().nth(1).unwrap());
+    let o = env.run("mb-ingest", &["--rejects", rej.to_str().unwrap()], &input);
+    assert_code(&o, 1);
+    let fixed = std::fs::read_to_string(&rej)
+        .unwrap()
+        .replace("\"tokens_in\":-1", "\"tokens_in\":1");
+    std::fs::write(&rej, fixed).unwrap();
+    let o = env.run("mb-ingest", &[rej.to_str().unwrap()], "");
+    assert_code(&o, 0);
+    assert_eq!(
+        stderr(&o),
+        "mb-ingest: read 1, inserted 1, duplicates 0, conflicts 0, rejected 0\n"
+    );
+    assert_eq!(env.query("SELECT count(*) FROM api_usage")[0], "2");
+}
+
+#[test]
+fn duplicates_and_conflicts() {
+    let env = Env::new();
+    let lines = api_lines("d", 3);
+    assert_code(&env.run("mb-ingest", &[], &lines), 0);
+    let o = env.run("mb-ingest", &[], &lines);
+    assert_code(&o, 0);
+    assert_eq!(
+        stderr(&o),
+        "mb-ingest: read 3, inserted 0, duplicates 3, conflicts 0, rejected 0\n"
+    );
+    // Same id, different token count: a conflict that never overwrites.
+    let changed = lines
+        .lines()
+        .nth(1)
+        .unwrap()
+        .replace("\"tokens_in\":1", "\"tokens_in\":999");
+    let o = env.run("mb-ingest", &[], &format!("{changed}\n"));
+    assert_code(&o, 1);
+    assert_eq!(
+        stderr(&o),
+        "mb-ingest: stdin:1: conflict: api id \"d-1\" is already stored with different content; \
+         the stored event is kept and this line is recorded in the conflicts table\n\
+         mb-ingest: read 1, inserted 0, duplicates 0, conflicts 1, rejected 0\n"
+    );
+    assert_eq!(
+        env.query("SELECT tokens_in FROM api_usage WHERE id = 'd-1'"),
+        ["1"]
+    );
+    assert_eq!(
+        env.query(&format!(
+            "SELECT kind, id, source, line_no, line = '{}' FROM conflicts",
+            changed.replace('\'', "''")
+        )),
+        ["api|d-1|stdin|1|1"]
+    );
+    // Whitespace, key order and unknown fields do not make a conflict: the
+    // content is compared, not the bytes.
+    let v: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    let mut reordered = serde_json::Map::new();
+    let obj = v.as_object().unwrap();
+    for k in obj.keys().rev() {
+        reordered.insert(k.clone(), obj[k].clone());
+    }
+    reordered.insert("extra".into(), serde_json::json!(1));
+    let pretty = serde_json::to_string(&reordered)
+        .unwrap()
+        .replace(",", ", ");
+    let o = env.run("mb-ingest", &[], &format!("{pretty}\n"));
+    assert_code(&o, 0);
+    assert_eq!(
+        stderr(&o),
+        "mb-ingest: read 1, inserted 0, duplicates 1, conflicts 0, rejected 0\n"
+    );
+    // A duplicate inside one input is one insert and one duplicate.
+    let one = api_lines("e", 1);
+    let o = env.run("mb-ingest", &[], &format!("{one}{one}"));
+    assert_eq!(
+        stderr(&o),
+        "mb-ingest: read 2, inserted 1, duplicates 1, conflicts 0, rejected 0\n"
+    );
+    // Same id in another kind is another event.
+    let act = r#"{"v":1,"kind":"activity","id":"d-1","ts":"2026-11-03T10:05:00Z","customer_id":"c1","vm_id":"vm-1","activity_type":"command","duration_seconds":1}"#;
+    let o = env.run("mb-ingest", &[], &format!("{act}\n"));
+    assert_eq!(
+        stderr(&o),
+        "mb-ingest: read 1, inserted 1, duplicates 0, conflicts 0, rejected 0\n"
+    );
+}
+
+#[test]
+fn summary_json_dry_run_and_quiet() {
+    let env = Env::new();
+    let lines = api_lines("s", 4);
+    let o = env.run(
+        "mb-ingest",
+        &["--dry-run", "--summary", "json"],
+        &format!("{lines}{}\nnope\n", lines.lines().next().unwrap()),
+    );
+    assert_code(&o, 1);
+    let last = stderr(&o).lines().last().unwrap().to_string();
+    let v: serde_json::Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"read":6,"inserted":4,"duplicates":1,"conflicts":0,"rejected":1,"dry_run":true,"files":1})
+    );
+    assert!(!env.db.exists(), "a dry run creates no database");
+    // Against an existing database the dry run sees stored events.
+    assert_code(&env.run("mb-ingest", &["-q"], &api_lines("s", 2)), 0);
+    let o = env.run("mb-ingest", &["--dry-run"], &lines);
+    assert_code(&o, 0);
+    assert_eq!(
+        stderr(&o),
+        "mb-ingest: read 4, inserted 2, duplicates 2, conflicts 0, rejected 0 (dry run, nothing written)\n"
+    );
+    assert_eq!(env.query("SELECT count(*) FROM api_usage"), ["2"]);
+    let o = env.run("mb-ingest", &["--quiet"], &lines);
+    assert_code(&o, 0);
+    assert_eq!(stderr(&o), "");
+}
+
+#[test]
+fn killed_mid_ingest_then_rerun_stores_each_line_once() {
+    let env = Env::new();
+    let n = 200_000;
+    let input = env.write("big.jsonl", &api_lines("k", n));
+    let mut child = env
+        .cmd("mb-ingest")
+        .args(["--batch", "500", "--quiet", input.to_str().unwrap()])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until some batches are committed, then SIGKILL.
+    let t0 = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        if env.db.exists() {
+            let c = rusqlite::Connection::open(&env.db).unwrap();
+            let k: i64 = c
+                .query_row("SELECT count(*) FROM api_usage", [], |r| r.get(0))
+                .unwrap_or(0);
+            if k > 0 {
+                break;
+            }
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "nothing committed");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let stored: u64 = env.query("SELECT count(*) FROM api_usage")[0]
+        .parse()
+        .unwrap();
+    assert!(stored > 0 && stored < n as u64, "killed mid-way: {stored}");
+    assert_eq!(stored % 500, 0, "only whole batches are committed");
+    // The killed run's audit row is left 'running' with its committed counts.
+    assert_eq!(
+        env.query("SELECT status, inserted FROM ingest_runs"),
+        [format!("running|{stored}")]
+    );
+    let o = env.run(
+        "mb-ingest",
+        &["--summary", "json", input.to_str().unwrap()],
+        "",
+    );
+    assert_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(stderr(&o).trim()).unwrap();
+    assert_eq!(v["read"], n as u64);
+    assert_eq!(v["duplicates"], stored);
+    assert_eq!(v["inserted"], n as u64 - stored);
+    assert_eq!(
+        env.query("SELECT count(*), count(DISTINCT id) FROM api_usage"),
+        [format!("{n}|{n}")]
+    );
+}
+
+#[test]
+fn concurrent_writers_and_a_reader() {
+    let env = Env::new();
+    // Create the database first so all writers race on inserts, not on
+    // creation; a separate test below races on creation too.
+    let per = 20_000;
+    let mut files = Vec::new();
+    for w in 0..4 {
+        // Each writer has its own ids plus a shared block of 2,000.
+        let mut s = api_lines(&format!("w{w}"), per);
+        s.push_str(&api_lines("shared", 2_000));
+        files.push(env.write(&format!("w{w}.jsonl"), &s));
+    }
+    let children: Vec<_> = files
+        .iter()
+        .map(|f| {
+            env.cmd("mb-ingest")
+                .args(["--batch", "1000", "--summary", "json", f.to_str().unwrap()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // A reader querying meanwhile must never see "database is locked".
+    let reader_db = env.db.clone();
+    let reader = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        let mut reads = 0;
+        while t0.elapsed() < Duration::from_secs(2) {
+            if reader_db.exists() {
+                if let Ok(c) = rusqlite::Connection::open_with_flags(
+                    &reader_db,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                ) {
+                    c.busy_timeout(Duration::from_secs(10)).unwrap();
+                    let r: rusqlite::Result<i64> =
+                        c.query_row("SELECT count(*) FROM api_usage", [], |r| r.get(0));
+                    match r {
+                        Ok(_) => reads += 1,
+                        Err(e) if e.to_string().contains("no such table") => {}
+                        Err(e) => panic!("reader failed: {e}"),
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        reads
+    });
+    let mut inserted = 0;
+    let mut dups = 0;
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert_code(&o, 0);
+        let v: serde_json::Value = serde_json::from_str(stderr(&o).trim()).unwrap();
+        inserted += v["inserted"].as_u64().unwrap();
+        dups += v["duplicates"].as_u64().unwrap();
+    }
+    assert!(reader.join().unwrap() > 0);
+    assert_eq!(inserted, 4 * per as u64 + 2_000);
+    assert_eq!(dups, 3 * 2_000);
+    assert_eq!(
+        env.query("SELECT count(*) FROM api_usage"),
+        [(4 * per + 2_000).to_string()]
+    );
+}
+
+#[test]
+fn concurrent_first_runs_create_the_database_once() {
+    let env = Env::new();
+    let children: Vec<_> = (0..6)
+        .map(|w| {
+            let mut c = env.cmd("mb-ingest");
+            c.arg("--quiet")
+                .stdin(Stdio::piped())
+                .stderr(Stdio::piped());
+            let mut child = c.spawn().unwrap();
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(api_lines(&format!("f{w}"), 100).as_bytes())
+                .unwrap();
+            child
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert_code(&o, 0);
+    }
+    assert_eq!(env.query("SELECT count(*) FROM api_usage"), ["600"]);
+    assert_eq!(env.query("PRAGMA user_version"), ["1"]);
+}
+
+#[test]
+fn private_file_and_directory_modes() {
+    let env = Env::new();
+    assert_code(&env.run("mb-ingest", &["-q"], &api_lines("m", 1)), 0);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&env.db), 0o600);
+    assert_eq!(mode(env.db.parent().unwrap()), 0o700);
+    assert_eq!(env.query("PRAGMA journal_mode"), ["wal"]);
+    // An existing directory keeps its mode; only what we create is private.
+    let shared = env.path("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let db2 = shared.join("u.db");
+    assert_code(
+        &env.run(
+            "mb-ingest",
+            &["-q", "--db", db2.to_str().unwrap()],
+            &api_lines("m", 1),
+        ),
+        0,
+    );
+    assert_eq!(mode(&shared), 0o755);
+    assert_eq!(mode(&db2), 0o600);
+}
+
+#[test]
+fn schema_too_new_is_refused_and_untouched() {
+    let env = Env::new();
+    assert_code(&env.run("mb-ingest", &["-q"], &api_lines("n", 1)), 0);
+    rusqlite::Connection::open(&env.db)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 99")
+        .unwrap();
+    let o = env.run("mb-ingest", &[], &api_lines("n2", 1));
+    assert_code(&o, 2);
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "mb-ingest: database {}: schema version 99 is newer than this mb supports (1); \
+             upgrade mb, or point --db at another file\n",
+            env.db.display()
+        )
+    );
+    assert_eq!(env.query("SELECT count(*) FROM api_usage"), ["1"]);
+    let o = env.run("mb-customer", &["list"], "");
+    assert_code(&o, 2);
+}
+
+#[test]
+fn fatal_errors_exit_2_with_nothing_committed() {
+    let env = Env::new();
+    // Unreadable input file.
+    let o = env.run("mb-ingest", &["/nonexistent/x.jsonl"], "");
+    assert_code(&o, 2);
+    assert_eq!(
+        stderr(&o),
+        "mb-ingest: /nonexistent/x.jsonl: No such file or directory (os error 2)\n"
+    );
+    // The database path is a directory.
+    let d = env.path("adir");
+    std::fs::create_dir(&d).unwrap();
+    let o = env.run(
+        "mb-ingest",
+        &["--db", d.to_str().unwrap()],
+        &api_lines("x", 1),
+    );
+    assert_code(&o, 2);
+    assert!(stderr(&o).starts_with("mb-ingest: "), "{}", stderr(&o));
+    // A good file then a missing one: the good file's batch is committed
+    // (it ended), the run is recorded as failed.
+    let good = env.write("good.jsonl", &api_lines("g", 3));
+    let o = env.run(
+        "mb-ingest",
+        &[good.to_str().unwrap(), "/nonexistent/y.jsonl"],
+        "",
+    );
+    assert_code(&o, 2);
+    assert_eq!(env.query("SELECT count(*) FROM api_usage"), ["3"]);
+    // Both failed runs are in the audit table; only the second stored lines.
+    assert_eq!(
+        env.query("SELECT status, inserted FROM ingest_runs ORDER BY run_id"),
+        ["failed|0", "failed|3"]
+    );
+    // Usage errors.
+    let o = env.run("mb-ingest", &["--delete"], "");
+    assert_code(&o, 2);
+    let o = env.run("mb-ingest", &["--bogus"], "");
+    assert_code(&o, 2);
+}
+
+#[test]
+fn closed_stderr_is_not_a_panic() {
+    let env = Env::new();
+    let bad = "nope\n".repeat(1000);
+    let mut c = env.cmd("mb-ingest");
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    drop(child.stderr.take());
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(bad.as_bytes())
+            .unwrap();
+    }
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(1), "rejected lines, no panic (101)");
+    assert_eq!(env.query("SELECT count(*) FROM rejects"), ["1000"]);
+}
+
+#[test]
+fn spool_takes_only_complete_files_and_moves_them() {
+    let env = Env::new();
+    let spool = env.path("spool");
+    std::fs::create_dir(&spool).unwrap();
+    env.write("spool/b.jsonl", &api_lines("b", 2));
+    env.write("spool/a.jsonl", &api_lines("a", 3));
+    env.write("spool/c.jsonl.tmp", &api_lines("c", 5));
+    env.write("spool/.d.jsonl", &api_lines("d", 5));
+    env.write("spool/notes.txt", "x");
+    let o = env.run("mb-ingest", &["--spool", spool.to_str().unwrap()], "");
+    assert_code(&o, 0);
+    assert_eq!(
+        stderr(&o),
+        "mb-ingest: read 5, inserted 5, duplicates 0, conflicts 0, rejected 0\n"
+    );
+    let mut left: Vec<String> = std::fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            ".d.jsonl",
+            ".mb-ingest.lock",
+            "c.jsonl.tmp",
+            "done",
+            "notes.txt"
+        ]
+    );
+    assert!(spool.join("done/a.jsonl").exists() && spool.join("done/b.jsonl").exists());
+    assert_eq!(
+        env.query("SELECT DISTINCT source FROM api_usage JOIN ingest_runs USING (run_id)"),
+        ["2 sources"]
+    );
+    // The producer renames its .tmp into place; the next run takes it. A
+    // name already in done/ gets a suffix instead of being overwritten.
+    std::fs::rename(spool.join("c.jsonl.tmp"), spool.join("c.jsonl")).unwrap();
+    env.write("spool/a.jsonl", &api_lines("a", 3));
+    let o = env.run("mb-ingest", &["--spool", spool.to_str().unwrap()], "");
+    assert_code(&o, 0);
+    assert_eq!(
+        stderr(&o),
+        "mb-ingest: read 8, inserted 5, duplicates 3, conflicts 0, rejected 0\n"
+    );
+    assert!(spool.join("done/a.jsonl.1").exists());
+    // --delete removes instead.
+    env.write("spool/e.jsonl", &api_lines("e", 1));
+    let o = env.run(
+        "mb-ingest",
+        &["--spool", spool.to_str().unwrap(), "--delete"],
+        "",
+    );
+    assert_code(&o, 0);
+    assert!(!spool.join("e.jsonl").exists() && !spool.join("done/e.jsonl").exists());
+    // An empty spool is fine.
+    let o = env.run("mb-ingest", &["--spool", spool.to_str().unwrap()], "");
+    assert_code(&o, 0);
+    assert_eq!(
+        stderr(&o),
+        "mb-ingest: read 0, inserted 0, duplicates 0, conflicts 0, rejected 0\n"
+    );
+}
+
+#[test]
+fn spool_is_locked_against_a_second_run() {
+    let env = Env::new();
+    let spool = env.path("spool");
+    std::fs::create_dir(&spool).unwrap();
+    env.write("spool/a.jsonl", &api_lines("a", 1));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(spool.join(".mb-ingest.lock"))
+        .unwrap();
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let o = env.run("mb-ingest", &["--spool", spool.to_str().unwrap()], "");
+    assert_code(&o, 0);
+    assert!(
+        stderr(&o).contains("another mb-ingest is working on"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(spool.join("a.jsonl").exists());
+}
+
+#[test]
+fn help_has_examples() {
+    let env = Env::new();
+    let o = env.run("mb-ingest", &["--help"], "");
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("EXAMPLES:\n    # The cron job of every VM"));
+    let o = Command::new(bin_path("mb-ingest"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+}

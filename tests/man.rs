@@ -17,13 +17,19 @@ fn render(cmd: clap::Command) -> String {
         s.push_str(&format!(".SH {title}\n"));
         for line in body.lines() {
             let l = line.replace('\\', "\\\\");
-            let l = if l.starts_with('.') || l.starts_with('\'') { format!("\\&{l}") } else { l };
+            let l = if l.starts_with('.') || l.starts_with('\'') {
+                format!("\\&{l}")
+            } else {
+                l
+            };
             s.push_str(&format!("{l}\n.br\n"));
         }
     };
     if let Some(ex) = cmd.get_after_long_help() {
         let text = ex.to_string();
-        let body = text.trim_start_matches("EXAMPLES:").trim_start_matches('\n');
+        let body = text
+            .trim_start_matches("EXAMPLES:")
+            .trim_start_matches('\n');
         sec("EXAMPLES", body);
     }
     sec("EXIT STATUS", mb::cli::EXIT_STATUS);
@@ -60,7 +66,10 @@ fn every_command_is_well_formed_and_has_examples() {
     for cmd in mb::cli::commands() {
         cmd.clone().debug_assert();
         let name = cmd.get_name().to_string();
-        let help = cmd.get_after_long_help().map(|h| h.to_string()).unwrap_or_default();
+        let help = cmd
+            .get_after_long_help()
+            .map(|h| h.to_string())
+            .unwrap_or_default();
         assert!(help.contains("EXAMPLES"), "{name} --help has no EXAMPLES");
     }
 }

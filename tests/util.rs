@@ -19,7 +19,10 @@ pub const NOW: &str = "2026-11-28T12:00:00Z";
 
 impl Env {
     pub fn new() -> Env {
-        let dir = tempfile::Builder::new().prefix("mb-test").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("mb-test")
+            .tempdir()
+            .unwrap();
         let db = dir.path().join("data/usage.db");
         Env { dir, db }
     }
@@ -138,17 +141,25 @@ pub fn assert_code(o: &Output, code: i32) {
 /// `MB_UPDATE_GOLDEN=1` rewrites it.
 #[track_caller]
 pub fn golden(name: &str, actual: &str) {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     if std::env::var_os("MB_UPDATE_GOLDEN").is_some() {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, actual).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(&p)
-        .unwrap_or_else(|_| panic!("missing golden file {}; run with MB_UPDATE_GOLDEN=1", p.display()));
+    let expected = std::fs::read_to_string(&p).unwrap_or_else(|_| {
+        panic!(
+            "missing golden file {}; run with MB_UPDATE_GOLDEN=1",
+            p.display()
+        )
+    });
     assert_eq!(actual, expected, "golden file {} differs", p.display());
 }
 
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }

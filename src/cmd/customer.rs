@@ -263,15 +263,39 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
                 writeln!(out, "customer:  {}", c.customer_id)?;
                 writeln!(out, "tier:      {}", c.tier.as_deref().unwrap_or("-"))?;
                 writeln!(out, "status:    {}", c.status.as_deref().unwrap_or("-"))?;
-                writeln!(out, "stripe:    {}", c.stripe_customer_id.as_deref().unwrap_or("-"))?;
-                writeln!(out, "vms:       {}", if c.vms.is_empty() { "-".to_string() } else { c.vms.join(" ") })?;
+                writeln!(
+                    out,
+                    "stripe:    {}",
+                    c.stripe_customer_id.as_deref().unwrap_or("-")
+                )?;
+                writeln!(
+                    out,
+                    "vms:       {}",
+                    if c.vms.is_empty() {
+                        "-".to_string()
+                    } else {
+                        c.vms.join(" ")
+                    }
+                )?;
                 writeln!(out, "created:   {}", c.created_at)?;
                 writeln!(out, "\nhistory:")?;
                 let rows: Vec<Vec<String>> = history
                     .iter()
-                    .map(|h| vec![h.effective.clone(), h.field.clone(), h.value.clone(), h.recorded_at.clone()])
+                    .map(|h| {
+                        vec![
+                            h.effective.clone(),
+                            h.field.clone(),
+                            h.value.clone(),
+                            h.recorded_at.clone(),
+                        ]
+                    })
                     .collect();
-                write_table(out, &["EFFECTIVE", "FIELD", "VALUE", "RECORDED"], &[Align::Left; 4], &rows)?;
+                write_table(
+                    out,
+                    &["EFFECTIVE", "FIELD", "VALUE", "RECORDED"],
+                    &[Align::Left; 4],
+                    &rows,
+                )?;
             }
         }
     }
@@ -285,6 +309,10 @@ fn text_row(c: &Customer) -> Vec<String> {
         dash(c.tier.as_deref()),
         dash(c.status.as_deref()),
         dash(c.stripe_customer_id.as_deref()),
-        if c.vms.is_empty() { "-".into() } else { c.vms.join(",") },
+        if c.vms.is_empty() {
+            "-".into()
+        } else {
+            c.vms.join(",")
+        },
     ]
 }

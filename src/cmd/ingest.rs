@@ -159,7 +159,11 @@ pub fn run(args: Args, _out: &mut dyn Write) -> Result<Outcome> {
         ingest::run(store.as_mut(), &sources, &opts)?
     };
     if !args.quiet {
-        let dry = if args.dry_run { " (dry run, nothing written)" } else { "" };
+        let dry = if args.dry_run {
+            " (dry run, nothing written)"
+        } else {
+            ""
+        };
         match args.summary {
             SummaryFormat::Text => cli::warn(format!(
                 "read {}, inserted {}, duplicates {}, conflicts {}, rejected {}{dry}",

@@ -7,7 +7,11 @@ use crate::error::{Error, Result};
 
 /// mb-sample (not built yet).
 #[derive(Debug, clap::Parser)]
-#[command(version, about = "mb-sample (not built yet)", after_long_help = "EXAMPLES:\n    (none yet)")]
+#[command(
+    version,
+    about = "mb-sample (not built yet)",
+    after_long_help = "EXAMPLES:\n    (none yet)"
+)]
 pub struct Args {}
 
 /// Always fails: the tool is not built yet.

@@ -71,7 +71,11 @@ impl Store {
     /// Whether a customer is registered.
     pub fn customer_exists(&self, id: &str) -> Result<bool> {
         self.conn()
-            .query_row("SELECT 1 FROM customers WHERE customer_id = ?1", [id], |_| Ok(()))
+            .query_row(
+                "SELECT 1 FROM customers WHERE customer_id = ?1",
+                [id],
+                |_| Ok(()),
+            )
             .optional()
             .map(|o| o.is_some())
             .map_err(|e| Error::db(self.path(), "reading customers", e))
@@ -92,7 +96,11 @@ impl Store {
         let w = self.writer()?;
         let tx = &w.tx;
         let exists = tx
-            .query_row("SELECT 1 FROM customers WHERE customer_id = ?1", [id], |_| Ok(()))
+            .query_row(
+                "SELECT 1 FROM customers WHERE customer_id = ?1",
+                [id],
+                |_| Ok(()),
+            )
             .optional()
             .map_err(err)?
             .is_some();
@@ -138,7 +146,11 @@ impl Store {
         let w = self.writer()?;
         let tx = &w.tx;
         let exists = tx
-            .query_row("SELECT 1 FROM customers WHERE customer_id = ?1", [id], |_| Ok(()))
+            .query_row(
+                "SELECT 1 FROM customers WHERE customer_id = ?1",
+                [id],
+                |_| Ok(()),
+            )
             .optional()
             .map_err(err)?
             .is_some();

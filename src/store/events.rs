@@ -263,7 +263,13 @@ pub(crate) fn activity_row(r: &Row) -> rusqlite::Result<Event> {
 }
 
 /// The table and row mapper of a kind.
-pub(crate) fn table(kind: Kind) -> (&'static str, &'static str, fn(&Row) -> rusqlite::Result<Event>) {
+pub(crate) fn table(
+    kind: Kind,
+) -> (
+    &'static str,
+    &'static str,
+    fn(&Row) -> rusqlite::Result<Event>,
+) {
     match kind {
         Kind::Api => ("api_usage", API_COLS, api_row),
         Kind::Resource => ("resource_usage", RESOURCE_COLS, resource_row),

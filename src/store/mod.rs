@@ -114,8 +114,8 @@ impl Store {
 
     /// An in-memory store (dry runs, tests).
     pub fn open_in_memory() -> Result<Store> {
-        let conn = Connection::open_in_memory()
-            .map_err(|e| Error::db(":memory:", "cannot open", e))?;
+        let conn =
+            Connection::open_in_memory().map_err(|e| Error::db(":memory:", "cannot open", e))?;
         let mut store = Store {
             conn,
             path: PathBuf::from(":memory:"),
@@ -188,7 +188,9 @@ impl Store {
             return Err(Error::db(
                 &self.path,
                 "schema",
-                format!("version {v} is older than this mb ({cur}); run mb-ingest once to migrate it"),
+                format!(
+                    "version {v} is older than this mb ({cur}); run mb-ingest once to migrate it"
+                ),
             ));
         }
         Ok(())
@@ -218,7 +220,11 @@ impl Store {
         let v: i64 = tx
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|e| Error::db(&path, "reading schema version", e))?;
-        for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(v.max(0) as usize) {
+        for (i, sql) in schema::MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(v.max(0) as usize)
+        {
             tx.execute_batch(sql)
                 .map_err(|e| Error::db(&path, &format!("applying migration {}", i + 1), e))?;
         }
@@ -377,7 +383,15 @@ impl Writer<'_> {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )
             .and_then(|mut s| {
-                s.execute(params![run_id, kind.as_str(), id, source, line_no as i64, line, at])
+                s.execute(params![
+                    run_id,
+                    kind.as_str(),
+                    id,
+                    source,
+                    line_no as i64,
+                    line,
+                    at
+                ])
             })
             .map_err(self.err("recording a conflict"))?;
         Ok(())
