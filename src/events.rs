@@ -563,14 +563,22 @@ pub fn parse_line(line: &str, now: DateTime<Utc>) -> Result<Event, FieldError> {
              pretty-printed JSON can be fixed with `jq -c`)",
         ));
     }
-    let mut de = serde_json::Deserializer::from_str(line);
-    let w: Wire = serde_path_to_error::deserialize(&mut de).map_err(serde_reason)?;
-    de.end().map_err(|e| {
-        FieldError::line(format!(
-            "trailing characters after the JSON object at column {}",
-            e.column()
-        ))
-    })?;
+    // Fast path without path tracking; only a failing line is parsed a
+    // second time, through serde_path_to_error, to name the field.
+    let w: Wire = match serde_json::from_str(line) {
+        Ok(w) => w,
+        Err(_) => {
+            let mut de = serde_json::Deserializer::from_str(line);
+            let w: Wire = serde_path_to_error::deserialize(&mut de).map_err(serde_reason)?;
+            de.end().map_err(|e| {
+                FieldError::line(format!(
+                    "trailing characters after the JSON object at column {}",
+                    e.column()
+                ))
+            })?;
+            w
+        }
+    };
     validate(w, now)
 }
 
@@ -578,12 +586,14 @@ fn validate(w: Wire<'_>, now: DateTime<Utc>) -> Result<Event, FieldError> {
     match w.v {
         None => return Err(FieldError::field("v", "missing")),
         Some(CONTRACT_VERSION) => {}
-        Some(n) => return Err(FieldError::field(
-            "v",
-            format!(
+        Some(n) => {
+            return Err(FieldError::field(
+                "v",
+                format!(
                 "unsupported contract version {n} (this mb reads {CONTRACT_VERSION}); upgrade mb"
             ),
-        )),
+            ))
+        }
     }
     let kind_s = req(w.kind.as_deref(), "kind")?;
     let kind = Kind::parse(kind_s).ok_or_else(|| {

@@ -101,7 +101,9 @@ enum Item {
     Event {
         line_no: u64,
         event: Box<Event>,
-        raw: String,
+        /// The verbatim line, as a range of the batch's `text` (one buffer
+        /// per batch instead of one allocation per line).
+        raw: std::ops::Range<usize>,
     },
     Rejected {
         line_no: u64,
@@ -115,6 +117,7 @@ enum Msg {
     Batch {
         source: usize,
         items: Vec<Item>,
+        text: String,
         end_of_source: bool,
     },
     Failed(Error),
@@ -179,12 +182,13 @@ pub fn run(store: Option<&mut Store>, sources: &[Source], opts: &Options) -> Res
         let now = opts.now;
         scope.spawn(move || read_all(sources, batch, now, tx));
         for msg in rx {
-            let (source, items, end) = match msg {
+            let (source, items, text, end) = match msg {
                 Msg::Batch {
                     source,
                     items,
+                    text,
                     end_of_source,
-                } => (source, items, end_of_source),
+                } => (source, items, text, end_of_source),
                 Msg::Failed(e) => return Err(e),
             };
             let src = &sources[source];
@@ -195,6 +199,7 @@ pub fn run(store: Option<&mut Store>, sources: &[Source], opts: &Options) -> Res
                 &mut target,
                 &name,
                 &items,
+                &text,
                 &ingested_at,
                 &mut batch_counts,
                 &counts,
@@ -246,6 +251,7 @@ fn write_batch(
     target: &mut Target<'_>,
     source: &str,
     items: &[Item],
+    text: &str,
     ingested_at: &str,
     c: &mut Counts,
     before: &Counts,
@@ -270,7 +276,8 @@ fn write_batch(
     match target {
         Target::Db { store, run_id } => {
             let run_id = *run_id;
-            let mut w = store.writer()?;
+            let w = store.writer()?;
+            let mut ins = w.inserter();
             for item in items {
                 c.read += 1;
                 match item {
@@ -288,7 +295,7 @@ fn write_batch(
                         line_no,
                         event,
                         raw,
-                    } => match w.insert(event, ingested_at, run_id)? {
+                    } => match ins.insert(event, ingested_at, run_id)? {
                         InsertResult::Inserted => c.inserted += 1,
                         InsertResult::Duplicate => c.duplicates += 1,
                         InsertResult::Conflict => {
@@ -300,13 +307,14 @@ fn write_batch(
                                 &event.header.id,
                                 source,
                                 *line_no,
-                                raw,
+                                &text[raw.clone()],
                                 ingested_at,
                             )?;
                         }
                     },
                 }
             }
+            drop(ins);
             let mut total = *before;
             total.add(c);
             w.set_run_counts(run_id, &total)?;
@@ -394,6 +402,7 @@ fn read_source(
     let mut r = BufReader::with_capacity(256 * 1024, reader);
     let mut buf = Vec::with_capacity(4096);
     let mut items = Vec::with_capacity(batch);
+    let mut text = String::with_capacity(batch * 512);
     let mut line_no = 0u64;
     loop {
         buf.clear();
@@ -415,13 +424,15 @@ fn read_source(
             None | Some(b'#') => continue,
             _ => {}
         }
-        items.push(parse_item(line_no, &buf, now));
+        items.push(parse_item(line_no, &buf, now, &mut text));
         if items.len() >= batch {
             let full = std::mem::replace(&mut items, Vec::with_capacity(batch));
+            let full_text = std::mem::replace(&mut text, String::with_capacity(batch * 512));
             if tx
                 .send(Msg::Batch {
                     source,
                     items: full,
+                    text: full_text,
                     end_of_source: false,
                 })
                 .is_err()
@@ -434,12 +445,13 @@ fn read_source(
     let _ = tx.send(Msg::Batch {
         source,
         items,
+        text,
         end_of_source: true,
     });
     Ok(())
 }
 
-fn parse_item(line_no: u64, buf: &[u8], now: DateTime<Utc>) -> Item {
+fn parse_item(line_no: u64, buf: &[u8], now: DateTime<Utc>, text_buf: &mut String) -> Item {
     let text = match std::str::from_utf8(buf) {
         Ok(t) => t,
         Err(e) => {
@@ -451,11 +463,15 @@ fn parse_item(line_no: u64, buf: &[u8], now: DateTime<Utc>) -> Item {
         }
     };
     match parse_line(text, now) {
-        Ok(event) => Item::Event {
-            line_no,
-            event: Box::new(event),
-            raw: text.to_string(),
-        },
+        Ok(event) => {
+            let start = text_buf.len();
+            text_buf.push_str(text);
+            Item::Event {
+                line_no,
+                event: Box::new(event),
+                raw: start..text_buf.len(),
+            }
+        }
         Err(e) => Item::Rejected {
             line_no,
             reason: e.to_string(),

@@ -7,17 +7,80 @@ fn add_set_list_show_with_history() {
     let env = Env::new();
     let o = env.run(
         "mb-customer",
-        &["add", "acme", "--tier", "pro", "--vm", "vm-2", "--vm", "vm-1", "--stripe-customer", "cus_A1", "--effective", "2026-10-01"],
+        &[
+            "add",
+            "acme",
+            "--tier",
+            "pro",
+            "--vm",
+            "vm-2",
+            "--vm",
+            "vm-1",
+            "--stripe-customer",
+            "cus_A1",
+            "--effective",
+            "2026-10-01",
+        ],
         "",
     );
     assert_code(&o, 0);
-    assert_eq!(stderr(&o), "mb-customer: added acme: tier pro from 2026-10-01T00:00:00Z\n");
-    assert_code(&env.run("mb-customer", &["add", "globex", "--tier", "starter"], ""), 0);
+    assert_eq!(
+        stderr(&o),
+        "mb-customer: added acme: tier pro from 2026-10-01T00:00:00Z\n"
+    );
+    assert_code(
+        &env.run("mb-customer", &["add", "globex", "--tier", "starter"], ""),
+        0,
+    );
     // Upgrade mid-November, suspend in December (future). globex gets a
     // change dated before its registration: the later "starter" wins.
-    assert_code(&env.run("mb-customer", &["set", "acme", "--tier", "enterprise", "--effective", "2026-11-15"], ""), 0);
-    assert_code(&env.run("mb-customer", &["set", "acme", "--status", "suspended", "--effective", "2026-12-01T00:00:00Z"], ""), 0);
-    assert_code(&env.run("mb-customer", &["set", "globex", "--tier", "pro", "--effective", "2026-11-01", "--add-vm", "vm-g"], ""), 0);
+    assert_code(
+        &env.run(
+            "mb-customer",
+            &[
+                "set",
+                "acme",
+                "--tier",
+                "enterprise",
+                "--effective",
+                "2026-11-15",
+            ],
+            "",
+        ),
+        0,
+    );
+    assert_code(
+        &env.run(
+            "mb-customer",
+            &[
+                "set",
+                "acme",
+                "--status",
+                "suspended",
+                "--effective",
+                "2026-12-01T00:00:00Z",
+            ],
+            "",
+        ),
+        0,
+    );
+    assert_code(
+        &env.run(
+            "mb-customer",
+            &[
+                "set",
+                "globex",
+                "--tier",
+                "pro",
+                "--effective",
+                "2026-11-01",
+                "--add-vm",
+                "vm-g",
+            ],
+            "",
+        ),
+        0,
+    );
 
     let o = env.run("mb-customer", &["list"], "");
     assert_code(&o, 0);
@@ -37,7 +100,11 @@ fn add_set_list_show_with_history() {
     let o = env.run("mb-customer", &["list", "--at", "2026-10-15", "--json"], "");
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v[0]["tier"], "pro");
-    assert_eq!(v[1]["tier"], serde_json::Value::Null, "globex did not exist yet on 2026-10-15");
+    assert_eq!(
+        v[1]["tier"],
+        serde_json::Value::Null,
+        "globex did not exist yet on 2026-10-15"
+    );
     let o = env.run("mb-customer", &["show", "acme"], "");
     assert_code(&o, 0);
     assert_eq!(
@@ -60,17 +127,37 @@ fn add_set_list_show_with_history() {
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["history"].as_array().unwrap().len(), 4);
     // The admin view agrees.
-    assert_eq!(env.query("SELECT customer_id, tier, status, vms FROM customers_v ORDER BY 1").len(), 2);
+    assert_eq!(
+        env.query("SELECT customer_id, tier, status, vms FROM customers_v ORDER BY 1")
+            .len(),
+        2
+    );
 }
 
 #[test]
 fn dates_use_the_configured_zone() {
     let env = Env::new();
     let cfg = env.write("mb.toml", "timezone = \"Europe/Prague\"\n");
-    let o = env.run("mb-customer", &["--config", cfg.to_str().unwrap(), "add", "acme", "--tier", "starter", "--effective", "2026-11-01"], "");
+    let o = env.run(
+        "mb-customer",
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "add",
+            "acme",
+            "--tier",
+            "starter",
+            "--effective",
+            "2026-11-01",
+        ],
+        "",
+    );
     assert_code(&o, 0);
     // 00:00 in Prague (CET, UTC+1) is 23:00 UTC the day before.
-    assert_eq!(stderr(&o), "mb-customer: added acme: tier starter from 2026-10-31T23:00:00Z\n");
+    assert_eq!(
+        stderr(&o),
+        "mb-customer: added acme: tier starter from 2026-10-31T23:00:00Z\n"
+    );
 }
 
 #[test]
@@ -78,13 +165,24 @@ fn tiers_come_from_the_config() {
     let env = Env::new();
     let cfg = env.write("mb.toml", "[plans]\nbasic = \"99\"\n");
     let c = cfg.to_str().unwrap();
-    let o = env.run("mb-customer", &["--config", c, "add", "acme", "--tier", "pro"], "");
+    let o = env.run(
+        "mb-customer",
+        &["--config", c, "add", "acme", "--tier", "pro"],
+        "",
+    );
     assert_code(&o, 2);
     assert_eq!(
         stderr(&o),
         "mb-customer: unknown tier \"pro\"; the plans are: basic (set [plans] in mb.toml to change them)\n\nFor more information, try 'mb-customer --help'.\n"
     );
-    assert_code(&env.run("mb-customer", &["--config", c, "add", "acme", "--tier", "basic"], ""), 0);
+    assert_code(
+        &env.run(
+            "mb-customer",
+            &["--config", c, "add", "acme", "--tier", "basic"],
+            "",
+        ),
+        0,
+    );
 }
 
 #[test]
@@ -94,10 +192,19 @@ fn bad_arguments_are_usage_errors() {
         (&["add", "_bad", "--tier", "pro"], "customer id \"_bad\""),
         (&["add", "acme corp", "--tier", "pro"], "must match"),
         (&["add", "acme", "--tier", "gold"], "unknown tier \"gold\""),
-        (&["add", "acme", "--tier", "pro", "--vm", "vm 1"], "vm id \"vm 1\""),
-        (&["add", "acme", "--tier", "pro", "--effective", "next week"], "--effective \"next week\""),
+        (
+            &["add", "acme", "--tier", "pro", "--vm", "vm 1"],
+            "vm id \"vm 1\"",
+        ),
+        (
+            &["add", "acme", "--tier", "pro", "--effective", "next week"],
+            "--effective \"next week\"",
+        ),
         (&["set", "acme"], "nothing to change"),
-        (&["set", "acme", "--status", "paused"], "invalid value 'paused'"),
+        (
+            &["set", "acme", "--status", "paused"],
+            "invalid value 'paused'",
+        ),
         (&["add", "acme"], "--tier"),
         (&["frobnicate"], "unrecognized subcommand"),
     ];
@@ -108,7 +215,10 @@ fn bad_arguments_are_usage_errors() {
     }
     assert!(!env.db.exists(), "no usage error creates the database");
     // Domain errors after the database exists.
-    assert_code(&env.run("mb-customer", &["add", "acme", "--tier", "pro"], ""), 0);
+    assert_code(
+        &env.run("mb-customer", &["add", "acme", "--tier", "pro"], ""),
+        0,
+    );
     let o = env.run("mb-customer", &["add", "acme", "--tier", "pro"], "");
     assert_code(&o, 2);
     assert_eq!(stderr(&o), "mb-customer: customer \"acme\" already exists; use `mb-customer set acme ...` to change it\n");
@@ -121,22 +231,53 @@ fn bad_arguments_are_usage_errors() {
     assert_code(&o, 2);
     // A bad config is fatal, naming the file.
     let cfg = env.write("bad.toml", "timezone = \"Mars/Olympus\"\n");
-    let o = env.run("mb-customer", &["--config", cfg.to_str().unwrap(), "list"], "");
+    let o = env.run(
+        "mb-customer",
+        &["--config", cfg.to_str().unwrap(), "list"],
+        "",
+    );
     assert_code(&o, 2);
-    assert!(stderr(&o).contains("bad.toml: timezone: \"Mars/Olympus\" is not an IANA zone"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("bad.toml: timezone: \"Mars/Olympus\" is not an IANA zone"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn csv_cells_are_neutralised_and_list_survives_a_closed_pipe() {
     let env = Env::new();
-    assert_code(&env.run("mb-customer", &["add", "acme", "--tier", "pro", "--stripe-customer", "=HYPERLINK(1)"], ""), 0);
+    assert_code(
+        &env.run(
+            "mb-customer",
+            &[
+                "add",
+                "acme",
+                "--tier",
+                "pro",
+                "--stripe-customer",
+                "=HYPERLINK(1)",
+            ],
+            "",
+        ),
+        0,
+    );
     let o = env.run("mb-customer", &["list", "--csv"], "");
     assert!(stdout(&o).contains(",'=HYPERLINK(1),"), "{}", stdout(&o));
     for i in 0..300 {
-        assert_code(&env.run("mb-customer", &["add", &format!("c{i:04}"), "--tier", "starter"], ""), 0);
+        assert_code(
+            &env.run(
+                "mb-customer",
+                &["add", &format!("c{i:04}"), "--tier", "starter"],
+                "",
+            ),
+            0,
+        );
     }
     let mut c = env.cmd("mb-customer");
-    c.args(["list"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    c.args(["list"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let mut child = c.spawn().unwrap();
     drop(child.stdout.take());
     let o = child.wait_with_output().unwrap();

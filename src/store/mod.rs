@@ -338,16 +338,20 @@ impl Writer<'_> {
         move |e| Error::db(&self.path, ctx, e)
     }
 
-    /// Store `ev` unless its `(kind, id)` exists. On an existing id the
-    /// stored event is compared with `ev`: equal is a duplicate, different
-    /// is a conflict (the stored row is left untouched).
-    pub fn insert(&mut self, ev: &Event, ingested_at: &str, run_id: i64) -> Result<InsertResult> {
-        events::insert(&self.tx, ev, ingested_at, run_id).map_err(self.err("storing an event"))
+    /// A statement holder for storing events in this transaction: `ev` is
+    /// stored unless its `(kind, id)` exists. On an existing id the stored
+    /// event is compared with `ev`: equal is a duplicate, different is a
+    /// conflict (the stored row is left untouched).
+    pub fn inserter(&self) -> EventInserter<'_> {
+        EventInserter {
+            inner: events::Inserter::new(&self.tx),
+            path: &self.path,
+        }
     }
 
     /// Record a rejected line verbatim.
     pub fn reject(
-        &mut self,
+        &self,
         run_id: i64,
         source: &str,
         line_no: u64,
@@ -368,7 +372,7 @@ impl Writer<'_> {
     /// Record a conflicting line verbatim.
     #[allow(clippy::too_many_arguments)]
     pub fn conflict(
-        &mut self,
+        &self,
         run_id: i64,
         kind: Kind,
         id: &str,
@@ -399,7 +403,7 @@ impl Writer<'_> {
 
     /// Update the run's counts inside this transaction, so the audit row
     /// always matches what is committed.
-    pub fn set_run_counts(&mut self, run_id: i64, c: &Counts) -> Result<()> {
+    pub fn set_run_counts(&self, run_id: i64, c: &Counts) -> Result<()> {
         self.tx
             .prepare_cached(
                 "UPDATE ingest_runs SET read = ?2, inserted = ?3, duplicates = ?4, conflicts = ?5, \
@@ -433,6 +437,21 @@ impl Writer<'_> {
         self.tx
             .rollback()
             .map_err(|e| Error::db(&path, "rolling back", e))
+    }
+}
+
+/// Stores events within one [`Writer`] transaction.
+pub struct EventInserter<'t> {
+    inner: events::Inserter<'t>,
+    path: &'t Path,
+}
+
+impl EventInserter<'_> {
+    /// Store `ev` (see [`Writer::inserter`]).
+    pub fn insert(&mut self, ev: &Event, ingested_at: &str, run_id: i64) -> Result<InsertResult> {
+        self.inner
+            .insert(ev, ingested_at, run_id)
+            .map_err(|e| Error::db(self.path, "storing an event", e))
     }
 }
 

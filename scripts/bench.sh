@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Ingest throughput benchmark: N synthetic api lines into a fresh database.
+#   scripts/bench.sh [N]          (default 1000000)
+# Needs hyperfine (apt-get install -y hyperfine). Prints lines/s.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-1000000}
+cargo build --release --quiet --bin mb-ingest --example gen_events
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+./target/release/examples/gen_events api "$n" > "$tmp/api.jsonl"
+echo "input: $n api lines, $(du -m "$tmp/api.jsonl" | cut -f1) MB"
+hyperfine --runs 5 --prepare "rm -f $tmp/u.db $tmp/u.db-wal $tmp/u.db-shm" \
+  --export-json "$tmp/h.json" \
+  "./target/release/mb-ingest --quiet --db $tmp/u.db $tmp/api.jsonl"
+python3 - "$tmp/h.json" "$n" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["results"][0]
+n = int(sys.argv[2])
+print(f"mean {r['mean']:.3f} s -> {n / r['mean']:,.0f} lines/s (min {r['min']:.3f} s, max {r['max']:.3f} s)")
+PY
+rm -f "$tmp/u.db"*
+/usr/bin/time -f "peak RSS %M KiB" ./target/release/mb-ingest --quiet --db "$tmp/u.db" "$tmp/api.jsonl"
