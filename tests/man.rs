@@ -73,3 +73,23 @@ fn every_command_is_well_formed_and_has_examples() {
         assert!(help.contains("EXAMPLES"), "{name} --help has no EXAMPLES");
     }
 }
+
+#[test]
+fn events_page_documents_every_field_and_its_examples_parse() {
+    let page = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("man/mb-events.5")).unwrap();
+    let now = mb::time::parse_rfc3339("2026-11-28T00:00:00Z").unwrap();
+    let mut kinds = 0;
+    for line in page.lines().filter(|l| l.starts_with("{\"v\":1")) {
+        // Each example is valid, and writing it back gives the same line.
+        let ev = mb::events::parse_line(line, now).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_eq!(ev.to_json(), line);
+        kinds += 1;
+        // Every field the writer emits is documented.
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        for key in v.as_object().unwrap().keys() {
+            assert!(page.contains(&format!("B {key}")) || page.contains(&format!("fB{key}\\fR")) || page.contains(&format!("\\fB{key}")),
+                "mb-events(5) does not document {key}");
+        }
+    }
+    assert_eq!(kinds, 3);
+}
