@@ -193,14 +193,12 @@ pub fn run(store: Option<&mut Store>, sources: &[Source], opts: &Options) -> Res
             };
             let src = &sources[source];
             let name = src.name();
-            let ingested_at = time::format_fixed_micros(&time::now());
             let mut batch_counts = Counts::default();
             write_batch(
                 &mut target,
                 &name,
                 &items,
                 &text,
-                &ingested_at,
                 &mut batch_counts,
                 &counts,
                 &mut messages,
@@ -252,7 +250,6 @@ fn write_batch(
     source: &str,
     items: &[Item],
     text: &str,
-    ingested_at: &str,
     c: &mut Counts,
     before: &Counts,
     messages: &mut u64,
@@ -277,6 +274,8 @@ fn write_batch(
         Target::Db { store, run_id } => {
             let run_id = *run_id;
             let w = store.writer()?;
+            let ingested_at = w.ingested_at().to_string();
+            let ingested_at = ingested_at.as_str();
             let mut ins = w.inserter();
             for item in items {
                 c.read += 1;

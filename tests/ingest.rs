@@ -386,7 +386,7 @@ fn concurrent_first_runs_create_the_database_once() {
         assert_code(&o, 0);
     }
     assert_eq!(env.query("SELECT count(*) FROM api_usage"), ["600"]);
-    assert_eq!(env.query("PRAGMA user_version"), ["1"]);
+    assert_eq!(env.query("PRAGMA user_version"), ["2"]);
 }
 
 #[test]
@@ -427,7 +427,7 @@ fn schema_too_new_is_refused_and_untouched() {
     assert_eq!(
         stderr(&o),
         format!(
-            "mb-ingest: database {}: schema version 99 is newer than this mb supports (1); \
+            "mb-ingest: database {}: schema version 99 is newer than this mb supports (2); \
              upgrade mb, or point --db at another file\n",
             env.db.display()
         )

@@ -76,7 +76,9 @@ fn every_command_is_well_formed_and_has_examples() {
 
 #[test]
 fn events_page_documents_every_field_and_its_examples_parse() {
-    let page = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("man/mb-events.5")).unwrap();
+    let page =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("man/mb-events.5"))
+            .unwrap();
     let now = mb::time::parse_rfc3339("2026-11-28T00:00:00Z").unwrap();
     let mut kinds = 0;
     for line in page.lines().filter(|l| l.starts_with("{\"v\":1")) {
@@ -87,8 +89,12 @@ fn events_page_documents_every_field_and_its_examples_parse() {
         // Every field the writer emits is documented.
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         for key in v.as_object().unwrap().keys() {
-            assert!(page.contains(&format!("B {key}")) || page.contains(&format!("fB{key}\\fR")) || page.contains(&format!("\\fB{key}")),
-                "mb-events(5) does not document {key}");
+            assert!(
+                page.contains(&format!("B {key}"))
+                    || page.contains(&format!("fB{key}\\fR"))
+                    || page.contains(&format!("\\fB{key}")),
+                "mb-events(5) does not document {key}"
+            );
         }
     }
     assert_eq!(kinds, 3);

@@ -182,6 +182,47 @@ impl<'c> Inserter<'c> {
     }
 }
 
+/// One hour in nanoseconds (the rollup bucket).
+pub(crate) const HOUR_NS: i64 = 3_600_000_000_000;
+
+/// The highest rowid of api_usage, taken at the start of a batch so the
+/// batch's own rows can be rolled up afterwards (the writer holds the write
+/// lock, so every row above it is this batch's).
+pub(super) fn api_max_rowid(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT coalesce(max(rowid), 0) FROM api_usage", [], |r| {
+        r.get(0)
+    })
+}
+
+/// Add the api rows above `after_rowid` to api_rollup (see schema
+/// migration 2), set-based: one grouped upsert per batch.
+pub(super) fn rollup_api(
+    conn: &Connection,
+    after_rowid: i64,
+    ingest_hour_ns: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO api_rollup (customer_id, hour_ns, provider, model, price_key, price_table, \
+         ingest_hour_ns, requests, failed_requests, unpriced_requests, tokens_in, tokens_out, \
+         cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_nusd) \
+         SELECT customer_id, ts_ns - (((ts_ns % ?2) + ?2) % ?2), provider, model, \
+         coalesce(price_key, ''), coalesce(price_table, ''), ?3, count(*), sum(failed), \
+         sum(NOT priced), sum(tokens_in), sum(tokens_out), sum(cache_read_tokens), \
+         sum(cache_write_tokens), sum(reasoning_tokens), coalesce(sum(cost_nusd), 0) \
+         FROM api_usage WHERE rowid > ?1 GROUP BY 1, 2, 3, 4, 5, 6 \
+         ON CONFLICT DO UPDATE SET requests = requests + excluded.requests, \
+         failed_requests = failed_requests + excluded.failed_requests, \
+         unpriced_requests = unpriced_requests + excluded.unpriced_requests, \
+         tokens_in = tokens_in + excluded.tokens_in, tokens_out = tokens_out + excluded.tokens_out, \
+         cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens, \
+         cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens, \
+         reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens, \
+         cost_nusd = cost_nusd + excluded.cost_nusd",
+    )?
+    .execute(params![after_rowid, HOUR_NS, ingest_hour_ns])?;
+    Ok(())
+}
+
 fn json_list(v: &[String]) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
 }

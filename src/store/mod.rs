@@ -287,7 +287,16 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| Error::db(&path, "starting a transaction", e))?;
-        Ok(Writer { tx, path })
+        let api_rowid = events::api_max_rowid(&tx)
+            .map_err(|e| Error::db(&path, "starting a transaction", e))?;
+        let now = crate::time::now();
+        Ok(Writer {
+            tx,
+            path,
+            api_rowid,
+            ingested_at: crate::time::format_fixed_micros(&now),
+            ingest_hour_ns: now.timestamp().div_euclid(3600) * events::HOUR_NS,
+        })
     }
 
     /// Load the stored event `(kind, id)`, if any.
@@ -331,11 +340,23 @@ impl Store {
 pub struct Writer<'a> {
     tx: rusqlite::Transaction<'a>,
     path: PathBuf,
+    /// api_usage's highest rowid when the transaction began.
+    api_rowid: i64,
+    /// The `ingested_at` of every row of this transaction, and its hour
+    /// (the rollup's ingest bucket), taken from one clock reading so the two
+    /// always agree.
+    ingested_at: String,
+    ingest_hour_ns: i64,
 }
 
 impl Writer<'_> {
     fn err(&self, ctx: &'static str) -> impl Fn(rusqlite::Error) -> Error + '_ {
         move |e| Error::db(&self.path, ctx, e)
+    }
+
+    /// The `ingested_at` value for rows of this transaction.
+    pub fn ingested_at(&self) -> &str {
+        &self.ingested_at
     }
 
     /// A statement holder for storing events in this transaction: `ev` is
@@ -423,8 +444,11 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Commit the batch.
+    /// Commit the batch, first adding its api rows to the rollup so the
+    /// rollup always matches the committed rows.
     pub fn commit(self) -> Result<()> {
+        events::rollup_api(&self.tx, self.api_rowid, self.ingest_hour_ns)
+            .map_err(|e| Error::db(&self.path, "updating the rollup", e))?;
         let path = self.path;
         self.tx
             .commit()
