@@ -42,7 +42,8 @@ if stdout fails (the pipe to mb-ingest broke), the state is not advanced and the
 2, so the next run covers the interval. Exit 1 means the line was delivered but the state could \
 not be saved (the next line overlaps it). A source that cannot be read goes into the line's \
 errors and stderr; only a run that can read nothing exits 2.",
-    after_long_help = EXAMPLES
+    after_long_help = EXAMPLES,
+    args_override_self = true
 )]
 pub struct Args {
     /// Root of the proc filesystem (a fake tree for tests and containers)

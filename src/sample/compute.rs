@@ -157,8 +157,13 @@ pub struct Interval {
     pub body: Resource,
     /// The state for the next run.
     pub state: State,
-    /// Uptime in milliseconds, for the event id.
-    pub uptime_ms: u64,
+    /// The millisecond part of the event id `<vm>:<boot>:<ms>`: the uptime
+    /// in milliseconds, except that within one boot it always grows. /proc/uptime
+    /// ticks every 10 ms, so two runs in the same tick (a retry right after
+    /// a failed delivery) would otherwise share an id with different content,
+    /// which mb-ingest rightly calls a conflict; those get the previous
+    /// id's value + 1 ms.
+    pub id_ms: u64,
 }
 
 /// Compute the interval between `prev` and `r`.
@@ -308,6 +313,11 @@ pub fn compute(r: &Reading, prev: Option<&State>, ctx: &Ctx) -> Interval {
         }
     };
     let seq = prev.map_or(1, |p| p.seq.saturating_add(1));
+    let uptime_ms = r.uptime_cs.saturating_mul(10);
+    let id_ms = match prev {
+        Some(p) if same_boot && p.id_ms >= uptime_ms => p.id_ms.saturating_add(1),
+        _ => uptime_ms,
+    };
     let body = Resource {
         interval_seconds: interval_cs.map(|cs| cs as f64 / 100.0),
         status,
@@ -344,16 +354,13 @@ pub fn compute(r: &Reading, prev: Option<&State>, ctx: &Ctx) -> Interval {
         boot_id: r.boot_id.clone(),
         btime: r.stat.as_ref().and_then(|s| s.btime),
         uptime_cs: r.uptime_cs,
+        id_ms,
         ts_ms: r.wall_ms,
         seq,
         cpu: new_cpu,
         net: new_net,
     };
-    Interval {
-        body,
-        state,
-        uptime_ms: r.uptime_cs.saturating_mul(10),
-    }
+    Interval { body, state, id_ms }
 }
 
 /// The boot id for the line: the kernel's, else one derived from btime,

@@ -243,7 +243,7 @@ impl Sampler {
             self.ctx.machine_id.as_deref(),
         ) {
             Loaded::Missing => None,
-            Loaded::Valid(s) => Some(s),
+            Loaded::Valid(s) => Some(*s),
             Loaded::Invalid(why) => {
                 notes.push(format!(
                     "state {}: {why}; treated as a first run",
@@ -266,7 +266,7 @@ impl Sampler {
         let ts = chrono::DateTime::from_timestamp_millis(wall_ms).unwrap_or(now);
         let ev = Event {
             header: Header {
-                id: format!("{}:{}:{}", self.ctx.vm_id, iv.body.boot_id, iv.uptime_ms),
+                id: format!("{}:{}:{}", self.ctx.vm_id, iv.body.boot_id, iv.id_ms),
                 ts,
                 customer_id: self.customer_id.clone(),
                 vm_id: self.ctx.vm_id.clone(),

@@ -41,6 +41,9 @@ pub struct State {
     pub btime: Option<u64>,
     /// /proc/uptime in centiseconds.
     pub uptime_cs: u64,
+    /// The millisecond part of the last event id (see
+    /// [`super::compute::Interval::id_ms`]).
+    pub id_ms: u64,
     /// Wall clock in Unix milliseconds (only to flag clock jumps).
     pub ts_ms: i64,
     /// Sequence number of the last emitted line.
@@ -103,8 +106,8 @@ pub enum Loaded {
     Missing,
     /// A state file that cannot be used, and why (a first run, reported).
     Invalid(String),
-    /// A usable previous state.
-    Valid(State),
+    /// A usable previous state (boxed: it is much bigger than the other variants).
+    Valid(Box<State>),
 }
 
 /// Read the state at `path` for this `vm_id` / `machine_id`.
@@ -144,7 +147,7 @@ pub fn load(path: &Path, vm_id: &str, machine_id: Option<&str>) -> Loaded {
             ));
         }
     }
-    Loaded::Valid(st)
+    Loaded::Valid(Box::new(st))
 }
 
 /// This machine's `/etc/machine-id`, if readable.
@@ -257,6 +260,7 @@ mod tests {
             boot_id: Some("b".into()),
             btime: Some(1),
             uptime_cs: 100,
+            id_ms: 1000,
             ts_ms: 0,
             seq: 3,
             cpu: None,
@@ -275,7 +279,7 @@ mod tests {
         assert!(matches!(lock(&p), LockResult::Busy));
         save(&p, &st()).unwrap();
         drop(l);
-        assert!(matches!(load(&p, "vm-1", Some("abc")), Loaded::Valid(s) if s == st()));
+        assert!(matches!(load(&p, "vm-1", Some("abc")), Loaded::Valid(s) if *s == st()));
         assert!(matches!(load(&p, "vm-2", None), Loaded::Invalid(m) if m.contains("vm-2")));
         assert!(
             matches!(load(&p, "vm-1", Some("xyz")), Loaded::Invalid(m) if m.contains("cloned"))
