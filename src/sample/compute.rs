@@ -564,6 +564,37 @@ mod tests {
     }
 
     #[test]
+    fn uptime_backwards_in_one_boot_is_an_anomaly() {
+        let a = reading(
+            100_000,
+            [1000, 0, 0, 1000, 0, 0, 0, 0, 0, 0],
+            vec![iface("eth0", 2, 10, 10)],
+        );
+        let i1 = compute(&a, None, &ctx());
+        let b = reading(
+            90_000,
+            [2000, 0, 0, 2000, 0, 0, 0, 0, 0, 0],
+            vec![iface("eth0", 2, 20, 20)],
+        );
+        let i2 = compute(&b, Some(&i1.state), &ctx());
+        assert_eq!(i2.body.status, SampleStatus::Ok);
+        assert_eq!(i2.body.flags, ["uptime_backwards"]);
+        assert_eq!(
+            (
+                i2.body.interval_seconds,
+                i2.body.cpu_busy_ticks,
+                i2.body.net_in_bytes
+            ),
+            (None, None, None)
+        );
+        // The cumulative counters stay put and the baseline restarts here.
+        assert_eq!(i2.body.cpu_busy_ticks_cum, Some(1000));
+        assert_eq!(i2.state.cpu.as_ref().map(|c| c.ticks.0[0]), Some(2000));
+        // The id still grows within the boot.
+        assert_eq!(i2.id_ms, 1_000_001);
+    }
+
+    #[test]
     fn huge_values_become_null_with_error() {
         let a = reading(100, [0; 10], vec![iface("eth0", 2, u64::MAX, 1)]);
         let i = compute(&a, None, &ctx());
