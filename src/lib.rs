@@ -20,6 +20,7 @@ pub mod events;
 pub mod ingest;
 pub mod money;
 pub mod output;
+pub mod report;
 pub mod sample;
 pub mod store;
 pub mod time;

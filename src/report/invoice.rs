@@ -1,0 +1,388 @@
+//! The monthly invoice lines (DESIGN.md section 7): a prorated base fee per
+//! tier segment and the LLM overage above the included tokens.
+//!
+//! Money rules:
+//! - base fee = plan price x billed days / days in the month, where a day is
+//!   billed when the customer is `active` at its local 00:00 (so a change
+//!   dated at 00:00, what `mb-customer --effective DATE` records, applies to
+//!   that whole day); one line per contiguous run of days on one tier;
+//! - overage = API cost (USD) x (T - I) / T x (1 + markup) x USD->EUR rate,
+//!   for T billable tokens strictly above the included I: pro-rata, so it does
+//!   not depend on event order or on which events came late;
+//! - each line is computed as an exact fraction of integers and rounded once,
+//!   half away from zero (half-up for these positive amounts), to minor units;
+//!   `amount_unrounded` shows the exact value in minor units to 6 decimals.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use super::period::{midnight, Period};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::money;
+use crate::output::thousands;
+use crate::store::report::{ApiAgg, ChangeRow, Scope};
+use crate::store::Store;
+use crate::time;
+
+/// The USD -> invoice currency rate and where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FxRate {
+    /// Units of invoice currency per USD.
+    #[serde(serialize_with = "ser_dec")]
+    pub rate: Decimal,
+    /// Where the rate came from.
+    pub source: String,
+    /// The rate's date.
+    pub date: String,
+}
+
+fn ser_dec<S: serde::Serializer>(d: &Decimal, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&d.normalize().to_string())
+}
+
+/// Options of an invoice run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The month.
+    pub period: Period,
+    /// The rate, if one was given.
+    pub fx: Option<FxRate>,
+    /// Skip unregistered customers (with a warning) instead of failing.
+    pub allow_unregistered: bool,
+    /// Bill priced usage only (with a warning) instead of failing on unpriced usage.
+    pub allow_unpriced: bool,
+    /// Only this customer.
+    pub customer: Option<String>,
+    /// Ingest cutoff.
+    pub as_of: Option<DateTime<Utc>>,
+}
+
+/// One invoice line; the CSV columns, in order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Line {
+    /// Customer.
+    pub customer_id: String,
+    /// Stripe customer id ('' when unknown).
+    pub stripe_customer_id: String,
+    /// Period start, RFC 3339.
+    pub period_start: String,
+    /// Period end (exclusive), RFC 3339.
+    pub period_end: String,
+    /// `base` or `llm_overage`.
+    pub line: String,
+    /// What the line is, with its arithmetic.
+    pub description: String,
+    /// Days (base) or tokens above the allowance (overage).
+    pub quantity: String,
+    /// `day` or `token`.
+    pub unit: String,
+    /// ISO currency.
+    pub currency: String,
+    /// Rounded amount, minor units.
+    pub amount_minor: i64,
+    /// Exact amount in minor units, 6 decimals.
+    pub amount_unrounded: String,
+    /// Billable tokens of the month (overage).
+    pub tokens: String,
+    /// API cost of the month in USD, exact (overage).
+    pub cost_usd: String,
+    /// Markup as a fraction (overage).
+    pub markup: String,
+    /// USD -> currency rate (overage).
+    pub fx_rate: String,
+    /// Deterministic key for the upload's Idempotency-Key.
+    pub idempotency_key: String,
+}
+
+/// The invoice of a month.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invoice {
+    /// The month.
+    pub period: Period,
+    /// Lines, sorted by customer then line order.
+    pub lines: Vec<Line>,
+    /// Per customer: billable tokens and cost (for previews).
+    pub usage: BTreeMap<String, ApiAgg>,
+    /// The rate used, if any line needed one.
+    pub fx: Option<FxRate>,
+    /// Warnings to print (skipped customers, unpriced usage allowed).
+    pub warnings: Vec<String>,
+    /// When it was made.
+    pub generated_at: DateTime<Utc>,
+}
+
+/// A non-negative exact fraction `num / den` rounded half-up to an integer,
+/// and shown to 6 decimals.
+fn round_fraction(num: i128, den: i128) -> (i64, String) {
+    let q = num / den;
+    let r = num % den;
+    let rounded = if 2 * r >= den { q + 1 } else { q };
+    // 6 decimals, themselves rounded half-up at the 7th.
+    let scaled = num * 1_000_000;
+    let mut micro = scaled / den;
+    if 2 * (scaled % den) >= den {
+        micro += 1;
+    }
+    let shown = format!("{}.{:06}", micro / 1_000_000, micro % 1_000_000);
+    (rounded as i64, shown)
+}
+
+/// `d` as an exact fraction `(mantissa, 10^scale)`.
+fn frac(d: Decimal) -> (i128, i128) {
+    (d.mantissa(), 10i128.pow(d.scale()))
+}
+
+/// Compute the invoice.
+pub fn invoice(store: &Store, cfg: &Config, o: &Options) -> Result<Invoice> {
+    let period = &o.period;
+    let as_of = o.as_of.map(|t| time::format_fixed_micros(&t));
+    let scope = Scope {
+        start_ns: period.start_ns(),
+        end_ns: period.end_ns(),
+        customer: o.customer.as_deref(),
+        vm: None,
+        as_of: as_of.as_deref(),
+    };
+    let at = o.as_of.unwrap_or_else(time::now);
+    let registered: Vec<_> = store
+        .customers(at)?
+        .into_iter()
+        .filter(|c| o.customer.as_deref().is_none_or(|x| x == c.customer_id))
+        .collect();
+    let api = store.api_totals(&scope)?;
+    let mut usage: BTreeMap<String, ApiAgg> = BTreeMap::new();
+    let mut unpriced: Vec<String> = Vec::new();
+    for (k, v) in &api {
+        usage.entry(k.customer_id.clone()).or_default().add(v, 1);
+        if v.unpriced_requests > 0 {
+            unpriced.push(format!(
+                "{} {}/{} ({} requests)",
+                k.customer_id, k.provider, k.model, v.unpriced_requests
+            ));
+        }
+    }
+    let mut warnings = Vec::new();
+    // Usage of customers that are not registered cannot be billed.
+    let with_usage = match &o.customer {
+        Some(c) => vec![c.clone()],
+        None => store.customers_with_usage(&scope)?,
+    };
+    let unregistered: Vec<String> = with_usage
+        .into_iter()
+        .filter(|c| !registered.iter().any(|r| &r.customer_id == c))
+        .filter(|c| o.customer.is_none() || usage.contains_key(c))
+        .collect();
+    if !unregistered.is_empty() {
+        let msg = format!(
+            "usage of unregistered customers in {}: {} (register them with mb-customer add)",
+            period.label,
+            unregistered.join(", ")
+        );
+        if o.allow_unregistered {
+            warnings.push(format!("{msg}; not invoiced (--allow-unregistered)"));
+        } else {
+            return Err(Error::Invalid(format!(
+                "{msg}; or pass --allow-unregistered to invoice the others"
+            )));
+        }
+    }
+    if !unpriced.is_empty() {
+        let msg = format!(
+            "unpriced API usage in {}: {}",
+            period.label,
+            unpriced.join("; ")
+        );
+        if o.allow_unpriced {
+            warnings.push(format!(
+                "{msg}; its tokens count toward the allowance but it adds no cost (--allow-unpriced)"
+            ));
+        } else {
+            return Err(Error::Invalid(format!(
+                "{msg}; add the models to a price table (mb-tokens --prices) and re-price, \
+                 or pass --allow-unpriced"
+            )));
+        }
+    }
+
+    let changes = store.all_changes()?;
+    let days = period.days();
+    let ndays = days.len() as i128;
+    let currency = cfg.billing.currency.clone();
+    let pstart = time::format_rfc3339(&period.start);
+    let pend = time::format_rfc3339(&period.end);
+    let included = i128::from(cfg.billing.included_tokens);
+    let mut lines = Vec::new();
+    let mut fx_used = None;
+    for c in &registered {
+        let id = &c.customer_id;
+        let stripe = c.stripe_customer_id.clone().unwrap_or_default();
+        let mine: Vec<&ChangeRow> = changes.iter().filter(|h| &h.customer_id == id).collect();
+        // Billed tier of each day (None = not billed).
+        let mut day_tiers: Vec<Option<String>> = Vec::with_capacity(days.len());
+        for d in &days {
+            let t0 = time::to_unix_nanos(&midnight(*d, period.tz)?).unwrap_or(i64::MIN);
+            let state = |field: &str| {
+                mine.iter()
+                    .filter(|h| h.field == field && h.effective_ns <= t0)
+                    .max_by_key(|h| (h.effective_ns, h.change_id))
+                    .map(|h| h.value.clone())
+            };
+            let tier = state("tier");
+            let billed = state("status").as_deref() == Some("active");
+            day_tiers.push(if billed { tier } else { None });
+        }
+        let mut i = 0;
+        while i < days.len() {
+            let Some(tier) = day_tiers[i].clone() else {
+                i += 1;
+                continue;
+            };
+            let mut j = i;
+            while j + 1 < days.len() && day_tiers[j + 1].as_deref() == Some(tier.as_str()) {
+                j += 1;
+            }
+            let n = (j - i + 1) as i128;
+            let price = *cfg.plans.get(&tier).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "customer {id}: tier {tier:?} is not among the configured plans ({})",
+                    cfg.plans.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+            let (amount, shown) = round_fraction(i128::from(price) * n, ndays);
+            let (first, last) = (days[i], days[j]);
+            lines.push(Line {
+                customer_id: id.clone(),
+                stripe_customer_id: stripe.clone(),
+                period_start: pstart.clone(),
+                period_end: pend.clone(),
+                line: "base".into(),
+                description: format!(
+                    "{tier} plan {} {currency}/month, {first} to {last}: {n} of {ndays} days",
+                    money::format_minor(price)
+                ),
+                quantity: n.to_string(),
+                unit: "day".into(),
+                currency: currency.clone(),
+                amount_minor: amount,
+                amount_unrounded: shown,
+                tokens: String::new(),
+                cost_usd: String::new(),
+                markup: String::new(),
+                fx_rate: String::new(),
+                idempotency_key: format!("mb-{}-{id}-base-{tier}-{first}", period.label),
+            });
+            i = j + 1;
+        }
+        // LLM overage.
+        let u = usage.get(id).copied().unwrap_or_default();
+        let t = i128::from(u.total_tokens());
+        if t > included && u.cost_nusd > 0 {
+            let fx = o.fx.clone().ok_or_else(|| {
+                Error::Invalid(format!(
+                    "customer {id} has LLM usage above the allowance in {} and no USD->{currency} rate: \
+                     pass --usd-eur RATE or set billing.usd_eur in mb.toml",
+                    period.label
+                ))
+            })?;
+            let (m_num, m_den) = frac(Decimal::from(100) + cfg.billing.markup_percent);
+            let (r_num, r_den) = frac(fx.rate);
+            // minor = nusd / 1e9 x (t-i)/t x m_num/(m_den x 100) x r_num/r_den x 100
+            let num = i128::from(u.cost_nusd)
+                .checked_mul(t - included)
+                .and_then(|x| x.checked_mul(m_num))
+                .and_then(|x| x.checked_mul(r_num));
+            let den = 1_000_000_000i128
+                .checked_mul(t)
+                .and_then(|x| x.checked_mul(m_den))
+                .and_then(|x| x.checked_mul(r_den));
+            let (Some(num), Some(den)) = (num, den) else {
+                return Err(Error::Invalid(format!(
+                    "customer {id}: overage amount too large to compute exactly"
+                )));
+            };
+            let (amount, shown) = round_fraction(num, den);
+            let markup = cfg.billing.markup_percent / Decimal::from(100);
+            lines.push(Line {
+                customer_id: id.clone(),
+                stripe_customer_id: stripe.clone(),
+                period_start: pstart.clone(),
+                period_end: pend.clone(),
+                line: "llm_overage".into(),
+                description: format!(
+                    "LLM usage above {} included tokens: {} of {} tokens billed pro rata; \
+                     USD {} x {}/{} x {} markup x {} {currency}/USD ({}, {})",
+                    thousands(included),
+                    thousands(t - included),
+                    thousands(t),
+                    money::format_nanos(u.cost_nusd),
+                    t - included,
+                    t,
+                    (Decimal::ONE + markup).normalize(),
+                    fx.rate.normalize(),
+                    fx.source,
+                    fx.date
+                ),
+                quantity: (t - included).to_string(),
+                unit: "token".into(),
+                currency: currency.clone(),
+                amount_minor: amount,
+                amount_unrounded: shown,
+                tokens: t.to_string(),
+                cost_usd: money::format_nanos(u.cost_nusd),
+                markup: markup.normalize().to_string(),
+                fx_rate: fx.rate.normalize().to_string(),
+                idempotency_key: format!("mb-{}-{id}-llm_overage", period.label),
+            });
+            fx_used = Some(fx);
+        }
+    }
+    Ok(Invoice {
+        period: period.clone(),
+        lines,
+        usage,
+        fx: fx_used,
+        warnings,
+        generated_at: at,
+    })
+}
+
+/// The CSV header of invoice lines.
+pub const CSV_HEADER: [&str; 16] = [
+    "customer_id",
+    "stripe_customer_id",
+    "period_start",
+    "period_end",
+    "line",
+    "description",
+    "quantity",
+    "unit",
+    "currency",
+    "amount_minor",
+    "amount_unrounded",
+    "tokens",
+    "cost_usd",
+    "markup",
+    "fx_rate",
+    "idempotency_key",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_is_half_up_once() {
+        // 49,900 x 14 / 30 = 23,286.666... -> 23,287
+        assert_eq!(
+            round_fraction(49_900 * 14, 30),
+            (23_287, "23286.666667".into())
+        );
+        // exactly half rounds up
+        assert_eq!(round_fraction(5, 2), (3, "2.500000".into()));
+        assert_eq!(round_fraction(29_900, 1), (29_900, "29900.000000".into()));
+    }
+}

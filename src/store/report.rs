@@ -1,0 +1,545 @@
+//! Read queries for reports and the dashboard.
+//!
+//! API usage over a time range is answered from `api_rollup` for the whole
+//! UTC hours inside the range and from `api_usage` for the partial hours at
+//! its edges, so a month for one customer reads a few thousand rollup rows
+//! instead of hundreds of thousands of events, whatever the zone of the
+//! period. With an ingest-time cutoff (`--as-of`) the rollup rows of later
+//! ingest hours are skipped and the rows of the cutoff's own ingest hour
+//! that came after it are subtracted (found through the ingested_at index).
+//! A `--vm` filter reads `api_usage` directly (the rollup is per customer).
+//!
+//! Resource usage is computed from the samples themselves (see
+//! [`crate::report`]); this module fetches them, plus each VM boot's
+//! neighbour samples just outside the range, which carry the cumulative
+//! counters that split an interval crossing the range's edge.
+
+use std::collections::BTreeMap;
+
+use rusqlite::types::Value;
+use rusqlite::{params_from_iter, Row};
+
+use super::events::HOUR_NS;
+use super::Store;
+use crate::error::{Error, Result};
+use crate::events::{Event, Kind};
+
+/// Summed API usage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ApiAgg {
+    /// Requests (events).
+    pub requests: i64,
+    /// Requests that failed upstream.
+    pub failed_requests: i64,
+    /// Requests without a price.
+    pub unpriced_requests: i64,
+    /// Uncached input tokens.
+    pub tokens_in: i64,
+    /// Output tokens.
+    pub tokens_out: i64,
+    /// Cache read tokens.
+    pub cache_read_tokens: i64,
+    /// Cache write tokens.
+    pub cache_write_tokens: i64,
+    /// Reasoning tokens (part of tokens_out).
+    pub reasoning_tokens: i64,
+    /// Cost of the priced requests, nano-USD.
+    pub cost_nusd: i64,
+}
+
+impl ApiAgg {
+    /// Every billable token (in + out + cache read + cache write).
+    pub fn total_tokens(&self) -> i64 {
+        self.tokens_in + self.tokens_out + self.cache_read_tokens + self.cache_write_tokens
+    }
+
+    /// Add `o`, or subtract it when `sign` is -1.
+    pub fn add(&mut self, o: &ApiAgg, sign: i64) {
+        self.requests += sign * o.requests;
+        self.failed_requests += sign * o.failed_requests;
+        self.unpriced_requests += sign * o.unpriced_requests;
+        self.tokens_in += sign * o.tokens_in;
+        self.tokens_out += sign * o.tokens_out;
+        self.cache_read_tokens += sign * o.cache_read_tokens;
+        self.cache_write_tokens += sign * o.cache_write_tokens;
+        self.reasoning_tokens += sign * o.reasoning_tokens;
+        self.cost_nusd += sign * o.cost_nusd;
+    }
+
+    fn from_row(r: &Row, at: usize) -> rusqlite::Result<ApiAgg> {
+        Ok(ApiAgg {
+            requests: r.get(at)?,
+            failed_requests: r.get(at + 1)?,
+            unpriced_requests: r.get(at + 2)?,
+            tokens_in: r.get(at + 3)?,
+            tokens_out: r.get(at + 4)?,
+            cache_read_tokens: r.get(at + 5)?,
+            cache_write_tokens: r.get(at + 6)?,
+            reasoning_tokens: r.get(at + 7)?,
+            cost_nusd: r.get(at + 8)?,
+        })
+    }
+}
+
+/// The grouping key of API totals.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ApiKey {
+    /// Customer.
+    pub customer_id: String,
+    /// Provider.
+    pub provider: String,
+    /// Model as reported.
+    pub model: String,
+    /// Price table name ('' when unpriced).
+    pub price_table: String,
+}
+
+/// Which rows a query covers: `[start_ns, end_ns)` of event time, optional
+/// customer and VM, optional ingest-time cutoff.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    /// Range start, Unix ns (inclusive).
+    pub start_ns: i64,
+    /// Range end, Unix ns (exclusive).
+    pub end_ns: i64,
+    /// Only this customer.
+    pub customer: Option<&'a str>,
+    /// Only this VM.
+    pub vm: Option<&'a str>,
+    /// Only rows ingested at or before this time (fixed-width RFC 3339,
+    /// as stored in `ingested_at`).
+    pub as_of: Option<&'a str>,
+}
+
+/// One resource sample, the fields reports use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Customer.
+    pub customer_id: String,
+    /// VM.
+    pub vm_id: String,
+    /// Boot id.
+    pub boot_id: String,
+    /// Event time (end of interval), Unix ns.
+    pub ts_ns: i64,
+    /// first / ok / reboot.
+    pub status: String,
+    /// Sampler's interval.
+    pub interval_seconds: Option<f64>,
+    /// Memory gauge.
+    pub memory_percent: Option<f64>,
+    /// Disk gauge.
+    pub disk_used_bytes: Option<i64>,
+    /// Cumulative busy ticks since boot.
+    pub cpu_busy_cum: Option<i64>,
+    /// Cumulative total ticks since boot.
+    pub cpu_total_cum: Option<i64>,
+    /// Cumulative bytes in since boot.
+    pub net_in_cum: Option<i64>,
+    /// Cumulative bytes out since boot.
+    pub net_out_cum: Option<i64>,
+}
+
+/// Activity totals per customer and type.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ActivityRow {
+    /// Customer.
+    pub customer_id: String,
+    /// Activity type.
+    pub activity_type: String,
+    /// Number of events.
+    pub count: i64,
+    /// Sum of durations, seconds.
+    pub duration_seconds: f64,
+}
+
+/// One customer_changes row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeRow {
+    /// Customer.
+    pub customer_id: String,
+    /// tier or status.
+    pub field: String,
+    /// New value.
+    pub value: String,
+    /// Effective, Unix ns.
+    pub effective_ns: i64,
+    /// Insertion order (tie-break).
+    pub change_id: i64,
+}
+
+fn floor_hour(ns: i64) -> i64 {
+    ns.div_euclid(HOUR_NS) * HOUR_NS
+}
+
+fn ceil_hour(ns: i64) -> i64 {
+    -((-ns).div_euclid(HOUR_NS)) * HOUR_NS
+}
+
+/// `ingested_at` text of the next whole hour after `as_of` (fixed width).
+fn next_hour_text(as_of: &str) -> Option<String> {
+    let t = crate::time::parse_rfc3339(as_of)?;
+    let ns = crate::time::to_unix_nanos(&t)?;
+    let next = floor_hour(ns) + HOUR_NS;
+    Some(crate::time::format_fixed_micros(
+        &crate::time::from_unix_nanos(next),
+    ))
+}
+
+const AGG_COLS: &str = "count(*), coalesce(sum(failed), 0), coalesce(sum(NOT priced), 0), \
+    coalesce(sum(tokens_in), 0), coalesce(sum(tokens_out), 0), coalesce(sum(cache_read_tokens), 0), \
+    coalesce(sum(cache_write_tokens), 0), coalesce(sum(reasoning_tokens), 0), coalesce(sum(cost_nusd), 0)";
+
+const ROLLUP_AGG_COLS: &str = "sum(requests), sum(failed_requests), sum(unpriced_requests), \
+    sum(tokens_in), sum(tokens_out), sum(cache_read_tokens), sum(cache_write_tokens), \
+    sum(reasoning_tokens), sum(cost_nusd)";
+
+impl Store {
+    fn query_err(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
+        move |e| Error::db(self.path(), "querying", e)
+    }
+
+    /// API usage in `scope`, summed per customer, provider, model and price
+    /// table, in key order.
+    pub fn api_totals(&self, scope: &Scope) -> Result<BTreeMap<ApiKey, ApiAgg>> {
+        let mut out = BTreeMap::new();
+        if scope.start_ns >= scope.end_ns {
+            return Ok(out);
+        }
+        let (h0, h1) = (ceil_hour(scope.start_ns), floor_hour(scope.end_ns));
+        if scope.vm.is_some() || h0 >= h1 {
+            self.api_raw(scope, scope.start_ns, scope.end_ns, 1, &mut out)?;
+        } else {
+            self.api_rollup(scope, h0, h1, &mut out)?;
+            if let Some(as_of) = scope.as_of {
+                // Rows of the cutoff's ingest hour that came after the cutoff.
+                let next = next_hour_text(as_of).unwrap_or_default();
+                self.api_raw_ingested_between(scope, h0, h1, as_of, &next, &mut out)?;
+            }
+            self.api_raw(scope, scope.start_ns, h0, 1, &mut out)?;
+            self.api_raw(scope, h1, scope.end_ns, 1, &mut out)?;
+        }
+        out.retain(|_, v| v.requests != 0);
+        Ok(out)
+    }
+
+    fn collect_api(
+        &self,
+        sql: &str,
+        args: Vec<Value>,
+        sign: i64,
+        out: &mut BTreeMap<ApiKey, ApiAgg>,
+    ) -> Result<()> {
+        let mut st = self.conn().prepare_cached(sql).map_err(self.query_err())?;
+        let mut rows = st.query(params_from_iter(args)).map_err(self.query_err())?;
+        while let Some(r) = rows.next().map_err(self.query_err())? {
+            let key = ApiKey {
+                customer_id: r.get(0).map_err(self.query_err())?,
+                provider: r.get(1).map_err(self.query_err())?,
+                model: r.get(2).map_err(self.query_err())?,
+                price_table: r.get(3).map_err(self.query_err())?,
+            };
+            let agg = ApiAgg::from_row(r, 4).map_err(self.query_err())?;
+            out.entry(key).or_default().add(&agg, sign);
+        }
+        Ok(())
+    }
+
+    fn api_raw(
+        &self,
+        scope: &Scope,
+        a: i64,
+        b: i64,
+        sign: i64,
+        out: &mut BTreeMap<ApiKey, ApiAgg>,
+    ) -> Result<()> {
+        if a >= b {
+            return Ok(());
+        }
+        let mut sql = format!(
+            "SELECT customer_id, provider, model, coalesce(price_table, ''), {AGG_COLS} \
+             FROM api_usage WHERE ts_ns >= ?1 AND ts_ns < ?2"
+        );
+        let mut args: Vec<Value> = vec![a.into(), b.into()];
+        push_filters(&mut sql, &mut args, scope, true);
+        sql.push_str(" GROUP BY 1, 2, 3, 4");
+        self.collect_api(&sql, args, sign, out)
+    }
+
+    fn api_raw_ingested_between(
+        &self,
+        scope: &Scope,
+        h0: i64,
+        h1: i64,
+        after: &str,
+        before: &str,
+        out: &mut BTreeMap<ApiKey, ApiAgg>,
+    ) -> Result<()> {
+        let mut sql = format!(
+            "SELECT customer_id, provider, model, coalesce(price_table, ''), {AGG_COLS} \
+             FROM api_usage WHERE ingested_at > ?1 AND ingested_at < ?2 AND ts_ns >= ?3 AND ts_ns < ?4"
+        );
+        let mut args: Vec<Value> = vec![
+            after.to_string().into(),
+            before.to_string().into(),
+            h0.into(),
+            h1.into(),
+        ];
+        let unlimited = Scope {
+            as_of: None,
+            ..*scope
+        };
+        push_filters(&mut sql, &mut args, &unlimited, true);
+        sql.push_str(" GROUP BY 1, 2, 3, 4");
+        self.collect_api(&sql, args, -1, out)
+    }
+
+    fn api_rollup(
+        &self,
+        scope: &Scope,
+        h0: i64,
+        h1: i64,
+        out: &mut BTreeMap<ApiKey, ApiAgg>,
+    ) -> Result<()> {
+        let mut sql = format!(
+            "SELECT customer_id, provider, model, price_table, {ROLLUP_AGG_COLS} \
+             FROM api_rollup WHERE hour_ns >= ?1 AND hour_ns < ?2"
+        );
+        let mut args: Vec<Value> = vec![h0.into(), h1.into()];
+        if let Some(c) = scope.customer {
+            sql.push_str(&format!(" AND customer_id = ?{}", args.len() + 1));
+            args.push(c.to_string().into());
+        }
+        if let Some(as_of) = scope.as_of {
+            let t = crate::time::parse_rfc3339(as_of)
+                .and_then(|t| crate::time::to_unix_nanos(&t))
+                .unwrap_or(i64::MAX);
+            sql.push_str(&format!(" AND ingest_hour_ns <= ?{}", args.len() + 1));
+            args.push(floor_hour(t).into());
+        }
+        sql.push_str(" GROUP BY 1, 2, 3, 4");
+        self.collect_api(&sql, args, 1, out)
+    }
+
+    /// Resource samples of `scope` plus, for each VM boot seen in it, the
+    /// last sample before the range and the first one at or after its end.
+    /// Sorted by VM, then time.
+    pub fn resource_samples(&self, scope: &Scope) -> Result<Vec<Sample>> {
+        const COLS: &str = "customer_id, vm_id, boot_id, ts_ns, status, interval_seconds, \
+            memory_percent, disk_used_bytes, cpu_busy_ticks_cum, cpu_total_ticks_cum, \
+            net_in_bytes_cum, net_out_bytes_cum";
+        let map = |r: &Row| -> rusqlite::Result<Sample> {
+            Ok(Sample {
+                customer_id: r.get(0)?,
+                vm_id: r.get(1)?,
+                boot_id: r.get(2)?,
+                ts_ns: r.get(3)?,
+                status: r.get(4)?,
+                interval_seconds: r.get(5)?,
+                memory_percent: r.get(6)?,
+                disk_used_bytes: r.get(7)?,
+                cpu_busy_cum: r.get(8)?,
+                cpu_total_cum: r.get(9)?,
+                net_in_cum: r.get(10)?,
+                net_out_cum: r.get(11)?,
+            })
+        };
+        let mut sql = format!("SELECT {COLS} FROM resource_usage WHERE ts_ns >= ?1 AND ts_ns < ?2");
+        let mut args: Vec<Value> = vec![scope.start_ns.into(), scope.end_ns.into()];
+        push_filters(&mut sql, &mut args, scope, true);
+        let mut samples: Vec<Sample> = {
+            let mut st = self.conn().prepare(&sql).map_err(self.query_err())?;
+            let rows = st
+                .query_map(params_from_iter(args), map)
+                .map_err(self.query_err())?;
+            rows.collect::<rusqlite::Result<_>>()
+                .map_err(self.query_err())?
+        };
+        let mut boots: Vec<(String, String)> = samples
+            .iter()
+            .map(|s| (s.vm_id.clone(), s.boot_id.clone()))
+            .collect();
+        boots.sort();
+        boots.dedup();
+        let as_of_clause = if scope.as_of.is_some() {
+            " AND ingested_at <= ?4"
+        } else {
+            ""
+        };
+        let before = format!(
+            "SELECT {COLS} FROM resource_usage WHERE vm_id = ?1 AND boot_id = ?2 AND ts_ns < ?3{as_of_clause} \
+             ORDER BY ts_ns DESC LIMIT 1"
+        );
+        let after = format!(
+            "SELECT {COLS} FROM resource_usage WHERE vm_id = ?1 AND boot_id = ?2 AND ts_ns >= ?3{as_of_clause} \
+             ORDER BY ts_ns LIMIT 1"
+        );
+        for (vm, boot) in &boots {
+            for (sql, at) in [(&before, scope.start_ns), (&after, scope.end_ns)] {
+                let mut args: Vec<Value> = vec![vm.clone().into(), boot.clone().into(), at.into()];
+                if let Some(a) = scope.as_of {
+                    args.push(a.to_string().into());
+                }
+                let mut st = self.conn().prepare_cached(sql).map_err(self.query_err())?;
+                let mut rows = st
+                    .query_map(params_from_iter(args), map)
+                    .map_err(self.query_err())?;
+                if let Some(s) = rows.next() {
+                    samples.push(s.map_err(self.query_err())?);
+                }
+            }
+        }
+        samples
+            .sort_by(|a, b| (&a.vm_id, a.ts_ns, &a.boot_id).cmp(&(&b.vm_id, b.ts_ns, &b.boot_id)));
+        Ok(samples)
+    }
+
+    /// Activity in `scope`, per customer and type, sorted.
+    pub fn activity_totals(&self, scope: &Scope) -> Result<Vec<ActivityRow>> {
+        let mut sql = String::from(
+            "SELECT customer_id, activity_type, count(*), coalesce(sum(duration_seconds), 0) \
+             FROM activity_log WHERE ts_ns >= ?1 AND ts_ns < ?2",
+        );
+        let mut args: Vec<Value> = vec![scope.start_ns.into(), scope.end_ns.into()];
+        push_filters(&mut sql, &mut args, scope, true);
+        sql.push_str(" GROUP BY 1, 2 ORDER BY 1, 2");
+        let mut st = self.conn().prepare(&sql).map_err(self.query_err())?;
+        let rows = st
+            .query_map(params_from_iter(args), |r| {
+                Ok(ActivityRow {
+                    customer_id: r.get(0)?,
+                    activity_type: r.get(1)?,
+                    count: r.get(2)?,
+                    duration_seconds: r.get(3)?,
+                })
+            })
+            .map_err(self.query_err())?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(self.query_err())
+    }
+
+    /// Customers with any usage event in `[start_ns, end_ns)` (respecting
+    /// the cutoff), sorted.
+    pub fn customers_with_usage(&self, scope: &Scope) -> Result<Vec<String>> {
+        let mut ids: Vec<String> = Vec::new();
+        // API: from the rollup's hour index (a superset), checked below.
+        let mut candidates: Vec<String> = Vec::new();
+        {
+            let mut st = self
+                .conn()
+                .prepare_cached(
+                    "SELECT DISTINCT customer_id FROM api_rollup WHERE hour_ns >= ?1 AND hour_ns < ?2",
+                )
+                .map_err(self.query_err())?;
+            let rows = st
+                .query_map([floor_hour(scope.start_ns), ceil_hour(scope.end_ns)], |r| {
+                    r.get(0)
+                })
+                .map_err(self.query_err())?;
+            for r in rows {
+                candidates.push(r.map_err(self.query_err())?);
+            }
+        }
+        for t in ["resource_usage", "activity_log"] {
+            let mut st = self
+                .conn()
+                .prepare_cached(&format!("SELECT DISTINCT customer_id FROM {t}"))
+                .map_err(self.query_err())?;
+            let rows = st.query_map([], |r| r.get(0)).map_err(self.query_err())?;
+            for r in rows {
+                candidates.push(r.map_err(self.query_err())?);
+            }
+        }
+        candidates.sort();
+        candidates.dedup();
+        for c in candidates {
+            let mut found = false;
+            for t in ["api_usage", "resource_usage", "activity_log"] {
+                let mut sql = format!(
+                    "SELECT 1 FROM {t} WHERE customer_id = ?1 AND ts_ns >= ?2 AND ts_ns < ?3"
+                );
+                let mut args: Vec<Value> =
+                    vec![c.clone().into(), scope.start_ns.into(), scope.end_ns.into()];
+                if let Some(a) = scope.as_of {
+                    sql.push_str(" AND ingested_at <= ?4");
+                    args.push(a.to_string().into());
+                }
+                sql.push_str(" LIMIT 1");
+                let mut st = self.conn().prepare_cached(&sql).map_err(self.query_err())?;
+                if st
+                    .exists(params_from_iter(args))
+                    .map_err(self.query_err())?
+                {
+                    found = true;
+                    break;
+                }
+            }
+            if found {
+                ids.push(c);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Every tier/status change, for invoice proration.
+    pub fn all_changes(&self) -> Result<Vec<ChangeRow>> {
+        let mut st = self
+            .conn()
+            .prepare(
+                "SELECT customer_id, field, value, effective_ns, change_id FROM customer_changes \
+                 ORDER BY customer_id, field, effective_ns, change_id",
+            )
+            .map_err(self.query_err())?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(ChangeRow {
+                    customer_id: r.get(0)?,
+                    field: r.get(1)?,
+                    value: r.get(2)?,
+                    effective_ns: r.get(3)?,
+                    change_id: r.get(4)?,
+                })
+            })
+            .map_err(self.query_err())?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(self.query_err())
+    }
+
+    /// Stream the stored events of `kind` in `scope` (ordered by time, then
+    /// id) to `f`; stops early when `f` fails.
+    pub fn for_each_event(
+        &self,
+        kind: Kind,
+        scope: &Scope,
+        f: &mut dyn FnMut(&Event) -> Result<()>,
+    ) -> Result<()> {
+        let (table, cols, map) = super::events::table(kind);
+        let mut sql = format!("SELECT {cols} FROM {table} WHERE ts_ns >= ?1 AND ts_ns < ?2");
+        let mut args: Vec<Value> = vec![scope.start_ns.into(), scope.end_ns.into()];
+        push_filters(&mut sql, &mut args, scope, true);
+        sql.push_str(" ORDER BY ts_ns, id");
+        let mut st = self.conn().prepare(&sql).map_err(self.query_err())?;
+        let mut rows = st.query(params_from_iter(args)).map_err(self.query_err())?;
+        while let Some(r) = rows.next().map_err(self.query_err())? {
+            let ev = map(r).map_err(self.query_err())?;
+            f(&ev)?;
+        }
+        Ok(())
+    }
+}
+
+/// Append the customer, VM and cutoff filters to a query over a usage table.
+fn push_filters(sql: &mut String, args: &mut Vec<Value>, scope: &Scope, with_as_of: bool) {
+    if let Some(c) = scope.customer {
+        sql.push_str(&format!(" AND customer_id = ?{}", args.len() + 1));
+        args.push(c.to_string().into());
+    }
+    if let Some(v) = scope.vm {
+        sql.push_str(&format!(" AND vm_id = ?{}", args.len() + 1));
+        args.push(v.to_string().into());
+    }
+    if let (true, Some(a)) = (with_as_of, scope.as_of) {
+        sql.push_str(&format!(" AND ingested_at <= ?{}", args.len() + 1));
+        args.push(a.to_string().into());
+    }
+}
