@@ -218,7 +218,10 @@ fn read(a: ReadArgs, out: &mut dyn Write) -> Result<Outcome> {
     let default_target = if key_map.is_some() && a.customer.is_none() && cfg.customer_id.is_none() {
         None
     } else {
-        Some((cfg.customer(a.customer.as_deref())?, cfg.vm(a.vm.as_deref())?))
+        Some((
+            cfg.customer(a.customer.as_deref())?,
+            cfg.vm(a.vm.as_deref())?,
+        ))
     };
     let sources: Vec<Source> = if a.files.is_empty() {
         vec![Source::Stdin]
@@ -281,11 +284,20 @@ fn prices(p: PricesArgs, out: &mut dyn Write) -> Result<Outcome> {
                 rate(format!("input_cost_per_token{suffix}"), r.input);
                 rate(format!("output_cost_per_token{suffix}"), r.output);
                 rate(format!("cache_read_input_token_cost{suffix}"), r.cache_read);
-                rate(format!("cache_creation_input_token_cost{suffix}"), r.cache_write);
+                rate(
+                    format!("cache_creation_input_token_cost{suffix}"),
+                    r.cache_write,
+                );
                 if suffix.is_empty() {
-                    rate("cache_creation_input_token_cost_above_1hr".into(), r.cache_write_1h);
+                    rate(
+                        "cache_creation_input_token_cost_above_1hr".into(),
+                        r.cache_write_1h,
+                    );
                 }
-                rate(format!("output_cost_per_reasoning_token{suffix}"), r.reasoning);
+                rate(
+                    format!("output_cost_per_reasoning_token{suffix}"),
+                    r.reasoning,
+                );
             };
             put(&mut rate, &e.base, "");
             for (th, r) in &e.tiers {
@@ -308,7 +320,14 @@ fn prices(p: PricesArgs, out: &mut dyn Write) -> Result<Outcome> {
             let tiers: Vec<String> = e
                 .tiers
                 .iter()
-                .map(|(th, r)| format!(">{}k: {}/{}", th / 1000, m(r.input.or(e.base.input)), m(r.output.or(e.base.output))))
+                .map(|(th, r)| {
+                    format!(
+                        ">{}k: {}/{}",
+                        th / 1000,
+                        m(r.input.or(e.base.input)),
+                        m(r.output.or(e.base.output))
+                    )
+                })
                 .collect();
             vec![
                 e.key.clone(),
@@ -317,7 +336,11 @@ fn prices(p: PricesArgs, out: &mut dyn Write) -> Result<Outcome> {
                 m(e.base.cache_read),
                 m(e.base.cache_write),
                 m(e.base.cache_write_1h),
-                if tiers.is_empty() { "-".into() } else { tiers.join(" ") },
+                if tiers.is_empty() {
+                    "-".into()
+                } else {
+                    tiers.join(" ")
+                },
                 e.table.clone(),
             ]
         })
@@ -325,8 +348,26 @@ fn prices(p: PricesArgs, out: &mut dyn Write) -> Result<Outcome> {
     writeln!(out, "# USD per 1,000,000 tokens; '-' = not set (a missing cache rate is charged at the input rate)")?;
     write_table(
         out,
-        &["MODEL", "INPUT", "OUTPUT", "CACHE_READ", "CACHE_WRITE", "CACHE_WRITE_1H", "LONG_CONTEXT", "TABLE"],
-        &[Align::Left, Align::Right, Align::Right, Align::Right, Align::Right, Align::Right, Align::Left, Align::Left],
+        &[
+            "MODEL",
+            "INPUT",
+            "OUTPUT",
+            "CACHE_READ",
+            "CACHE_WRITE",
+            "CACHE_WRITE_1H",
+            "LONG_CONTEXT",
+            "TABLE",
+        ],
+        &[
+            Align::Left,
+            Align::Right,
+            Align::Right,
+            Align::Right,
+            Align::Right,
+            Align::Right,
+            Align::Left,
+            Align::Left,
+        ],
         &rows,
     )?;
     Ok(Outcome::Success)
@@ -334,7 +375,9 @@ fn prices(p: PricesArgs, out: &mut dyn Write) -> Result<Outcome> {
 
 fn seconds(v: f64, flag: &str) -> Result<Duration> {
     if !v.is_finite() || !(0.0..=86_400.0).contains(&v) {
-        return Err(Error::Usage(format!("{flag} {v}: expected seconds between 0 and 86400")));
+        return Err(Error::Usage(format!(
+            "{flag} {v}: expected seconds between 0 and 86400"
+        )));
     }
     Ok(Duration::from_secs_f64(v))
 }

@@ -65,7 +65,11 @@ impl<R: BufRead> LineReader<R> {
                     return Ok(None);
                 }
                 self.line_no += 1;
-                return Ok(Some(if too_long { Line::TooLong } else { Line::Partial }));
+                return Ok(Some(if too_long {
+                    Line::TooLong
+                } else {
+                    Line::Partial
+                }));
             }
             let (used, done) = match memchr(chunk) {
                 Some(i) => (i + 1, true),
@@ -158,7 +162,9 @@ pub fn detect(head: &[u8]) -> Option<Format> {
         // A pretty-printed or huge first object: only the snapshot is a
         // single multi-line document.
         Err(_) if t.contains("\"apis\"") || t.contains("\"usage\"") => Some(Format::UsageSnapshot),
-        Err(_) if t.contains("\"timestamp\"") && t.contains("\"tokens\"") => Some(Format::UsageQueue),
+        Err(_) if t.contains("\"timestamp\"") && t.contains("\"tokens\"") => {
+            Some(Format::UsageQueue)
+        }
         Err(_) => None,
     }
 }
@@ -207,11 +213,26 @@ mod tests {
     fn detection() {
         let q = br#"{"timestamp":"2026-08-20T14:03:12Z","tokens":{"input_tokens":1}}"#;
         assert_eq!(detect(q), Some(Format::UsageQueue));
-        assert_eq!(detect(b"{\n  \"usage\": {\n \"apis\": {}}}"), Some(Format::UsageSnapshot));
-        assert_eq!(detect(br#"{"usage":{"apis":{}},"failed_requests":0}"#), Some(Format::UsageSnapshot));
-        assert_eq!(detect(b"=== REQUEST INFO ===\nURL: /v1\n"), Some(Format::RequestLog));
-        assert_eq!(detect(br#"{"type":"message","usage":{}}"#), Some(Format::Provider));
-        assert_eq!(detect(b"event: message_start\ndata: {}"), Some(Format::Provider));
+        assert_eq!(
+            detect(b"{\n  \"usage\": {\n \"apis\": {}}}"),
+            Some(Format::UsageSnapshot)
+        );
+        assert_eq!(
+            detect(br#"{"usage":{"apis":{}},"failed_requests":0}"#),
+            Some(Format::UsageSnapshot)
+        );
+        assert_eq!(
+            detect(b"=== REQUEST INFO ===\nURL: /v1\n"),
+            Some(Format::RequestLog)
+        );
+        assert_eq!(
+            detect(br#"{"type":"message","usage":{}}"#),
+            Some(Format::Provider)
+        );
+        assert_eq!(
+            detect(b"event: message_start\ndata: {}"),
+            Some(Format::Provider)
+        );
         assert_eq!(detect(b"hello"), None);
         assert_eq!(detect(b""), Some(Format::UsageQueue));
     }

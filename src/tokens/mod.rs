@@ -89,12 +89,14 @@ impl KeyMap {
             .map_err(|e| Error::Usage(format!("--key-map {}: {e}", path.display())))?;
         let mut m = KeyMap::default();
         for (i, row) in rdr.records().enumerate() {
-            let row = row.map_err(|e| Error::Usage(format!("--key-map {}: {e}", path.display())))?;
+            let row =
+                row.map_err(|e| Error::Usage(format!("--key-map {}: {e}", path.display())))?;
             let line = row.position().map(|p| p.line()).unwrap_or(i as u64 + 1);
             if i == 0 && row.get(1) == Some("customer_id") {
                 continue;
             }
-            let bad = |msg: String| Error::Usage(format!("--key-map {}:{line}: {msg}", path.display()));
+            let bad =
+                |msg: String| Error::Usage(format!("--key-map {}:{line}: {msg}", path.display()));
             if row.len() != 3 {
                 return Err(bad(format!(
                     "expected 3 fields (client key or hash, customer_id, vm_id), got {}",
@@ -119,7 +121,9 @@ impl KeyMap {
             let target = (cust.to_string(), vm.to_string());
             if let Some(old) = m.by_hash.insert(hash, target.clone()) {
                 if old != target {
-                    return Err(bad("this client is already mapped to another customer/VM".into()));
+                    return Err(bad(
+                        "this client is already mapped to another customer/VM".into()
+                    ));
                 }
             }
         }
@@ -239,12 +243,20 @@ impl<'a> Processor<'a> {
                 Some(h) => format!("client {h} is not in --key-map"),
                 None => "the record names no client key".to_string(),
             };
-            self.bad(name, line, &format!("{who}, and no --customer is set; record skipped"));
+            self.bad(
+                name,
+                line,
+                &format!("{who}, and no --customer is set; record skipped"),
+            );
             return Ok(());
         };
         let price = self.cache.get(&self.opts.table, &rec.model);
         let (price_key, price_table, cost) = match price {
-            Some(p) => (Some(p.key.clone()), Some(p.table.clone()), p.cost_nanos(&rec.tokens)),
+            Some(p) => (
+                Some(p.key.clone()),
+                Some(p.table.clone()),
+                p.cost_nanos(&rec.tokens),
+            ),
             None => (None, None, None),
         };
         let priced = if rec.tokens.is_zero() {
@@ -254,7 +266,11 @@ impl<'a> Processor<'a> {
             match cost {
                 Some(c) => Some(c),
                 None => {
-                    self.bad(name, line, "cost does not fit in 64 bits of nano-USD; corrupt counts?");
+                    self.bad(
+                        name,
+                        line,
+                        "cost does not fit in 64 bits of nano-USD; corrupt counts?",
+                    );
                     return Ok(());
                 }
             }
@@ -340,7 +356,11 @@ impl<'a> Processor<'a> {
             }
             let n = lr.line_no;
             if kind == Line::TooLong {
-                self.bad(name, n, &format!("line longer than {} bytes; skipped", input::MAX_LINE));
+                self.bad(
+                    name,
+                    n,
+                    &format!("line longer than {} bytes; skipped", input::MAX_LINE),
+                );
             } else if lr.buf.iter().all(u8::is_ascii_whitespace) {
                 // Blank lines are allowed anywhere.
             } else if format == Format::UsageQueue {
@@ -369,7 +389,13 @@ impl<'a> Processor<'a> {
         Ok(done_upto)
     }
 
-    fn provider_done(&mut self, name: &str, d: provider::Done, fallback: DateTime<Utc>, warned: &mut bool) -> Result<()> {
+    fn provider_done(
+        &mut self,
+        name: &str,
+        d: provider::Done,
+        fallback: DateTime<Utc>,
+        warned: &mut bool,
+    ) -> Result<()> {
         let Some(model) = d.model.clone() else {
             self.bad(name, d.line, "the response names no model");
             return Ok(());
@@ -416,7 +442,9 @@ impl Processor<'_> {
                 Ok(items) => {
                     for it in items {
                         match it {
-                            snapshot::Item::Ok(line, rec, note) => self.emit(name, line, rec, note)?,
+                            snapshot::Item::Ok(line, rec, note) => {
+                                self.emit(name, line, *rec, note)?
+                            }
                             snapshot::Item::Bad(line, why) => self.bad(name, line, &why),
                         }
                     }
@@ -448,7 +476,8 @@ impl Processor<'_> {
                 };
                 if format.is_whole_file() {
                     let mut text = Vec::new();
-                    r.read_to_end(&mut text).map_err(|e| Error::io("stdin", e))?;
+                    r.read_to_end(&mut text)
+                        .map_err(|e| Error::io("stdin", e))?;
                     return self.read_whole("stdin", &String::from_utf8_lossy(&text), format);
                 }
                 self.read_lines("stdin", r, format, 0, 0, false, self.opts.now)?;
@@ -486,7 +515,8 @@ impl Processor<'_> {
                 return Ok(());
             }
             let mut bytes = Vec::with_capacity(md.len() as usize);
-            file.read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+            file.read_to_end(&mut bytes)
+                .map_err(|e| Error::io(path, e))?;
             self.read_whole(&name, &String::from_utf8_lossy(&bytes), format)?;
             if let Some(st) = state {
                 let now = self.opts.now;
@@ -495,7 +525,8 @@ impl Processor<'_> {
             }
             return Ok(());
         }
-        file.seek(SeekFrom::Start(offset)).map_err(|e| Error::io(path, e))?;
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| Error::io(path, e))?;
         let fallback_ts = md
             .modified()
             .ok()
@@ -525,7 +556,11 @@ impl Processor<'_> {
             msg.push_str(&format!(", {} with inconsistent counts", s.suspect));
         }
         if !s.unpriced.is_empty() {
-            let list: Vec<String> = s.unpriced.iter().map(|(m, n)| format!("{m} ({n})")).collect();
+            let list: Vec<String> = s
+                .unpriced
+                .iter()
+                .map(|(m, n)| format!("{m} ({n})"))
+                .collect();
             msg.push_str(&format!(", unpriced models: {}", list.join(", ")));
         }
         cli::warn(msg);
@@ -538,7 +573,11 @@ fn check(ev: &Event, now: DateTime<Utc>) -> std::result::Result<(), String> {
     let h = &ev.header;
     let n = h.id.chars().count();
     if n == 0 || n > events::MAX_ID_CHARS || h.id.chars().any(char::is_control) {
-        return Err(format!("id {:?} is not 1..={} printable characters", h.id, events::MAX_ID_CHARS));
+        return Err(format!(
+            "id {:?} is not 1..={} printable characters",
+            h.id,
+            events::MAX_ID_CHARS
+        ));
     }
     if h.ts > now + chrono::Duration::days(1) {
         return Err(format!(
@@ -588,7 +627,12 @@ fn check(ev: &Event, now: DateTime<Utc>) -> std::result::Result<(), String> {
 
 /// Run over `sources`, writing lines to `out`; with `state`, resume and
 /// record progress (the caller saves it after flushing `out`).
-pub fn run(opts: &Options, sources: &[Source], mut state: Option<&mut State>, out: &mut dyn Write) -> Result<Stats> {
+pub fn run(
+    opts: &Options,
+    sources: &[Source],
+    mut state: Option<&mut State>,
+    out: &mut dyn Write,
+) -> Result<Stats> {
     let mut p = Processor::new(opts, out);
     for src in sources {
         p.process(src, state.as_deref_mut())?;

@@ -470,13 +470,31 @@ mod tests {
         let t = table();
         let key = |m: &str| t.lookup(m).map(|p| p.key.clone());
         assert_eq!(key("gpt-4o").as_deref(), Some("gpt-4o"));
-        assert_eq!(key("openai/gpt-4o-mini-2024-07-18").as_deref(), Some("gpt-4o-mini"));
-        assert_eq!(key("gpt-4o-mini-2024-07-18").as_deref(), Some("gpt-4o-mini"));
+        assert_eq!(
+            key("openai/gpt-4o-mini-2024-07-18").as_deref(),
+            Some("gpt-4o-mini")
+        );
+        assert_eq!(
+            key("gpt-4o-mini-2024-07-18").as_deref(),
+            Some("gpt-4o-mini")
+        );
         // An exact dated key wins over stripping (a different, older price).
-        assert_eq!(key("gpt-4o-2024-05-13").as_deref(), Some("gpt-4o-2024-05-13"));
-        assert_eq!(key("anthropic/claude-haiku-4-5-20251001").as_deref(), Some("claude-haiku-4-5-20251001"));
-        assert_eq!(key("claude-haiku-4-5@20251001").as_deref(), Some("claude-haiku-4-5"));
-        assert_eq!(key("models/gemini-2.5-pro").as_deref(), Some("gemini-2.5-pro"));
+        assert_eq!(
+            key("gpt-4o-2024-05-13").as_deref(),
+            Some("gpt-4o-2024-05-13")
+        );
+        assert_eq!(
+            key("anthropic/claude-haiku-4-5-20251001").as_deref(),
+            Some("claude-haiku-4-5-20251001")
+        );
+        assert_eq!(
+            key("claude-haiku-4-5@20251001").as_deref(),
+            Some("claude-haiku-4-5")
+        );
+        assert_eq!(
+            key("models/gemini-2.5-pro").as_deref(),
+            Some("gemini-2.5-pro")
+        );
         // Never across versions.
         assert_eq!(key("gpt-5.3"), None);
         assert_eq!(key("claude-opus-4-8"), None);
@@ -491,7 +509,10 @@ mod tests {
         // claude-sonnet-4-5: 1843 in * 3e-6 + 912 out * 15e-6 + 48210 cr * 0.3e-6
         // + 2051 cw * 3.75e-6 = 0.005529 + 0.01368 + 0.014463 + 0.00769125
         // = 0.04136325 USD = 41_363_250 nano-USD.
-        let p = table().lookup("claude-sonnet-4-5-20250929").cloned().unwrap();
+        let p = table()
+            .lookup("claude-sonnet-4-5-20250929")
+            .cloned()
+            .unwrap();
         assert_eq!(p.cost_nanos(&tok(1843, 912, 48210, 2051)), Some(41_363_250));
     }
 
@@ -501,7 +522,10 @@ mod tests {
         // 150000 * 2.5e-6 + 60000 * 0.25e-6 + 1000 * 15e-6
         // = 0.375 + 0.015 + 0.015 = 0.405 USD.
         let p = table().lookup("gemini-2.5-pro").cloned().unwrap();
-        assert_eq!(p.cost_nanos(&tok(150_000, 1000, 60_000, 0)), Some(405_000_000));
+        assert_eq!(
+            p.cost_nanos(&tok(150_000, 1000, 60_000, 0)),
+            Some(405_000_000)
+        );
         // Exactly 200000 is not above: 200000 * 1.25e-6 + 1000 * 10e-6 = 0.26.
         assert_eq!(p.cost_nanos(&tok(200_000, 1000, 0, 0)), Some(260_000_000));
     }
@@ -514,8 +538,12 @@ mod tests {
         // The stale gemini/ cache-read rate $0.3125/MTok = 312.5 nano per
         // token: 1 token -> 312.5 -> 313 (half-up), 2 tokens -> 625 exactly.
         let mut t = PriceTable::default();
-        t.merge_json(r#"{"m":{"input_cost_per_token":3.125e-7,"output_cost_per_token":0}}"#, "x", "x")
-            .unwrap();
+        t.merge_json(
+            r#"{"m":{"input_cost_per_token":3.125e-7,"output_cost_per_token":0}}"#,
+            "x",
+            "x",
+        )
+        .unwrap();
         let m = t.lookup("m").unwrap();
         assert_eq!(m.cost_nanos(&tok(1, 0, 0, 0)), Some(313));
         assert_eq!(m.cost_nanos(&tok(2, 0, 0, 0)), Some(625));
@@ -537,10 +565,25 @@ mod tests {
         // No cache rate: cache reads cost the input rate. 10 * 5e-6 = 0.00005.
         assert_eq!(p.cost_nanos(&tok(0, 0, 10, 0)), Some(50_000));
         let m = t.lookup("my-model").unwrap();
-        assert_eq!(m.tiers, vec![(128_000, Rates { input: Some("0.000002".parse().unwrap()), ..Rates::default() })]);
+        assert_eq!(
+            m.tiers,
+            vec![(
+                128_000,
+                Rates {
+                    input: Some("0.000002".parse().unwrap()),
+                    ..Rates::default()
+                }
+            )]
+        );
         // Retired built-in entries survive a merge.
         assert!(t.lookup("claude-3-5-sonnet-20241022").is_some());
         assert!(t.merge_json("[1]", "x", "x").is_err());
-        assert!(t.merge_json(r#"{"m":{"input_cost_per_token":-1,"output_cost_per_token":1}}"#, "x", "x").is_err());
+        assert!(t
+            .merge_json(
+                r#"{"m":{"input_cost_per_token":-1,"output_cost_per_token":1}}"#,
+                "x",
+                "x"
+            )
+            .is_err());
     }
 }

@@ -99,7 +99,10 @@ fn u(v: &Value, path: &[&str]) -> Option<u64> {
 }
 
 fn s(v: &Value, k: &str) -> Option<String> {
-    v.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string)
+    v.get(k)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 fn unix_ts(v: &Value, k: &str) -> Option<DateTime<Utc>> {
@@ -109,7 +112,9 @@ fn unix_ts(v: &Value, k: &str) -> Option<DateTime<Utc>> {
 }
 
 fn rfc_ts(v: &Value, k: &str) -> Option<DateTime<Utc>> {
-    v.get(k).and_then(Value::as_str).and_then(crate::time::parse_rfc3339)
+    v.get(k)
+        .and_then(Value::as_str)
+        .and_then(crate::time::parse_rfc3339)
 }
 
 /// Anthropic `usage` (message or delta): fields present override `c`.
@@ -138,9 +143,19 @@ fn anthropic_usage(c: &mut RawCounts, usage: &Value) {
 fn openai_usage(usage: &Value) -> RawCounts {
     let chat = usage.get("prompt_tokens").is_some();
     let (i, o, id, od) = if chat {
-        ("prompt_tokens", "completion_tokens", "prompt_tokens_details", "completion_tokens_details")
+        (
+            "prompt_tokens",
+            "completion_tokens",
+            "prompt_tokens_details",
+            "completion_tokens_details",
+        )
     } else {
-        ("input_tokens", "output_tokens", "input_tokens_details", "output_tokens_details")
+        (
+            "input_tokens",
+            "output_tokens",
+            "input_tokens_details",
+            "output_tokens_details",
+        )
     };
     let write = u(usage, &[id, "cache_creation_tokens"])
         .or_else(|| u(usage, &[id, "cache_write_tokens"]))
@@ -210,7 +225,9 @@ impl Parser {
     /// Where the open group started (byte offset, line number before it), so
     /// a resumed run can re-read it whole.
     pub fn pending_start(&self) -> Option<(u64, u64)> {
-        self.pending.as_ref().map(|a| (a.offset, a.line.saturating_sub(1)))
+        self.pending
+            .as_ref()
+            .map(|a| (a.offset, a.line.saturating_sub(1)))
     }
 
     /// Close the open group, if any (end of input).
@@ -253,7 +270,11 @@ impl Parser {
         let mut v: Value = match serde_json::from_str(json) {
             Ok(v) => v,
             Err(e) => {
-                let hint = if e.is_eof() { " (the line looks truncated)" } else { "" };
+                let hint = if e.is_eof() {
+                    " (the line looks truncated)"
+                } else {
+                    ""
+                };
                 fed.error = Some(format!("invalid JSON at column {}{hint}", e.column()));
                 return fed;
             }
@@ -261,7 +282,8 @@ impl Parser {
         // Envelopes: {"timestamp": ..., "response": {...}} written by
         // capture tools, and the Gemini CLI / Antigravity wrapper.
         let env_ts = rfc_ts(&v, "timestamp");
-        if v.get("response").is_some_and(|r| r.get("usageMetadata").is_some() || r.get("candidates").is_some())
+        if v.get("response")
+            .is_some_and(|r| r.get("usageMetadata").is_some() || r.get("candidates").is_some())
             || (env_ts.is_some() && v.get("response").is_some_and(Value::is_object))
         {
             v = v["response"].take();
@@ -285,15 +307,20 @@ impl Parser {
                 hash(&mut a);
                 self.pending = Some(a);
             }
-            ("message_delta", _) | ("message_stop", _) | ("content_block_start", _)
-            | ("content_block_delta", _) | ("content_block_stop", _) | ("ping", _)
+            ("message_delta", _)
+            | ("message_stop", _)
+            | ("content_block_start", _)
+            | ("content_block_delta", _)
+            | ("content_block_stop", _)
+            | ("ping", _)
                 if same(&self.pending, &Key::Anthropic) || ty == "message_delta" =>
             {
                 if !same(&self.pending, &Key::Anthropic) {
                     // A delta without its start (a cut capture): keep what
                     // it says; the model is then unknown and reported.
                     self.close(&mut fed);
-                    self.pending = Some(Acc::new(Key::Anthropic, Family::Anthropic, line_no, offset));
+                    self.pending =
+                        Some(Acc::new(Key::Anthropic, Family::Anthropic, line_no, offset));
                 }
                 if let Some(a) = self.pending.as_mut() {
                     hash(a);
@@ -329,7 +356,9 @@ impl Parser {
                 a.counts = openai_usage(&v["usage"]);
                 a.failed = s(&v, "status").as_deref() == Some("failed");
                 a.service_tier = s(&v, "service_tier");
-                a.ts = env_ts.or_else(|| unix_ts(&v, "created")).or_else(|| unix_ts(&v, "created_at"));
+                a.ts = env_ts
+                    .or_else(|| unix_ts(&v, "created"))
+                    .or_else(|| unix_ts(&v, "created_at"));
                 hash(&mut a);
                 fed.done.push(a.finish());
             }
@@ -377,7 +406,13 @@ impl Parser {
                         a.failed = true;
                     }
                 }
-                if matches!(t, "response.completed" | "response.incomplete" | "response.failed" | "response.done") {
+                if matches!(
+                    t,
+                    "response.completed"
+                        | "response.incomplete"
+                        | "response.failed"
+                        | "response.done"
+                ) {
                     self.close(&mut fed);
                 }
             }
@@ -443,7 +478,10 @@ mod tests {
         ]);
         assert_eq!(d.len(), 1);
         let t = d[0].tokens;
-        assert_eq!((t.input, t.output, t.cache_read, t.cache_write), (12, 42, 100, 50));
+        assert_eq!(
+            (t.input, t.output, t.cache_read, t.cache_write),
+            (12, 42, 100, 50)
+        );
         assert_eq!(d[0].model.as_deref(), Some("claude-haiku-4-5"));
         assert_eq!(d[0].line, 2);
     }
@@ -458,7 +496,10 @@ mod tests {
         ]);
         assert_eq!(d.len(), 2);
         let t = d[0].tokens;
-        assert_eq!((t.input, t.output, t.cache_read, t.reasoning), (60, 27, 40, 7));
+        assert_eq!(
+            (t.input, t.output, t.cache_read, t.reasoning),
+            (60, 27, 40, 7)
+        );
         assert!(d[1].tokens.is_zero());
         assert_eq!(d[1].ts.map(|t| t.timestamp()), Some(1_790_000_000));
     }

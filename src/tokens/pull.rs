@@ -69,7 +69,9 @@ impl Url {
         };
         let (host, port) = match hostport.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => {
-                let port = p.parse::<u16>().map_err(|_| format!("{s}: bad port {p:?}"))?;
+                let port = p
+                    .parse::<u16>()
+                    .map_err(|_| format!("{s}: bad port {p:?}"))?;
                 (h, port)
             }
             _ => (hostport, 80),
@@ -103,7 +105,12 @@ pub struct NoResponse(pub String);
 
 /// GET `path` from `url` with a bearer key. A response that arrives only in
 /// part is returned with `complete: false`.
-pub fn get(url: &Url, path: &str, key: &str, timeout: Duration) -> std::result::Result<Response, NoResponse> {
+pub fn get(
+    url: &Url,
+    path: &str,
+    key: &str,
+    timeout: Duration,
+) -> std::result::Result<Response, NoResponse> {
     let addrs: Vec<_> = (url.host.as_str(), url.port)
         .to_socket_addrs()
         .map_err(|e| NoResponse(format!("cannot resolve {}: {e}", url.host)))?
@@ -240,9 +247,12 @@ pub fn records(body: &[u8]) -> std::result::Result<(Vec<String>, usize), String>
     if t.is_empty() || t.trim_end() == "null" {
         return Ok((Vec::new(), 0));
     }
-    let mut rest = t
-        .strip_prefix('[')
-        .ok_or_else(|| format!("expected a JSON array of records, got {:?}", t.chars().take(40).collect::<String>()))?;
+    let mut rest = t.strip_prefix('[').ok_or_else(|| {
+        format!(
+            "expected a JSON array of records, got {:?}",
+            t.chars().take(40).collect::<String>()
+        )
+    })?;
     let mut out = Vec::new();
     loop {
         rest = rest.trim_start().trim_start_matches(',').trim_start();
@@ -278,7 +288,10 @@ fn one_line(raw: &RawValue) -> std::result::Result<String, String> {
         s
     };
     if !obj.trim_start().starts_with('{') {
-        return Err(format!("a queue element is not a record object: {:.60}", obj));
+        return Err(format!(
+            "a queue element is not a record object: {:.60}",
+            obj
+        ));
     }
     if obj.contains(['\n', '\r']) {
         let v: serde_json::Value = serde_json::from_str(obj).map_err(|e| e.to_string())?;
@@ -321,7 +334,8 @@ pub fn open_out(path: &Path) -> Result<File> {
     let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
     if len > 0 {
         let mut last = [0u8; 1];
-        f.seek(SeekFrom::Start(len - 1)).map_err(|e| Error::io(path, e))?;
+        f.seek(SeekFrom::Start(len - 1))
+            .map_err(|e| Error::io(path, e))?;
         f.read_exact(&mut last).map_err(|e| Error::io(path, e))?;
         if last[0] != b'\n' {
             cli::warn(format!(
@@ -403,7 +417,9 @@ pub fn run(o: &PullOptions) -> Result<PullStats> {
                          records saved{}",
                         recs.len(),
                         if cut > 0 {
-                            format!(", {cut} bytes of a cut record lost (the queue already removed it)")
+                            format!(
+                                ", {cut} bytes of a cut record lost (the queue already removed it)"
+                            )
                         } else {
                             String::new()
                         }
@@ -466,7 +482,11 @@ mod tests {
     fn urls() {
         assert_eq!(
             Url::parse("http://127.0.0.1:8317").unwrap(),
-            Url { host: "127.0.0.1".into(), port: 8317, prefix: String::new() }
+            Url {
+                host: "127.0.0.1".into(),
+                port: 8317,
+                prefix: String::new()
+            }
         );
         assert_eq!(Url::parse("http://h/x/").unwrap().prefix, "/x");
         assert_eq!(Url::parse("http://[::1]:9").unwrap().host, "::1");
@@ -477,7 +497,10 @@ mod tests {
     #[test]
     fn truncated_bodies_keep_complete_records() {
         let (r, cut) = records(br#"[{"a":1}, {"b":"x\ny"},{"c":"#).unwrap();
-        assert_eq!(r, vec![r#"{"a":1}"#.to_string(), r#"{"b":"x\ny"}"#.to_string()]);
+        assert_eq!(
+            r,
+            vec![r#"{"a":1}"#.to_string(), r#"{"b":"x\ny"}"#.to_string()]
+        );
         assert_eq!(cut, 5);
         let (r, cut) = records(b"[\"{\\\"a\\\":1}\"]").unwrap();
         assert_eq!((r, cut), (vec![r#"{"a":1}"#.to_string()], 0));
@@ -490,7 +513,10 @@ mod tests {
 
     #[test]
     fn chunked() {
-        assert_eq!(dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), (b"abcde".to_vec(), true));
+        assert_eq!(
+            dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"),
+            (b"abcde".to_vec(), true)
+        );
         assert_eq!(dechunk(b"3\r\nabc\r\n5\r\nde"), (b"abcde".to_vec(), false));
     }
 }

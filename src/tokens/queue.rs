@@ -93,9 +93,8 @@ pub fn parse(line: &[u8]) -> Result<Parsed, String> {
         .timestamp
         .as_deref()
         .ok_or_else(|| "field \"timestamp\": missing".to_string())?;
-    let ts = crate::time::parse_rfc3339(ts_raw).ok_or_else(|| {
-        format!("field \"timestamp\": {ts_raw:?} is not RFC 3339")
-    })?;
+    let ts = crate::time::parse_rfc3339(ts_raw)
+        .ok_or_else(|| format!("field \"timestamp\": {ts_raw:?} is not RFC 3339"))?;
     let model = match (q.model.as_deref(), q.alias.as_deref()) {
         (Some(m), _) if !m.is_empty() => m,
         (_, Some(a)) if !a.is_empty() => a,
@@ -152,9 +151,8 @@ pub fn parse(line: &[u8]) -> Result<Parsed, String> {
         }
     };
     let tier = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(str::to_string);
-    let service_tier = tier(q.response_service_tier.as_deref()).or_else(|| {
-        tier(q.service_tier.as_deref()).filter(|s| s != "default" && s != "auto")
-    });
+    let service_tier = tier(q.response_service_tier.as_deref())
+        .or_else(|| tier(q.service_tier.as_deref()).filter(|s| s != "default" && s != "auto"));
     let request_id = q.request_id.as_deref().filter(|r| !r.is_empty());
     let rec = Record {
         id: usage::cpa_id(request_id, ts_raw, line),
@@ -165,7 +163,11 @@ pub fn parse(line: &[u8]) -> Result<Parsed, String> {
         tokens,
         failed: q.failed.unwrap_or(false),
         auth_type: usage::auth_type(q.auth_type.as_deref().unwrap_or("")),
-        client_key: q.api_key.as_deref().filter(|k| !k.is_empty()).map(str::to_string),
+        client_key: q
+            .api_key
+            .as_deref()
+            .filter(|k| !k.is_empty())
+            .map(str::to_string),
         service_tier,
         source_format: "usage-queue",
     };
@@ -176,7 +178,11 @@ pub fn parse(line: &[u8]) -> Result<Parsed, String> {
 /// column for syntax errors, and a hint for truncated lines.
 fn explain(line: &[u8], e: serde_json::Error) -> String {
     if e.is_syntax() || e.is_eof() {
-        let hint = if e.is_eof() { " (the line looks truncated)" } else { "" };
+        let hint = if e.is_eof() {
+            " (the line looks truncated)"
+        } else {
+            ""
+        };
         return format!("invalid JSON at column {}{hint}", e.column());
     }
     let mut de = serde_json::Deserializer::from_slice(line);
@@ -210,15 +216,24 @@ mod tests {
         let (r, n) = parse(l).unwrap();
         assert!(n.is_none());
         assert_eq!(r.id, "cpa:5d0e9a11:2026-04-28T09:15:02.30418+08:00");
-        assert_eq!(crate::time::format_rfc3339(&r.ts), "2026-04-28T01:15:02.304180Z");
-        assert_eq!((r.tokens.input, r.tokens.output, r.tokens.cache_read), (3120, 488, 40960));
+        assert_eq!(
+            crate::time::format_rfc3339(&r.ts),
+            "2026-04-28T01:15:02.304180Z"
+        );
+        assert_eq!(
+            (r.tokens.input, r.tokens.output, r.tokens.cache_read),
+            (3120, 488, 40960)
+        );
         assert_eq!(r.provider, "anthropic");
         assert_eq!(r.auth_type, "oauth");
     }
 
     #[test]
     fn errors_name_the_field() {
-        let e = parse(br#"{"timestamp":"2026-04-28T09:15:02Z","model":"m","tokens":{"input_tokens":-1}}"#).unwrap_err();
+        let e = parse(
+            br#"{"timestamp":"2026-04-28T09:15:02Z","model":"m","tokens":{"input_tokens":-1}}"#,
+        )
+        .unwrap_err();
         assert_eq!(e, "field \"tokens.input_tokens\": invalid value: integer `-1`, expected a non-negative integer");
         let e = parse(br#"{"timestamp":"2026-04-28T09:15:02Z","model":"m","tok"#).unwrap_err();
         assert!(e.contains("truncated"), "{e}");

@@ -98,10 +98,10 @@ pub fn request_id_of(name: &str) -> Option<String> {
 /// Parse one request-log file. `Err((line, reason))` for bad input.
 pub fn parse(text: &str, file_name: &str) -> Result<(Record, Option<String>), (u64, String)> {
     let secs = sections(text);
-    let info = secs
-        .iter()
-        .find(|s| s.name == "REQUEST INFO")
-        .ok_or((1, "no \"=== REQUEST INFO ===\" section; not a request log".to_string()))?;
+    let info = secs.iter().find(|s| s.name == "REQUEST INFO").ok_or((
+        1,
+        "no \"=== REQUEST INFO ===\" section; not a request log".to_string(),
+    ))?;
     let ts_raw = field(&info.lines, "Timestamp")
         .ok_or((info.line, "REQUEST INFO has no Timestamp".to_string()))?;
     let ts = crate::time::parse_rfc3339(ts_raw)
@@ -116,9 +116,18 @@ pub fn parse(text: &str, file_name: &str) -> Result<(Record, Option<String>), (u
         } else {
             "no \"=== API RESPONSE n ===\" section"
         };
-        return Err((info.line, format!("{why}: no upstream response to read usage from")));
+        return Err((
+            info.line,
+            format!("{why}: no upstream response to read usage from"),
+        ));
     }
-    let status = |s: &Section| -> Option<u16> { field(&s.lines, "Status")?.split_whitespace().next()?.parse().ok() };
+    let status = |s: &Section| -> Option<u16> {
+        field(&s.lines, "Status")?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
     let ok = responses
         .iter()
         .rev()
@@ -127,9 +136,9 @@ pub fn parse(text: &str, file_name: &str) -> Result<(Record, Option<String>), (u
     let last = *responses.last().unwrap_or(&responses[0]);
     let chosen = ok.copied().unwrap_or(last);
     let n = attempt_of(chosen);
-    let request = secs
-        .iter()
-        .find(|s| s.name.starts_with("API REQUEST") && s.name.trim_start_matches("API REQUEST").trim() == n);
+    let request = secs.iter().find(|s| {
+        s.name.starts_with("API REQUEST") && s.name.trim_start_matches("API REQUEST").trim() == n
+    });
     let auth = request.and_then(|r| field(&r.lines, "Auth")).unwrap_or("");
     let auth_kv = |k: &str| {
         auth.split([',', ' '])
@@ -140,7 +149,11 @@ pub fn parse(text: &str, file_name: &str) -> Result<(Record, Option<String>), (u
     let auth_type = usage::auth_type(auth_kv("type").as_deref().unwrap_or(""));
     let req_model = request
         .and_then(|r| model_in_json(&body(&r.lines).join("\n")))
-        .or_else(|| request.and_then(|r| field(&r.lines, "Upstream URL")).and_then(model_in_url))
+        .or_else(|| {
+            request
+                .and_then(|r| field(&r.lines, "Upstream URL"))
+                .and_then(model_in_url)
+        })
         .or_else(|| {
             secs.iter()
                 .find(|s| s.name == "REQUEST BODY")
@@ -181,7 +194,10 @@ pub fn parse(text: &str, file_name: &str) -> Result<(Record, Option<String>), (u
             done = Some(d);
         }
         if !fed_any || done.is_none() {
-            return Err((chosen.line, format!("API RESPONSE {n}: no usage in the response body")));
+            return Err((
+                chosen.line,
+                format!("API RESPONSE {n}: no usage in the response body"),
+            ));
         }
     }
     let family = done.as_ref().map(|d| d.family);
@@ -200,7 +216,10 @@ pub fn parse(text: &str, file_name: &str) -> Result<(Record, Option<String>), (u
         .as_ref()
         .and_then(|d| d.model.clone())
         .or(req_model)
-        .ok_or((info.line, "no model in the response, the request body or the URL".to_string()))?;
+        .ok_or((
+            info.line,
+            "no model in the response, the request body or the URL".to_string(),
+        ))?;
     let request_id = request_id_of(file_name);
     let rec = Record {
         id: usage::cpa_id(request_id.as_deref(), ts_raw, text.as_bytes()),
@@ -224,8 +243,15 @@ mod tests {
 
     #[test]
     fn names_and_urls() {
-        assert_eq!(request_id_of("/x/v1-chat-completions-2026-08-20T140312-3f9a1c07.log").as_deref(), Some("3f9a1c07"));
+        assert_eq!(
+            request_id_of("/x/v1-chat-completions-2026-08-20T140312-3f9a1c07.log").as_deref(),
+            Some("3f9a1c07")
+        );
         assert_eq!(request_id_of("v1-messages-2026-08-20T140312-17.log"), None);
-        assert_eq!(model_in_url("https://x/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse").as_deref(), Some("gemini-2.5-pro"));
+        assert_eq!(
+            model_in_url("https://x/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse")
+                .as_deref(),
+            Some("gemini-2.5-pro")
+        );
     }
 }

@@ -64,7 +64,7 @@ struct DTokens {
 /// each with its line number in the document.
 pub enum Item {
     /// A usage record.
-    Ok(u64, Record, Option<String>),
+    Ok(u64, Box<Record>, Option<String>),
     /// A detail that could not be read, with the reason.
     Bad(u64, String),
 }
@@ -102,7 +102,7 @@ pub fn parse(text: &str) -> Result<Vec<Item>, String> {
             for raw in m.details.iter().flatten() {
                 let line = line_of(raw);
                 match detail(client.as_deref(), key, model, raw) {
-                    Ok((r, note)) => items.push(Item::Ok(line, r, note)),
+                    Ok((r, note)) => items.push(Item::Ok(line, Box::new(r), note)),
                     Err(e) => items.push(Item::Bad(line, e)),
                 }
             }
@@ -128,10 +128,15 @@ fn detail(
         let mut de = serde_json::Deserializer::from_str(raw.get());
         serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
-            format!("field \"{path}\": {}", strip_pos(&e.into_inner().to_string()))
+            let msg = strip_pos(&e.into_inner().to_string())
+                .replace("expected u64", "expected a non-negative integer");
+            format!("field \"{path}\": {msg}")
         })?
     };
-    let ts_raw = d.timestamp.as_deref().ok_or("field \"timestamp\": missing")?;
+    let ts_raw = d
+        .timestamp
+        .as_deref()
+        .ok_or("field \"timestamp\": missing")?;
     let ts = crate::time::parse_rfc3339(ts_raw)
         .ok_or_else(|| format!("field \"timestamp\": {ts_raw:?} is not RFC 3339"))?;
     if model.is_empty() {

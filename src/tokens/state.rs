@@ -116,7 +116,9 @@ impl State {
             .write(true)
             .open(&lock_path)
             .map_err(|e| Error::io(&lock_path, e))?;
-        if let Err(e) = rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        if let Err(e) =
+            rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        {
             if e == rustix::io::Errno::WOULDBLOCK {
                 return Err(Error::Invalid(format!(
                     "{}: another mb-tokens is using this state file; try again when it has finished",
@@ -168,34 +170,36 @@ impl State {
         })
     }
 
-    fn find(&self, dev: u64, ino: u64, file: &File) -> std::io::Result<Option<usize>> {
-        let Some(&i) = self.index.get(&(dev, ino)) else {
-            return Ok(None);
-        };
-        let e = &self.entries[i];
-        let head = read_head(file, e.head.len() / 2)?;
-        Ok((hex(&head) == e.head).then_some(i))
-    }
-
-    /// Where to start reading `file` (opened from `path`).
+    /// Where to start reading `file`. Same device and inode but smaller than
+    /// the saved offset: truncated. Same inode, big enough, but other first
+    /// bytes: a different file on a reused inode (or rewritten in place).
     pub fn resume(&self, file: &File) -> std::io::Result<Resume> {
         let md = file.metadata()?;
-        Ok(match self.find(md.dev(), md.ino(), file)? {
-            None => Resume::New,
-            Some(i) => {
-                let e = &self.entries[i];
-                if md.len() < e.offset {
-                    Resume::Truncated(e.offset)
-                } else {
-                    Resume::At(e.offset, e.line)
-                }
-            }
+        let Some(&i) = self.index.get(&(md.dev(), md.ino())) else {
+            return Ok(Resume::New);
+        };
+        let e = &self.entries[i];
+        if md.len() < e.offset {
+            return Ok(Resume::Truncated(e.offset));
+        }
+        let head = read_head(file, e.head.len() / 2)?;
+        Ok(if hex(&head) == e.head {
+            Resume::At(e.offset, e.line)
+        } else {
+            Resume::New
         })
     }
 
     /// Record that `file` (read as `path`) was consumed up to `offset`
     /// (`line` lines).
-    pub fn update(&mut self, path: &str, file: &File, offset: u64, line: u64, now: DateTime<Utc>) -> std::io::Result<()> {
+    pub fn update(
+        &mut self,
+        path: &str,
+        file: &File,
+        offset: u64,
+        line: u64,
+        now: DateTime<Utc>,
+    ) -> std::io::Result<()> {
         let md = file.metadata()?;
         let head = read_head(file, HEAD_LEN.min(offset as usize))?;
         let entry = Entry {
@@ -215,7 +219,8 @@ impl State {
                 self.seen[i] = true;
             }
             None => {
-                self.index.insert((entry.dev, entry.ino), self.entries.len());
+                self.index
+                    .insert((entry.dev, entry.ino), self.entries.len());
                 self.entries.push(entry);
                 self.seen.push(true);
             }

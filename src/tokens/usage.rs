@@ -37,7 +37,12 @@ pub fn normalise_provider(p: &str) -> String {
     match l.as_str() {
         "claude" | "anthropic" => "anthropic".into(),
         "codex" | "openai" => "openai".into(),
-        "gemini" | "gemini-cli" | "gemini-interactions" | "vertex" | "aistudio" | "antigravity"
+        "gemini"
+        | "gemini-cli"
+        | "gemini-interactions"
+        | "vertex"
+        | "aistudio"
+        | "antigravity"
         | "google" => "google".into(),
         _ => l,
     }
@@ -57,7 +62,11 @@ pub fn family_of_executor(p: &str) -> Family {
 /// The vendor of a model when the source names no provider (the legacy
 /// snapshot): by the model name's family, else `unknown`.
 pub fn provider_of_model(model: &str) -> &'static str {
-    let m = model.rsplit('/').next().unwrap_or(model).to_ascii_lowercase();
+    let m = model
+        .rsplit('/')
+        .next()
+        .unwrap_or(model)
+        .to_ascii_lowercase();
     if m.starts_with("claude") {
         "anthropic"
     } else if m.starts_with("gemini") || m.starts_with("gemma") {
@@ -248,7 +257,10 @@ mod tests {
             ..RawCounts::default()
         };
         let (t, n) = normalise(Family::Google, c);
-        assert_eq!((t.input, t.output, t.cache_read, t.reasoning), (2240, 1859, 8192, 1204));
+        assert_eq!(
+            (t.input, t.output, t.cache_read, t.reasoning),
+            (2240, 1859, 8192, 1204)
+        );
         assert!(n.is_none());
         let c = RawCounts {
             input: 24567,
@@ -258,8 +270,18 @@ mod tests {
             ..RawCounts::default()
         };
         let (t, _) = normalise(Family::OpenAi, c);
-        assert_eq!((t.input, t.output, t.cache_read, t.reasoning), (4599, 1380, 19968, 832));
-        let (t, n) = normalise(Family::OpenAi, RawCounts { input: 5, cache_read: 9, ..RawCounts::default() });
+        assert_eq!(
+            (t.input, t.output, t.cache_read, t.reasoning),
+            (4599, 1380, 19968, 832)
+        );
+        let (t, n) = normalise(
+            Family::OpenAi,
+            RawCounts {
+                input: 5,
+                cache_read: 9,
+                ..RawCounts::default()
+            },
+        );
         assert_eq!((t.input, t.cache_read), (0, 5));
         assert!(n.is_some());
         assert_eq!(normalise_provider("Claude"), "anthropic");
@@ -271,7 +293,10 @@ mod tests {
 
     #[test]
     fn ids() {
-        assert_eq!(cpa_id(Some("3f9a1c07"), "2026-08-20T14:03:12+08:00", b"x"), "cpa:3f9a1c07:2026-08-20T14:03:12+08:00");
+        assert_eq!(
+            cpa_id(Some("3f9a1c07"), "2026-08-20T14:03:12+08:00", b"x"),
+            "cpa:3f9a1c07:2026-08-20T14:03:12+08:00"
+        );
         let h = cpa_id(None, "t", b"abc");
         // sha256("abc") = ba7816bf8f01cfea414140de5dae2223...
         assert_eq!(h, "cpa:sha256:ba7816bf8f01cfea414140de5dae2223");
