@@ -188,6 +188,7 @@ pub struct Processor<'a> {
     /// Counts so far.
     pub stats: Stats,
     reported: u64,
+    line: Vec<u8>,
 }
 
 impl<'a> Processor<'a> {
@@ -200,6 +201,7 @@ impl<'a> Processor<'a> {
             clients: HashMap::new(),
             stats: Stats::default(),
             reported: 0,
+            line: Vec::with_capacity(1024),
         }
     }
 
@@ -319,8 +321,12 @@ impl<'a> Processor<'a> {
             self.bad(name, line, &why);
             return Ok(());
         }
-        serde_json::to_writer(&mut *self.out, &ev).map_err(io::Error::from)?;
-        self.out.write_all(b"\n")?;
+        // Serialise into a reused buffer, then one write: serde_json writes
+        // many small pieces, each a dynamic call on `out` otherwise.
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, &ev).map_err(io::Error::from)?;
+        self.line.push(b'\n');
+        self.out.write_all(&self.line)?;
         self.stats.emitted += 1;
         Ok(())
     }
