@@ -115,3 +115,34 @@ mod tests {
         assert_eq!(thousands(999), "999");
     }
 }
+
+/// Format `x` with `places` decimals, rounding half away from zero on the
+/// decimal value people see (Rust's `{:.1}` rounds the binary value, so
+/// 183.25 would print as 183.2). Non-finite values print as empty.
+pub fn fixed(x: f64, places: u32) -> String {
+    match rust_decimal::Decimal::from_f64_retain(x).and_then(|_| {
+        use rust_decimal::prelude::FromPrimitive;
+        rust_decimal::Decimal::from_f64(x)
+    }) {
+        Some(d) => {
+            let r = d.round_dp_with_strategy(
+                places,
+                rust_decimal::RoundingStrategy::MidpointAwayFromZero,
+            );
+            format!("{:.*}", places as usize, r)
+        }
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod fixed_tests {
+    #[test]
+    fn half_away_from_zero_on_the_decimal() {
+        assert_eq!(super::fixed(183.25, 1), "183.3");
+        assert_eq!(super::fixed(0.35, 1), "0.4");
+        assert_eq!(super::fixed(12.0, 1), "12.0");
+        assert_eq!(super::fixed(2048.5, 1), "2048.5");
+        assert_eq!(super::fixed(f64::NAN, 1), "");
+    }
+}

@@ -25,6 +25,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::error::Result;
+use crate::output::fixed;
 use crate::store::report::{ApiAgg, Sample, Scope};
 use crate::store::Store;
 use crate::time;
@@ -440,17 +441,17 @@ pub fn series(store: &Store, q: &Query, by: Unit, metrics: &[String]) -> Result<
             }
             let r = &c.resource;
             if let Some(v) = r.avg_cpu_percent {
-                push("cpu_percent", format!("{v:.1}"));
+                push("cpu_percent", fixed(v, 1));
             }
             if let Some(v) = r.avg_memory_percent {
-                push("memory_percent", format!("{v:.1}"));
+                push("memory_percent", fixed(v, 1));
             }
             if let Some(v) = r.max_disk_bytes {
-                push("disk_gb", format!("{:.1}", v as f64 / 1e9));
+                push("disk_gb", fixed(v as f64 / 1e9, 1));
             }
             if r.coverage.is_some() {
-                push("net_in_mb", format!("{:.1}", r.net_in_bytes / 1e6));
-                push("net_out_mb", format!("{:.1}", r.net_out_bytes / 1e6));
+                push("net_in_mb", fixed(r.net_in_bytes / 1e6, 1));
+                push("net_out_mb", fixed(r.net_out_bytes / 1e6, 1));
             }
             let (n, secs) = c
                 .activity
@@ -458,7 +459,7 @@ pub fn series(store: &Store, q: &Query, by: Unit, metrics: &[String]) -> Result<
                 .fold((0, 0.0), |(n, s), a| (n + a.count, s + a.duration_seconds));
             if n > 0 {
                 push("activity_count", n.to_string());
-                push("activity_seconds", format!("{secs:.1}"));
+                push("activity_seconds", fixed(secs, 1));
             }
         }
     }
@@ -532,6 +533,7 @@ fn summary_parts(
 mod tests {
     use super::*;
 
+    #[allow(clippy::too_many_arguments)]
     fn s(
         vm: &str,
         boot: &str,
