@@ -1,1 +1,704 @@
-//! Integration tests of mb-report (filled in by its issue).
+//! mb-report on a fixture database built by the real mb-ingest and
+//! mb-customer: golden outputs and hand-computed numbers.
+
+use crate::util::*;
+
+/// Ingest the fixture events and register the customers:
+/// - acme: pro since 2026-10-01 (stripe cus_ACME);
+/// - globex: starter from 2026-11-01, pro from 2026-11-16 (cus_GLOBEX);
+/// - initech: enterprise since 2026-10-01, suspended from 2026-11-21 (cus_INI).
+fn setup() -> Env {
+    // The clock is in December so the whole of November can be ingested.
+    let env = Env::at("2026-12-02T12:00:00Z");
+    let f = fixture("report/events.jsonl");
+    assert_code(&env.run("mb-ingest", &["-q", f.to_str().unwrap()], ""), 0);
+    for args in [
+        &[
+            "add",
+            "acme",
+            "--tier",
+            "pro",
+            "--effective",
+            "2026-10-01",
+            "--stripe-customer",
+            "cus_ACME",
+            "--vm",
+            "vm-a1",
+            "--vm",
+            "vm-a2",
+        ][..],
+        &[
+            "add",
+            "globex",
+            "--tier",
+            "starter",
+            "--effective",
+            "2026-11-01",
+            "--stripe-customer",
+            "cus_GLOBEX",
+        ],
+        &[
+            "set",
+            "globex",
+            "--tier",
+            "pro",
+            "--effective",
+            "2026-11-16",
+        ],
+        &[
+            "add",
+            "initech",
+            "--tier",
+            "enterprise",
+            "--effective",
+            "2026-10-01",
+            "--stripe-customer",
+            "cus_INI",
+        ],
+        &[
+            "set",
+            "initech",
+            "--status",
+            "suspended",
+            "--effective",
+            "2026-11-21",
+        ],
+    ] {
+        assert_code(&env.run("mb-customer", args, ""), 0);
+    }
+    env
+}
+
+fn json(o: &std::process::Output) -> serde_json::Value {
+    serde_json::from_str(&stdout(o)).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
+}
+
+#[test]
+fn summary_csv_reproduces_the_sectioned_layout() {
+    let env = setup();
+    let o = env.run(
+        "mb-report",
+        &["--month", "2026-11", "--customer", "acme", "--csv"],
+        "",
+    );
+    assert_code(&o, 0);
+    golden("report/acme-2026-11.csv", &stdout(&o));
+    // Hand-checked: a1 (2,500,000 tokens, USD 12.5) + a2 (100, USD 0.00025);
+    // a3 is 2026-10-31T23:30Z, outside the UTC month.
+    let out = stdout(&o);
+    assert!(out
+        .contains("\nanthropic,claude-sonnet-4-5,1000000,500000,2500000,12.5000,700000,300000\n"));
+    assert!(
+        out.contains("\nopenai,gpt-4o,100,0,100,0.0003,0,0\n"),
+        "0.00025 rounds half away from zero"
+    );
+    assert!(out.contains("\nTotal API Cost USD,12.5003\n"));
+    // Samples: [23:45,23:50] 1,000,000 B + [23:50,00:00] (23:55 lost) 2,000,000 B
+    // = 3.0 MB; CPU (100 + 200) / (1000 + 2000) = 10.0 %; memory 40 % for
+    // 5 min and 60 % for 10 min = 53.3 %; disk max 12 GB.
+    assert!(out.contains("\navg_cpu_percent,10.0\navg_memory_percent,53.3\nmax_disk_gb,12.0\ntotal_network_in_mb,3.0\ntotal_network_out_mb,0.3\n"));
+    // Activity durations 10.25 + 20.5 + 0.05 = 30.8.
+    assert!(out.contains("\ncommand,3,30.8\npattern,1,600.0"));
+}
+
+#[test]
+fn summary_text_and_json() {
+    let env = setup();
+    let o = env.run("mb-report", &["--month", "2026-11"], "");
+    assert_code(&o, 0);
+    golden("report/all-2026-11.txt", &stdout(&o));
+    let o = env.run("mb-report", &["--month", "2026-11", "--json"], "");
+    assert_code(&o, 0);
+    let v = json(&o);
+    golden(
+        "report/all-2026-11.json",
+        &(serde_json::to_string_pretty(&v).unwrap() + "\n"),
+    );
+    assert_eq!(v["customers"].as_array().unwrap().len(), 3);
+    assert_eq!(v["customers"][0]["api_total"]["total_tokens"], 2_500_100);
+    assert_eq!(v["customers"][0]["api_total"]["cost_usd"], "12.50025");
+    assert_eq!(v["period"]["start"], "2026-11-01T00:00:00Z");
+}
+
+#[test]
+fn a_lost_sample_and_an_interval_split_at_the_range_edge() {
+    let env = setup();
+    // [23:55, 00:05): half of [23:50, 00:00] (1,000,000 B of 2,000,000) and
+    // all of [00:00, 00:05] (1,000,000 B): 2.0 MB in. Out: 100,000 + 100,000.
+    let o = env.run(
+        "mb-report",
+        &[
+            "--since",
+            "2026-11-30T23:55:00Z",
+            "--until",
+            "2026-12-01T00:05:00Z",
+            "--customer",
+            "acme",
+            "--json",
+        ],
+        "",
+    );
+    assert_code(&o, 0);
+    let r = &json(&o)["customers"][0]["resource"];
+    assert_eq!(r["total_network_in_mb"], 2.0);
+    assert_eq!(r["total_network_out_mb"], 0.2);
+    // busy (200/2 + 100) / total (2000/2 + 1000) = 10 %.
+    assert_eq!(r["avg_cpu_percent"], 10.0);
+    // Covered: the whole 10 minutes of the range, one VM.
+    assert_eq!(r["coverage_percent"], 100.0);
+}
+
+#[test]
+fn months_follow_the_zone_including_dst() {
+    let env = setup();
+    let tokens = |args: &[&str]| -> serde_json::Value {
+        let mut a = vec!["--customer", "acme", "--json"];
+        a.extend_from_slice(args);
+        let o = env.run("mb-report", &a, "");
+        assert_code(&o, 0);
+        json(&o)["customers"][0]["api_total"]["total_tokens"].clone()
+    };
+    // UTC October: a3 (2026-10-31T23:30Z, 200) + a4 (22:30Z, 300).
+    assert_eq!(tokens(&["--month", "2026-10"]), 500);
+    // Prague October is [2026-09-30T22:00Z, 2026-10-31T23:00Z) (CEST -> CET):
+    // a5 (2026-09-30T22:30Z, 400) + a4 (300); a3 is Nov 1 00:30 local.
+    assert_eq!(
+        tokens(&["--month", "2026-10", "--tz", "Europe/Prague"]),
+        700
+    );
+    // Prague November [2026-10-31T23:00Z, 2026-11-30T23:00Z): a3 + a1; a2 is
+    // Dec 1 00:30 local.
+    assert_eq!(
+        tokens(&["--month", "2026-11", "--tz", "Europe/Prague"]),
+        2_500_200
+    );
+    let o = env.run(
+        "mb-report",
+        &["--month", "2026-10", "--tz", "Europe/Prague", "--json"],
+        "",
+    );
+    let p = &json(&o)["period"];
+    assert_eq!(p["start"], "2026-09-30T22:00:00Z");
+    assert_eq!(p["end"], "2026-10-31T23:00:00Z");
+    assert_eq!(p["tz"], "Europe/Prague");
+}
+
+#[test]
+fn invoice_lines_with_hand_computed_cents() {
+    let env = setup();
+    let o = env.run(
+        "mb-report",
+        &[
+            "invoice",
+            "--month",
+            "2026-11",
+            "--usd-eur",
+            "0.92",
+            "--csv",
+        ],
+        "",
+    );
+    assert_code(&o, 0);
+    golden("report/invoice-2026-11.csv", &stdout(&o));
+    let mut rdr = csv::Reader::from_reader(o.stdout.as_slice());
+    let head: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(
+        head.join(","),
+        "customer_id,stripe_customer_id,period_start,period_end,line,description,quantity,unit,currency,\
+         amount_minor,amount_unrounded,tokens,cost_usd,markup,fx_rate,idempotency_key"
+    );
+    let rows: Vec<Vec<String>> = rdr
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect())
+        .collect();
+    let pick = |c: &str, line: &str| -> Vec<Vec<String>> {
+        rows.iter()
+            .filter(|r| r[0] == c && r[4] == line)
+            .cloned()
+            .collect()
+    };
+    // acme: pro all month = 499.00.
+    assert_eq!(pick("acme", "base")[0][9], "49900");
+    // acme overage: T = 2,500,100 > 1,000,000; USD 12.50025 x 1,500,100 /
+    // 2,500,100 x 1.2 x 0.92 = EUR 8.28038639... -> 828 cents.
+    let ov = &pick("acme", "llm_overage")[0];
+    assert_eq!(
+        (
+            ov[9].as_str(),
+            ov[10].as_str(),
+            ov[11].as_str(),
+            ov[12].as_str()
+        ),
+        ("828", "828.038640", "2500100", "12.50025")
+    );
+    assert_eq!(
+        (
+            ov[6].as_str(),
+            ov[7].as_str(),
+            ov[13].as_str(),
+            ov[14].as_str()
+        ),
+        ("1500100", "token", "0.2", "0.92")
+    );
+    assert_eq!(
+        ov[15],
+        "mb-2026-11-globex-llm_overage".replace("globex", "acme")
+    );
+    // globex: starter Nov 1-15 = 299.00 x 15/30 = 149.50; pro Nov 16-30 =
+    // 499.00 x 15/30 = 249.50; exactly 1,000,000 tokens: no overage.
+    let g = pick("globex", "base");
+    assert_eq!(
+        g.iter().map(|r| r[9].as_str()).collect::<Vec<_>>(),
+        ["14950", "24950"]
+    );
+    assert!(pick("globex", "llm_overage").is_empty());
+    // initech: enterprise Nov 1-20, suspended from the 21st: 833.00 x 20/30
+    // = 555.3333 -> 55533; 999,999 tokens: no overage.
+    let i = pick("initech", "base");
+    assert_eq!(
+        (
+            i.len(),
+            i[0][9].as_str(),
+            i[0][10].as_str(),
+            i[0][6].as_str()
+        ),
+        (1, "55533", "55533.333333", "20")
+    );
+    assert!(pick("initech", "llm_overage").is_empty());
+    // The same run again is byte-identical (deterministic keys and order).
+    let again = env.run(
+        "mb-report",
+        &[
+            "invoice",
+            "--month",
+            "2026-11",
+            "--usd-eur",
+            "0.92",
+            "--csv",
+        ],
+        "",
+    );
+    assert_eq!(again.stdout, o.stdout);
+}
+
+#[test]
+fn invoice_rate_comes_from_the_flag_or_the_config_never_a_guess() {
+    let env = setup();
+    let o = env.run("mb-report", &["invoice", "--month", "2026-11", "--csv"], "");
+    assert_code(&o, 2);
+    assert_eq!(stdout(&o), "", "nothing half-written for the upload job");
+    assert_eq!(
+        stderr(&o),
+        "mb-report: customer acme has LLM usage above the allowance in 2026-11 and no USD->EUR rate: \
+         pass --usd-eur RATE or set billing.usd_eur in mb.toml\n"
+    );
+    let cfg = env.write(
+        "mb.toml",
+        "[billing]\nusd_eur = \"0.92\"\nusd_eur_source = \"ECB reference rate\"\nusd_eur_date = \"2026-11-30\"\n",
+    );
+    let o = env.run(
+        "mb-report",
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "invoice",
+            "--month",
+            "2026-11",
+            "--json",
+        ],
+        "",
+    );
+    assert_code(&o, 0);
+    let v = json(&o);
+    assert_eq!(
+        v["fx"],
+        serde_json::json!({"rate": "0.92", "source": "ECB reference rate", "date": "2026-11-30"})
+    );
+    let desc = v["lines"][1]["description"].as_str().unwrap();
+    assert!(
+        desc.ends_with("x 0.92 EUR/USD (ECB reference rate, 2026-11-30)"),
+        "{desc}"
+    );
+    assert_eq!(v["total_minor"], 49900 + 828 + 14950 + 24950 + 55533);
+    // A customer below the allowance needs no rate at all.
+    let o = env.run(
+        "mb-report",
+        &[
+            "invoice",
+            "--month",
+            "2026-11",
+            "--customer",
+            "globex",
+            "--csv",
+        ],
+        "",
+    );
+    assert_code(&o, 0);
+}
+
+#[test]
+fn unpriced_and_unregistered_usage_fail_the_invoice_unless_allowed() {
+    let env = setup();
+    let line = r#"{"v":1,"kind":"api","id":"u1","ts":"2026-11-20T10:00:00Z","customer_id":"umbrella","vm_id":"vm-u","provider":"openrouter","model":"mystery-9","price_key":null,"tokens_in":5,"tokens_out":5,"cache_read_tokens":0,"cache_write_tokens":0,"reasoning_tokens":0,"cost_usd":null,"priced":false}"#;
+    assert_code(&env.run("mb-ingest", &["-q"], &format!("{line}\n")), 0);
+    let o = env.run(
+        "mb-report",
+        &[
+            "invoice",
+            "--month",
+            "2026-11",
+            "--usd-eur",
+            "0.92",
+            "--csv",
+        ],
+        "",
+    );
+    assert_code(&o, 2);
+    assert_eq!(
+        stderr(&o),
+        "mb-report: usage of unregistered customers in 2026-11: umbrella (register them with mb-customer add); \
+         or pass --allow-unregistered to invoice the others\n"
+    );
+    let o = env.run(
+        "mb-report",
+        &[
+            "invoice",
+            "--month",
+            "2026-11",
+            "--usd-eur",
+            "0.92",
+            "--csv",
+            "--allow-unregistered",
+        ],
+        "",
+    );
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o)
+            .contains("unpriced API usage in 2026-11: umbrella openrouter/mystery-9 (1 requests)"),
+        "{}",
+        stderr(&o)
+    );
+    let o = env.run(
+        "mb-report",
+        &[
+            "invoice",
+            "--month",
+            "2026-11",
+            "--usd-eur",
+            "0.92",
+            "--csv",
+            "--allow-unregistered",
+            "--allow-unpriced",
+        ],
+        "",
+    );
+    assert_code(&o, 1);
+    assert_eq!(
+        stdout(&o).lines().count(),
+        1 + 5,
+        "the five lines of the registered customers"
+    );
+    // The summary flags both, exit 1.
+    let o = env.run(
+        "mb-report",
+        &["--month", "2026-11", "--customer", "umbrella"],
+        "",
+    );
+    assert_code(&o, 1);
+    assert!(stderr(&o).contains("umbrella: 1 requests of openrouter/mystery-9 have no price"));
+    assert!(stderr(&o).contains("umbrella: usage of a customer that is not registered"));
+}
+
+#[test]
+fn as_of_hides_late_events_and_reruns_are_byte_identical() {
+    let env = setup();
+    let args = [
+        "--month",
+        "2026-11",
+        "--customer",
+        "globex",
+        "--csv",
+        "--as-of",
+        "2026-12-02T12:30:00Z",
+    ];
+    let before = env.run("mb-report", &args, "");
+    assert_code(&before, 0);
+    // A late event for November arrives in the same ingest hour, after the
+    // cutoff, and another an hour later.
+    let late = |id: &str| {
+        format!(
+            r#"{{"v":1,"kind":"api","id":"{id}","ts":"2026-11-12T10:00:00Z","customer_id":"globex","vm_id":"vm-g1","provider":"google","model":"gemini-2.5-pro","price_key":"gemini-2.5-pro","tokens_in":5,"tokens_out":0,"cache_read_tokens":0,"cache_write_tokens":0,"reasoning_tokens":0,"cost_usd":"0.1","priced":true,"price_table":"test-2026-11"}}"#
+        ) + "\n"
+    };
+    let o = env
+        .cmd("mb-ingest")
+        .env("MB_NOW", "2026-12-02T12:45:00Z")
+        .arg("-q")
+        .output_with(&late("late1"));
+    assert_code(&o, 0);
+    let o = env
+        .cmd("mb-ingest")
+        .env("MB_NOW", "2026-12-02T13:10:00Z")
+        .arg("-q")
+        .output_with(&late("late2"));
+    assert_code(&o, 0);
+    let after = env.run("mb-report", &args, "");
+    assert_eq!(stdout(&after), stdout(&before));
+    assert!(stdout(&before).contains("google,gemini-2.5-pro,600000,400000,1000000,3.0000,0,0"));
+    assert!(stdout(&before).starts_with("Report Type,Generated At,Customer ID,Period,Period Start,Period End,Time Zone,As Of,Price Tables,Units\nusage_report,2026-12-02T12:30:00Z,globex,month,"));
+    // Without the cutoff both late events count; with a cutoff between them one.
+    let now = env.run(
+        "mb-report",
+        &["--month", "2026-11", "--customer", "globex", "--json"],
+        "",
+    );
+    assert_eq!(
+        json(&now)["customers"][0]["api_total"]["total_tokens"],
+        1_000_010
+    );
+    let mid = env.run(
+        "mb-report",
+        &[
+            "--month",
+            "2026-11",
+            "--customer",
+            "globex",
+            "--json",
+            "--as-of",
+            "2026-12-02T13:00:00Z",
+        ],
+        "",
+    );
+    assert_eq!(
+        json(&mid)["customers"][0]["api_total"]["total_tokens"],
+        1_000_005
+    );
+    // The invoice honours it too: with late1 globex is above the allowance.
+    let o = env.run(
+        "mb-report",
+        &[
+            "invoice",
+            "--month",
+            "2026-11",
+            "--customer",
+            "globex",
+            "--csv",
+            "--as-of",
+            "2026-12-02T12:30:00Z",
+        ],
+        "",
+    );
+    assert_code(&o, 0);
+    assert_eq!(
+        stdout(&o).lines().count(),
+        3,
+        "no overage line before the late events"
+    );
+}
+
+#[test]
+fn iso_week_53() {
+    let env = Env::new();
+    let ev = |id: &str, ts: &str| {
+        format!(
+            r#"{{"v":1,"kind":"activity","id":"{id}","ts":"{ts}","customer_id":"acme","vm_id":"vm-1","activity_type":"command","duration_seconds":1}}"#
+        ) + "\n"
+    };
+    let input = [
+        ev("w52", "2026-12-27T23:59:59Z"),
+        ev("w53a", "2026-12-28T00:00:00Z"),
+        ev("w53b", "2027-01-03T23:59:59Z"),
+        ev("w01", "2027-01-04T00:00:00Z"),
+    ]
+    .concat();
+    let o = env
+        .cmd("mb-ingest")
+        .env("MB_NOW", "2027-01-10T00:00:00Z")
+        .arg("-q")
+        .output_with(&input);
+    assert_code(&o, 0);
+    let o = env
+        .cmd("mb-report")
+        .env("MB_NOW", "2027-01-10T00:00:00Z")
+        .args(["--period", "week", "--date", "2026-12-31", "--json"])
+        .output()
+        .unwrap();
+    // Exit 1: acme is not registered, which the report flags.
+    assert_code(&o, 1);
+    let v = json(&o);
+    assert_eq!(v["period"]["label"], "2026-W53");
+    assert_eq!(v["customers"][0]["activity"][0]["count"], 2);
+}
+
+#[test]
+fn series_is_one_tidy_table() {
+    let env = setup();
+    let o = env.run(
+        "mb-report",
+        &[
+            "series", "--month", "2026-11", "--by", "week", "--metric", "tokens", "--metric",
+            "cost_usd", "--csv",
+        ],
+        "",
+    );
+    assert_code(&o, 0);
+    golden("report/series-week.csv", &stdout(&o));
+    let o = env.run(
+        "mb-report",
+        &[
+            "series",
+            "--since",
+            "2026-11-30T23:00:00Z",
+            "--until",
+            "2026-12-01T01:00:00Z",
+            "--by",
+            "hour",
+            "--customer",
+            "acme",
+            "--metric",
+            "net_in_mb",
+        ],
+        "",
+    );
+    assert_code(&o, 0);
+    // 23:00-00:00: 1.0 + 2.0 MB; 00:00-01:00: 1.0 MB.
+    assert_eq!(
+        stdout(&o),
+        "BUCKET            CUSTOMER  METRIC     VALUE\n\
+         2026-11-30 23:00  acme      net_in_mb    3.0\n\
+         2026-12-01 00:00  acme      net_in_mb    1.0\n"
+    );
+}
+
+#[test]
+fn stripe_meter_csv() {
+    let env = setup();
+    let o = env.run(
+        "mb-report",
+        &[
+            "stripe-meter",
+            "--month",
+            "2026-11",
+            "--event-name",
+            "llm_tokens",
+        ],
+        "",
+    );
+    assert_code(&o, 0);
+    assert_eq!(
+        stdout(&o),
+        "identifier,timestamp,event_name,payload_stripe_customer_id,payload_value\n\
+         mb-acme-2026-11-02-llm_tokens,1793663999,llm_tokens,cus_ACME,2500000\n\
+         mb-initech-2026-11-05-llm_tokens,1793923199,llm_tokens,cus_INI,999999\n\
+         mb-globex-2026-11-10-llm_tokens,1794355199,llm_tokens,cus_GLOBEX,1000000\n\
+         mb-acme-2026-11-30-llm_tokens,1796083199,llm_tokens,cus_ACME,100\n"
+    );
+}
+
+#[test]
+fn events_round_trip_into_another_database() {
+    let env = setup();
+    let o = env.run("mb-report", &["events"], "");
+    assert_code(&o, 0);
+    let lines = stdout(&o);
+    assert_eq!(lines.lines().count(), 15);
+    let central = env.path("central.db");
+    let o = env.run("mb-ingest", &["--db", central.to_str().unwrap()], &lines);
+    assert_eq!(
+        stderr(&o),
+        "mb-ingest: read 15, inserted 15, duplicates 0, conflicts 0, rejected 0\n"
+    );
+    // Pulling again is all duplicates.
+    let o = env.run("mb-ingest", &["--db", central.to_str().unwrap()], &lines);
+    assert_eq!(
+        stderr(&o),
+        "mb-ingest: read 15, inserted 0, duplicates 15, conflicts 0, rejected 0\n"
+    );
+    let o = env.run(
+        "mb-report",
+        &["events", "--since", "2026-11-30", "--kind", "resource"],
+        "",
+    );
+    assert_eq!(stdout(&o).lines().count(), 4);
+    let o = env.run(
+        "mb-report",
+        &["events", "--kind", "api", "--customer", "globex"],
+        "",
+    );
+    assert_eq!(stdout(&o).lines().count(), 1);
+}
+
+#[test]
+fn csv_text_cells_are_neutralised() {
+    let env = Env::at("2026-12-02T12:00:00Z");
+    let line = r#"{"v":1,"kind":"api","id":"f1","ts":"2026-11-20T10:00:00Z","customer_id":"acme","vm_id":"vm-u","provider":"=cmd","model":"@SUM(A1)","price_key":null,"tokens_in":5,"tokens_out":5,"cache_read_tokens":0,"cache_write_tokens":0,"reasoning_tokens":0,"cost_usd":"1","priced":true}"#;
+    assert_code(&env.run("mb-ingest", &["-q"], &format!("{line}\n")), 0);
+    let o = env.run("mb-report", &["--month", "2026-11", "--csv"], "");
+    assert!(
+        stdout(&o).contains("\n'=cmd,'@SUM(A1),5,5,10,1.0000,0,0\n"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn bad_arguments_and_missing_database() {
+    let env = Env::new();
+    let o = env.run("mb-report", &[], "");
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("no database here"), "{}", stderr(&o));
+    let env = setup();
+    for (args, needle) in [
+        (
+            &["--tz", "Mars/Base"][..],
+            "--tz \"Mars/Base\": not an IANA zone",
+        ),
+        (
+            &["--month", "2026-13"],
+            "--month \"2026-13\": expected YYYY-MM",
+        ),
+        (&["--since", "2026-11-01"], "--until"),
+        (
+            &["--since", "2026-11-02", "--until", "2026-11-01"],
+            "is not after --since",
+        ),
+        (&["--period", "week", "--date", "soon"], "--date \"soon\""),
+        (&["--as-of", "yesterday"], "--as-of \"yesterday\""),
+        (&["--customer", "a b"], "--customer \"a b\""),
+        (&["invoice"], "--month"),
+        (
+            &["invoice", "--month", "2026-11", "--usd-eur", "-1"],
+            "--usd-eur \"-1\"",
+        ),
+        (&["series", "--metric", "bogus"], "invalid value 'bogus'"),
+    ] {
+        let o = env.run("mb-report", args, "");
+        assert_code(&o, 2);
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn a_closed_stdout_is_not_an_error() {
+    let env = setup();
+    let mut c = env.cmd("mb-report");
+    c.args(["events"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_code(&o, 0);
+    assert_eq!(stderr(&o), "");
+}
+
+trait OutputWith {
+    fn output_with(&mut self, stdin: &str) -> std::process::Output;
+}
+
+impl OutputWith for std::process::Command {
+    fn output_with(&mut self, stdin: &str) -> std::process::Output {
+        run_cmd(self, stdin)
+    }
+}

@@ -12,6 +12,8 @@ use tempfile::TempDir;
 pub struct Env {
     pub dir: TempDir,
     pub db: PathBuf,
+    /// The pinned clock (MB_NOW) of this environment.
+    pub now: String,
 }
 
 /// The pinned clock of the tests (MB_NOW).
@@ -19,12 +21,21 @@ pub const NOW: &str = "2026-11-28T12:00:00Z";
 
 impl Env {
     pub fn new() -> Env {
+        Env::at(NOW)
+    }
+
+    /// An environment whose clock is pinned at `now`.
+    pub fn at(now: &str) -> Env {
         let dir = tempfile::Builder::new()
             .prefix("mb-test")
             .tempdir()
             .unwrap();
         let db = dir.path().join("data/usage.db");
-        Env { dir, db }
+        Env {
+            dir,
+            db,
+            now: now.to_string(),
+        }
     }
 
     pub fn path(&self, p: &str) -> PathBuf {
@@ -40,7 +51,7 @@ impl Env {
             .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
             .env("XDG_DATA_HOME", self.dir.path().join("xdg-data"))
             .env("XDG_STATE_HOME", self.dir.path().join("xdg-state"))
-            .env("MB_NOW", NOW)
+            .env("MB_NOW", &self.now)
             .env("MB_DB", &self.db)
             .current_dir(self.dir.path());
         c

@@ -34,8 +34,7 @@ bytes, MB = 10^6 bytes. API costs are exact sums in USD, shown to 4 decimals (ha
 zero); invoice amounts are rounded once per line, half-up, to cents. With --as-of (an ingest \
 time cutoff) the same database gives byte-identical output even after late events arrive, \
 and \"Generated At\" is the cutoff.",
-    after_long_help = EXAMPLES,
-    args_conflicts_with_subcommands = true
+    after_long_help = EXAMPLES
 )]
 pub struct Args {
     #[command(subcommand)]
@@ -130,7 +129,7 @@ pub enum Cmd {
         #[arg(long, value_name = "MONTH")]
         month: String,
         /// USD -> invoice currency rate [default: billing.usd_eur in mb.toml]
-        #[arg(long, value_name = "RATE")]
+        #[arg(long, value_name = "RATE", allow_negative_numbers = true)]
         usd_eur: Option<String>,
         /// Where --usd-eur comes from, printed on the line
         #[arg(
@@ -257,6 +256,14 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
         Format::Text
     };
     let now = time::now();
+    let r = &args.range;
+    if args.command.is_some()
+        && (r.period.is_some() || r.date.is_some() || r.since.is_some() || r.month.is_some())
+    {
+        return Err(Error::Usage(
+            "put the period options after the subcommand (mb-report invoice --month ...)".into(),
+        ));
+    }
     // Validate the period before touching the database.
     let db = cfg.db_path(c.db.as_deref());
     let range = match &args.command {
@@ -1085,7 +1092,8 @@ fn stripe_meter(
                 }
                 continue;
             };
-            // Inside the day (its last second): Stripe takes Unix seconds.
+            // The last second of the day (inside it): Stripe takes Unix seconds,
+            // e.g. 2026-11-02 -> 1793663999 (2026-11-02T23:59:59Z).
             let ts = (day.end - chrono::Duration::seconds(1)).timestamp();
             w.write_record([
                 format!("mb-{}-{}-{event_name}", csv_text(c), day.label),

@@ -278,6 +278,9 @@ pub fn parse_point(flag: &str, s: &str, tz: Tz) -> Result<DateTime<Utc>> {
 
 /// A zone's name and its UTC offset at `t`, like `Europe/Prague (+01:00)`.
 pub fn tz_label(tz: Tz, t: DateTime<Utc>) -> String {
+    if tz == chrono_tz::UTC {
+        return "UTC".into();
+    }
     format!(
         "{} ({})",
         tz.name(),
