@@ -57,15 +57,23 @@ fn main() -> io::Result<()> {
                 )?;
             }
             "resource" => {
+                // 1000 VMs (customer = vm % customers), one sample per VM
+                // every 5 minutes, counters growing consistently per VM.
+                let vmn = i % 1000;
+                let seq = i / 1000;
+                let c = vmn % customers;
+                let t = start + seq * 300;
+                let ts = chrono::DateTime::from_timestamp(t as i64, 0)
+                    .unwrap_or_default()
+                    .format("%Y-%m-%dT%H:%M:%SZ");
                 writeln!(
                     w,
-                    r#"{{"v":1,"kind":"resource","id":"vm-{c:04}-{vm}:boot-{c}:{i}","ts":"{ts}","customer_id":"cust-{c:04}","vm_id":"vm-{c:04}-{vm}","interval_seconds":300.0,"status":"ok","flags":[],"boot_id":"boot-{c}","seq":{i},"cpu_percent":12.5,"cpu_busy_ticks":7500,"cpu_total_ticks":60000,"ncpu":2,"clk_tck":100,"memory_percent":38.0,"memory_used_bytes":3040000000,"memory_total_bytes":8000000000,"disk_used_bytes":18200000000,"disk_total_bytes":40000000000,"net_in_bytes":{},"net_out_bytes":{},"cpu_busy_ticks_cum":{},"cpu_total_ticks_cum":{},"net_in_bytes_cum":{},"net_out_bytes_cum":{},"errors":[]}}"#,
-                    r % 10_000_000,
-                    (r >> 24) % 1_000_000,
-                    i * 7500,
-                    i * 60000,
-                    i * 10_000_000,
-                    i * 1_000_000
+                    r#"{{"v":1,"kind":"resource","id":"vm-{vmn:04}:boot-{vmn}:{}","ts":"{ts}","customer_id":"cust-{c:04}","vm_id":"vm-{vmn:04}","interval_seconds":300.0,"status":"ok","flags":[],"boot_id":"boot-{vmn}","seq":{seq},"cpu_percent":12.5,"cpu_busy_ticks":7500,"cpu_total_ticks":60000,"ncpu":2,"clk_tck":100,"memory_percent":38.0,"memory_used_bytes":3040000000,"memory_total_bytes":8000000000,"disk_used_bytes":18200000000,"disk_total_bytes":40000000000,"net_in_bytes":10000000,"net_out_bytes":1000000,"cpu_busy_ticks_cum":{},"cpu_total_ticks_cum":{},"net_in_bytes_cum":{},"net_out_bytes_cum":{},"errors":[]}}"#,
+                    (seq + 1) * 300_000,
+                    seq * 7500,
+                    seq * 60000,
+                    seq * 10_000_000,
+                    seq * 1_000_000
                 )?;
             }
             _ => {
