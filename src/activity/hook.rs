@@ -143,9 +143,19 @@ mod tests {
 
     #[test]
     fn paths_and_args_are_quoted() {
-        let s = script(Shell::Bash, Path::new("/opt/it's/mb-activity"), &["--spool".into(), "/tmp/a b".into()]);
-        assert!(s.contains(r"__mb_activity_bin='/opt/it'\''s/mb-activity'"), "{s}");
-        assert!(s.contains("__mb_activity_args=('--spool' '/tmp/a b')"), "{s}");
+        let s = script(
+            Shell::Bash,
+            Path::new("/opt/it's/mb-activity"),
+            &["--spool".into(), "/tmp/a b".into()],
+        );
+        assert!(
+            s.contains(r"__mb_activity_bin='/opt/it'\''s/mb-activity'"),
+            "{s}"
+        );
+        assert!(
+            s.contains("__mb_activity_args=('--spool' '/tmp/a b')"),
+            "{s}"
+        );
         let z = script(Shell::Zsh, Path::new("/bin/mb-activity"), &[]);
         assert!(z.contains("typeset -ga _mb_activity_args=()"), "{z}");
         assert!(!z.contains("@BIN@") && !z.contains("@ARGS@"), "{z}");

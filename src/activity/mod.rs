@@ -124,7 +124,12 @@ pub fn event_id(r: &Record) -> String {
     field(r.customer_id.as_bytes());
     field(r.vm_id.as_bytes());
     field(r.user.as_deref().unwrap_or("").as_bytes());
-    field(time::to_unix_nanos(&r.ts).unwrap_or(0).to_string().as_bytes());
+    field(
+        time::to_unix_nanos(&r.ts)
+            .unwrap_or(0)
+            .to_string()
+            .as_bytes(),
+    );
     field(r.pid.map(|p| p.to_string()).unwrap_or_default().as_bytes());
     field(r.activity_type.as_bytes());
     field(r.pattern_name.as_deref().unwrap_or("").as_bytes());
@@ -189,7 +194,9 @@ pub fn parse_at(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
         ))
     })?;
     if time::to_unix_nanos(&t).is_none() {
-        return Err(Error::Usage(format!("--at {s:?}: outside the years 1678..2261")));
+        return Err(Error::Usage(format!(
+            "--at {s:?}: outside the years 1678..2261"
+        )));
     }
     if t > now + chrono::Duration::days(1) {
         return Err(Error::Usage(format!(
@@ -336,7 +343,10 @@ mod tests {
 
     #[test]
     fn epochs() {
-        assert_eq!(parse_epoch("1795900988.687230"), Some(1_795_900_988_687_230_000));
+        assert_eq!(
+            parse_epoch("1795900988.687230"),
+            Some(1_795_900_988_687_230_000)
+        );
         assert_eq!(parse_epoch("1795900988,5"), Some(1_795_900_988_500_000_000));
         assert_eq!(parse_epoch("12"), Some(12_000_000_000));
         assert_eq!(parse_epoch("1.123456789"), Some(1_123_456_789));
@@ -350,7 +360,10 @@ mod tests {
     #[test]
     fn join_quotes_like_a_shell() {
         assert_eq!(shell_join(&["make", "-j4"]), "make -j4");
-        assert_eq!(shell_join(&["echo", "a b", "it's", ""]), r"echo 'a b' 'it'\''s' ''");
+        assert_eq!(
+            shell_join(&["echo", "a b", "it's", ""]),
+            r"echo 'a b' 'it'\''s' ''"
+        );
     }
 
     #[test]

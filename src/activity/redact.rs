@@ -65,7 +65,16 @@ const RULES: &[Rule] = &[
     },
     // --password=x, --password x, -api-key x, --db-secret "x y".
     Rule {
-        triggers: &["password", "passwd", "passphrase", "secret", "token", "apikey", "api-key", "api_key"],
+        triggers: &[
+            "password",
+            "passwd",
+            "passphrase",
+            "secret",
+            "token",
+            "apikey",
+            "api-key",
+            "api_key",
+        ],
         pattern: r#"(?i)(^|[\s'"])(--?[a-z0-9_-]*(?:password|passwd|passphrase|secret|token|api[_-]?key)[a-z0-9_-]*)(=|[ \t]+)("[^"]*"|'[^']*'|[^\s'"]+)"#,
         replacement: "${1}${2}${3}***",
     },
@@ -81,7 +90,17 @@ const RULES: &[Rule] = &[
     // (AIza), GitLab (glpat-).
     Rule {
         triggers: &[
-            "sk-", "akia", "asia", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "aiza",
+            "sk-",
+            "akia",
+            "asia",
+            "ghp_",
+            "gho_",
+            "ghu_",
+            "ghs_",
+            "ghr_",
+            "github_pat_",
+            "xox",
+            "aiza",
             "glpat-",
         ],
         pattern: r"\b(?:sk-[A-Za-z0-9_-]{16,}|(?:AKIA|ASIA)[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,}|xox[abprs]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35}|glpat-[A-Za-z0-9_-]{20,})",
@@ -172,16 +191,31 @@ mod tests {
 
     #[test]
     fn plain_commands_are_untouched() {
-        for c in ["ls -la", "make -j4", "git commit -m 'fix the key lookup'", "task-runner --sort-key=name", "cargo test --test integration"] {
+        for c in [
+            "ls -la",
+            "make -j4",
+            "git commit -m 'fix the key lookup'",
+            "task-runner --sort-key=name",
+            "cargo test --test integration",
+        ] {
             assert_eq!(r(c), c);
         }
     }
 
     #[test]
     fn url_credentials() {
-        assert_eq!(r("git clone https://bob:hunter2@example.com/r.git"), "git clone https://bob:***@example.com/r.git");
-        assert_eq!(r("psql postgres://app:s3cr3t@db:5432/x"), "psql postgres://app:***@db:5432/x");
-        assert_eq!(r("curl https://example.com:8443/x"), "curl https://example.com:8443/x");
+        assert_eq!(
+            r("git clone https://bob:hunter2@example.com/r.git"),
+            "git clone https://bob:***@example.com/r.git"
+        );
+        assert_eq!(
+            r("psql postgres://app:s3cr3t@db:5432/x"),
+            "psql postgres://app:***@db:5432/x"
+        );
+        assert_eq!(
+            r("curl https://example.com:8443/x"),
+            "curl https://example.com:8443/x"
+        );
     }
 
     #[test]
@@ -190,35 +224,77 @@ mod tests {
             r(r#"curl -H "Authorization: Bearer abc.def-123" https://api.example.com"#),
             r#"curl -H "Authorization: Bearer ***" https://api.example.com"#
         );
-        assert_eq!(r("curl -H 'authorization:Basic dXNlcjpwYXNz' x"), "curl -H 'authorization:Basic ***' x");
-        assert_eq!(r("curl -H 'x-api-key: abc123' x"), "curl -H 'x-api-key: ***' x");
-        assert_eq!(r("curl -H 'Proxy-Authorization: Digest u=1, r=2' x"), "curl -H 'Proxy-Authorization: Digest ***' x");
+        assert_eq!(
+            r("curl -H 'authorization:Basic dXNlcjpwYXNz' x"),
+            "curl -H 'authorization:Basic ***' x"
+        );
+        assert_eq!(
+            r("curl -H 'x-api-key: abc123' x"),
+            "curl -H 'x-api-key: ***' x"
+        );
+        assert_eq!(
+            r("curl -H 'Proxy-Authorization: Digest u=1, r=2' x"),
+            "curl -H 'Proxy-Authorization: Digest ***' x"
+        );
     }
 
     #[test]
     fn secret_options() {
         assert_eq!(r("mysql --password=hunter2 db"), "mysql --password=*** db");
         assert_eq!(r("mysql --password hunter2 db"), "mysql --password *** db");
-        assert_eq!(r("tool --api-key=\"a b\" --x 1"), "tool --api-key=*** --x 1");
-        assert_eq!(r("gh auth --with-token 'abc def'"), "gh auth --with-token ***");
-        assert_eq!(r("vault --client-secret=s -v"), "vault --client-secret=*** -v");
+        assert_eq!(
+            r("tool --api-key=\"a b\" --x 1"),
+            "tool --api-key=*** --x 1"
+        );
+        assert_eq!(
+            r("gh auth --with-token 'abc def'"),
+            "gh auth --with-token ***"
+        );
+        assert_eq!(
+            r("vault --client-secret=s -v"),
+            "vault --client-secret=*** -v"
+        );
     }
 
     #[test]
     fn secret_assignments() {
-        assert_eq!(r("GITHUB_TOKEN=abc123 gh pr list"), "GITHUB_TOKEN=*** gh pr list");
-        assert_eq!(r("export AWS_SECRET_ACCESS_KEY='x y'; aws s3 ls"), "export AWS_SECRET_ACCESS_KEY=***; aws s3 ls");
-        assert_eq!(r("DB_PASSWORD=pw API_KEY=k ./run"), "DB_PASSWORD=*** API_KEY=*** ./run");
-        assert_eq!(r("curl 'https://x/y?api_key=abc&q=1'"), "curl 'https://x/y?api_key=***&q=1'");
+        assert_eq!(
+            r("GITHUB_TOKEN=abc123 gh pr list"),
+            "GITHUB_TOKEN=*** gh pr list"
+        );
+        assert_eq!(
+            r("export AWS_SECRET_ACCESS_KEY='x y'; aws s3 ls"),
+            "export AWS_SECRET_ACCESS_KEY=***; aws s3 ls"
+        );
+        assert_eq!(
+            r("DB_PASSWORD=pw API_KEY=k ./run"),
+            "DB_PASSWORD=*** API_KEY=*** ./run"
+        );
+        assert_eq!(
+            r("curl 'https://x/y?api_key=abc&q=1'"),
+            "curl 'https://x/y?api_key=***&q=1'"
+        );
         assert_eq!(r("HOME=/tmp PATH=/bin ls"), "HOME=/tmp PATH=/bin ls");
     }
 
     #[test]
     fn well_known_keys() {
-        assert_eq!(r("echo sk-ant-api03-AbCdEfGhIjKlMnOpQrStUv | x"), "echo *** | x");
-        assert_eq!(r("aws configure set aws_access_key_id AKIAIOSFODNN7EXAMPLE"), "aws configure set aws_access_key_id ***");
-        assert_eq!(r("git push https://ghp_0123456789abcdefghijABCDEFGHIJ012345@github.com/x"), "git push https://***@github.com/x");
-        assert_eq!(r("pip install scikit-learn; task-abcdefghijklmnopqrstu"), "pip install scikit-learn; task-abcdefghijklmnopqrstu");
+        assert_eq!(
+            r("echo sk-ant-api03-AbCdEfGhIjKlMnOpQrStUv | x"),
+            "echo *** | x"
+        );
+        assert_eq!(
+            r("aws configure set aws_access_key_id AKIAIOSFODNN7EXAMPLE"),
+            "aws configure set aws_access_key_id ***"
+        );
+        assert_eq!(
+            r("git push https://ghp_0123456789abcdefghijABCDEFGHIJ012345@github.com/x"),
+            "git push https://***@github.com/x"
+        );
+        assert_eq!(
+            r("pip install scikit-learn; task-abcdefghijklmnopqrstu"),
+            "pip install scikit-learn; task-abcdefghijklmnopqrstu"
+        );
     }
 
     #[test]
@@ -226,7 +302,11 @@ mod tests {
         let red = Redactor::new([("--redact", r"acct-[0-9]+")]).unwrap();
         assert_eq!(red.redact("bill acct-42 now"), "bill *** now");
         let err = Redactor::new([("--redact", "(")]).unwrap_err();
-        assert!(err.to_string().starts_with("--redact: invalid redaction pattern \"(\""), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("--redact: invalid redaction pattern \"(\""),
+            "{err}"
+        );
     }
 
     #[test]

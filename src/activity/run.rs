@@ -45,7 +45,10 @@ pub const NOT_EXECUTABLE: i32 = 126;
 /// the child is ours); that error is returned as is.
 pub fn run(argv: &[OsString]) -> io::Result<Finished> {
     let Some((prog, args)) = argv.split_first() else {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no command given"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no command given",
+        ));
     };
     let start = Instant::now();
     let spawned = Command::new(prog).args(args).spawn();
@@ -117,7 +120,10 @@ mod tests {
         assert_eq!(f.status, 128 + 15);
         let f = run(&os(&["/nonexistent/mb-no-such-command"])).unwrap();
         assert_eq!(f.status, NOT_FOUND);
-        assert_eq!(f.spawn_error.as_deref(), Some("/nonexistent/mb-no-such-command: command not found"));
+        assert_eq!(
+            f.spawn_error.as_deref(),
+            Some("/nonexistent/mb-no-such-command: command not found")
+        );
         let f = run(&os(&["/"])).unwrap();
         assert_eq!(f.status, NOT_EXECUTABLE);
         assert!(f.pid.is_none());

@@ -45,7 +45,10 @@ pub fn ensure_dir(dir: &Path) -> Result<()> {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => Err(Error::io(
             dir,
-            std::io::Error::new(std::io::ErrorKind::AlreadyExists, "exists and is not a directory"),
+            std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "exists and is not a directory",
+            ),
         )),
         Err(_) => fs::DirBuilder::new()
             .recursive(true)
@@ -158,7 +161,10 @@ mod tests {
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&p1), 0o600);
         // Nothing hidden is left behind.
-        let names: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 2, "{names:?}");
     }
 
@@ -172,7 +178,10 @@ mod tests {
         fs::write(&tmp, "new\n").unwrap();
         let p = publish(dir, &tmp, pid, 7).unwrap();
         assert_eq!(p, dir.join(format!("activity-7-{pid}-1.jsonl")));
-        assert_eq!(fs::read_to_string(dir.join(format!("activity-7-{pid}.jsonl"))).unwrap(), "old\n");
+        assert_eq!(
+            fs::read_to_string(dir.join(format!("activity-7-{pid}.jsonl"))).unwrap(),
+            "old\n"
+        );
     }
 
     #[test]

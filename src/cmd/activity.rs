@@ -343,7 +343,9 @@ fn init(args: &Args, i: &InitArgs, out: &mut dyn Write) -> Result<Outcome> {
 
 fn hook_cmd(args: &Args, h: &HookArgs) -> Result<Outcome> {
     let bad = |flag: &str, v: &str| {
-        Error::Usage(format!("--{flag} {v:?}: not seconds since the epoch like 1795900988.687230"))
+        Error::Usage(format!(
+            "--{flag} {v:?}: not seconds since the epoch like 1795900988.687230"
+        ))
     };
     let start = activity::parse_epoch(&h.start).ok_or_else(|| bad("start", &h.start))?;
     let end = activity::parse_epoch(&h.end).ok_or_else(|| bad("end", &h.end))?;
