@@ -468,6 +468,28 @@ fn run_passes_stdio_and_status_through_and_spools_the_event() {
 }
 
 #[test]
+fn run_writes_in_the_background_unless_told_to_wait() {
+    let env = Env::new();
+    let spool = env.path("spool");
+    let sp = spool.to_str().unwrap();
+    // --wait: the event is in the spool when the wrapper exits, even for a
+    // caller that only waits for the process (not for its stderr).
+    let mut c = env.cmd("mb-activity");
+    c.args(ID)
+        .args(["run", "--wait", "--spool", sp, "--", "true"]);
+    assert!(c.stderr(Stdio::null()).status().unwrap().success());
+    assert_eq!(spool_files(&spool).len(), 1);
+    // Default: a detached writer publishes it shortly after.
+    let mut c = env.cmd("mb-activity");
+    c.args(ID)
+        .args(["run", "--spool", sp, "--", "sh", "-c", "exit 5"]);
+    assert_eq!(c.stderr(Stdio::null()).status().unwrap().code(), Some(5));
+    let ev = wait_for_events(&spool, 2);
+    assert_eq!(ev.len(), 2);
+    assert!(ev.iter().any(|v| v["exit_code"] == 5));
+}
+
+#[test]
 fn run_measures_wall_time_and_names_patterns() {
     let env = Env::new();
     let spool = env.path("spool");

@@ -16,7 +16,9 @@
 //! interrupted.
 
 use std::ffi::OsString;
+use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 use std::time::Instant;
@@ -101,6 +103,49 @@ fn ignore_interrupts() {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
         libc::signal(libc::SIGQUIT, libc::SIG_IGN);
     }
+}
+
+/// Which side of [`detach`] the caller is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The original process: exit now with the command's status.
+    Parent,
+    /// The detached writer: do the slow, durable work, then exit 0.
+    Writer,
+}
+
+/// Fork a detached writer, so the caller of `mb-activity run` gets the
+/// command's status back without waiting for the spool write.
+///
+/// The write is durable (two fsyncs), which costs several milliseconds on
+/// a virtual disk, far above the 2 ms the wrapper may add. The writer
+/// starts a new session (no SIGINT or SIGHUP from the terminal can stop it
+/// half-way) and moves stdin and stdout to /dev/null, so a `$(...)` or a
+/// pipe reading the command's output sees its end when the command ends.
+/// Stderr stays, so a failed write is still reported.
+///
+/// Call only while the process is single-threaded (mb-activity is).
+pub fn detach() -> io::Result<Side> {
+    // SAFETY: fork(2) in a single-threaded process: the child is a full
+    // copy with no other thread that could hold a lock, so it may run any
+    // code afterwards.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid > 0 {
+        return Ok(Side::Parent);
+    }
+    // SAFETY: setsid(2) and dup2(2) only change this process's session and
+    // descriptor table; the descriptors are valid (0, 1 and an open file).
+    unsafe {
+        libc::setsid();
+        if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
+            libc::dup2(null.as_raw_fd(), 0);
+            libc::dup2(null.as_raw_fd(), 1);
+        }
+    }
+    Ok(Side::Writer)
 }
 
 #[cfg(test)]

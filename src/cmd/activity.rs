@@ -23,7 +23,8 @@ as kind \"activity\" lines of mb-events(5).\n\n\
 `record` prints one event on stdout, for `| mb-ingest`. `run` wraps a command (its stdin, stdout \
 and stderr untouched, its exit status returned) and `init` prints a bash or zsh hook that records \
 every interactive command; both write to the spool directory instead of stdout, as complete files \
-that `mb-ingest --spool DIR` loads.\n\n\
+that `mb-ingest --spool DIR` loads. `run` returns as soon as the command ends and leaves the \
+durable (fsynced) spool write to a detached process; --wait writes before returning.\n\n\
 Secrets are masked with *** before anything is written: URL passwords, Authorization/X-Api-Key/\
 Cookie headers, --password/--token/--secret/--api-key options, NAME=value assignments whose name \
 contains TOKEN, SECRET, PASSWORD, PASSWD, KEY or CREDENTIAL, and sk-/AKIA/ghp_/xox/AIza/glpat- \
@@ -113,6 +114,11 @@ pub struct RunArgs {
     /// Spool directory [default: [activity] spool in mb.toml, else STATE_DIR/spool]
     #[arg(long, value_name = "DIR")]
     pub spool: Option<PathBuf>,
+
+    /// Write the event before exiting, instead of in a detached background
+    /// process (for a script that runs mb-ingest --spool right after)
+    #[arg(long)]
+    pub wait: bool,
 
     /// The command and its arguments (put them after --)
     #[arg(
@@ -314,17 +320,35 @@ fn run_cmd(args: &Args, r: &RunArgs, out: &mut dyn Write) -> Result<Outcome> {
         duration_seconds: activity::seconds_from_nanos(fin.elapsed_nanos),
         exit_code: Some(i64::from(fin.status)),
     };
-    // The command's status is the caller's business and wins over ours: a
-    // spool that cannot be written is reported, not turned into a failure
-    // of a command that succeeded.
-    if let Err(e) = spool::write(&dir, &rec.to_event().to_json()) {
-        cli::warn(format!("event not recorded: {e}"));
-    }
+    let line = rec.to_event().to_json();
     out.flush()?;
     // main_wrapper only knows exit statuses 0, 1 and 2; the wrapped
-    // command's own status has to leave from here. Nothing is pending:
-    // stdout was flushed and the spool file is synced and closed.
-    std::process::exit(fin.status.clamp(0, 255));
+    // command's own status has to leave from here (nothing is pending:
+    // stdout is flushed, and the spool file is closed when written).
+    let status = fin.status.clamp(0, 255);
+    if !r.wait {
+        // The durable write happens in a detached process (see
+        // activity::run::detach); if fork fails, it happens here.
+        match activity::run::detach() {
+            Ok(activity::run::Side::Parent) => std::process::exit(status),
+            Ok(activity::run::Side::Writer) => {
+                write_event(&dir, &line);
+                std::process::exit(0);
+            }
+            Err(_) => {}
+        }
+    }
+    write_event(&dir, &line);
+    std::process::exit(status);
+}
+
+/// Spool one event for `run`. The command's status is the caller's
+/// business and wins over ours: a spool that cannot be written is
+/// reported, not turned into a failure of a command that succeeded.
+fn write_event(dir: &Path, line: &str) {
+    if let Err(e) = spool::write(dir, line) {
+        cli::warn(format!("event not recorded: {e}"));
+    }
 }
 
 fn init(args: &Args, i: &InitArgs, out: &mut dyn Write) -> Result<Outcome> {
