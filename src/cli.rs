@@ -25,6 +25,9 @@ pub enum Outcome {
     Success,
     /// The run finished but some input was rejected or is suspect (exit 1).
     Partial,
+    /// Exit with this status: a wrapper passing on its child's status
+    /// (`mb-activity run`), like a shell does.
+    Exit(u8),
 }
 
 impl Outcome {
@@ -33,6 +36,7 @@ impl Outcome {
         match self {
             Outcome::Success => 0,
             Outcome::Partial => 1,
+            Outcome::Exit(c) => c,
         }
     }
 

@@ -42,8 +42,14 @@ impl Env {
         self.dir.path().join(p)
     }
 
-    /// A command for `bin` with a clean, pinned environment.
+    /// A command for `bin` with a clean, pinned environment. MB_CONFIG
+    /// points at an empty file of the test's own, so a machine's
+    /// /etc/mb/mb.toml (read by default as root) never leaks into a test.
     pub fn cmd(&self, bin: &str) -> Command {
+        let empty = self.dir.path().join("empty-mb.toml");
+        if !empty.exists() {
+            std::fs::write(&empty, "").unwrap();
+        }
         let mut c = Command::new(bin_path(bin));
         c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -53,6 +59,7 @@ impl Env {
             .env("XDG_STATE_HOME", self.dir.path().join("xdg-state"))
             .env("MB_NOW", &self.now)
             .env("MB_DB", &self.db)
+            .env("MB_CONFIG", &empty)
             .current_dir(self.dir.path());
         c
     }

@@ -322,24 +322,22 @@ fn run_cmd(args: &Args, r: &RunArgs, out: &mut dyn Write) -> Result<Outcome> {
     };
     let line = rec.to_event().to_json();
     out.flush()?;
-    // main_wrapper only knows exit statuses 0, 1 and 2; the wrapped
-    // command's own status has to leave from here (nothing is pending:
-    // stdout is flushed, and the spool file is closed when written).
-    let status = fin.status.clamp(0, 255);
+    // The wrapped command's own status is ours (like a shell's).
+    let status = fin.status.clamp(0, 255) as u8;
     if !r.wait {
         // The durable write happens in a detached process (see
         // activity::run::detach); if fork fails, it happens here.
         match activity::run::detach() {
-            Ok(activity::run::Side::Parent) => std::process::exit(status),
+            Ok(activity::run::Side::Parent) => return Ok(Outcome::Exit(status)),
             Ok(activity::run::Side::Writer) => {
                 write_event(&dir, &line);
-                std::process::exit(0);
+                return Ok(Outcome::Success);
             }
             Err(_) => {}
         }
     }
     write_event(&dir, &line);
-    std::process::exit(status);
+    Ok(Outcome::Exit(status))
 }
 
 /// Spool one event for `run`. The command's status is the caller's
