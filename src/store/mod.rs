@@ -142,10 +142,7 @@ impl Store {
         if mode == Mode::ReadWrite {
             // journal_mode=WAL is persistent in the file; setting it on every
             // open is cheap and repairs a file copied without its mode.
-            let jm: String = self
-                .conn
-                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-                .map_err(self.err("enabling WAL"))?;
+            let jm = self.enable_wal()?;
             if jm != "wal" {
                 return Err(Error::db(
                     &self.path,
@@ -167,6 +164,40 @@ impl Store {
                 .map_err(self.err("setting pragmas"))?;
         }
         Ok(())
+    }
+
+    /// Switch to WAL (persistent in the file). Changing the journal mode
+    /// needs an exclusive lock, and SQLite reports "database is locked" for
+    /// it without calling the busy handler when several processes open a new
+    /// database at once; so retry for as long as the busy timeout.
+    fn enable_wal(&self) -> Result<String> {
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let current: String = self
+                .conn
+                .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+                .map_err(self.err("reading the journal mode"))?;
+            if current.eq_ignore_ascii_case("wal") {
+                return Ok("wal".into());
+            }
+            match self
+                .conn
+                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
+            {
+                Ok(jm) => return Ok(jm),
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if matches!(
+                        e.code,
+                        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                    ) && started.elapsed() < BUSY_TIMEOUT =>
+                {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                Err(e) => return Err(Error::db(&self.path, "enabling WAL", e)),
+            }
+        }
     }
 
     fn user_version(&self) -> Result<i64> {
