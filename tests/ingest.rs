@@ -386,7 +386,10 @@ fn concurrent_first_runs_create_the_database_once() {
         assert_code(&o, 0);
     }
     assert_eq!(env.query("SELECT count(*) FROM api_usage"), ["600"]);
-    assert_eq!(env.query("PRAGMA user_version"), ["2"]);
+    assert_eq!(
+        env.query("PRAGMA user_version"),
+        [mb::store::schema::current_version().to_string()]
+    );
 }
 
 #[test]
@@ -427,9 +430,10 @@ fn schema_too_new_is_refused_and_untouched() {
     assert_eq!(
         stderr(&o),
         format!(
-            "mb-ingest: database {}: schema version 99 is newer than this mb supports (2); \
+            "mb-ingest: database {}: schema version 99 is newer than this mb supports ({}); \
              upgrade mb, or point --db at another file\n",
-            env.db.display()
+            env.db.display(),
+            mb::store::schema::current_version()
         )
     );
     assert_eq!(env.query("SELECT count(*) FROM api_usage"), ["1"]);

@@ -275,9 +275,13 @@ impl Store {
         before: &str,
         out: &mut BTreeMap<ApiKey, ApiAgg>,
     ) -> Result<()> {
+        // At most one ingest hour of rows qualifies, so the ingested_at
+        // index is always the right plan; without statistics SQLite would
+        // prefer the customer index and read the customer's whole range.
         let mut sql = format!(
             "SELECT customer_id, provider, model, coalesce(price_table, ''), {AGG_COLS} \
-             FROM api_usage WHERE ingested_at > ?1 AND ingested_at < ?2 AND ts_ns >= ?3 AND ts_ns < ?4"
+             FROM api_usage INDEXED BY api_usage_ingested \
+             WHERE ingested_at > ?1 AND ingested_at < ?2 AND ts_ns >= ?3 AND ts_ns < ?4"
         );
         let mut args: Vec<Value> = vec![
             after.to_string().into(),
