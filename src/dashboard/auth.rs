@@ -125,9 +125,7 @@ pub fn presented<'a>(authorization: Option<&'a str>, cookie: Option<&'a str>) ->
 /// The raw `token` value of a query string, if any (percent escapes are not
 /// expected in a valid token, which is checked to be plain ASCII).
 pub fn query_token(query: Option<&str>) -> Option<&str> {
-    query?
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("token="))
+    query?.split('&').find_map(|kv| kv.strip_prefix("token="))
 }
 
 /// The query string without its `token` parameter (for the redirect).
@@ -173,9 +171,15 @@ mod tests {
     fn presented_tokens() {
         assert_eq!(presented(Some("Bearer abc"), None), Some("abc"));
         assert_eq!(presented(Some("bearer  abc "), None), Some("abc"));
-        assert_eq!(presented(None, Some("a=1; mb_dashboard_token=xyz")), Some("xyz"));
+        assert_eq!(
+            presented(None, Some("a=1; mb_dashboard_token=xyz")),
+            Some("xyz")
+        );
         assert_eq!(presented(Some("Basic Zm9v"), None), None);
         assert_eq!(query_token(Some("period=day&token=t1")), Some("t1"));
-        assert_eq!(strip_token("period=day&token=t1&date=x"), "period=day&date=x");
+        assert_eq!(
+            strip_token("period=day&token=t1&date=x"),
+            "period=day&date=x"
+        );
     }
 }

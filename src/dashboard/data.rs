@@ -181,7 +181,9 @@ pub fn previews(
     ids.dedup();
 
     let len_s = (month.end - month.start).num_seconds().max(1);
-    let el_s = (now.min(month.end) - month.start).num_seconds().clamp(0, len_s);
+    let el_s = (now.min(month.end) - month.start)
+        .num_seconds()
+        .clamp(0, len_s);
     let included = cfg.billing.included_tokens;
     let overage_currency = if fx.is_some() {
         cfg.billing.currency.clone()
@@ -200,9 +202,17 @@ pub fn previews(
         let registered = store.customer_exists(&id)?;
         let mut notes = Vec::new();
         if fx.is_none() {
+            // The line was computed at a rate of 1: say so instead of
+            // the "x 1 EUR/USD" the library writes.
+            let conv = format!(" x 1 {}/USD", cfg.billing.currency);
             for l in lines.iter_mut().filter(|l| l.line == "llm_overage") {
                 l.currency = "USD".into();
                 l.fx_rate = String::new();
+                if let Some(i) = l.description.find(&conv) {
+                    l.description.truncate(i);
+                    l.description
+                        .push_str(" (USD, not converted: no rate configured)");
+                }
             }
             if usage.total_tokens() > 0 {
                 notes.push(format!(

@@ -88,8 +88,7 @@ fn money4(n: i64) -> String {
 }
 
 fn pct(v: Option<f64>) -> String {
-    v.map(|x| fixed(x, 1) + " %")
-        .unwrap_or_else(|| "-".into())
+    v.map(|x| fixed(x, 1) + " %").unwrap_or_else(|| "-".into())
 }
 
 /// Render the page.
@@ -193,10 +192,10 @@ Costs in USD (exact sums shown to 4 decimals), GB = 10<sup>9</sup> B, MB = 10<su
         }
         q
     };
-    let _ = write!(
+    let _ = writeln!(
         h,
         "</main><footer>mb-dashboard {} &middot; read-only &middot; the same figures as \
-<code>mb-report</code> &middot; <a href=\"{}\">JSON</a></footer></body></html>\n",
+<code>mb-report</code> &middot; <a href=\"{}\">JSON</a></footer></body></html>",
         env!("CARGO_PKG_VERSION"),
         esc(&api)
     );
@@ -293,7 +292,11 @@ fn customer_sections(h: &mut String, d: &PageData, c: Option<&CustomerSummary>) 
 <th class=\"n\">Tokens in</th><th class=\"n\">Tokens out</th><th class=\"n\">Cache read</th>\
 <th class=\"n\">Cache write</th><th class=\"n\">Total tokens</th><th class=\"n\">Cost USD</th></tr></thead><tbody>",
         );
-        let row = |h: &mut String, a: &str, b: &str, u: &crate::store::report::ApiAgg, total: bool| {
+        let row = |h: &mut String,
+                   a: &str,
+                   b: &str,
+                   u: &crate::store::report::ApiAgg,
+                   total: bool| {
             let _ = write!(
                 h,
                 "<tr{}><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\

@@ -283,7 +283,10 @@ async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
 
 async fn admit(app: &App, req: Request, next: Next) -> Response<Body> {
     let query = req.uri().query().map(str::to_string);
-    if query.as_ref().is_some_and(|q| q.len() > request::MAX_QUERY_BYTES) {
+    if query
+        .as_ref()
+        .is_some_and(|q| q.len() > request::MAX_QUERY_BYTES)
+    {
         return HttpError::uri_too_long(format!(
             "query string longer than {} bytes",
             request::MAX_QUERY_BYTES
@@ -322,7 +325,11 @@ async fn admit(app: &App, req: Request, next: Next) -> Response<Body> {
             auth::COOKIE,
             if https { "; Secure" } else { "" }
         );
-        let mut r = respond(StatusCode::SEE_OTHER, "text/plain; charset=utf-8", String::new());
+        let mut r = respond(
+            StatusCode::SEE_OTHER,
+            "text/plain; charset=utf-8",
+            String::new(),
+        );
         if let (Ok(l), Ok(c)) = (HeaderValue::from_str(&loc), HeaderValue::from_str(&cookie)) {
             r.headers_mut().insert(header::LOCATION, l);
             r.headers_mut().insert(header::SET_COOKIE, c);

@@ -306,7 +306,12 @@ mod tests {
         assert_eq!((per.label.as_str(), unit), ("2026-W45", Unit::Week));
         let p = Params::parse(Some("month=last")).unwrap();
         assert_eq!(period(&p, now, tz).unwrap().0.label, "2026-10");
-        for bad in ["period=hour", "period=year", "date=2026-02-30", "month=2026-13"] {
+        for bad in [
+            "period=hour",
+            "period=year",
+            "date=2026-02-30",
+            "month=2026-13",
+        ] {
             let p = Params::parse(Some(bad)).unwrap();
             assert_eq!(period(&p, now, tz).unwrap_err().status, 400, "{bad}");
         }

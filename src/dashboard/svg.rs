@@ -189,7 +189,13 @@ pub struct Line<'a> {
 
 /// Lines over time slots labelled `labels`; `max` fixes the y axis (100
 /// for percentages), else it fits the data.
-pub fn lines(title: &str, labels: &[String], series: &[Line], max: Option<f64>, unit: &str) -> String {
+pub fn lines(
+    title: &str,
+    labels: &[String],
+    series: &[Line],
+    max: Option<f64>,
+    unit: &str,
+) -> String {
     let mut out = String::new();
     open(&mut out, title, "lines");
     let data_max = series
@@ -279,13 +285,7 @@ mod tests {
 
     #[test]
     fn labels_are_escaped() {
-        let s = bars(
-            "<b>",
-            &["<script>".into()],
-            &[1.0],
-            &["a&b".into()],
-            "",
-        );
+        let s = bars("<b>", &["<script>".into()], &[1.0], &["a&b".into()], "");
         assert!(!s.contains("<script>") && !s.contains("<b>"));
         assert!(s.contains("&lt;script&gt;") && s.contains("a&amp;b"));
         let s = hbars("t", &[("<i>".into(), 1.0, "1".into())]);
