@@ -693,3 +693,51 @@ fn keeps_serving_while_ingest_writes_and_stops_on_sigterm() {
     }
     assert_eq!(logged, ["mb-dashboard: shutting down"]);
 }
+
+/// The end-to-end check in a real headless browser (Debian's chromium
+/// driven by playwright-core, tests/browser/dashboard.mjs). Skipped, with a
+/// message saying how to enable it, where chromium, node or the npm
+/// package are missing. `MB_SCREENSHOT=FILE` also saves a screenshot.
+#[test]
+fn browser_renders_charts_and_switches_period() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let chromium = std::env::var_os("MB_CHROMIUM")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/usr/bin/chromium".into());
+    let skip = |why: &str| {
+        eprintln!(
+            "dashboard browser test skipped: {why}; to run it: apt-get install -y chromium nodejs npm \
+             && (cd tests/browser && npm install) (see notes/dashboard.md)"
+        );
+    };
+    if !chromium.exists() {
+        return skip(&format!("no chromium at {}", chromium.display()));
+    }
+    let node_ok = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !node_ok {
+        return skip("node is not installed");
+    }
+    if !dir.join("node_modules/playwright-core").is_dir() {
+        return skip("tests/browser/node_modules/playwright-core is missing");
+    }
+    let env = fixture_env();
+    let s = start(&env, &["--customer", "acme"]);
+    let mut c = std::process::Command::new("node");
+    c.arg(dir.join("dashboard.mjs"))
+        .arg(format!("http://{}", s.addr))
+        .env("MB_CHROMIUM", &chromium);
+    if let Some(shot) = std::env::var_os("MB_SCREENSHOT") {
+        c.arg(shot);
+    }
+    let o = c.output().unwrap();
+    assert!(
+        o.status.success(),
+        "browser check failed\nstdout:\n{}\nstderr:\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert!(stdout(&o).contains("ok: no request leaves the dashboard"));
+}

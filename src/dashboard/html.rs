@@ -105,6 +105,7 @@ pub fn page(d: &PageData) -> String {
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
 <meta http-equiv=\"refresh\" content=\"60\">\
+<link rel=\"icon\" href=\"data:,\">\
 <title>{t}</title><style>{CSS}</style></head><body>",
         t = esc(&format!("Usage {} {} - mb", who, p.label))
     );
