@@ -23,7 +23,7 @@ target/release/mb-dashboard --db "$DB" --port 0 --customer cust-0007 2> "$ERR" &
 PID=$!
 trap 'kill -TERM $PID 2>/dev/null || true' EXIT
 i=0
-until grep -q 'listening on' "$ERR"; do
+until grep -qs 'listening on' "$ERR"; do
   i=$((i + 1)); [ $i -lt 100 ] || { cat "$ERR" >&2; exit 2; }; sleep 0.1
 done
 BASE=$(sed -n 's/.*listening on \(http:[^ ]*\)\//\1/p' "$ERR")
