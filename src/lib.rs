@@ -15,6 +15,7 @@ pub mod activity;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod events;
 pub mod ingest;

@@ -1,1 +1,743 @@
-//! Integration tests of mb-dashboard (filled in by its issue).
+//! Integration tests of mb-dashboard: the real binary on 127.0.0.1 with
+//! `--port 0`, over a fixture database built by the real mb-ingest and
+//! mb-customer, spoken to with a tiny HTTP/1.1 client on std::net.
+//!
+//! The fixture (tests/fixtures/dashboard/events.jsonl), clock pinned at
+//! 2026-11-28T12:00:00Z, zone UTC:
+//! - acme (pro from 2026-11-01), November API usage:
+//!   11-03 10:00 anthropic/claude-sonnet-4-5 400,000 in + 100,000 out, USD 3.0
+//!   11-03 14:00 openai/gpt-4o              200,000 in +  50,000 out, USD 1.5
+//!   11-10 08:00 `<b>x</b>`/`<script>alert(1)</script>` 1,000 in, USD 0.001
+//!   11-27 09:00 anthropic/claude-sonnet-4-5 500,000 in +  50,000 out, USD 4.5
+//!   => 1,301,000 tokens, USD 9.001; October: 1,000 tokens, USD 0.01.
+//!   Three samples on 11-03 10:00/10:05/10:10: CPU 9,000 of 120,000 ticks
+//!   = 7.5 %, memory (50 + 60) / 2 = 55.0 %, disk max 20.0 GB, network in
+//!   300.0 MB, out 30.0 MB. Activity: command x2 (120.5 + 10 s), pattern x1
+//!   (600 s).
+//! - globex (starter): 11-05 gpt-4o 11,000 tokens, USD 0.035.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+/// A running mb-dashboard, killed on drop.
+struct Server {
+    child: Child,
+    addr: String,
+    stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A parsed HTTP response.
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+fn fixture_env() -> Env {
+    let env = Env::new();
+    let events = std::fs::read_to_string(fixture("dashboard/events.jsonl")).unwrap();
+    assert_code(&env.run("mb-ingest", &[], &events), 0);
+    for (id, tier) in [("acme", "pro"), ("globex", "starter")] {
+        assert_code(
+            &env.run(
+                "mb-customer",
+                &["add", id, "--tier", tier, "--effective", "2026-11-01"],
+                "",
+            ),
+            0,
+        );
+    }
+    env
+}
+
+fn start(env: &Env, args: &[&str]) -> Server {
+    start_with(env, args, &[])
+}
+
+fn start_with(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> Server {
+    let mut c = env.cmd("mb-dashboard");
+    c.args(["--port", "0"]).args(args);
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(url) = line.strip_prefix("mb-dashboard: listening on http://") {
+                    let addr = url.trim_end_matches('/').to_string();
+                    return Server {
+                        child,
+                        addr,
+                        stderr: rx,
+                    };
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                panic!("mb-dashboard did not start: {:?}", child.wait());
+            }
+        }
+    }
+}
+
+/// One HTTP/1.1 request; `Connection: close`, so the body ends at EOF.
+fn request(addr: &str, method: &str, target: &str, headers: &[(&str, &str)]) -> Resp {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("no header end");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut body = raw[split + 4..].to_vec();
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    if headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    Resp {
+        status,
+        headers,
+        body: String::from_utf8(body).unwrap(),
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let nl = b.windows(2).position(|w| w == b"\r\n").unwrap();
+        let n = usize::from_str_radix(std::str::from_utf8(&b[..nl]).unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[nl + 2..nl + 2 + n]);
+        b = &b[nl + 2 + n + 2..];
+    }
+}
+
+fn get(s: &Server, target: &str) -> Resp {
+    request(&s.addr, "GET", target, &[])
+}
+
+#[test]
+fn page_shows_the_customers_month_with_charts_and_escaping() {
+    let env = fixture_env();
+    let s = start(&env, &["--customer", "acme"]);
+    let r = get(&s, "/");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    let csp = r.header("content-security-policy").unwrap();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    let b = &r.body;
+    assert!(b.contains("<strong id=\"period\" data-kind=\"month\">2026-11</strong>"));
+    assert!(b.contains("<meta http-equiv=\"refresh\" content=\"60\">"));
+    // Totals of the API table: 1,101,000 in + 200,000 out = 1,301,000.
+    assert!(b.contains("<td class=\"n\">1,301,000</td><td class=\"n\">9.0010</td>"));
+    assert!(b.contains("claude-sonnet-4-5"));
+    // The hostile provider and model are text, never markup.
+    assert!(b.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(b.contains("&lt;b&gt;x&lt;/b&gt;"));
+    assert!(!b.contains("<script"), "unescaped markup in the page");
+    assert!(!b.contains("<b>"), "unescaped markup in the page");
+    // Charts: cost by model, cost per day, CPU and memory.
+    assert_eq!(b.matches("<svg class=\"chart").count(), 3);
+    assert!(b.contains("<svg class=\"chart hbars\""));
+    assert!(b.contains("<svg class=\"chart bars\""));
+    assert!(b.contains("<svg class=\"chart lines\""));
+    // Day 03 of the month: 750,000 tokens for USD 4.5 (3.0 + 1.5).
+    assert!(b.contains("<title>2026-11-03 00:00: USD 4.5, 750,000 tokens</title>"));
+    // Resources and activity, as mb-report prints them.
+    assert!(b.contains("<dd>7.5 %</dd>"));
+    assert!(b.contains("<dd>55.0 %</dd>"));
+    assert!(b.contains("<dd>20.0 GB</dd>"));
+    assert!(b.contains("<dd>300.0 MB</dd>"));
+    assert!(b.contains("<dd>30.0 MB</dd>"));
+    assert!(b.contains("<tr><td>command</td><td class=\"n\">2</td><td class=\"n\">130.5</td></tr>"));
+    assert!(b.contains("<tr><td>pattern</td><td class=\"n\">1</td><td class=\"n\">600.0</td></tr>"));
+    // Invoice preview of November: pro 499.00 for 30 of 30 days; tokens
+    // 1,301,000 of 1,000,000 (130.1 %); projection x 30/27.5 = 1,419,272.
+    assert!(b.contains("Invoice preview 2026-11"));
+    assert!(b.contains("EUR 499.00"));
+    assert!(b.contains("1,301,000 of 1,000,000 included (130.1 %)"));
+    assert!(b.contains("Projected to month end: 1,419,272 tokens, USD 9.819272727"));
+}
+
+#[test]
+fn period_selector_steps_through_days_weeks_and_months() {
+    let env = fixture_env();
+    let s = start(&env, &["--customer", "acme"]);
+    let r = get(&s, "/?period=day&date=2026-11-03");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let b = &r.body;
+    assert!(b.contains("data-kind=\"day\">2026-11-03</strong>"));
+    assert!(b.contains("href=\"?period=day&amp;date=2026-11-02\">&larr; 2026-11-02</a>"));
+    assert!(b.contains("href=\"?period=day&amp;date=2026-11-04\">2026-11-04 &rarr;</a>"));
+    assert!(b.contains("<a class=\"on\" data-unit=\"day\""));
+    // The day: events 1 and 2, 750,000 tokens, USD 4.5; hourly buckets,
+    // 10:00 has USD 3.0.
+    assert!(b.contains("<td class=\"n\">750,000</td><td class=\"n\">4.5000</td>"));
+    assert!(b.contains("<title>2026-11-03 10:00: USD 3, 500,000 tokens</title>"));
+
+    let r = get(&s, "/?period=week&date=2026-11-03");
+    assert!(r.body.contains("data-kind=\"week\">2026-W45</strong>"));
+    assert!(r.body.contains("&larr; 2026-W44</a>"));
+    assert!(r.body.contains("2026-W46 &rarr;</a>"));
+
+    // The previous month has one request: 1,000 tokens, USD 0.01.
+    let r = get(&s, "/?period=month&date=2026-10-01");
+    assert!(r.body.contains("data-kind=\"month\">2026-10</strong>"));
+    assert!(r
+        .body
+        .contains("<td class=\"n\">1,000</td><td class=\"n\">0.0100</td>"));
+    // A month without usage renders empty charts, not an error.
+    let r = get(&s, "/?month=2026-01");
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("no data in this period"));
+}
+
+/// The API's summary is byte-for-byte the JSON of mb-report (as values).
+#[test]
+fn api_summary_equals_mb_report_json() {
+    let env = fixture_env();
+    let scoped = start(&env, &["--customer", "acme"]);
+    let all = start(&env, &[]);
+    let cases: [(&Server, &str, Vec<&str>); 5] = [
+        (
+            &scoped,
+            "/api/v1/summary",
+            vec!["--json", "--customer", "acme"],
+        ),
+        (
+            &scoped,
+            "/api/v1/summary?period=week&date=2026-11-03",
+            vec![
+                "--json",
+                "--customer",
+                "acme",
+                "--period",
+                "week",
+                "--date",
+                "2026-11-03",
+            ],
+        ),
+        (
+            &all,
+            "/api/v1/summary?month=last&customer=acme",
+            vec!["--json", "--customer", "acme", "--month", "last"],
+        ),
+        (&all, "/api/v1/summary", vec!["--json"]),
+        (
+            &all,
+            "/api/v1/summary?period=day&date=2026-11-05",
+            vec!["--json", "--period", "day", "--date", "2026-11-05"],
+        ),
+    ];
+    for (server, target, args) in cases {
+        let r = get(server, target);
+        assert_eq!(r.status, 200, "{target}: {}", r.body);
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        let cli = env.run("mb-report", &args, "");
+        // Exit 1 when usage is suspect (none here) would still print JSON.
+        assert_code(&cli, 0);
+        let expected: serde_json::Value = serde_json::from_str(&stdout(&cli)).unwrap();
+        assert_eq!(
+            r.json(),
+            expected,
+            "{target} differs from mb-report {args:?}"
+        );
+    }
+    // And the figures are the fixture's: acme's month is USD 9.001.
+    let v = get(&scoped, "/api/v1/summary").json();
+    assert_eq!(v["customers"].as_array().unwrap().len(), 1);
+    assert_eq!(v["customers"][0]["api_total"]["cost_usd"], "9.001");
+    assert_eq!(v["customers"][0]["api_total"]["total_tokens"], 1_301_000);
+}
+
+#[test]
+fn api_series_equals_mb_report_series() {
+    let env = fixture_env();
+    let s = start(&env, &["--customer", "acme"]);
+    let r = get(
+        &s,
+        "/api/v1/series?period=day&date=2026-11-03&by=hour&metric=cost_usd&metric=tokens",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let cli = env.run(
+        "mb-report",
+        &[
+            "series",
+            "--json",
+            "--customer",
+            "acme",
+            "--period",
+            "day",
+            "--date",
+            "2026-11-03",
+            "--by",
+            "hour",
+            "--metric",
+            "cost_usd",
+            "--metric",
+            "tokens",
+        ],
+        "",
+    );
+    assert_code(&cli, 0);
+    let expected: serde_json::Value = serde_json::from_str(&stdout(&cli)).unwrap();
+    assert_eq!(r.json(), expected);
+    // Hours 10 and 14: 2 buckets x 2 metrics.
+    assert_eq!(expected.as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn invoice_preview_projects_the_month_with_and_without_a_rate() {
+    let env = fixture_env();
+    // No rate configured: the overage is shown in USD.
+    let s = start(&env, &["--customer", "acme"]);
+    let r = get(&s, "/api/v1/invoice");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["period"]["label"], "2026-11");
+    let c = &v["customers"][0];
+    assert_eq!(c["customer_id"], "acme");
+    assert_eq!(c["base_minor"], 49_900);
+    assert_eq!(c["tokens"], 1_301_000);
+    assert_eq!(c["cost_usd"], "9.001");
+    assert_eq!(c["overage_currency"], "USD");
+    // 9.001 x 301,000/1,301,000 x 1.2 = 2.49897 USD -> 250 cents.
+    assert_eq!(c["overage_minor"], 250);
+    // 27.5 of 30 days elapsed: x 12/11. Tokens 1,419,272.7 -> 1,419,272;
+    // cost 9.819272727...; overage 9.001 x (1,301,000 x 30 - 1,000,000 x
+    // 27.5) / (27.5 x 1,301,000) x 1.2 = 3.4809 USD -> 348 cents.
+    assert_eq!(c["projected_tokens"], 1_419_272);
+    assert_eq!(c["projected_cost_usd"], "9.819272727");
+    assert_eq!(c["projected_overage_minor"], 348);
+    assert!(c["notes"][0].as_str().unwrap().contains("shown in USD"));
+    drop(s);
+
+    // With billing.usd_eur = 0.9: 2.49897 x 0.9 = 2.24907 EUR -> 225;
+    // projected 3.4809 x 0.9 = 3.13281 EUR -> 313.
+    let cfg = env.write(
+        "mb.toml",
+        "[billing]\nusd_eur = \"0.9\"\nusd_eur_source = \"ECB\"\nusd_eur_date = \"2026-11-27\"\n",
+    );
+    let cfg = cfg.to_str().unwrap();
+    let s = start(&env, &["--customer", "acme", "--config", cfg]);
+    let v = get(&s, "/api/v1/invoice").json();
+    let c = &v["customers"][0];
+    assert_eq!(c["overage_currency"], "EUR");
+    assert_eq!(c["overage_minor"], 225);
+    assert_eq!(c["projected_overage_minor"], 313);
+    assert_eq!(v["fx"]["rate"], "0.9");
+    // The invoice lines are mb-report invoice's.
+    let cli = env.run(
+        "mb-report",
+        &[
+            "invoice",
+            "--month",
+            "2026-11",
+            "--customer",
+            "acme",
+            "--json",
+            "--config",
+            cfg,
+        ],
+        "",
+    );
+    assert_code(&cli, 0);
+    let inv: serde_json::Value = serde_json::from_str(&stdout(&cli)).unwrap();
+    assert_eq!(c["lines"], inv["lines"]);
+    // The page: base + projected overage = 499.00 + 3.13 = 502.13 EUR.
+    let b = get(&s, "/").body;
+    assert!(b.contains("<td class=\"n\">overage EUR 3.13</td>"), "{b}");
+    assert!(b.contains("Projected total</td><td class=\"n\">EUR 502.13</td>"));
+}
+
+#[test]
+fn customer_scoping_cannot_be_escaped() {
+    let env = fixture_env();
+    let s = start(&env, &["--customer", "acme"]);
+    for target in [
+        "/?customer=globex",
+        "/api/v1/summary?customer=globex",
+        "/api/v1/series?customer=globex",
+        "/api/v1/invoice?customer=globex",
+        "/api/v1/summary?customer=acme&customer=globex",
+    ] {
+        let r = get(&s, target);
+        assert!(
+            r.status == 403 || r.status == 400,
+            "{target}: {} {}",
+            r.status,
+            r.body
+        );
+        assert!(!r.body.contains("0.035"), "{target} leaked globex");
+    }
+    // Without a customer parameter: only acme.
+    let v = get(&s, "/api/v1/summary").json();
+    let ids: Vec<&str> = v["customers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["customer_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["acme"]);
+    let v = get(&s, "/api/v1/invoice").json();
+    assert_eq!(v["customers"].as_array().unwrap().len(), 1);
+    let rows = get(&s, "/api/v1/series").json();
+    assert!(rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["customer_id"] == "acme"));
+
+    // An unscoped dashboard lists both and serves either, but not strangers.
+    let all = start(&env, &[]);
+    let b = get(&all, "/").body;
+    assert!(b.contains("<a href=\"?period=month&amp;date=2026-11-01&amp;customer=acme\">acme</a>"));
+    assert!(b.contains(">globex</a>"));
+    let r = get(&all, "/?customer=globex");
+    assert_eq!(r.status, 200);
+    assert!(r
+        .body
+        .contains("<td class=\"n\">11,000</td><td class=\"n\">0.0350</td>"));
+    for target in ["/?customer=nobody", "/api/v1/summary?customer=nobody"] {
+        let r = get(&all, target);
+        assert_eq!(r.status, 404, "{target}");
+        assert!(r.body.contains("unknown customer"), "{}", r.body);
+    }
+}
+
+#[test]
+fn bad_requests_get_a_4xx_never_a_5xx() {
+    let env = fixture_env();
+    let s = start(&env, &[]);
+    let huge = format!("/?date={}", "9".repeat(10_000));
+    let cases: Vec<(&str, &str, u16)> = vec![
+        ("GET", "/?period=hour", 400),
+        ("GET", "/?period=year", 400),
+        ("GET", "/?date=2026-02-30", 400),
+        ("GET", "/?date=yesterday", 400),
+        ("GET", "/?date=99999-01-01", 400),
+        ("GET", "/?month=2026-13", 400),
+        ("GET", "/?month=2026-11&period=day", 400),
+        ("GET", "/?bogus=1", 400),
+        ("GET", "/?period=day&period=week", 400),
+        ("GET", "/?date=%ff", 400),
+        ("GET", "/?date=%zz", 400),
+        ("GET", "/?customer=%3Cscript%3Ealert(1)%3C%2Fscript%3E", 400),
+        ("GET", "/api/v1/summary?customer=a%20b", 400),
+        ("GET", "/api/v1/series?metric=bogus", 400),
+        ("GET", "/api/v1/series?by=year", 400),
+        ("GET", "/api/v1/invoice?month=13", 400),
+        ("GET", "/api/v1/invoice?period=day", 400),
+        ("GET", "/../../etc/passwd", 404),
+        ("GET", "/%2e%2e/%2e%2e/etc/passwd", 404),
+        ("GET", "/static/..%2f..%2fetc%2fpasswd", 404),
+        ("GET", "/api/v1/", 404),
+        ("GET", "/api/v2/summary", 404),
+        ("GET", huge.as_str(), 414),
+        ("POST", "/", 405),
+        ("DELETE", "/api/v1/summary", 405),
+    ];
+    for (method, target, want) in cases {
+        let r = request(&s.addr, method, target, &[]);
+        assert_eq!(r.status, want, "{method} {target}: {}", r.body);
+        assert!(!r.body.contains("<script>"), "{target} echoed markup");
+        if target.starts_with("/api/") && want == 400 {
+            assert!(r.json()["error"].is_string(), "{target}: {}", r.body);
+        }
+    }
+    // Still alive and nothing was logged as a failure.
+    assert_eq!(get(&s, "/healthz").status, 200);
+    let logged: Vec<String> = s.stderr.try_iter().collect();
+    assert!(logged.is_empty(), "{logged:?}");
+}
+
+#[test]
+fn non_loopback_bind_needs_allow_remote_and_a_token() {
+    let env = fixture_env();
+    let token = env.write("token", "0123456789abcdef0123\n");
+    let token = token.to_str().unwrap();
+    for (args, env_token, says) in [
+        (
+            vec!["--host", "0.0.0.0"],
+            None,
+            "--allow-remote and an access token",
+        ),
+        (
+            vec!["--host", "0.0.0.0", "--allow-remote"],
+            None,
+            "MB_DASHBOARD_TOKEN",
+        ),
+        (
+            vec!["--host", "0.0.0.0", "--token-file", token],
+            None,
+            "needs --allow-remote",
+        ),
+        (
+            vec!["--host", "0.0.0.0"],
+            Some("0123456789abcdef0123"),
+            "needs --allow-remote",
+        ),
+        (
+            vec!["--host", "example.com"],
+            None,
+            "expected an IP address",
+        ),
+        (
+            vec!["--host", "0.0.0.0", "--allow-remote"],
+            Some("short"),
+            "at least 16 characters",
+        ),
+    ] {
+        let mut c = env.cmd("mb-dashboard");
+        c.args(["--port", "0"]).args(&args);
+        if let Some(t) = env_token {
+            c.env("MB_DASHBOARD_TOKEN", t);
+        }
+        let o = run_cmd(&mut c, "");
+        assert_code(&o, 2);
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).starts_with("mb-dashboard: "), "{}", stderr(&o));
+    }
+    // Both given: it starts (on every interface, any port).
+    let s = start(
+        &env,
+        &["--host", "0.0.0.0", "--allow-remote", "--token-file", token],
+    );
+    assert!(s.addr.starts_with("0.0.0.0:"), "{}", s.addr);
+    // A missing database is refused at start, not on the first request.
+    let mut c = env.cmd("mb-dashboard");
+    c.args(["--port", "0", "--db"]).arg(env.path("nope.db"));
+    let o = run_cmd(&mut c, "");
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("no database here"), "{}", stderr(&o));
+}
+
+#[test]
+fn token_by_bearer_header_or_one_time_query_cookie() {
+    let env = fixture_env();
+    let t = "0123456789abcdef0123";
+    let file = env.write("token", &format!("{t}\n"));
+    let s = start(&env, &["--token-file", file.to_str().unwrap()]);
+    let bearer = format!("Bearer {t}");
+
+    let r = get(&s, "/");
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Bearer realm=\"mb-dashboard\"")
+    );
+    let r = request(
+        &s.addr,
+        "GET",
+        "/api/v1/summary",
+        &[("Authorization", "Bearer wrong-token-000000")],
+    );
+    assert_eq!(r.status, 401);
+    let r = request(
+        &s.addr,
+        "GET",
+        "/api/v1/summary",
+        &[("Authorization", &bearer)],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Probes need no token.
+    assert_eq!(get(&s, "/healthz").status, 200);
+
+    // ?token= once: redirect without it, and an HttpOnly cookie.
+    let r = get(&s, &format!("/?period=day&token={t}&date=2026-11-03"));
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("./?period=day&date=2026-11-03"));
+    let cookie = r.header("set-cookie").unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    let pair = cookie.split(';').next().unwrap();
+    let r = request(
+        &s.addr,
+        "GET",
+        "/?period=day&date=2026-11-03",
+        &[("Cookie", pair)],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("2026-11-03"));
+    assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
+    // Behind a TLS proxy the cookie is Secure.
+    let r = request(
+        &s.addr,
+        "GET",
+        &format!("/api/v1/summary?token={t}"),
+        &[("X-Forwarded-Proto", "https")],
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("summary"));
+    assert!(r.header("set-cookie").unwrap().contains("; Secure"));
+    // A wrong query token gets nothing.
+    let r = get(&s, "/?token=0123456789abcdef0124");
+    assert_eq!(r.status, 401);
+    assert!(r.header("set-cookie").is_none());
+    let r = request(
+        &s.addr,
+        "GET",
+        "/",
+        &[("Cookie", "mb_dashboard_token=nope")],
+    );
+    assert_eq!(r.status, 401);
+    drop(s);
+
+    // The token may come from the environment instead.
+    let s = start_with(&env, &[], &[("MB_DASHBOARD_TOKEN", t)]);
+    assert_eq!(get(&s, "/").status, 401);
+    let r = request(&s.addr, "GET", "/", &[("Authorization", &bearer)]);
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn keeps_serving_while_ingest_writes_and_stops_on_sigterm() {
+    let env = fixture_env();
+    let s = start(&env, &["--customer", "globex"]);
+    let v = get(&s, "/api/v1/summary").json();
+    assert_eq!(v["customers"][0]["api_total"]["total_tokens"], 11_000);
+    // cron writes while the dashboard is up (WAL): the next request sees it.
+    let line = std::fs::read_to_string(fixture("dashboard/events.jsonl"))
+        .unwrap()
+        .lines()
+        .find(|l| l.contains("\"customer_id\":\"globex\""))
+        .unwrap()
+        .replace("cpa:00000006", "cpa:00000007")
+        .replace("2026-11-05T12:00:00Z", "2026-11-06T12:00:00Z");
+    assert_code(&env.run("mb-ingest", &[], &format!("{line}\n")), 0);
+    let v = get(&s, "/api/v1/summary").json();
+    assert_eq!(v["customers"][0]["api_total"]["total_tokens"], 22_000);
+    let mut s = s;
+    let pid = rustix::process::Pid::from_child(&s.child);
+    rustix::process::kill_process(pid, rustix::process::Signal::Term).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = s.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+    // The process is gone, so its stderr ends: read it to the end.
+    let mut logged = Vec::new();
+    while let Ok(l) = s.stderr.recv_timeout(Duration::from_secs(5)) {
+        logged.push(l);
+    }
+    assert_eq!(logged, ["mb-dashboard: shutting down"]);
+}
+
+/// The end-to-end check in a real headless browser (Debian's chromium
+/// driven by playwright-core, tests/browser/dashboard.mjs). Skipped, with a
+/// message saying how to enable it, where chromium, node or the npm
+/// package are missing. `MB_SCREENSHOT=FILE` also saves a screenshot.
+#[test]
+fn browser_renders_charts_and_switches_period() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let chromium = std::env::var_os("MB_CHROMIUM")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/usr/bin/chromium".into());
+    let skip = |why: &str| {
+        eprintln!(
+            "dashboard browser test skipped: {why}; to run it: apt-get install -y chromium nodejs npm \
+             && (cd tests/browser && npm install) (see notes/dashboard.md)"
+        );
+    };
+    if !chromium.exists() {
+        return skip(&format!("no chromium at {}", chromium.display()));
+    }
+    let node_ok = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !node_ok {
+        return skip("node is not installed");
+    }
+    if !dir.join("node_modules/playwright-core").is_dir() {
+        return skip("tests/browser/node_modules/playwright-core is missing");
+    }
+    let env = fixture_env();
+    let s = start(&env, &["--customer", "acme"]);
+    let mut c = std::process::Command::new("node");
+    c.arg(dir.join("dashboard.mjs"))
+        .arg(format!("http://{}", s.addr))
+        .env("MB_CHROMIUM", &chromium);
+    if let Some(shot) = std::env::var_os("MB_SCREENSHOT") {
+        c.arg(shot);
+    }
+    let o = c.output().unwrap();
+    assert!(
+        o.status.success(),
+        "browser check failed\nstdout:\n{}\nstderr:\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert!(stdout(&o).contains("ok: no request leaves the dashboard"));
+}

@@ -1,0 +1,510 @@
+//! mb-dashboard: the customer's usage in a browser, and as JSON, served
+//! read-only from the VM itself.
+//!
+//! This module owns the HTTP side: the bind rule and access token
+//! ([`auth`]), request validation ([`request`]), the page ([`html`],
+//! [`svg`]) and the routes. It computes no usage figure itself: [`data`]
+//! calls the report library behind mb-report, so the page, the API and the
+//! CLI show the same numbers (the API's summary JSON *is* `mb-report
+//! --json`).
+//!
+//! Design:
+//! - axum on a small tokio runtime (2 workers). SQLite work is blocking, so
+//!   each request opens its own read-only [`Store`] inside
+//!   `spawn_blocking` (a `rusqlite::Connection` is not `Sync`; opening a
+//!   WAL database read-only costs tens of microseconds and keeps no page
+//!   cache alive between requests, which keeps the process small). The
+//!   blocking pool is capped so a burst queues instead of opening hundreds
+//!   of connections.
+//! - Read-only: the store is opened with `SQLITE_OPEN_READ_ONLY` and
+//!   `query_only`, so cron jobs keep writing (WAL) and the dashboard never
+//!   can.
+//! - Scoping: with `--customer`, every handler receives that customer and
+//!   nothing else; a request naming another customer gets 403.
+//! - Errors: bad input is a 4xx with a one-line message (HTML for the page,
+//!   `{"error": ...}` for the API); a database failure is 503 and logged on
+//!   stderr. Handlers cannot panic on input, and a panic elsewhere would be
+//!   caught by tokio per task, not take the server down.
+//! - SIGTERM and SIGINT stop accepting connections, let in-flight requests
+//!   finish (at most 10 s), and exit 0.
+
+pub mod auth;
+pub mod data;
+pub mod html;
+pub mod request;
+pub mod svg;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{RawQuery, Request, State};
+use axum::http::{header, HeaderValue, Response, StatusCode};
+use axum::middleware::{self, Next};
+use axum::routing::get;
+use axum::Router;
+use chrono_tz::Tz;
+
+use crate::cli;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::store::{Mode, Store};
+use crate::time;
+use auth::Token;
+use request::Params;
+
+/// How long in-flight requests may run after SIGTERM before the process
+/// exits anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Everything the server needs, resolved from the command line and config.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The database (opened read-only per request).
+    pub db: PathBuf,
+    /// The configuration (time zone, billing rules).
+    pub cfg: Config,
+    /// Address to listen on.
+    pub host: IpAddr,
+    /// Port (0: any free port; the bound address is printed on stderr).
+    pub port: u16,
+    /// Serve only this customer.
+    pub customer: Option<String>,
+    /// Require this token on every request but `/healthz`.
+    pub token: Option<Token>,
+    /// Whether a non-loopback address was explicitly allowed.
+    pub allow_remote: bool,
+}
+
+struct App {
+    db: PathBuf,
+    cfg: Config,
+    tz: Tz,
+    customer: Option<String>,
+    token: Option<Token>,
+}
+
+/// A response with a status and a short message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpError {
+    /// HTTP status code.
+    pub status: u16,
+    /// One line for the client.
+    pub msg: String,
+}
+
+impl HttpError {
+    fn new(status: u16, msg: impl Into<String>) -> HttpError {
+        HttpError {
+            status,
+            msg: msg.into(),
+        }
+    }
+
+    /// 400.
+    pub fn bad_request(msg: impl Into<String>) -> HttpError {
+        HttpError::new(400, msg)
+    }
+
+    /// 403.
+    pub fn forbidden(msg: impl Into<String>) -> HttpError {
+        HttpError::new(403, msg)
+    }
+
+    /// 404.
+    pub fn not_found(msg: impl Into<String>) -> HttpError {
+        HttpError::new(404, msg)
+    }
+
+    /// 414.
+    pub fn uri_too_long(msg: impl Into<String>) -> HttpError {
+        HttpError::new(414, msg)
+    }
+
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST)
+    }
+
+    /// As an HTML error page.
+    fn html(&self) -> Response<Body> {
+        respond(
+            self.status_code(),
+            "text/html; charset=utf-8",
+            html::error_page(self.status, &self.msg),
+        )
+    }
+
+    /// As `{"error": "..."}`.
+    fn json(&self) -> Response<Body> {
+        respond(
+            self.status_code(),
+            "application/json",
+            serde_json::json!({ "error": self.msg }).to_string() + "\n",
+        )
+    }
+}
+
+impl From<Error> for HttpError {
+    /// Library errors on a request: a bad argument is the client's (400), a
+    /// domain rule (an invoice that cannot be computed) is 422, anything
+    /// else (database, I/O) is the server's and becomes 503 with the detail
+    /// logged on stderr, not sent to the client.
+    fn from(e: Error) -> HttpError {
+        match e {
+            Error::Usage(m) => HttpError::bad_request(m),
+            Error::Invalid(m) => HttpError::new(422, m),
+            other => {
+                cli::warn(format!("request failed: {other}"));
+                HttpError::new(503, "the usage database is not available right now")
+            }
+        }
+    }
+}
+
+fn respond(status: StatusCode, ctype: &'static str, body: String) -> Response<Body> {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r
+}
+
+/// Run `f` with a fresh read-only store on the blocking pool.
+async fn with_store<T, F>(app: &Arc<App>, f: F) -> Result<T, HttpError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Store, &App) -> Result<T, HttpError> + Send + 'static,
+{
+    let app = Arc::clone(app);
+    tokio::task::spawn_blocking(move || {
+        let store = Store::open(&app.db, Mode::ReadOnly).map_err(HttpError::from)?;
+        f(&store, &app)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        cli::warn(format!("request task failed: {e}"));
+        Err(HttpError::new(503, "internal error"))
+    })
+}
+
+/// Serve until SIGTERM or SIGINT. Blocks; builds its own runtime.
+pub fn serve(o: Options) -> Result<()> {
+    auth::check_bind(o.host, o.allow_remote, o.token.is_some())?;
+    // Fail at start, not on the first request, when the database is
+    // missing, unreadable or of another schema version.
+    Store::open(&o.db, Mode::ReadOnly)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(8)
+        .thread_name("mb-dashboard")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Stream(std::io::Error::other(format!("starting the runtime: {e}"))))?;
+    rt.block_on(run_server(o))
+}
+
+async fn run_server(o: Options) -> Result<()> {
+    let addr = SocketAddr::new(o.host, o.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Usage(format!("cannot listen on {addr}: {e}")))?;
+    let bound = listener.local_addr().map_err(Error::Stream)?;
+    let app = Arc::new(App {
+        db: o.db,
+        tz: o.cfg.timezone,
+        cfg: o.cfg,
+        customer: o.customer,
+        token: o.token,
+    });
+    let router = router(app);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(Error::Stream)?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(Error::Stream)?;
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    cli::warn(format!("listening on http://{bound}/"));
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        cli::warn("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    let grace = async move {
+        let _ = stop_rx.wait_for(|v| *v).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        r = server => r.map_err(Error::Stream)?,
+        _ = grace => cli::warn(format!(
+            "requests still open {} s after the signal; exiting",
+            SHUTDOWN_GRACE.as_secs()
+        )),
+    }
+    Ok(())
+}
+
+fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/healthz", get(healthz))
+        .route("/api/v1/summary", get(api_summary))
+        .route("/api/v1/series", get(api_series))
+        .route("/api/v1/invoice", get(api_invoice))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), guard))
+        .with_state(app)
+}
+
+/// Every request passes here: query size limit, the token, and the
+/// security headers of every response.
+async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Response<Body> {
+    let mut resp = admit(&app, req, next).await;
+    let h = resp.headers_mut();
+    for (k, v) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; \
+             base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        // The token may be in a URL once; never pass it on in a Referer.
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        h.insert(k, HeaderValue::from_static(v));
+    }
+    resp
+}
+
+async fn admit(app: &App, req: Request, next: Next) -> Response<Body> {
+    let query = req.uri().query().map(str::to_string);
+    if query
+        .as_ref()
+        .is_some_and(|q| q.len() > request::MAX_QUERY_BYTES)
+    {
+        return HttpError::uri_too_long(format!(
+            "query string longer than {} bytes",
+            request::MAX_QUERY_BYTES
+        ))
+        .html();
+    }
+    let Some(token) = &app.token else {
+        return next.run(req).await;
+    };
+    if req.uri().path() == "/healthz" {
+        return next.run(req).await;
+    }
+    if let Some(given) = auth::query_token(query.as_deref()) {
+        if !token.matches(given) {
+            return unauthorized("wrong token");
+        }
+        // Trade the URL token for a cookie and drop it from the address.
+        let path = req.uri().path();
+        let last = path.rsplit('/').next().unwrap_or("");
+        let mut loc = if last.is_empty() {
+            "./".to_string()
+        } else {
+            last.to_string()
+        };
+        let rest = auth::strip_token(query.as_deref().unwrap_or(""));
+        if !rest.is_empty() {
+            loc.push('?');
+            loc.push_str(&rest);
+        }
+        let https = req
+            .headers()
+            .get("x-forwarded-proto")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+        let cookie = format!(
+            "{}={given}; Path=/; HttpOnly; SameSite=Strict{}",
+            auth::COOKIE,
+            if https { "; Secure" } else { "" }
+        );
+        let mut r = respond(
+            StatusCode::SEE_OTHER,
+            "text/plain; charset=utf-8",
+            String::new(),
+        );
+        if let (Ok(l), Ok(c)) = (HeaderValue::from_str(&loc), HeaderValue::from_str(&cookie)) {
+            r.headers_mut().insert(header::LOCATION, l);
+            r.headers_mut().insert(header::SET_COOKIE, c);
+            return r;
+        }
+        return HttpError::bad_request("malformed query").html();
+    }
+    let given = {
+        // Scoped: a borrow of the request (whose body is not Sync) must not
+        // live across the await below.
+        let hv = |n: header::HeaderName| req.headers().get(n).and_then(|v| v.to_str().ok());
+        auth::presented(hv(header::AUTHORIZATION), hv(header::COOKIE)).map(str::to_string)
+    };
+    match given {
+        Some(t) if token.matches(&t) => next.run(req).await,
+        Some(_) => unauthorized("wrong token"),
+        None => unauthorized(
+            "authentication required: send Authorization: Bearer TOKEN, \
+             or open the page once with ?token=TOKEN",
+        ),
+    }
+}
+
+fn unauthorized(msg: &str) -> Response<Body> {
+    let mut r = HttpError::new(401, msg).html();
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"mb-dashboard\""),
+    );
+    r
+}
+
+async fn not_found() -> Response<Body> {
+    HttpError::not_found("not found").html()
+}
+
+async fn healthz(State(app): State<Arc<App>>) -> Response<Body> {
+    match with_store(&app, |_, _| Ok(())).await {
+        Ok(()) => respond(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into()),
+        Err(e) => respond(
+            e.status_code(),
+            "text/plain; charset=utf-8",
+            format!("{}\n", e.msg),
+        ),
+    }
+}
+
+fn json_ok(v: &impl serde::Serialize) -> Response<Body> {
+    match serde_json::to_string(v) {
+        Ok(s) => respond(StatusCode::OK, "application/json", s + "\n"),
+        Err(e) => HttpError::from(Error::Stream(e.into())).json(),
+    }
+}
+
+async fn page(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response<Body> {
+    let r = with_store(&app, move |store, app| {
+        let p = Params::parse(q.as_deref())?;
+        p.only(&["period", "date", "month", "customer"], &[])?;
+        let now = time::now();
+        let sel = request::selection(&p, now, app.tz, app.customer.as_deref())?;
+        let summary = data::summary(store, &sel.period, sel.customer.as_deref())?;
+        data::check_known(&summary, sel.customer.as_deref(), app.customer.is_some())?;
+        let by = request::default_bucket(sel.unit);
+        let buckets = sel.period.buckets(by).map_err(HttpError::from)?;
+        let (series, preview) = match &sel.customer {
+            Some(c) => {
+                let metrics: Vec<String> = ["cost_usd", "tokens", "cpu_percent", "memory_percent"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                let series = data::series(store, &sel.period, Some(c), by, &metrics)?;
+                let month = data::current_month(now, app.tz)?;
+                let pv = data::previews(store, &app.cfg, &month, Some(c), now)
+                    .map_err(|e| match e {
+                        Error::Usage(m) | Error::Invalid(m) => m,
+                        other => {
+                            cli::warn(format!("invoice preview: {other}"));
+                            "the usage database is not available right now".into()
+                        }
+                    })
+                    .and_then(|mut p| {
+                        p.customers
+                            .pop()
+                            .ok_or_else(|| "no invoice data".to_string())
+                    });
+                (series, Some((month, pv)))
+            }
+            None => (Vec::new(), None),
+        };
+        Ok(html::page(&html::PageData {
+            sel: &sel,
+            scoped: app.customer.is_some(),
+            tz: app.tz,
+            now,
+            summary: &summary,
+            series: &series,
+            buckets: &buckets,
+            bucket_unit: by,
+            preview,
+        }))
+    })
+    .await;
+    match r {
+        Ok(body) => respond(StatusCode::OK, "text/html; charset=utf-8", body),
+        Err(e) => e.html(),
+    }
+}
+
+async fn api_summary(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response<Body> {
+    let r = with_store(&app, move |store, app| {
+        let p = Params::parse(q.as_deref())?;
+        p.only(&["period", "date", "month", "customer"], &[])?;
+        let sel = request::selection(&p, time::now(), app.tz, app.customer.as_deref())?;
+        let s = data::summary(store, &sel.period, sel.customer.as_deref())?;
+        data::check_known(&s, sel.customer.as_deref(), app.customer.is_some())?;
+        Ok(crate::cmd::report::summary_json(&s))
+    })
+    .await;
+    match r {
+        Ok(v) => json_ok(&v),
+        Err(e) => e.json(),
+    }
+}
+
+async fn api_series(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response<Body> {
+    let r = with_store(&app, move |store, app| {
+        let p = Params::parse(q.as_deref())?;
+        p.only(
+            &["period", "date", "month", "customer", "by", "metric"],
+            &["metric"],
+        )?;
+        let sel = request::selection(&p, time::now(), app.tz, app.customer.as_deref())?;
+        let by = request::series_by(&p, sel.unit)?;
+        let metrics = request::metrics(&p)?;
+        if sel.customer.is_some() && app.customer.is_none() {
+            let s = data::summary(store, &sel.period, sel.customer.as_deref())?;
+            data::check_known(&s, sel.customer.as_deref(), false)?;
+        }
+        Ok(data::series(
+            store,
+            &sel.period,
+            sel.customer.as_deref(),
+            by,
+            &metrics,
+        )?)
+    })
+    .await;
+    match r {
+        Ok(v) => json_ok(&v),
+        Err(e) => e.json(),
+    }
+}
+
+async fn api_invoice(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response<Body> {
+    let r = with_store(&app, move |store, app| {
+        let p = Params::parse(q.as_deref())?;
+        p.only(&["month", "customer"], &[])?;
+        let now = time::now();
+        let month = data::invoice_month(p.get("month"), now, app.tz)?;
+        let customer = request::customer(&p, app.customer.as_deref())?;
+        if customer.is_some() && app.customer.is_none() {
+            let s = data::summary(store, &month, customer.as_deref())?;
+            data::check_known(&s, customer.as_deref(), false)?;
+        }
+        Ok(data::previews(
+            store,
+            &app.cfg,
+            &month,
+            customer.as_deref(),
+            now,
+        )?)
+    })
+    .await;
+    match r {
+        Ok(v) => json_ok(&v),
+        Err(e) => e.json(),
+    }
+}
