@@ -2,7 +2,7 @@
 # Throughput of mb-dashboard's JSON summary (issue target: one
 # customer-month on the 10-million-row database at >= 500 requests/s under
 # wrk with 16 connections, p99 < 100 ms, RSS < 50 MiB). Figures go to
-# notes/dashboard.md.
+# docs/mb-dashboard.md.
 #
 # usage: scripts/bench-dashboard.sh [ROWS] [SECONDS]    (default 10000000 30)
 #   BENCH_DB=/path/usage.db to reuse a database (generated when missing:

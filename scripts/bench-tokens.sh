@@ -1,6 +1,6 @@
 #!/bin/sh
 # Throughput of mb-tokens on CLIProxyAPI usage-queue JSONL (issue target:
-# >= 100 MB/s into priced lines, memory flat). Figures go to notes/tokens.md.
+# >= 100 MB/s into priced lines, memory flat). Figures go to docs/mb-tokens.md.
 #
 # usage: scripts/bench-tokens.sh [MEGABYTES]      (default 256)
 #   BENCH_DATA=/path/file.jsonl to reuse a generated file.

@@ -707,7 +707,7 @@ fn browser_renders_charts_and_switches_period() {
     let skip = |why: &str| {
         eprintln!(
             "dashboard browser test skipped: {why}; to run it: apt-get install -y chromium nodejs npm \
-             && (cd tests/browser && npm install) (see notes/dashboard.md)"
+             && (cd tests/browser && npm install) (see docs/mb-dashboard.md)"
         );
     };
     if !chromium.exists() {
