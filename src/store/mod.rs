@@ -312,12 +312,12 @@ impl Store {
 
     /// Start a write transaction. It takes the write lock at once
     /// (`BEGIN IMMEDIATE`), so concurrent writers queue on the busy timeout
-    /// instead of failing with SQLITE_BUSY on lock upgrade.
-    pub fn writer(&mut self) -> Result<Writer<'_>> {
+    /// instead of failing with SQLITE_BUSY on lock upgrade. It borrows the
+    /// store shared (SQLite itself refuses a nested BEGIN), so a caller can
+    /// keep one open across loop iterations; dropping it rolls back.
+    pub fn writer(&self) -> Result<Writer<'_>> {
         let path = self.path.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .map_err(|e| Error::db(&path, "starting a transaction", e))?;
         let api_rowid = events::api_max_rowid(&tx)
             .map_err(|e| Error::db(&path, "starting a transaction", e))?;
