@@ -334,14 +334,26 @@ impl Sink<'_> {
     fn note_reject(&mut self, line_no: u64, reason: &str, raw: &[u8]) -> Result<()> {
         if let Some(w) = self.rejects_out.as_deref_mut() {
             let io = |e| Error::io("--rejects file", e);
-            writeln!(w, "# {}:{line_no}: {}", self.source, reason.replace('\n', " ")).map_err(io)?;
+            writeln!(
+                w,
+                "# {}:{line_no}: {}",
+                self.source,
+                reason.replace('\n', " ")
+            )
+            .map_err(io)?;
             w.write_all(raw).map_err(io)?;
             w.write_all(b"\n").map_err(io)?;
         }
         Ok(())
     }
 
-    fn write_db(&mut self, w: &Writer<'_>, run_id: i64, items: &[Item], c: &mut Counts) -> Result<()> {
+    fn write_db(
+        &mut self,
+        w: &Writer<'_>,
+        run_id: i64,
+        items: &[Item],
+        c: &mut Counts,
+    ) -> Result<()> {
         let ingested_at = w.ingested_at().to_string();
         let mut ins = w.inserter();
         for item in items {
