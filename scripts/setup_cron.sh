@@ -314,8 +314,8 @@ report() {
     echo "$BEGIN_MARK"
     echo "# customer $CUSTOMER, vm $VM; logs in $LOG_DIR; exit 1 = warnings (logged), other failures are mailed"
     log=$LOG_DIR/sample.log
-    printf '*/5 * * * * { { %s/mb-sample%s %s 2>>%s %s >&3; } | %s/mb-ingest%s%s >>%s 2>&1 %s; } 3>&1\n' \
-        "$BIN_DIR" "$COMMON" "$WHO" "$log" "$(fail mb-sample "$log")" \
+    printf '*/5 * * * * { { %s/mb-sample%s %s --state %s/sample.state 2>>%s %s >&3; } | %s/mb-ingest%s%s >>%s 2>&1 %s; } 3>&1\n' \
+        "$BIN_DIR" "$COMMON" "$WHO" "$STATE_DIR" "$log" "$(fail mb-sample "$log")" \
         "$BIN_DIR" "$DBARG" "$COMMON" "$log" "$(fail "mb-ingest of samples" "$log")"
     if [ "$TOKENS" = yes ]; then
         log=$LOG_DIR/tokens.log

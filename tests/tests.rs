@@ -7,6 +7,7 @@ mod customer;
 mod dashboard;
 mod ingest;
 mod man;
+mod ops;
 mod report;
 mod sample;
 mod tokens;
