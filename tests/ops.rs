@@ -82,7 +82,13 @@ fn stub_crontab(env: &Env) -> PathBuf {
 }
 
 /// Run a script with a clean environment: PATH = dirs + the tools.
-fn sh(env: &Env, path_dirs: &[&Path], script_path: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
+fn sh(
+    env: &Env,
+    path_dirs: &[&Path],
+    script_path: &Path,
+    args: &[&str],
+    vars: &[(&str, &str)],
+) -> Output {
     let mut path: Vec<PathBuf> = path_dirs.iter().map(|p| p.to_path_buf()).collect();
     path.push(tools_dir(env));
     let mut c = Command::new(script_path);
@@ -141,13 +147,18 @@ fn block(tab: &str) -> Vec<String> {
     out
 }
 
-const USER_TAB: &str = "MAILTO=ops@example.com\n# my backups\n0 2 * * * /usr/local/bin/backup --quiet\n";
+const USER_TAB: &str =
+    "MAILTO=ops@example.com\n# my backups\n0 2 * * * /usr/local/bin/backup --quiet\n";
 
 #[test]
 fn cron_dry_run_prints_the_block_and_changes_nothing() {
     let env = Env::new();
     fs::write(env.path("crontab.txt"), USER_TAB).unwrap();
-    let o = setup_cron(&env, &["--dry-run"], &[("CUSTOMER_ID", "acme"), ("VM_ID", "vm-1")]);
+    let o = setup_cron(
+        &env,
+        &["--dry-run"],
+        &[("CUSTOMER_ID", "acme"), ("VM_ID", "vm-1")],
+    );
     assert_code(&o, 0);
     let out = stdout(&o);
     // The user's lines first, untouched, then the block.
@@ -188,11 +199,23 @@ fn cron_dry_run_prints_the_block_and_changes_nothing() {
         ]
     );
     let all = b.join("\n");
-    assert!(all.contains("mb-sample --customer acme --vm vm-1 --state "), "{all}");
-    assert!(all.contains("mb-tokens --customer acme --vm vm-1 --state "), "{all}");
+    assert!(
+        all.contains("mb-sample --customer acme --vm vm-1 --state "),
+        "{all}"
+    );
+    assert!(
+        all.contains("mb-tokens --customer acme --vm vm-1 --state "),
+        "{all}"
+    );
     assert!(all.contains("--spool "), "{all}");
-    assert!(all.contains("summary --period day --date $u --customer acme --csv"), "{all}");
-    assert!(all.contains("summary --month last --customer acme --csv"), "{all}");
+    assert!(
+        all.contains("summary --period day --date $u --customer acme --csv"),
+        "{all}"
+    );
+    assert!(
+        all.contains("summary --month last --customer acme --csv"),
+        "{all}"
+    );
     assert!(all.contains("mb-dashboard --db "), "{all}");
     // cron turns a bare % into a newline: every % is escaped.
     for l in &b {
@@ -212,7 +235,11 @@ fn cron_install_is_idempotent_keeps_other_lines_and_uninstalls() {
     let who = ["--customer", "acme", "--vm", "vm-1"];
     let o = setup_cron(&env, &who, &[]);
     assert_code(&o, 0);
-    assert!(stdout(&o).contains("added the mb block to the crontab"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("added the mb block to the crontab"),
+        "{}",
+        stdout(&o)
+    );
     let first = crontab(&env);
     assert!(first.starts_with(USER_TAB));
     assert_eq!(block(&first).len(), 8, "{first}");
@@ -242,10 +269,17 @@ fn cron_install_is_idempotent_keeps_other_lines_and_uninstalls() {
     fs::write(env.path("crontab.txt"), &t).unwrap();
     let o = setup_cron(&env, &["--customer", "acme", "--vm", "vm-2"], &[]);
     assert_code(&o, 0);
-    assert!(stdout(&o).contains("replaced the mb block"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("replaced the mb block"),
+        "{}",
+        stdout(&o)
+    );
     let second = crontab(&env);
     assert!(second.starts_with(USER_TAB));
-    assert!(second.ends_with("# END mb\n30 4 * * * /usr/bin/other-job\n"), "{second}");
+    assert!(
+        second.ends_with("# END mb\n30 4 * * * /usr/bin/other-job\n"),
+        "{second}"
+    );
     assert!(second.contains("--vm vm-2") && !second.contains("--vm vm-1"));
     assert_eq!(second.matches(BEGIN).count(), 1);
 
@@ -310,7 +344,12 @@ fn cron_refuses_a_bad_environment_with_exit_2_and_a_fix() {
     fs::write(env.path("blocker"), "").unwrap();
     let o = setup_cron(
         &env,
-        &["--customer", "acme", "--state-dir", env.path("blocker/mb").to_str().unwrap()],
+        &[
+            "--customer",
+            "acme",
+            "--state-dir",
+            env.path("blocker/mb").to_str().unwrap(),
+        ],
         &[],
     );
     assert_code(&o, 2);
@@ -407,7 +446,10 @@ fn cron_lines_do_their_jobs_under_sh() {
     let o = run_line(&env, &find("--spool"));
     assert_code(&o, 0);
     assert_eq!(env.query("SELECT count(*) FROM activity_log"), ["1"]);
-    assert_eq!(fs::read_dir(env.path("state/spool/done")).unwrap().count(), 1);
+    assert_eq!(
+        fs::read_dir(env.path("state/spool/done")).unwrap().count(),
+        1
+    );
 
     // The three reports: one CSV each, under the date of 12 hours ago.
     for (pat, dir) in [
@@ -424,8 +466,12 @@ fn cron_lines_do_their_jobs_under_sh() {
             .collect();
         assert_eq!(files.len(), 1, "{dir}: {files:?}");
         assert!(files[0].ends_with(".csv") && !files[0].contains("tmp"));
-        let text = fs::read_to_string(env.path(&format!("state/reports/{dir}/{}", files[0]))).unwrap();
-        assert!(text.starts_with("Report Type,Generated At,Customer ID,Period"), "{text}");
+        let text =
+            fs::read_to_string(env.path(&format!("state/reports/{dir}/{}", files[0]))).unwrap();
+        assert!(
+            text.starts_with("Report Type,Generated At,Customer ID,Period"),
+            "{text}"
+        );
     }
 
     // A fatal failure reaches cron's mail: make the database unusable
@@ -472,7 +518,10 @@ impl FakeStripe {
             .unwrap();
         let t0 = Instant::now();
         while !port_file.exists() {
-            assert!(t0.elapsed() < Duration::from_secs(10), "fake server did not start");
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "fake server did not start"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         let port = fs::read_to_string(&port_file).unwrap();
@@ -529,10 +578,22 @@ fn stripe_upload_sends_each_line_once_with_its_key() {
     assert!(srv.requests().is_empty());
     assert!(!env.path("ledger.tsv").exists());
     let e = stderr(&o);
-    assert!(e.contains("ops/invoice.csv:5: customer 'nostripe' has no stripe_customer_id"), "{e}");
-    assert!(e.contains("invoice.csv:6: currency 'USD' is not the configured EUR"), "{e}");
-    assert!(e.contains("invoice.csv:7: amount_minor '49900.5' is not an integer"), "{e}");
-    assert!(e.contains("read 6, would send 3, already sent 0, refused 3"), "{e}");
+    assert!(
+        e.contains("ops/invoice.csv:5: customer 'nostripe' has no stripe_customer_id"),
+        "{e}"
+    );
+    assert!(
+        e.contains("invoice.csv:6: currency 'USD' is not the configured EUR"),
+        "{e}"
+    );
+    assert!(
+        e.contains("invoice.csv:7: amount_minor '49900.5' is not an integer"),
+        "{e}"
+    );
+    assert!(
+        e.contains("read 6, would send 3, already sent 0, refused 3"),
+        "{e}"
+    );
 
     // No key: exit 2 before anything is sent, and the message says where a key comes from.
     let o = upload(&env, &input, &srv.base, &[], None);
@@ -543,16 +604,34 @@ fn stripe_upload_sends_each_line_once_with_its_key() {
     // A wrong key: Stripe's 401 is fatal (exit 2), nothing in the ledger.
     let o = upload(&env, &input, &srv.base, &[], Some("sk_test_wrong"));
     assert_code(&o, 2);
-    assert!(stderr(&o).contains("Stripe refused the key (HTTP 401"), "{}", stderr(&o));
-    assert!(!stderr(&o).contains("sk_test_wrong"), "key leaked: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Stripe refused the key (HTTP 401"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !stderr(&o).contains("sk_test_wrong"),
+        "key leaked: {}",
+        stderr(&o)
+    );
     assert_eq!(fs::read_to_string(env.path("ledger.tsv")).unwrap(), "");
     fs::remove_file(&srv.record).unwrap();
 
     // The real run: 3 items; cus_FLAKY's first attempt gets a 500 and is
     // retried with the same idempotency key.
-    let o = upload(&env, &input, &srv.base, &["--retries", "2"], Some("sk_test_123"));
+    let o = upload(
+        &env,
+        &input,
+        &srv.base,
+        &["--retries", "2"],
+        Some("sk_test_123"),
+    );
     assert_code(&o, 1);
-    assert!(stderr(&o).contains("read 6, sent 3, already sent 0, refused 3"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("read 6, sent 3, already sent 0, refused 3"),
+        "{}",
+        stderr(&o)
+    );
     assert!(!stderr(&o).contains("sk_test_123"));
     assert_eq!(
         stdout(&o),
@@ -598,7 +677,10 @@ fn stripe_upload_sends_each_line_once_with_its_key() {
     );
     assert_eq!(f("period[start]"), ["1793491200"]);
     assert_eq!(f("period[end]"), ["1796083200"]);
-    assert_eq!(f("metadata[mb_idempotency_key]"), ["mb-2026-11-acme-llm_overage"]);
+    assert_eq!(
+        f("metadata[mb_idempotency_key]"),
+        ["mb-2026-11-acme-llm_overage"]
+    );
     assert_eq!(f("metadata[mb_amount_unrounded]"), ["828.038640"]);
     assert_eq!(f("metadata[mb_fx_rate]"), ["0.92"]);
     assert_eq!(f("metadata[mb_cost_usd]"), ["12.50025"]);
@@ -606,7 +688,11 @@ fn stripe_upload_sends_each_line_once_with_its_key() {
     assert_eq!(ledger.lines().count(), 3);
     assert!(ledger.starts_with("mb-2026-11-acme-base-pro-2026-11-01\tii_1\t"));
     assert_eq!(
-        fs::metadata(env.path("ledger.tsv")).unwrap().permissions().mode() & 0o777,
+        fs::metadata(env.path("ledger.tsv"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
         0o600
     );
 
@@ -615,7 +701,11 @@ fn stripe_upload_sends_each_line_once_with_its_key() {
     let o = upload(&env, &input, &srv.base, &[], Some("sk_test_123"));
     assert_code(&o, 1);
     assert_eq!(stdout(&o), "");
-    assert!(stderr(&o).contains("read 6, sent 0, already sent 3, refused 3"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("read 6, sent 0, already sent 3, refused 3"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(srv.requests().len(), n);
 
     // Only good lines, already sent: exit 0, nothing sent. A 4xx of Stripe
@@ -628,22 +718,46 @@ fn stripe_upload_sends_each_line_once_with_its_key() {
         .collect();
     let gone = "gone,cus_GONE,2026-11-01T00:00:00Z,2026-12-01T00:00:00Z,base,x,1,day,EUR,100,100.000000,,,,,mb-2026-11-gone-base\n";
     env.write("good.csv", &good);
-    let o = upload(&env, &env.path("good.csv"), &srv.base, &[], Some("sk_test_123"));
+    let o = upload(
+        &env,
+        &env.path("good.csv"),
+        &srv.base,
+        &[],
+        Some("sk_test_123"),
+    );
     assert_code(&o, 0);
     assert_eq!(srv.requests().len(), n);
     env.write("gone.csv", &format!("{good}{gone}"));
-    let o = upload(&env, &env.path("gone.csv"), &srv.base, &[], Some("sk_test_123"));
+    let o = upload(
+        &env,
+        &env.path("gone.csv"),
+        &srv.base,
+        &[],
+        Some("sk_test_123"),
+    );
     assert_code(&o, 1);
     assert!(
         stderr(&o).contains("gone.csv:5: mb-2026-11-gone-base: Stripe answered HTTP 400: No such customer: 'cus_GONE'"),
         "{}",
         stderr(&o)
     );
-    assert_eq!(fs::read_to_string(env.path("ledger.tsv")).unwrap().lines().count(), 3);
+    assert_eq!(
+        fs::read_to_string(env.path("ledger.tsv"))
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
 
     // Not an invoice CSV: exit 2.
     env.write("summary.csv", "Report Type,Generated At\nusage_report,x\n");
-    let o = upload(&env, &env.path("summary.csv"), &srv.base, &[], Some("sk_test_123"));
+    let o = upload(
+        &env,
+        &env.path("summary.csv"),
+        &srv.base,
+        &[],
+        Some("sk_test_123"),
+    );
     assert_code(&o, 2);
     assert!(stderr(&o).contains("not mb-report invoice --csv output"));
 }
@@ -725,15 +839,32 @@ fn install_stages_a_systemd_layout_under_destdir() {
     assert_code(&o, 0);
     let out = stdout(&o);
     // System actions are printed, not done.
-    assert!(out.contains("skipped under --destdir, run on the target: useradd --system"), "{out}");
+    assert!(
+        out.contains("skipped under --destdir, run on the target: useradd --system"),
+        "{out}"
+    );
     assert!(out.contains("systemctl daemon-reload && systemctl enable --now mb-sample.timer mb-tokens.timer mb-ingest-spool.timer mb-report-monthly.timer mb-dashboard.service"), "{out}");
-    for b in ["mb-sample", "mb-ingest", "mb-report", "mb-dashboard", "stripe-upload"] {
+    for b in [
+        "mb-sample",
+        "mb-ingest",
+        "mb-report",
+        "mb-dashboard",
+        "stripe-upload",
+    ] {
         assert_eq!(mode(&root.join("usr/local/bin").join(b)), 0o755, "{b}");
     }
-    assert_eq!(mode(&root.join("usr/local/share/man/man1/mb-ingest.1")), 0o644);
+    assert_eq!(
+        mode(&root.join("usr/local/share/man/man1/mb-ingest.1")),
+        0o644
+    );
     assert!(root.join("usr/local/share/man/man5/mb-events.5").exists());
     assert!(root.join("usr/local/share/mb/setup_cron.sh").exists());
-    for d in ["var/lib/mb", "var/lib/mb/spool", "var/lib/mb/log", "var/lib/mb/reports/monthly"] {
+    for d in [
+        "var/lib/mb",
+        "var/lib/mb/spool",
+        "var/lib/mb/log",
+        "var/lib/mb/reports/monthly",
+    ] {
         assert_eq!(mode(&root.join(d)), 0o700, "{d}");
     }
     let conf = fs::read_to_string(root.join("etc/mb/mb.toml")).unwrap();
@@ -762,7 +893,13 @@ fn install_stages_a_systemd_layout_under_destdir() {
         &env,
         &[],
         &script("install.sh"),
-        &["--systemd", "--destdir", root.to_str().unwrap(), "--bin-src", shims.to_str().unwrap()],
+        &[
+            "--systemd",
+            "--destdir",
+            root.to_str().unwrap(),
+            "--bin-src",
+            shims.to_str().unwrap(),
+        ],
         &[],
     );
     assert_code(&o, 0);
@@ -778,7 +915,14 @@ fn install_stages_a_systemd_layout_under_destdir() {
         &env,
         &[],
         &script("install.sh"),
-        &["--systemd", "--dry-run", "--destdir", dry.to_str().unwrap(), "--bin-src", shims.to_str().unwrap()],
+        &[
+            "--systemd",
+            "--dry-run",
+            "--destdir",
+            dry.to_str().unwrap(),
+            "--bin-src",
+            shims.to_str().unwrap(),
+        ],
         &[],
     );
     assert_code(&o, 0);
@@ -786,14 +930,26 @@ fn install_stages_a_systemd_layout_under_destdir() {
     assert!(!dry.exists());
 
     // Usage errors: no mode; a relative prefix; no binaries.
-    let o = sh(&env, &[], &script("install.sh"), &["--destdir", dry.to_str().unwrap()], &[]);
+    let o = sh(
+        &env,
+        &[],
+        &script("install.sh"),
+        &["--destdir", dry.to_str().unwrap()],
+        &[],
+    );
     assert_code(&o, 2);
     assert!(stderr(&o).contains("pass --cron, --systemd or --no-schedule"));
     let o = sh(
         &env,
         &[],
         &script("install.sh"),
-        &["--no-schedule", "--prefix", "usr", "--destdir", dry.to_str().unwrap()],
+        &[
+            "--no-schedule",
+            "--prefix",
+            "usr",
+            "--destdir",
+            dry.to_str().unwrap(),
+        ],
         &[],
     );
     assert_code(&o, 2);
@@ -801,11 +957,21 @@ fn install_stages_a_systemd_layout_under_destdir() {
         &env,
         &[],
         &script("install.sh"),
-        &["--no-schedule", "--destdir", dry.to_str().unwrap(), "--bin-src", env.path("nothing").to_str().unwrap()],
+        &[
+            "--no-schedule",
+            "--destdir",
+            dry.to_str().unwrap(),
+            "--bin-src",
+            env.path("nothing").to_str().unwrap(),
+        ],
         &[],
     );
     assert_code(&o, 2);
-    assert!(stderr(&o).contains("is missing or not executable"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is missing or not executable"),
+        "{}",
+        stderr(&o)
+    );
     assert!(!dry.exists());
 }
 
@@ -842,18 +1008,37 @@ fn install_into_a_private_prefix_with_the_cron_block() {
     assert_code(&o, 0);
     let tab = crontab(&env);
     let b = block(&tab).join("\n");
-    assert!(b.contains(&format!("{}/mb-sample --config {}/mb.toml --customer acme --vm vm-1", p("usr/bin"), p("etc/mb"))), "{b}");
+    assert!(
+        b.contains(&format!(
+            "{}/mb-sample --config {}/mb.toml --customer acme --vm vm-1",
+            p("usr/bin"),
+            p("etc/mb")
+        )),
+        "{b}"
+    );
     assert!(!b.contains("mb-tokens"), "{b}");
     // The installed config points the tools at the private state dir.
     let conf = fs::read_to_string(env.path("etc/mb/mb.toml")).unwrap();
-    assert!(conf.contains(&format!("db = \"{}/usage.db\"", p("var/mb"))), "{conf}");
+    assert!(
+        conf.contains(&format!("db = \"{}/usage.db\"", p("var/mb"))),
+        "{conf}"
+    );
     // And the installed binaries answer.
-    let o = Command::new(env.path("usr/bin/mb-ingest")).arg("--version").output().unwrap();
+    let o = Command::new(env.path("usr/bin/mb-ingest"))
+        .arg("--version")
+        .output()
+        .unwrap();
     assert_code(&o, 0);
     // The logrotate snippet names the private paths and this user.
     let lr = fs::read_to_string(env.path("logrotate.d/mb")).unwrap();
-    assert!(lr.contains(&format!("{}/log/sample.log", p("var/mb"))), "{lr}");
-    assert!(lr.contains(&format!("find {}/spool/done", p("var/mb"))), "{lr}");
+    assert!(
+        lr.contains(&format!("{}/log/sample.log", p("var/mb"))),
+        "{lr}"
+    );
+    assert!(
+        lr.contains(&format!("find {}/spool/done", p("var/mb"))),
+        "{lr}"
+    );
     assert!(!lr.contains("/var/lib/mb"), "{lr}");
 }
 
