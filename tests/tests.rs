@@ -5,6 +5,7 @@ mod util;
 mod activity;
 mod customer;
 mod dashboard;
+mod e2e;
 mod fuzz_corpus;
 mod ingest;
 mod man;
