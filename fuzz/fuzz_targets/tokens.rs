@@ -1,0 +1,9 @@
+//! cargo-fuzz target: see fuzz/targets.rs (`tokens`).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+#[path = "../targets.rs"]
+mod targets;
+
+fuzz_target!(|data: &[u8]| targets::tokens(data));

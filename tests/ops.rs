@@ -1,0 +1,1090 @@
+//! Operations scripts, run for real in temp dirs: setup_cron.sh against a
+//! stub `crontab` (the crontab is a file), the cron lines it writes executed
+//! by /bin/sh, stripe-upload against a fake Stripe server on 127.0.0.1,
+//! install.sh into a staging root and a private prefix, and the systemd
+//! units checked by systemd-analyze when it is installed.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{assert_code, bin_path, fixture, run_cmd, stderr, stdout, Env, NOW};
+
+const BEGIN: &str = "# BEGIN mb (managed by setup_cron.sh; edits inside are overwritten)";
+const END: &str = "# END mb";
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(name)
+}
+
+/// The directory holding the test build's mb-* binaries.
+fn bin_dir() -> PathBuf {
+    bin_path("mb-ingest").parent().unwrap().to_path_buf()
+}
+
+fn write_exec(p: &Path, text: &str) {
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, text).unwrap();
+    fs::set_permissions(p, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A directory of the few tools the scripts use (no crontab among them),
+/// so "no crontab command" does not depend on the machine.
+fn tools_dir(env: &Env) -> PathBuf {
+    let d = env.path("tools");
+    if d.exists() {
+        return d;
+    }
+    fs::create_dir_all(&d).unwrap();
+    for t in [
+        "sh", "bash", "awk", "grep", "mktemp", "cmp", "id", "dirname", "basename", "cat", "mkdir",
+        "rm", "hostname", "uname", "date", "mv", "sed", "chmod", "install", "tr", "pwd", "python3",
+        "env", "ls",
+    ] {
+        let found = ["/usr/bin", "/bin", "/usr/local/bin"]
+            .iter()
+            .map(|b| Path::new(b).join(t))
+            .find(|p| p.exists())
+            .or_else(|| which(t));
+        if let Some(p) = found {
+            std::os::unix::fs::symlink(p, d.join(t)).unwrap();
+        }
+    }
+    d
+}
+
+fn which(t: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(t))
+            .find(|p| p.exists())
+    })
+}
+
+/// A stub crontab(1): the table is the file $CRONTAB_FILE.
+fn stub_crontab(env: &Env) -> PathBuf {
+    let d = env.path("stub");
+    write_exec(
+        &d.join("crontab"),
+        "#!/bin/sh\n\
+         f=${CRONTAB_FILE:?}\n\
+         case \"$1\" in\n\
+         -l) if [ -f \"$f\" ]; then cat \"$f\"; else echo \"no crontab for $(id -un)\" >&2; exit 1; fi ;;\n\
+         -) cat > \"$f\" ;;\n\
+         *) cat \"$1\" > \"$f\"; echo \"$1\" >> \"$f.installs\" ;;\n\
+         esac\n",
+    );
+    d
+}
+
+/// Run a script with a clean environment: PATH = dirs + the tools.
+fn sh(
+    env: &Env,
+    path_dirs: &[&Path],
+    script_path: &Path,
+    args: &[&str],
+    vars: &[(&str, &str)],
+) -> Output {
+    let mut path: Vec<PathBuf> = path_dirs.iter().map(|p| p.to_path_buf()).collect();
+    path.push(tools_dir(env));
+    let mut c = Command::new(script_path);
+    c.env_clear()
+        .env("PATH", std::env::join_paths(path).unwrap())
+        .env("HOME", env.dir.path())
+        .env("CRONTAB_FILE", env.path("crontab.txt"))
+        .env("TMPDIR", env.dir.path())
+        .current_dir(env.dir.path())
+        .args(args);
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    run_cmd(&mut c, "")
+}
+
+fn cron_args(env: &Env) -> Vec<String> {
+    let s = |p: PathBuf| p.to_string_lossy().into_owned();
+    vec![
+        "--bin-dir".into(),
+        s(bin_dir()),
+        "--state-dir".into(),
+        s(env.path("state")),
+        "--db".into(),
+        s(env.db.clone()),
+        "--tokens-log".into(),
+        s(env.path("proxy/usage.jsonl")),
+    ]
+}
+
+fn setup_cron(env: &Env, extra: &[&str], vars: &[(&str, &str)]) -> Output {
+    let stub = stub_crontab(env);
+    let mut args: Vec<String> = cron_args(env);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    sh(env, &[&stub], &script("setup_cron.sh"), &args, vars)
+}
+
+fn crontab(env: &Env) -> String {
+    fs::read_to_string(env.path("crontab.txt")).unwrap_or_default()
+}
+
+/// The lines between the markers.
+fn block(tab: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut inb = false;
+    for l in tab.lines() {
+        if l == BEGIN {
+            inb = true;
+        } else if l == END {
+            inb = false;
+        } else if inb {
+            out.push(l.to_string());
+        }
+    }
+    out
+}
+
+const USER_TAB: &str =
+    "MAILTO=ops@example.com\n# my backups\n0 2 * * * /usr/local/bin/backup --quiet\n";
+
+#[test]
+fn cron_dry_run_prints_the_block_and_changes_nothing() {
+    let env = Env::new();
+    fs::write(env.path("crontab.txt"), USER_TAB).unwrap();
+    let o = setup_cron(
+        &env,
+        &["--dry-run"],
+        &[("CUSTOMER_ID", "acme"), ("VM_ID", "vm-1")],
+    );
+    assert_code(&o, 0);
+    let out = stdout(&o);
+    // The user's lines first, untouched, then the block.
+    assert!(out.starts_with(USER_TAB), "{out}");
+    let b = block(&out);
+    let sched: Vec<&str> = b
+        .iter()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            if l.starts_with('@') {
+                l.split(' ').next().unwrap()
+            } else {
+                let mut n = 0;
+                let end = l
+                    .char_indices()
+                    .find(|&(_, c)| {
+                        if c == ' ' {
+                            n += 1
+                        }
+                        n == 5
+                    })
+                    .unwrap()
+                    .0;
+                &l[..end]
+            }
+        })
+        .collect();
+    assert_eq!(
+        sched,
+        [
+            "*/5 * * * *",
+            "7 * * * *",
+            "2-59/5 * * * *",
+            "10 0 * * *",
+            "20 0 * * 1",
+            "30 0 1 * *",
+            "@reboot"
+        ]
+    );
+    let all = b.join("\n");
+    assert!(
+        all.contains("mb-sample --customer acme --vm vm-1 --state "),
+        "{all}"
+    );
+    assert!(
+        all.contains("mb-tokens --customer acme --vm vm-1 --state "),
+        "{all}"
+    );
+    assert!(all.contains("--spool "), "{all}");
+    assert!(
+        all.contains("summary --period day --date $u --customer acme --csv"),
+        "{all}"
+    );
+    assert!(
+        all.contains("summary --month last --customer acme --csv"),
+        "{all}"
+    );
+    assert!(all.contains("mb-dashboard --db "), "{all}");
+    // cron turns a bare % into a newline: every % is escaped.
+    for l in &b {
+        assert!(!l.replace("\\%", "").contains('%'), "unescaped % in {l}");
+        assert!(l.len() < 1000, "line too long for cron: {l}");
+    }
+    // Nothing was changed: the crontab file and the state dir.
+    assert_eq!(crontab(&env), USER_TAB);
+    assert!(!env.path("state").exists());
+    assert!(!env.path("crontab.txt.installs").exists());
+}
+
+#[test]
+fn cron_install_is_idempotent_keeps_other_lines_and_uninstalls() {
+    let env = Env::new();
+    fs::write(env.path("crontab.txt"), USER_TAB).unwrap();
+    let who = ["--customer", "acme", "--vm", "vm-1"];
+    let o = setup_cron(&env, &who, &[]);
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains("added the mb block to the crontab"),
+        "{}",
+        stdout(&o)
+    );
+    let first = crontab(&env);
+    assert!(first.starts_with(USER_TAB));
+    assert_eq!(block(&first).len(), 8, "{first}");
+    // The directories, mode 0700.
+    for d in ["state", "state/spool", "state/log", "state/reports/daily"] {
+        let m = fs::metadata(env.path(d)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(m, 0o700, "{d}");
+    }
+
+    // Twice: nothing changes, and crontab is not even called to install.
+    let o = setup_cron(&env, &who, &[]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("crontab unchanged"), "{}", stdout(&o));
+    assert_eq!(crontab(&env), first);
+    let installs = || {
+        fs::read_to_string(env.path("crontab.txt.installs"))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    assert_eq!(installs(), 1);
+
+    // The user adds a line after the block; a new VM id replaces the block
+    // in place and keeps both of the user's parts.
+    let mut t = crontab(&env);
+    t.push_str("30 4 * * * /usr/bin/other-job\n");
+    fs::write(env.path("crontab.txt"), &t).unwrap();
+    let o = setup_cron(&env, &["--customer", "acme", "--vm", "vm-2"], &[]);
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains("replaced the mb block"),
+        "{}",
+        stdout(&o)
+    );
+    let second = crontab(&env);
+    assert!(second.starts_with(USER_TAB));
+    assert!(
+        second.ends_with("# END mb\n30 4 * * * /usr/bin/other-job\n"),
+        "{second}"
+    );
+    assert!(second.contains("--vm vm-2") && !second.contains("--vm vm-1"));
+    assert_eq!(second.matches(BEGIN).count(), 1);
+
+    // Uninstall removes exactly the block.
+    let o = setup_cron(&env, &["--uninstall"], &[]);
+    assert_code(&o, 0);
+    assert_eq!(
+        crontab(&env),
+        format!("{USER_TAB}30 4 * * * /usr/bin/other-job\n")
+    );
+    // Again: nothing to remove.
+    let o = setup_cron(&env, &["--uninstall"], &[]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("nothing to remove"));
+    // State is left alone.
+    assert!(env.path("state/spool").is_dir());
+}
+
+#[test]
+fn cron_refuses_a_bad_environment_with_exit_2_and_a_fix() {
+    let env = Env::new();
+    fs::write(env.path("crontab.txt"), USER_TAB).unwrap();
+    let expect_2 = |o: &Output, what: &str| {
+        assert_code(o, 2);
+        let e = stderr(o);
+        assert!(e.contains(what), "{e}");
+        assert!(e.contains("fix: "), "{e}");
+        assert_eq!(crontab(&env), USER_TAB, "crontab touched");
+        assert!(!env.path("state").exists(), "state dir created");
+    };
+
+    // No customer.
+    let o = setup_cron(&env, &["--vm", "vm-1"], &[]);
+    expect_2(&o, "no customer given");
+    // A customer id that would not pass mb-ingest.
+    let o = setup_cron(&env, &["--customer", "ac me"], &[]);
+    assert_code(&o, 2);
+
+    // A missing binary: a bin dir without mb-report.
+    let partial = env.path("partial-bin");
+    fs::create_dir_all(&partial).unwrap();
+    for b in ["mb-sample", "mb-ingest", "mb-tokens", "mb-dashboard"] {
+        std::os::unix::fs::symlink(bin_path(b), partial.join(b)).unwrap();
+    }
+    let o = setup_cron(
+        &env,
+        &["--customer", "acme", "--bin-dir", partial.to_str().unwrap()],
+        &[],
+    );
+    expect_2(&o, "missing in");
+    assert!(stderr(&o).contains("mb-report"));
+
+    // No crontab command on PATH.
+    let args = cron_args(&env);
+    let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
+    a.extend(["--customer", "acme"]);
+    let o = sh(&env, &[], &script("setup_cron.sh"), &a, &[]);
+    expect_2(&o, "no crontab command");
+
+    // An unwritable state directory (a regular file in the way; as root a
+    // permission bit would not stop us).
+    fs::write(env.path("blocker"), "").unwrap();
+    let o = setup_cron(
+        &env,
+        &[
+            "--customer",
+            "acme",
+            "--state-dir",
+            env.path("blocker/mb").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("is not writable"), "{}", stderr(&o));
+    assert_eq!(crontab(&env), USER_TAB);
+
+    // A crontab with half a block is not guessed at.
+    let broken = format!("{USER_TAB}{BEGIN}\n* * * * * something\n");
+    fs::write(env.path("crontab.txt"), &broken).unwrap();
+    let o = setup_cron(&env, &["--customer", "acme"], &[]);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("unbalanced mb block"), "{}", stderr(&o));
+    assert_eq!(crontab(&env), broken);
+}
+
+/// The schedule field removed and cron's `\%` unescaped: what cron runs.
+fn command_of(line: &str) -> String {
+    let rest = if let Some(r) = line.strip_prefix("@reboot ") {
+        r.to_string()
+    } else {
+        line.splitn(6, ' ').nth(5).unwrap().to_string()
+    };
+    rest.replace("\\%", "%")
+}
+
+fn run_line(env: &Env, line: &str) -> Output {
+    let mut c = Command::new("/bin/sh");
+    c.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", env.dir.path())
+        .env("MB_NOW", NOW)
+        .env("MB_CONFIG", env.path("empty-mb.toml"))
+        .current_dir(env.dir.path())
+        .arg("-c")
+        .arg(command_of(line));
+    run_cmd(&mut c, "")
+}
+
+#[test]
+fn cron_lines_do_their_jobs_under_sh() {
+    let env = Env::new();
+    fs::write(env.path("empty-mb.toml"), "").unwrap();
+    // Proxy log: the usage-queue fixture of mb-tokens (4 records).
+    fs::create_dir_all(env.path("proxy")).unwrap();
+    fs::copy(
+        fixture("tokens/queue-v2.jsonl"),
+        env.path("proxy/usage.jsonl"),
+    )
+    .unwrap();
+    let o = setup_cron(&env, &["--customer", "acme", "--vm", "vm-1"], &[]);
+    assert_code(&o, 0);
+    let lines: Vec<String> = block(&crontab(&env))
+        .into_iter()
+        .filter(|l| !l.starts_with('#'))
+        .collect();
+    let find = |pat: &str| lines.iter().find(|l| l.contains(pat)).unwrap().clone();
+
+    // mb-sample | mb-ingest on this machine's /proc: one resource row.
+    let o = run_line(&env, &find("mb-sample"));
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o), "", "nothing to mail: {}", stderr(&o));
+    assert_eq!(env.query("SELECT count(*) FROM resource_usage"), ["1"]);
+    let log = fs::read_to_string(env.path("state/log/sample.log")).unwrap();
+    assert!(log.contains("read 1, inserted 1,"), "{log}");
+    assert!(env.path("state/sample.state").exists());
+
+    // mb-tokens | mb-ingest: the 4 records of the fixture; hourly again: nothing new.
+    let o = run_line(&env, &find("mb-tokens"));
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o), "");
+    assert_eq!(env.query("SELECT count(*) FROM api_usage"), ["4"]);
+    let o = run_line(&env, &find("mb-tokens"));
+    assert_code(&o, 0);
+    assert_eq!(env.query("SELECT count(*) FROM api_usage"), ["4"]);
+
+    // The spool: an mb-activity event written there is loaded and moved to done/.
+    let o = env.run(
+        "mb-activity",
+        &[
+            "run",
+            "--wait",
+            "--customer",
+            "acme",
+            "--vm",
+            "vm-1",
+            "--spool",
+            env.path("state/spool").to_str().unwrap(),
+            "--",
+            "true",
+        ],
+        "",
+    );
+    assert_code(&o, 0);
+    let o = run_line(&env, &find("--spool"));
+    assert_code(&o, 0);
+    assert_eq!(env.query("SELECT count(*) FROM activity_log"), ["1"]);
+    assert_eq!(
+        fs::read_dir(env.path("state/spool/done")).unwrap().count(),
+        1
+    );
+
+    // The three reports: one CSV each, under the date of 12 hours ago.
+    for (pat, dir) in [
+        ("--period day", "daily"),
+        ("--period week", "weekly"),
+        ("--month last", "monthly"),
+    ] {
+        let o = run_line(&env, &find(pat));
+        assert_code(&o, 0);
+        assert_eq!(stdout(&o), "", "{}", stderr(&o));
+        let files: Vec<_> = fs::read_dir(env.path(&format!("state/reports/{dir}")))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(files.len(), 1, "{dir}: {files:?}");
+        assert!(files[0].ends_with(".csv") && !files[0].contains("tmp"));
+        let text =
+            fs::read_to_string(env.path(&format!("state/reports/{dir}/{}", files[0]))).unwrap();
+        assert!(
+            text.starts_with("Report Type,Generated At,Customer ID,Period"),
+            "{text}"
+        );
+    }
+
+    // A fatal failure reaches cron's mail: make the database unusable
+    // (a directory where the file should be) and run the spool line.
+    fs::remove_file(&env.db).unwrap();
+    let _ = fs::remove_file(env.db.with_extension("db-wal"));
+    let _ = fs::remove_file(env.db.with_extension("db-shm"));
+    fs::create_dir_all(&env.db).unwrap();
+    let o = run_line(&env, &find("--spool"));
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).starts_with("mb: mb-ingest --spool failed (exit 2); see "),
+        "{}",
+        stdout(&o)
+    );
+    let o = run_line(&env, &find("mb-sample"));
+    assert!(
+        stdout(&o).contains("mb: mb-ingest of samples failed (exit 2)"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+// ------------------------------------------------------------------ stripe
+
+/// The fake Stripe server, killed when dropped (and stopping by itself).
+struct FakeStripe {
+    child: Child,
+    base: String,
+    record: PathBuf,
+}
+
+impl FakeStripe {
+    fn start(env: &Env) -> FakeStripe {
+        let record = env.path("stripe-requests.jsonl");
+        let port_file = env.path("stripe-port");
+        let child = Command::new("python3")
+            .arg(fixture("ops/fake_stripe.py"))
+            .arg(&record)
+            .arg(&port_file)
+            .arg("30")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        while !port_file.exists() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "fake server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let port = fs::read_to_string(&port_file).unwrap();
+        FakeStripe {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            record,
+        }
+    }
+
+    fn requests(&self) -> Vec<serde_json::Value> {
+        fs::read_to_string(&self.record)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for FakeStripe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn upload(env: &Env, input: &Path, base: &str, extra: &[&str], key: Option<&str>) -> Output {
+    let mut c = Command::new(script("stripe-upload.py"));
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", env.dir.path())
+        .env("STRIPE_API_BASE", base)
+        .env("MB_STRIPE_LEDGER", env.path("ledger.tsv"))
+        .arg(input)
+        .args(extra);
+    if let Some(k) = key {
+        c.env("STRIPE_API_KEY", k);
+    }
+    run_cmd(&mut c, "")
+}
+
+#[test]
+fn stripe_upload_sends_each_line_once_with_its_key() {
+    let env = Env::new();
+    let srv = FakeStripe::start(&env);
+    let input = fixture("ops/invoice.csv");
+
+    // Dry run: the requests, no key needed, nothing sent, no ledger.
+    let o = upload(&env, &input, &srv.base, &["--dry-run"], None);
+    assert_code(&o, 1); // three lines refused
+    let out = stdout(&o);
+    assert_eq!(out.matches("POST ").count(), 3, "{out}");
+    assert!(out.contains(&format!("POST {}/v1/invoiceitems\nAuthorization: Bearer ***\nIdempotency-Key: mb-2026-11-acme-base-pro-2026-11-01\n", srv.base)), "{out}");
+    assert!(srv.requests().is_empty());
+    assert!(!env.path("ledger.tsv").exists());
+    let e = stderr(&o);
+    assert!(
+        e.contains("ops/invoice.csv:5: customer 'nostripe' has no stripe_customer_id"),
+        "{e}"
+    );
+    assert!(
+        e.contains("invoice.csv:6: currency 'USD' is not the configured EUR"),
+        "{e}"
+    );
+    assert!(
+        e.contains("invoice.csv:7: amount_minor '49900.5' is not an integer"),
+        "{e}"
+    );
+    assert!(
+        e.contains("read 6, would send 3, already sent 0, refused 3"),
+        "{e}"
+    );
+
+    // No key: exit 2 before anything is sent, and the message says where a key comes from.
+    let o = upload(&env, &input, &srv.base, &[], None);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("STRIPE_API_KEY"), "{}", stderr(&o));
+    assert!(srv.requests().is_empty());
+
+    // A wrong key: Stripe's 401 is fatal (exit 2), nothing in the ledger.
+    let o = upload(&env, &input, &srv.base, &[], Some("sk_test_wrong"));
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("Stripe refused the key (HTTP 401"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !stderr(&o).contains("sk_test_wrong"),
+        "key leaked: {}",
+        stderr(&o)
+    );
+    assert_eq!(fs::read_to_string(env.path("ledger.tsv")).unwrap(), "");
+    fs::remove_file(&srv.record).unwrap();
+
+    // The real run: 3 items; cus_FLAKY's first attempt gets a 500 and is
+    // retried with the same idempotency key.
+    let o = upload(
+        &env,
+        &input,
+        &srv.base,
+        &["--retries", "2"],
+        Some("sk_test_123"),
+    );
+    assert_code(&o, 1);
+    assert!(
+        stderr(&o).contains("read 6, sent 3, already sent 0, refused 3"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("sk_test_123"));
+    assert_eq!(
+        stdout(&o),
+        "mb-2026-11-acme-base-pro-2026-11-01\tii_1\n\
+         mb-2026-11-acme-llm_overage\tii_2\n\
+         mb-2026-11-flaky-base-starter-2026-11-01\tii_3\n"
+    );
+    let reqs = srv.requests();
+    let keys: Vec<&str> = reqs
+        .iter()
+        .map(|r| r["idempotency_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "mb-2026-11-acme-base-pro-2026-11-01",
+            "mb-2026-11-acme-llm_overage",
+            "mb-2026-11-flaky-base-starter-2026-11-01",
+            "mb-2026-11-flaky-base-starter-2026-11-01",
+        ]
+    );
+    for r in &reqs {
+        assert_eq!(r["path"], "/v1/invoiceitems");
+        assert_eq!(r["authorization"], "Bearer sk_test_123");
+        assert_eq!(r["content_type"], "application/x-www-form-urlencoded");
+    }
+    // The form of the overage line, field by field. period: 2026-11-01T00:00Z
+    // = 1767225600 (2026-01-01) + 304 days x 86400 = 1793491200; the end is
+    // 30 days later, 1793491200 + 2592000 = 1796083200.
+    let form: Vec<(String, String)> = url_decode_form(reqs[1]["body"].as_str().unwrap());
+    let f = |k: &str| -> Vec<&str> {
+        form.iter()
+            .filter(|(a, _)| a == k)
+            .map(|(_, b)| b.as_str())
+            .collect()
+    };
+    assert_eq!(f("customer"), ["cus_ACME"]);
+    assert_eq!(f("amount"), ["828"]);
+    assert_eq!(f("currency"), ["eur"]);
+    assert_eq!(
+        f("description"),
+        ["LLM usage above 1,000,000 included tokens: 1,500,100 of 2,500,100 tokens billed pro rata"]
+    );
+    assert_eq!(f("period[start]"), ["1793491200"]);
+    assert_eq!(f("period[end]"), ["1796083200"]);
+    assert_eq!(
+        f("metadata[mb_idempotency_key]"),
+        ["mb-2026-11-acme-llm_overage"]
+    );
+    assert_eq!(f("metadata[mb_amount_unrounded]"), ["828.038640"]);
+    assert_eq!(f("metadata[mb_fx_rate]"), ["0.92"]);
+    assert_eq!(f("metadata[mb_cost_usd]"), ["12.50025"]);
+    let ledger = fs::read_to_string(env.path("ledger.tsv")).unwrap();
+    assert_eq!(ledger.lines().count(), 3);
+    assert!(ledger.starts_with("mb-2026-11-acme-base-pro-2026-11-01\tii_1\t"));
+    assert_eq!(
+        fs::metadata(env.path("ledger.tsv"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+
+    // Re-run: a no-op (nothing sent), still exit 1 for the refused lines.
+    let n = srv.requests().len();
+    let o = upload(&env, &input, &srv.base, &[], Some("sk_test_123"));
+    assert_code(&o, 1);
+    assert_eq!(stdout(&o), "");
+    assert!(
+        stderr(&o).contains("read 6, sent 0, already sent 3, refused 3"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(srv.requests().len(), n);
+
+    // Only good lines, already sent: exit 0, nothing sent. A 4xx of Stripe
+    // for a new line is reported with its line number and exit 1.
+    let good: String = fs::read_to_string(&input)
+        .unwrap()
+        .lines()
+        .take(4)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let gone = "gone,cus_GONE,2026-11-01T00:00:00Z,2026-12-01T00:00:00Z,base,x,1,day,EUR,100,100.000000,,,,,mb-2026-11-gone-base\n";
+    env.write("good.csv", &good);
+    let o = upload(
+        &env,
+        &env.path("good.csv"),
+        &srv.base,
+        &[],
+        Some("sk_test_123"),
+    );
+    assert_code(&o, 0);
+    assert_eq!(srv.requests().len(), n);
+    env.write("gone.csv", &format!("{good}{gone}"));
+    let o = upload(
+        &env,
+        &env.path("gone.csv"),
+        &srv.base,
+        &[],
+        Some("sk_test_123"),
+    );
+    assert_code(&o, 1);
+    assert!(
+        stderr(&o).contains("gone.csv:5: mb-2026-11-gone-base: Stripe answered HTTP 400: No such customer: 'cus_GONE'"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        fs::read_to_string(env.path("ledger.tsv"))
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
+
+    // Not an invoice CSV: exit 2.
+    env.write("summary.csv", "Report Type,Generated At\nusage_report,x\n");
+    let o = upload(
+        &env,
+        &env.path("summary.csv"),
+        &srv.base,
+        &[],
+        Some("sk_test_123"),
+    );
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("not mb-report invoice --csv output"));
+}
+
+fn url_decode_form(body: &str) -> Vec<(String, String)> {
+    fn dec(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'+' => out.push(b' '),
+                b'%' => {
+                    out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+                    i += 2;
+                }
+                c => out.push(c),
+            }
+            i += 1;
+        }
+        String::from_utf8(out).unwrap()
+    }
+    body.split('&')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (dec(k), dec(v))
+        })
+        .collect()
+}
+
+// ------------------------------------------------------------------ install
+
+/// Tiny stand-ins for the binaries that exec the test build's ones.
+fn shim_bins(env: &Env) -> PathBuf {
+    let d = env.path("shims");
+    for b in [
+        "mb-sample",
+        "mb-tokens",
+        "mb-activity",
+        "mb-ingest",
+        "mb-customer",
+        "mb-report",
+        "mb-dashboard",
+    ] {
+        write_exec(
+            &d.join(b),
+            &format!("#!/bin/sh\nexec '{}' \"$@\"\n", bin_path(b).display()),
+        );
+    }
+    d
+}
+
+fn mode(p: &Path) -> u32 {
+    fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn install_stages_a_systemd_layout_under_destdir() {
+    let env = Env::new();
+    let shims = shim_bins(&env);
+    let root = env.path("pkg");
+    let o = sh(
+        &env,
+        &[],
+        &script("install.sh"),
+        &[
+            "--systemd",
+            "--destdir",
+            root.to_str().unwrap(),
+            "--bin-src",
+            shims.to_str().unwrap(),
+            "--customer",
+            "acme",
+            "--vm",
+            "vm-acme-1",
+        ],
+        &[],
+    );
+    assert_code(&o, 0);
+    let out = stdout(&o);
+    // System actions are printed, not done.
+    assert!(
+        out.contains("skipped under --destdir, run on the target: useradd --system"),
+        "{out}"
+    );
+    assert!(out.contains("systemctl daemon-reload && systemctl enable --now mb-sample.timer mb-tokens.timer mb-ingest-spool.timer mb-report-monthly.timer mb-dashboard.service"), "{out}");
+    for b in [
+        "mb-sample",
+        "mb-ingest",
+        "mb-report",
+        "mb-dashboard",
+        "stripe-upload",
+    ] {
+        assert_eq!(mode(&root.join("usr/local/bin").join(b)), 0o755, "{b}");
+    }
+    assert_eq!(
+        mode(&root.join("usr/local/share/man/man1/mb-ingest.1")),
+        0o644
+    );
+    assert!(root.join("usr/local/share/man/man5/mb-events.5").exists());
+    assert!(root.join("usr/local/share/mb/setup_cron.sh").exists());
+    for d in [
+        "var/lib/mb",
+        "var/lib/mb/spool",
+        "var/lib/mb/log",
+        "var/lib/mb/reports/monthly",
+    ] {
+        assert_eq!(mode(&root.join(d)), 0o700, "{d}");
+    }
+    let conf = fs::read_to_string(root.join("etc/mb/mb.toml")).unwrap();
+    assert!(conf.contains("customer_id = \"acme\""), "{conf}");
+    assert!(conf.contains("vm_id = \"vm-acme-1\""), "{conf}");
+    // The written config is valid for the tools.
+    let o = env
+        .cmd("mb-customer")
+        .env("MB_CONFIG", root.join("etc/mb/mb.toml"))
+        .env("MB_DB", env.path("check.db"))
+        .args(["add", "acme", "--tier", "pro"])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let units: Vec<String> = fs::read_dir(root.join("etc/systemd/system"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(units.len(), 9, "{units:?}");
+    let lr = fs::read_to_string(root.join("etc/logrotate.d/mb")).unwrap();
+    assert!(lr.contains("su mb mb"), "{lr}");
+
+    // A second run keeps the admin's config.
+    fs::write(root.join("etc/mb/mb.toml"), "customer_id = \"edited\"\n").unwrap();
+    let o = sh(
+        &env,
+        &[],
+        &script("install.sh"),
+        &[
+            "--systemd",
+            "--destdir",
+            root.to_str().unwrap(),
+            "--bin-src",
+            shims.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("kept the existing"));
+    assert_eq!(
+        fs::read_to_string(root.join("etc/mb/mb.toml")).unwrap(),
+        "customer_id = \"edited\"\n"
+    );
+
+    // --dry-run changes nothing.
+    let dry = env.path("dry");
+    let o = sh(
+        &env,
+        &[],
+        &script("install.sh"),
+        &[
+            "--systemd",
+            "--dry-run",
+            "--destdir",
+            dry.to_str().unwrap(),
+            "--bin-src",
+            shims.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("+ install -m 0755"), "{}", stdout(&o));
+    assert!(!dry.exists());
+
+    // Usage errors: no mode; a relative prefix; no binaries.
+    let o = sh(
+        &env,
+        &[],
+        &script("install.sh"),
+        &["--destdir", dry.to_str().unwrap()],
+        &[],
+    );
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("pass --cron, --systemd or --no-schedule"));
+    let o = sh(
+        &env,
+        &[],
+        &script("install.sh"),
+        &[
+            "--no-schedule",
+            "--prefix",
+            "usr",
+            "--destdir",
+            dry.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_code(&o, 2);
+    let o = sh(
+        &env,
+        &[],
+        &script("install.sh"),
+        &[
+            "--no-schedule",
+            "--destdir",
+            dry.to_str().unwrap(),
+            "--bin-src",
+            env.path("nothing").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("is missing or not executable"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!dry.exists());
+}
+
+#[test]
+fn install_into_a_private_prefix_with_the_cron_block() {
+    let env = Env::new();
+    let shims = shim_bins(&env);
+    let stub = stub_crontab(&env);
+    let p = |s: &str| env.path(s).to_string_lossy().into_owned();
+    let o = sh(
+        &env,
+        &[&stub],
+        &script("install.sh"),
+        &[
+            "--cron",
+            "--prefix",
+            &p("usr"),
+            "--config-dir",
+            &p("etc/mb"),
+            "--state-dir",
+            &p("var/mb"),
+            "--bin-src",
+            shims.to_str().unwrap(),
+            "--customer",
+            "acme",
+            "--vm",
+            "vm-1",
+            "--no-tokens",
+            "--logrotate-dir",
+            &p("logrotate.d"),
+        ],
+        &[],
+    );
+    assert_code(&o, 0);
+    let tab = crontab(&env);
+    let b = block(&tab).join("\n");
+    assert!(
+        b.contains(&format!(
+            "{}/mb-sample --config {}/mb.toml --customer acme --vm vm-1",
+            p("usr/bin"),
+            p("etc/mb")
+        )),
+        "{b}"
+    );
+    assert!(!b.contains("mb-tokens"), "{b}");
+    // The installed config points the tools at the private state dir.
+    let conf = fs::read_to_string(env.path("etc/mb/mb.toml")).unwrap();
+    assert!(
+        conf.contains(&format!("db = \"{}/usage.db\"", p("var/mb"))),
+        "{conf}"
+    );
+    // And the installed binaries answer.
+    let o = Command::new(env.path("usr/bin/mb-ingest"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    // The logrotate snippet names the private paths and this user.
+    let lr = fs::read_to_string(env.path("logrotate.d/mb")).unwrap();
+    assert!(
+        lr.contains(&format!("{}/log/sample.log", p("var/mb"))),
+        "{lr}"
+    );
+    assert!(
+        lr.contains(&format!("find {}/spool/done", p("var/mb"))),
+        "{lr}"
+    );
+    assert!(!lr.contains("/var/lib/mb"), "{lr}");
+}
+
+#[test]
+fn systemd_units_pass_systemd_analyze() {
+    let Some(sa) = which("systemd-analyze") else {
+        eprintln!("systemd-analyze not installed; skipping the unit check");
+        return;
+    };
+    let env = Env::new();
+    let dir = env.path("units");
+    fs::create_dir_all(&dir).unwrap();
+    let mut files = Vec::new();
+    for e in fs::read_dir(script("systemd")).unwrap() {
+        let e = e.unwrap();
+        let to = dir.join(e.file_name());
+        fs::copy(e.path(), &to).unwrap();
+        files.push(to);
+    }
+    assert_eq!(files.len(), 9);
+    let o = Command::new(sa)
+        .arg("verify")
+        .arg("--man=no")
+        .args(&files)
+        .output()
+        .unwrap();
+    // The binaries are not installed on the test machine; anything else is a unit error.
+    let problems: Vec<String> = String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .filter(|l| !l.contains("is not executable: No such file or directory"))
+        .filter(|l| !l.trim().is_empty())
+        .map(String::from)
+        .collect();
+    assert!(problems.is_empty(), "{problems:#?}");
+    // Every service is hardened the same way.
+    for f in files.iter().filter(|f| f.extension().unwrap() == "service") {
+        let t = fs::read_to_string(f).unwrap();
+        for k in [
+            "User=mb",
+            "NoNewPrivileges=yes",
+            "PrivateTmp=yes",
+            "ProtectSystem=strict",
+            "ReadWritePaths=/var/lib/mb",
+            "CapabilityBoundingSet=",
+        ] {
+            assert!(t.contains(k), "{}: {k}", f.display());
+        }
+    }
+}
