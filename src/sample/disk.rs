@@ -93,11 +93,20 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+        // The kernel writes `\ooo` for a space, tab, newline or backslash.
+        // Only values up to \377 are bytes; anything larger is not an escape
+        // the kernel writes and is kept as text (found by the fuzzer: the
+        // arithmetic must not overflow).
+        let octal = |c: u8| (b'0'..=b'7').contains(&c).then(|| u16::from(c - b'0'));
+        let value = if b[i] == b'\\' && i + 3 < b.len() {
+            match (octal(b[i + 1]), octal(b[i + 2]), octal(b[i + 3])) {
+                (Some(x), Some(y), Some(z)) => u8::try_from(x * 64 + y * 8 + z).ok(),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        if let Some(v) = value {
             out.push(v);
             i += 4;
         } else {
@@ -326,6 +335,15 @@ pub fn measure(paths: &[PathBuf], sv: &Statvfs) -> (DiskTotals, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn octal_escapes() {
+        assert_eq!(unescape(r"/mnt/my\040disk"), "/mnt/my disk");
+        assert_eq!(unescape(r"/mnt/a\134b"), r"/mnt/a\b");
+        // Above \377 is no byte: kept as text (a fuzzer found the overflow).
+        assert_eq!(unescape(r"/mnt/\777"), r"/mnt/\777");
+        assert_eq!(unescape(r"/mnt/\04"), r"/mnt/\04");
+    }
 
     #[test]
     fn mountinfo_selection() {
