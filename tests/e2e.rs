@@ -510,12 +510,10 @@ fn pipeline_end_to_end_summary_and_invoice() {
     assert_eq!(a, b);
 }
 
-/// The dashboard must show what mb-report computes. This test holds the
-/// mb-report side (the November summary JSON of acme, every number checked
-/// by hand in `assert_november_summary_json`); the request to
-/// mb-dashboard's `/api/v1/summary` for the same customer and period, and
-/// the comparison with `report`, are to be added here once mb-dashboard
-/// exists (its binary is a placeholder on this branch).
+/// The dashboard must show what mb-report computes: its
+/// `/api/v1/summary` for acme's November equals `mb-report --json` for the
+/// same customer and period, whose every number is checked by hand in
+/// `assert_november_summary_json`.
 #[test]
 fn dashboard_json_agrees_with_mb_report() {
     let vm = build_month();
@@ -530,4 +528,62 @@ fn dashboard_json_agrees_with_mb_report() {
     assert_code(&o, 0);
     let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_november_summary_json(&report);
+
+    let mut c = vm.env.cmd("mb-dashboard");
+    c.env("MB_CONFIG", fixture("e2e/mb.toml"))
+        .args(["--port", "0", "--customer", "acme"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    use std::io::BufRead;
+    err.read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("mb-dashboard: listening on http://")
+        .unwrap_or_else(|| panic!("mb-dashboard did not start: {line}"))
+        .trim_end_matches('/')
+        .to_string();
+    let body = http_get(&addr, "/api/v1/summary?month=2026-11");
+    let _ = child.kill();
+    let _ = child.wait();
+    let dashboard: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(dashboard, report);
+}
+
+/// GET `target` with `Connection: close`; the body of a 200 (chunked or not).
+fn http_get(addr: &str, target: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        s,
+        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return body.to_string();
+    }
+    let mut out = String::new();
+    let mut rest = body;
+    loop {
+        let (size, after) = rest.split_once("\r\n").unwrap();
+        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.push_str(&after[..n]);
+        rest = &after[n + 2..];
+    }
 }
