@@ -135,6 +135,22 @@ enum Msg {
     Failed(Error),
 }
 
+/// An open transaction: the writer, when it began, its lines, its counts.
+type OpenTx<'a> = Option<(Writer<'a>, Instant, usize, Counts)>;
+
+/// Commit the open transaction, if any, with the run's counts so far
+/// (`committed` plus its own), so the audit row matches what is stored.
+fn commit_open(open: &mut OpenTx<'_>, committed: &mut Counts, run_id: i64) -> Result<()> {
+    if let Some((w, _, _, in_tx)) = open.take() {
+        let mut total = *committed;
+        total.add(&in_tx);
+        w.set_run_counts(run_id, &total)?;
+        w.commit()?;
+        *committed = total;
+    }
+    Ok(())
+}
+
 /// One chunk of validated lines from the reader thread.
 struct Chunk {
     source: usize,
@@ -228,9 +244,23 @@ pub fn run(store: Option<&mut Store>, sources: &[Source], opts: &Options) -> Res
                 // been open MAX_TX_TIME, or a source ends. The run's counts
                 // are written with each commit: `committed` plus this
                 // transaction's own.
-                let mut open: Option<(Writer<'_>, Instant, usize, Counts)> = None;
+                let mut open: OpenTx<'_> = None;
                 let mut committed = Counts::default();
-                for msg in &rx {
+                loop {
+                    // Never wait for input with a transaction open: that
+                    // would hold the write lock while a slow producer
+                    // thinks. Commit first when nothing is ready.
+                    let msg = match rx.try_recv() {
+                        Ok(m) => m,
+                        Err(mpsc::TryRecvError::Disconnected) => break,
+                        Err(mpsc::TryRecvError::Empty) => {
+                            commit_open(&mut open, &mut committed, run_id)?;
+                            match rx.recv() {
+                                Ok(m) => m,
+                                Err(_) => break,
+                            }
+                        }
+                    };
                     let chunk = Chunk::from(msg)?;
                     let name = sources[chunk.source].name();
                     let mut sink = Sink {
@@ -250,13 +280,7 @@ pub fn run(store: Option<&mut Store>, sources: &[Source], opts: &Options) -> Res
                     *n += chunk.items.len();
                     in_tx.add(&c);
                     if chunk.end || *n >= batch || t0.elapsed() >= MAX_TX_TIME {
-                        if let Some((w, _, _, in_tx)) = open.take() {
-                            let mut total = committed;
-                            total.add(&in_tx);
-                            w.set_run_counts(run_id, &total)?;
-                            w.commit()?;
-                            committed = total;
-                        }
+                        commit_open(&mut open, &mut committed, run_id)?;
                         if let (true, Source::Spool { path, delete }) =
                             (chunk.end, &sources[chunk.source])
                         {
@@ -269,9 +293,10 @@ pub fn run(store: Option<&mut Store>, sources: &[Source], opts: &Options) -> Res
                         pb.inc(c.read);
                     }
                 }
+                commit_open(&mut open, &mut committed, run_id)?;
             }
             Target::Dry { store, seen } => {
-                for msg in &rx {
+                for msg in rx.iter() {
                     let chunk = Chunk::from(msg)?;
                     let name = sources[chunk.source].name();
                     let mut sink = Sink {
@@ -505,7 +530,11 @@ fn read_source(
             _ => {}
         }
         items.push(parse_item(line_no, &buf, now, &mut text));
-        if items.len() >= batch {
+        // Hand over a full chunk, or whatever is parsed when the input has
+        // nothing more buffered: the next read may block on a slow pipe
+        // (`mb-sample --watch 300 | mb-ingest`), and lines must not wait
+        // there for a chunk to fill.
+        if items.len() >= batch || r.buffer().is_empty() {
             let full = std::mem::replace(&mut items, Vec::with_capacity(batch));
             let full_text = std::mem::replace(&mut text, String::with_capacity(batch * 512));
             if tx

@@ -607,3 +607,66 @@ fn help_has_examples() {
         .unwrap();
     assert_code(&o, 0);
 }
+
+#[test]
+fn a_slow_producer_gets_each_line_stored_and_holds_no_lock_while_waiting() {
+    // `mb-sample --watch 300 | mb-ingest`: a line every few minutes must be
+    // committed when it arrives, and the writer must not keep a transaction
+    // (the write lock) open while it waits for the next one.
+    use std::io::Write;
+    let env = Env::new();
+    let lines = api_lines("slow", 2);
+    let mut it = lines.lines();
+    let mut child = env
+        .cmd("mb-ingest")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{}", it.next().unwrap()).unwrap();
+    stdin.flush().unwrap();
+    let t0 = Instant::now();
+    loop {
+        if env.db.exists() {
+            let c = rusqlite::Connection::open(&env.db).unwrap();
+            let n: i64 = c
+                .query_row("SELECT count(*) FROM api_usage", [], |r| r.get(0))
+                .unwrap_or(0);
+            if n == 1 {
+                break;
+            }
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the first line was not committed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // While it waits, another writer gets through at once.
+    let o = env
+        .cmd("mb-ingest")
+        .arg("-q")
+        .env("MB_NOW", &env.now)
+        .output_with_stdin(&api_lines("other", 1));
+    assert_code(&o, 0);
+    writeln!(stdin, "{}", it.next().unwrap()).unwrap();
+    drop(stdin);
+    let o = child.wait_with_output().unwrap();
+    assert_code(&o, 0);
+    assert_eq!(
+        stderr(&o),
+        "mb-ingest: read 2, inserted 2, duplicates 0, conflicts 0, rejected 0\n"
+    );
+    assert_eq!(env.query("SELECT count(*) FROM api_usage"), ["3"]);
+}
+
+trait WithStdin {
+    fn output_with_stdin(&mut self, input: &str) -> std::process::Output;
+}
+
+impl WithStdin for Command {
+    fn output_with_stdin(&mut self, input: &str) -> std::process::Output {
+        run_cmd(self, input)
+    }
+}
