@@ -54,6 +54,11 @@ pub fn now() -> DateTime<Utc> {
     Utc::now()
 }
 
+/// `t` without its fraction of a second (for "generated at" stamps).
+pub fn whole_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
+}
+
 /// Parse a user-supplied point in time for CLI flags: an RFC 3339 instant,
 /// or a date `YYYY-MM-DD` meaning 00:00 of that day in `tz`.
 pub fn parse_instant_or_date(s: &str, tz: chrono_tz::Tz) -> Option<DateTime<Utc>> {

@@ -346,7 +346,7 @@ pub fn invoice(store: &Store, cfg: &Config, o: &Options) -> Result<Invoice> {
         usage,
         fx: fx_used,
         warnings,
-        generated_at: at,
+        generated_at: o.as_of.unwrap_or_else(|| time::whole_seconds(at)),
     })
 }
 

@@ -245,7 +245,7 @@ pub fn summary(store: &Store, q: &Query) -> Result<Summary> {
     }
     Ok(Summary {
         period: q.period.clone(),
-        generated_at: q.as_of.unwrap_or_else(time::now),
+        generated_at: q.as_of.unwrap_or_else(|| time::whole_seconds(time::now())),
         as_of: q.as_of,
         customers,
     })
