@@ -206,6 +206,14 @@ EXAMPLES:
     # Pull a VM's events into a central database
     ssh vm1 mb-report events --since 2026-11-01 | mb-ingest --db central.db";
 
+/// What a run does, decided (and its period validated) before the
+/// database is opened.
+enum Plan {
+    Summary(Period),
+    Series(Period, Unit, Vec<String>),
+    Other(Cmd),
+}
+
 enum Format {
     Text,
     Csv,
@@ -266,12 +274,13 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
     }
     // Validate the period before touching the database.
     let db = cfg.db_path(c.db.as_deref());
-    let range = match &args.command {
-        None => Some(resolve_range(&args.range, tz, now)?),
-        Some(Cmd::Summary(r)) | Some(Cmd::Series { range: r, .. }) => {
-            Some(resolve_range(r, tz, now)?)
+    let plan = match args.command {
+        None => Plan::Summary(resolve_range(&args.range, tz, now)?),
+        Some(Cmd::Summary(r)) => Plan::Summary(resolve_range(&r, tz, now)?),
+        Some(Cmd::Series { range, by, metrics }) => {
+            Plan::Series(resolve_range(&range, tz, now)?, by, metrics)
         }
-        _ => None,
+        Some(other) => Plan::Other(other),
     };
     let store = Store::open(&db, Mode::ReadOnly)?;
     let ctx = Ctx {
@@ -284,25 +293,23 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
         customer: c.customer.clone(),
         vm: c.vm.clone(),
     };
-    match args.command {
-        None | Some(Cmd::Summary(_)) => {
-            summary(&ctx, range.unwrap_or_else(|| unreachable_period(tz)), out)
+    let cmd = match plan {
+        Plan::Summary(p) => return summary(&ctx, p, out),
+        Plan::Series(p, by, metrics) => return series(&ctx, p, by, &metrics, out),
+        Plan::Other(cmd) => cmd,
+    };
+    match cmd {
+        Cmd::Summary(_) | Cmd::Series { .. } => {
+            unreachable!("invariant: summary and series are planned above")
         }
-        Some(Cmd::Series { by, metrics, .. }) => series(
-            &ctx,
-            range.unwrap_or_else(|| unreachable_period(tz)),
-            by,
-            &metrics,
-            out,
-        ),
-        Some(Cmd::Invoice {
+        Cmd::Invoice {
             month,
             usd_eur,
             usd_eur_source,
             usd_eur_date,
             allow_unregistered,
             allow_unpriced,
-        }) => {
+        } => {
             if ctx.vm.is_some() {
                 return Err(Error::Usage(
                     "invoice is per customer; --vm does not apply".into(),
@@ -352,11 +359,11 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
             render_invoice(&ctx, &inv, out)?;
             Ok(Outcome::partial_if(!inv.warnings.is_empty()))
         }
-        Some(Cmd::StripeMeter { month, event_name }) => {
+        Cmd::StripeMeter { month, event_name } => {
             let period = period::parse_month(&month, now, tz)?;
             stripe_meter(&ctx, &period, &event_name, out)
         }
-        Some(Cmd::Events { since, until, kind }) => {
+        Cmd::Events { since, until, kind } => {
             let start = match since {
                 Some(s) => period::parse_point("--since", &s, tz)?,
                 None => DateTime::<Utc>::MIN_UTC,
@@ -397,17 +404,6 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
             Ok(Outcome::Success)
         }
     }
-}
-
-fn unreachable_period(tz: Tz) -> Period {
-    // resolve_range always yields a period for the commands that use one.
-    Period::containing(Unit::Month, time::now(), tz).unwrap_or_else(|_| Period {
-        kind: "custom".into(),
-        label: String::new(),
-        start: DateTime::<Utc>::MIN_UTC,
-        end: DateTime::<Utc>::MAX_UTC,
-        tz,
-    })
 }
 
 fn parse_rate(s: &str) -> Result<Decimal> {
