@@ -1,19 +1,21 @@
 //! mb-ingest's engine: read event lines, validate, deduplicate, store.
 //!
 //! Two threads share the work so both cores are busy: a reader thread reads
-//! and validates lines ([`crate::events::parse_line`]) and hands batches of
-//! parsed items over a bounded channel; the calling thread writes each batch
-//! in one `BEGIN IMMEDIATE` transaction and commits it. Consequences:
+//! and validates lines ([`crate::events::parse_line`]) and hands chunks of
+//! parsed items over a bounded channel; the calling thread writes them in
+//! `BEGIN IMMEDIATE` transactions. A transaction spans chunks until it holds
+//! `--batch` lines (50,000), has been open a second, a source ends, or no
+//! chunk is ready. Consequences:
 //!
-//! - the write lock is held only while a ready batch is written, never while
-//!   waiting for input, so concurrent writers and readers interleave;
-//! - a process killed at any point leaves whole batches committed; re-running
-//!   the same input stores the rest and counts the committed ones as
-//!   duplicates, so every valid line ends up stored exactly once;
-//! - memory is bounded by the batch size and the channel depth, not by the
-//!   input size;
-//! - a batch also ends at the end of each source, so a spool file is fully
-//!   committed before it is moved to `done/`.
+//! - the write lock is held only while ready lines are written, never while
+//!   waiting for input, so concurrent writers and readers interleave, and a
+//!   slow producer's lines are committed as they come;
+//! - a process killed at any point leaves whole transactions committed;
+//!   re-running the same input stores the rest and counts the committed ones
+//!   as duplicates, so every valid line ends up stored exactly once;
+//! - memory is bounded by the chunk size, the channel depth and SQLite's page
+//!   cache, not by the input or the transaction size;
+//! - a spool file is fully committed before it is moved to `done/`.
 //!
 //! Counts always reconcile: read = inserted + duplicates + conflicts +
 //! rejected. Blank lines and comment lines (first non-blank character `#`,
