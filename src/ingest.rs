@@ -358,7 +358,11 @@ impl Sink<'_> {
         }
     }
 
-    fn note_reject(&mut self, line_no: u64, reason: &str, raw: &[u8]) -> Result<()> {
+    /// Count a rejected line, describe it on stderr (within the message
+    /// budget) and append it to the `--rejects` file, if any.
+    fn rejected(&mut self, c: &mut Counts, line_no: u64, reason: &str, raw: &[u8]) -> Result<()> {
+        c.rejected += 1;
+        self.say(format!("{}:{line_no}: {reason}", self.source));
         if let Some(w) = self.rejects_out.as_deref_mut() {
             let io = |e| Error::io("--rejects file", e);
             writeln!(
@@ -391,10 +395,8 @@ impl Sink<'_> {
                     reason,
                     raw,
                 } => {
-                    c.rejected += 1;
-                    self.say(format!("{}:{line_no}: {reason}", self.source));
+                    self.rejected(c, *line_no, reason, raw)?;
                     w.reject(run_id, self.source, *line_no, reason, raw, &ingested_at)?;
-                    self.note_reject(*line_no, reason, raw)?;
                 }
                 Item::Event {
                     line_no,
@@ -436,11 +438,7 @@ impl Sink<'_> {
                     line_no,
                     reason,
                     raw,
-                } => {
-                    c.rejected += 1;
-                    self.say(format!("{}:{line_no}: {reason}", self.source));
-                    self.note_reject(*line_no, reason, raw)?;
-                }
+                } => self.rejected(c, *line_no, reason, raw)?,
                 Item::Event { line_no, event, .. } => {
                     let key = (event.kind(), event.header.id.clone());
                     let existing = match seen.get(&key) {

@@ -68,11 +68,6 @@ pub fn format_nanos_places(n: i64, places: u32) -> String {
     format!("{:.*}", places as usize, r)
 }
 
-/// Nano-units as an exact [`Decimal`] in whole units.
-pub fn nanos_to_decimal(n: i64) -> Decimal {
-    Decimal::from_i128_with_scale(i128::from(n), 9)
-}
-
 /// Format an amount in minor units (cents) as `123.45`.
 pub fn format_minor(m: i64) -> String {
     let neg = m < 0;

@@ -70,11 +70,10 @@ fn stmt<'a, 'c>(
     slot: &'a mut Option<Statement<'c>>,
     sql: &str,
 ) -> rusqlite::Result<&'a mut Statement<'c>> {
-    if slot.is_none() {
-        *slot = Some(conn.prepare(sql)?);
+    match slot {
+        Some(st) => Ok(st),
+        None => Ok(slot.insert(conn.prepare(sql)?)),
     }
-    // Just filled above.
-    Ok(slot.as_mut().expect("invariant: statement prepared"))
 }
 
 impl<'c> Inserter<'c> {

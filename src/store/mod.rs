@@ -21,7 +21,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 
 use crate::error::{Error, Result};
 use crate::events::{Event, Kind};
@@ -341,29 +341,6 @@ impl Store {
     /// and call typed functions here).
     pub(crate) fn conn(&self) -> &Connection {
         &self.conn
-    }
-
-    /// The counts recorded for an ingest run.
-    pub fn run_counts(&self, run_id: i64) -> Result<Option<(String, Counts)>> {
-        self.conn
-            .query_row(
-                "SELECT status, read, inserted, duplicates, conflicts, rejected FROM ingest_runs WHERE run_id = ?1",
-                [run_id],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        Counts {
-                            read: r.get::<_, i64>(1)? as u64,
-                            inserted: r.get::<_, i64>(2)? as u64,
-                            duplicates: r.get::<_, i64>(3)? as u64,
-                            conflicts: r.get::<_, i64>(4)? as u64,
-                            rejected: r.get::<_, i64>(5)? as u64,
-                        },
-                    ))
-                },
-            )
-            .optional()
-            .map_err(self.err("reading the run"))
     }
 }
 
