@@ -319,13 +319,11 @@ impl Store {
         let path = self.path.clone();
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .map_err(|e| Error::db(&path, "starting a transaction", e))?;
-        let api_rowid = events::api_max_rowid(&tx)
-            .map_err(|e| Error::db(&path, "starting a transaction", e))?;
         let now = crate::time::now();
         Ok(Writer {
             tx,
             path,
-            api_rowid,
+            rollup: Default::default(),
             ingested_at: crate::time::format_fixed_micros(&now),
             ingest_hour_ns: now.timestamp().div_euclid(3600) * events::HOUR_NS,
         })
@@ -349,8 +347,8 @@ impl Store {
 pub struct Writer<'a> {
     tx: rusqlite::Transaction<'a>,
     path: PathBuf,
-    /// api_usage's highest rowid when the transaction began.
-    api_rowid: i64,
+    /// The api rows stored so far, for api_rollup at commit.
+    rollup: std::cell::RefCell<events::ApiRollup>,
     /// The `ingested_at` of every row of this transaction, and its hour
     /// (the rollup's ingest bucket), taken from one clock reading so the two
     /// always agree.
@@ -374,7 +372,7 @@ impl Writer<'_> {
     /// conflict (the stored row is left untouched).
     pub fn inserter(&self) -> EventInserter<'_> {
         EventInserter {
-            inner: events::Inserter::new(&self.tx),
+            inner: events::Inserter::new(&self.tx, &self.rollup),
             path: &self.path,
         }
     }
@@ -456,7 +454,9 @@ impl Writer<'_> {
     /// Commit the batch, first adding its api rows to the rollup so the
     /// rollup always matches the committed rows.
     pub fn commit(self) -> Result<()> {
-        events::rollup_api(&self.tx, self.api_rowid, self.ingest_hour_ns)
+        self.rollup
+            .borrow_mut()
+            .flush(&self.tx, self.ingest_hour_ns)
             .map_err(|e| Error::db(&self.path, "updating the rollup", e))?;
         let path = self.path;
         self.tx
