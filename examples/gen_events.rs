@@ -23,6 +23,7 @@ fn main() -> io::Result<()> {
         seed ^= seed >> 27;
         seed.wrapping_mul(0x2545_F491_4F6C_DD1D)
     };
+    let random_ids = std::env::var("GEN_IDS").is_ok_and(|v| v == "random");
     let out = io::stdout();
     let mut w = BufWriter::with_capacity(1 << 20, out.lock());
     let start = 1_793_491_200u64; // 2026-11-01T00:00:00Z
@@ -46,13 +47,17 @@ fn main() -> io::Result<()> {
                 let tout = (r >> 36) % 4_000;
                 // price per million tokens in micro-USD -> cost in nano-USD
                 let nusd = tin * pin + tout * pout;
+                let req = format!("{:08x}", r as u32);
+                let id = if random_ids {
+                    format!("cpa:{req}:{ts}")
+                } else {
+                    format!("cpa:{ts}:{req}")
+                };
                 writeln!(
                     w,
-                    r#"{{"v":1,"kind":"api","id":"cpa:{:08x}:{ts}","ts":"{ts}","customer_id":"cust-{c:04}","vm_id":"vm-{c:04}-{vm}","provider":"{p}","model":"{m}","price_key":"{m}","tokens_in":{tin},"tokens_out":{tout},"cache_read_tokens":0,"cache_write_tokens":0,"reasoning_tokens":0,"cost_usd":"{}.{:09}","priced":true,"price_table":"builtin-2026-11-01","request_id":"{:08x}","failed":false,"auth_type":"apikey","client":"sha256:{:016x}","service_tier":null,"source_format":"usage-queue"}}"#,
-                    r as u32,
+                    r#"{{"v":1,"kind":"api","id":"{id}","ts":"{ts}","customer_id":"cust-{c:04}","vm_id":"vm-{c:04}-{vm}","provider":"{p}","model":"{m}","price_key":"{m}","tokens_in":{tin},"tokens_out":{tout},"cache_read_tokens":0,"cache_write_tokens":0,"reasoning_tokens":0,"cost_usd":"{}.{:09}","priced":true,"price_table":"builtin-2026-11-01","request_id":"{req}","failed":false,"auth_type":"apikey","client":"sha256:{:016x}","service_tier":null,"source_format":"usage-queue"}}"#,
                     nusd / 1_000_000_000,
                     nusd % 1_000_000_000,
-                    r as u32,
                     c
                 )?;
             }

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Ingest throughput benchmark: N synthetic api lines into a fresh database.
 #   scripts/bench.sh [N]          (default 1000000)
+# Ids are mb-tokens' (time first); GEN_IDS=random scripts/bench.sh measures
+# random ids (request id first), as a producer other than mb-tokens might send.
 # Needs hyperfine (apt-get install -y hyperfine). Prints lines/s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +11,7 @@ cargo build --release --quiet --bin mb-ingest --example gen_events
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 ./target/release/examples/gen_events api "$n" > "$tmp/api.jsonl"
-echo "input: $n api lines, $(du -m "$tmp/api.jsonl" | cut -f1) MB"
+echo "input: $n api lines, $(du -m "$tmp/api.jsonl" | cut -f1) MB, ids: ${GEN_IDS:-time-first (mb-tokens)}"
 hyperfine --runs 5 --prepare "rm -f $tmp/u.db $tmp/u.db-wal $tmp/u.db-shm" \
   --export-json "$tmp/h.json" \
   "./target/release/mb-ingest --quiet --db $tmp/u.db $tmp/api.jsonl"

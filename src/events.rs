@@ -777,7 +777,7 @@ mod tests {
         time::parse_rfc3339("2026-11-28T00:00:00Z").unwrap()
     }
 
-    const API: &str = r#"{"v":1,"kind":"api","id":"cpa:1a2b3c4d:2026-11-03T10:05:00Z","ts":"2026-11-03T10:05:00Z","customer_id":"acme","vm_id":"vm-1","provider":"anthropic","model":"claude-sonnet-4-5","price_key":"claude-sonnet-4-5","tokens_in":1000,"tokens_out":200,"cache_read_tokens":0,"cache_write_tokens":0,"reasoning_tokens":0,"cost_usd":"0.006","priced":true,"price_table":"builtin-2026-11","request_id":"1a2b3c4d","failed":false,"auth_type":"apikey","client":null,"service_tier":null,"source_format":"usage-queue"}"#;
+    const API: &str = r#"{"v":1,"kind":"api","id":"cpa:2026-11-03T10:05:00Z:1a2b3c4d","ts":"2026-11-03T10:05:00Z","customer_id":"acme","vm_id":"vm-1","provider":"anthropic","model":"claude-sonnet-4-5","price_key":"claude-sonnet-4-5","tokens_in":1000,"tokens_out":200,"cache_read_tokens":0,"cache_write_tokens":0,"reasoning_tokens":0,"cost_usd":"0.006","priced":true,"price_table":"builtin-2026-11","request_id":"1a2b3c4d","failed":false,"auth_type":"apikey","client":null,"service_tier":null,"source_format":"usage-queue"}"#;
 
     #[test]
     fn api_round_trips_byte_for_byte() {

@@ -81,7 +81,7 @@ fn usage_queue_both_shapes() {
     let v = lines(&stdout(&o));
     assert_eq!(
         v[0]["id"],
-        "cpa:3f9a1c07:2026-08-20T14:03:12.118734502+08:00"
+        "cpa:2026-08-20T14:03:12.118734502+08:00:3f9a1c07"
     );
     assert_eq!(v[0]["ts"], "2026-08-20T06:03:12.118734502Z");
     assert_eq!(v[3]["failed"], true);
@@ -185,7 +185,7 @@ fn snapshot_and_request_logs() {
         ]
     );
     let v = lines(&stdout(&o));
-    assert_eq!(v[2]["id"], "cpa:b81e44d2:2026-08-20T14:03:20.004512+08:00");
+    assert_eq!(v[2]["id"], "cpa:2026-08-20T14:03:20.004512+08:00:b81e44d2");
     assert_eq!(v[3]["auth_type"], "oauth");
     assert_eq!(v[3]["provider"], "anthropic");
     // Pretty-printed and compact snapshots give the same ids.
@@ -236,7 +236,7 @@ fn every_line_passes_mb_ingest() {
     );
     // The store holds the exact nano-dollar costs.
     let rows = env.query(
-        "SELECT cost_nusd FROM api_usage WHERE id = 'cpa:3f9a1c07:2026-08-20T14:03:12.118734502+08:00'",
+        "SELECT cost_nusd FROM api_usage WHERE id = 'cpa:2026-08-20T14:03:12.118734502+08:00:3f9a1c07'",
     );
     assert_eq!(rows, vec!["41363250".to_string()]);
 }

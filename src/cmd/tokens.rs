@@ -31,7 +31,7 @@ request on stdout: tokens normalised (tokens_in is uncached input, tokens_out in
 reasoning, cache reads and writes apart) and an exact cost from a dated price table. \
 An unknown model is written with priced false and cost_usd null, warned about once, and \
 makes the exit status 1: usage is never lost nor billed as 0. Ids are deterministic \
-(cpa:<request_id>:<timestamp>, else a hash of the record), so re-reading is harmless: \
+(cpa:<timestamp>:<request_id>, else a hash of the record), so re-reading is harmless: \
 mb-ingest skips duplicates. Bad records are reported as FILE:LINE: reason and skipped.\n\n\
 Model matching: exact, then without a provider prefix (anthropic/, openai/, gemini/, \
 models/, ...), then without a date suffix (-20250929, -2024-07-18, @20250929); never across \

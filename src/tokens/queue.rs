@@ -219,7 +219,7 @@ mod tests {
         let l = br#"{"timestamp":"2026-04-28T09:15:02.30418+08:00","latency_ms":5032,"tokens":{"input_tokens":3120,"output_tokens":488,"reasoning_tokens":0,"cached_tokens":40960,"total_tokens":3608},"failed":false,"provider":"claude","model":"claude-sonnet-4-5-20250929","auth_type":"oauth","api_key":"k","request_id":"5d0e9a11"}"#;
         let (r, n) = parse(l).unwrap();
         assert!(n.is_none());
-        assert_eq!(r.id, "cpa:5d0e9a11:2026-04-28T09:15:02.30418+08:00");
+        assert_eq!(r.id, "cpa:2026-04-28T09:15:02.30418+08:00:5d0e9a11");
         assert_eq!(
             crate::time::format_rfc3339(&r.ts),
             "2026-04-28T01:15:02.304180Z"

@@ -10,7 +10,7 @@
 //! request body. The request id is the last `-` field of the file name
 //! (`v1-chat-completions-2026-08-20T140312-3f9a1c07.log`), the time is the
 //! `Timestamp:` of `REQUEST INFO` as written, so the id is the same
-//! `cpa:<request_id>:<timestamp>` scheme as the queue.
+//! `cpa:<timestamp>:<request_id>` scheme as the queue.
 //!
 //! A request whose upstream attempts all failed is kept as a failed request
 //! with zero tokens; a file with no response section at all is bad input.

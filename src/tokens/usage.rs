@@ -222,9 +222,14 @@ pub fn hash_id_from(prefix: &str, digest: &[u8]) -> String {
     s
 }
 
-/// The CLIProxyAPI id: `cpa:<request_id>:<timestamp as written>`, or a hash
+/// The CLIProxyAPI id: `cpa:<timestamp as written>:<request_id>`, or a hash
 /// of `bytes` when there is no usable request id (none, or one that would
 /// make the id too long or contain control characters).
+///
+/// The timestamp comes first so that ids follow time: mb-ingest's unique
+/// index then grows at its end instead of at random places, which makes a
+/// large ingest almost twice as fast (README, Benchmarks). DESIGN.md gives
+/// `cpa:<request_id>:<timestamp>` only as an example; the parts are the same.
 pub fn cpa_id(request_id: Option<&str>, ts_raw: &str, bytes: &[u8]) -> String {
     match request_id {
         Some(r)
@@ -234,9 +239,9 @@ pub fn cpa_id(request_id: Option<&str>, ts_raw: &str, bytes: &[u8]) -> String {
         {
             let mut s = String::with_capacity(5 + r.len() + ts_raw.len());
             s.push_str("cpa:");
-            s.push_str(r);
-            s.push(':');
             s.push_str(ts_raw);
+            s.push(':');
+            s.push_str(r);
             s
         }
         _ => hash_id("cpa", bytes),
@@ -295,7 +300,7 @@ mod tests {
     fn ids() {
         assert_eq!(
             cpa_id(Some("3f9a1c07"), "2026-08-20T14:03:12+08:00", b"x"),
-            "cpa:3f9a1c07:2026-08-20T14:03:12+08:00"
+            "cpa:2026-08-20T14:03:12+08:00:3f9a1c07"
         );
         let h = cpa_id(None, "t", b"abc");
         // sha256("abc") = ba7816bf8f01cfea414140de5dae2223...
