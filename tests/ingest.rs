@@ -644,11 +644,7 @@ fn a_slow_producer_gets_each_line_stored_and_holds_no_lock_while_waiting() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // While it waits, another writer gets through at once.
-    let o = env
-        .cmd("mb-ingest")
-        .arg("-q")
-        .env("MB_NOW", &env.now)
-        .output_with_stdin(&api_lines("other", 1));
+    let o = env.run_at("mb-ingest", &env.now, &["-q"], &api_lines("other", 1));
     assert_code(&o, 0);
     writeln!(stdin, "{}", it.next().unwrap()).unwrap();
     drop(stdin);
@@ -659,16 +655,6 @@ fn a_slow_producer_gets_each_line_stored_and_holds_no_lock_while_waiting() {
         "mb-ingest: read 2, inserted 2, duplicates 0, conflicts 0, rejected 0\n"
     );
     assert_eq!(env.query("SELECT count(*) FROM api_usage"), ["3"]);
-}
-
-trait WithStdin {
-    fn output_with_stdin(&mut self, input: &str) -> std::process::Output;
-}
-
-impl WithStdin for Command {
-    fn output_with_stdin(&mut self, input: &str) -> std::process::Output {
-        run_cmd(self, input)
-    }
 }
 
 /// The rollup that reports read (api_rollup, summed in memory while a
@@ -737,5 +723,46 @@ fn rollup_matches_stored_rows() {
             "SELECT hour_ns, requests, tokens_in, cost_nusd FROM api_rollup WHERE hour_ns < 0"
         ),
         ["-5058000000000000|1|107|1049"]
+    );
+}
+
+/// `ingested_at` never decreases in insertion order, even when the clock
+/// steps back between runs: as-of reports find a cutoff's rows by rowid.
+#[test]
+fn ingested_at_never_goes_back_with_the_clock() {
+    let env = Env::new();
+    let lines = api_lines("clk", 3);
+    let mut it = lines.lines();
+    for now in [
+        "2026-11-28T12:30:00Z",
+        "2026-11-28T12:10:00Z",
+        "2026-11-28T13:05:00Z",
+    ] {
+        let o = env.run_at(
+            "mb-ingest",
+            now,
+            &["-q"],
+            &format!("{}\n", it.next().unwrap()),
+        );
+        assert_code(&o, 0);
+    }
+    assert_eq!(
+        env.query("SELECT id, ingested_at FROM api_usage ORDER BY rowid"),
+        [
+            "clk-0|2026-11-28T12:30:00.000000Z",
+            "clk-1|2026-11-28T12:30:00.000000Z",
+            "clk-2|2026-11-28T13:05:00.000000Z"
+        ]
+    );
+    // The rollup's ingest hour agrees with the stamp.
+    assert_eq!(
+        env.query(
+            "SELECT requests, ingest_hour_ns FROM api_rollup ORDER BY ingest_hour_ns, customer_id"
+        ),
+        [
+            "1|1795867200000000000",
+            "1|1795867200000000000",
+            "1|1795870800000000000"
+        ]
     );
 }

@@ -69,6 +69,11 @@ impl Env {
         run_cmd(self.cmd(bin).args(args), stdin)
     }
 
+    /// Run `bin args` with `stdin` and the clock pinned at `now` instead.
+    pub fn run_at(&self, bin: &str, now: &str, args: &[&str], stdin: &str) -> Output {
+        run_cmd(self.cmd(bin).env("MB_NOW", now).args(args), stdin)
+    }
+
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
         let p = self.path(name);
         if let Some(d) = p.parent() {

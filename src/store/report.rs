@@ -6,7 +6,8 @@
 //! instead of hundreds of thousands of events, whatever the zone of the
 //! period. With an ingest-time cutoff (`--as-of`) the rollup rows of later
 //! ingest hours are skipped and the rows of the cutoff's own ingest hour
-//! that came after it are subtracted (found through the ingested_at index).
+//! that came after it are subtracted (found by binary search over rowid:
+//! mb-ingest keeps `ingested_at` non-decreasing in rowid order).
 //! A `--vm` filter reads `api_usage` directly (the rollup is per customer).
 //!
 //! Resource usage is computed from the samples themselves (see
@@ -17,7 +18,7 @@
 use std::collections::BTreeMap;
 
 use rusqlite::types::Value;
-use rusqlite::{params_from_iter, Row};
+use rusqlite::{params_from_iter, OptionalExtension, Row};
 
 use super::events::HOUR_NS;
 use super::Store;
@@ -266,6 +267,41 @@ impl Store {
         self.collect_api(&sql, args, sign, out)
     }
 
+    /// The lowest rowid from which every api_usage row's `ingested_at`
+    /// satisfies `pred`, a predicate that, like `ingested_at` itself, only
+    /// ever goes from false to true in rowid order. Binary search with one
+    /// point lookup per step (at most 64; about 20 for a million rows).
+    fn api_first_rowid_where(&self, pred: impl Fn(&str) -> bool) -> Result<i64> {
+        let conn = self.conn();
+        let (min, max): (Option<i64>, Option<i64>) = conn
+            .query_row("SELECT min(rowid), max(rowid) FROM api_usage", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(self.query_err())?;
+        let (Some(min), Some(max)) = (min, max) else {
+            return Ok(0);
+        };
+        let mut st = conn
+            .prepare_cached(
+                "SELECT rowid, ingested_at FROM api_usage WHERE rowid >= ?1 ORDER BY rowid LIMIT 1",
+            )
+            .map_err(self.query_err())?;
+        // Rows below `lo` fail `pred`; rows from `hi` on satisfy it.
+        let (mut lo, mut hi) = (min, max.saturating_add(1));
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let row: Option<(i64, String)> = st
+                .query_row([mid], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(self.query_err())?;
+            match row {
+                Some((r, t)) if !pred(&t) => lo = r.saturating_add(1),
+                _ => hi = mid,
+            }
+        }
+        Ok(lo)
+    }
+
     fn api_raw_ingested_between(
         &self,
         scope: &Scope,
@@ -275,15 +311,21 @@ impl Store {
         before: &str,
         out: &mut BTreeMap<ApiKey, ApiAgg>,
     ) -> Result<()> {
-        // At most one ingest hour of rows qualifies, so the ingested_at
-        // index is always the right plan; without statistics SQLite would
-        // prefer the customer index and read the customer's whole range.
+        // At most one ingest hour of rows qualifies. ingested_at never
+        // decreases with rowid (see Store::writer), so they are one rowid
+        // range; NOT INDEXED keeps SQLite on it rather than on the
+        // customer index, which would read the customer's whole period.
+        let r0 = self.api_first_rowid_where(|t| t > after)?;
+        let r1 = self.api_first_rowid_where(|t| t >= before)?;
         let mut sql = format!(
             "SELECT customer_id, provider, model, coalesce(price_table, ''), {AGG_COLS} \
-             FROM api_usage INDEXED BY api_usage_ingested \
-             WHERE ingested_at > ?1 AND ingested_at < ?2 AND ts_ns >= ?3 AND ts_ns < ?4"
+             FROM api_usage NOT INDEXED \
+             WHERE rowid >= ?1 AND rowid < ?2 AND ingested_at > ?3 AND ingested_at < ?4 \
+             AND ts_ns >= ?5 AND ts_ns < ?6"
         );
         let mut args: Vec<Value> = vec![
+            r0.into(),
+            r1.into(),
             after.to_string().into(),
             before.to_string().into(),
             h0.into(),
