@@ -140,6 +140,14 @@ impl Store {
             .busy_timeout(BUSY_TIMEOUT)
             .map_err(self.err("busy_timeout"))?;
         if mode == Mode::ReadWrite {
+            // 16 KiB pages for a new database (a no-op on an existing one):
+            // a commit writes each dirty page to the WAL and a checkpoint
+            // copies it, a few system calls per page, so bigger pages cut
+            // a large ingest's time by a tenth (4 KiB: 5.7-6.0 s, 16 KiB:
+            // 5.1-5.4 s for a million api lines). Must precede WAL mode.
+            self.conn
+                .execute_batch("PRAGMA page_size=16384")
+                .map_err(self.err("setting the page size"))?;
             // journal_mode=WAL is persistent in the file; setting it on every
             // open is cheap and repairs a file copied without its mode.
             let jm = self.enable_wal()?;
