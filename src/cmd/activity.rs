@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 
 use crate::activity::{self, hook, spool, Record, Redactor, Section};
@@ -296,47 +297,66 @@ fn run_cmd(args: &Args, r: &RunArgs, out: &mut dyn Write) -> Result<Outcome> {
     if let Some(n) = &r.name {
         activity::check_pattern_name(n)?;
     }
+    // Everything that can reject the arguments or the configuration comes
+    // before the command runs; the event is built after it, by the
+    // detached writer (see `finish`).
     let ctx = Context::load(args)?;
-    let dir = ctx.spool_dir(r.spool.as_deref());
-    let command = ctx.redactor.redact(&activity::shell_join(&r.command));
-    let user = activity::login_name();
+    out.flush()?;
     let ts = time::now();
-
     let fin = activity::run::run(&r.command).map_err(Error::Stream)?;
     if let Some(msg) = &fin.spawn_error {
         cli::warn(msg);
     }
+    finish(&ctx, r, ts, &fin, r.wait)
+}
+
+/// The command's own status is ours (like a shell's).
+fn exit_status(fin: &activity::run::Finished) -> u8 {
+    fin.status.clamp(0, 255) as u8
+}
+
+/// The event line of a finished `run`.
+fn line(ctx: &Context, r: &RunArgs, ts: DateTime<Utc>, fin: &activity::run::Finished) -> String {
     let rec = Record {
-        customer_id: ctx.customer,
-        vm_id: ctx.vm,
-        user: Some(user),
+        customer_id: ctx.customer.clone(),
+        vm_id: ctx.vm.clone(),
+        user: Some(activity::login_name()),
         ts,
         // A command that never started has no pid of its own; ours is as
         // unique at this instant.
         pid: Some(fin.pid.unwrap_or_else(std::process::id)),
         activity_type: r.activity_type.clone(),
         pattern_name: r.name.clone(),
-        command: Some(command),
+        command: Some(ctx.redactor.redact(&activity::shell_join(&r.command))),
         duration_seconds: activity::seconds_from_nanos(fin.elapsed_nanos),
         exit_code: Some(i64::from(fin.status)),
     };
-    let line = rec.to_event().to_json();
-    out.flush()?;
-    // The wrapped command's own status is ours (like a shell's).
-    let status = fin.status.clamp(0, 255) as u8;
-    if !r.wait {
-        // The durable write happens in a detached process (see
-        // activity::run::detach); if fork fails, it happens here.
+    rec.to_event().to_json()
+}
+
+/// Record a `run` whose command has ended: here (`wait`), or in a
+/// detached writer (see activity::run::detach) when fork works. The
+/// writer also builds the event (login name, redaction, the SHA-256 id),
+/// so the caller waits for nothing but a fork after the command ends.
+fn finish(
+    ctx: &Context,
+    r: &RunArgs,
+    ts: DateTime<Utc>,
+    fin: &activity::run::Finished,
+    wait: bool,
+) -> Result<Outcome> {
+    let status = exit_status(fin);
+    if !wait {
         match activity::run::detach() {
             Ok(activity::run::Side::Parent) => return Ok(Outcome::Exit(status)),
             Ok(activity::run::Side::Writer) => {
-                write_event(&dir, &line);
+                write_event(&ctx.spool_dir(r.spool.as_deref()), &line(ctx, r, ts, fin));
                 return Ok(Outcome::Success);
             }
             Err(_) => {}
         }
     }
-    write_event(&dir, &line);
+    write_event(&ctx.spool_dir(r.spool.as_deref()), &line(ctx, r, ts, fin));
     Ok(Outcome::Exit(status))
 }
 
