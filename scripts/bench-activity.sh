@@ -13,23 +13,30 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 command -v hyperfine >/dev/null || { echo "hyperfine is needed (apt-get install -y hyperfine)" >&2; exit 2; }
 
+# The static build is what scripts/install.sh installs; the dynamic one
+# (cargo install, target/release) is measured too, for comparison.
 cargo build --release --quiet --bin mb-activity
-bin=$root/target/release/mb-activity
+dyn=$root/target/release/mb-activity
+bin=$root/$(scripts/build-static-activity.sh) || bin=$dyn
 work=$(mktemp -d /tmp/mb-bench-activity.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 export MB_CUSTOMER_ID=acme MB_VM_ID=vm-1 MB_CONFIG=/dev/null HOME=$work
 spool=$work/spool
 
 echo "== 1. run overhead: mb-activity run -- true vs true (fork+exec of /bin/true)"
-hyperfine -N --warmup 20 --runs 300 --export-json "$work/run.json" \
+echo "   static: $bin"
+hyperfine -N --warmup 20 --runs 500 --export-json "$work/run.json" \
     --command-name 'true' '/bin/true' \
-    --command-name 'mb-activity run -- true' "$bin run --spool $spool -- /bin/true"
+    --command-name 'mb-activity run -- true' "$bin run --spool $spool -- /bin/true" \
+    --command-name 'dynamic mb-activity run -- true' "$dyn run --spool $spool -- /bin/true"
 python3 - "$work/run.json" <<'EOF'
 import json, sys
 r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
-base, wrapped = r["true"], r["mb-activity run -- true"]
-print(f"run overhead: mean {1000*(wrapped['mean']-base['mean']):.2f} ms, "
-      f"median {1000*(wrapped['median']-base['median']):.2f} ms")
+base = r["true"]
+for name in ("mb-activity run -- true", "dynamic mb-activity run -- true"):
+    w = r[name]
+    print(f"{name}: overhead mean {1000*(w['mean']-base['mean']):.2f} ms, "
+          f"median {1000*(w['median']-base['median']):.2f} ms")
 EOF
 
 echo

@@ -30,7 +30,8 @@ Usage: install.sh [--cron | --systemd | --no-schedule] [OPTIONS]
   --prefix DIR         binaries in DIR/bin, man pages in DIR/share/man (default /usr/local)
   --destdir DIR        stage everything under DIR; no system changes (packaging, tests)
   --bin-src DIR        take the built binaries from DIR (default: target/release,
-                       built with cargo build --release --locked if missing)
+                       built with cargo build --release --locked if missing, and
+                       mb-activity built static where possible)
   --config-dir DIR     where mb.toml goes (default /etc/mb)
   --state-dir DIR      database, state, spool, logs, reports (default /var/lib/mb)
   --logrotate-dir DIR  where the logrotate snippet goes (default /etc/logrotate.d; 'none' skips it)
@@ -144,6 +145,18 @@ if [ -z "$BIN_SRC" ]; then
         [ "$DRY_RUN" = yes ] || (cd "$SRC" && cargo build --release --locked) ||
             die "cargo build failed" "see the compiler output above"
     fi
+    # mb-activity runs around every wrapped and interactive command: a
+    # static build starts faster (scripts/build-static-activity.sh says
+    # why). Where it cannot be built, the dynamic one is installed.
+    ACTIVITY_BIN=$BIN_SRC/mb-activity
+    if [ "$DRY_RUN" = no ] && command -v cargo >/dev/null 2>&1; then
+        if static=$("$SRC/scripts/build-static-activity.sh"); then
+            ACTIVITY_BIN=$SRC/$static
+            say "mb-activity: static build ($static)"
+        else
+            say "mb-activity: no static build here; installing the dynamic one"
+        fi
+    fi
 fi
 if [ "$DRY_RUN" = no ]; then
     for b in $BINS; do
@@ -174,7 +187,9 @@ done
 say "binaries -> $R$BIN_DIR"
 run mkdir -p "$R$BIN_DIR"
 for b in $BINS; do
-    run install -m 0755 "$BIN_SRC/$b" "$R$BIN_DIR/$b"
+    src=$BIN_SRC/$b
+    [ "$b" = mb-activity ] && src=${ACTIVITY_BIN:-$src}
+    run install -m 0755 "$src" "$R$BIN_DIR/$b"
 done
 run install -m 0755 "$SRC/scripts/stripe-upload.py" "$R$BIN_DIR/stripe-upload"
 
