@@ -274,9 +274,13 @@ impl Store {
     fn api_first_rowid_where(&self, pred: impl Fn(&str) -> bool) -> Result<i64> {
         let conn = self.conn();
         let (min, max): (Option<i64>, Option<i64>) = conn
-            .query_row("SELECT min(rowid), max(rowid) FROM api_usage", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            // Two subqueries: SQLite answers a lone min() or max() of the
+            // rowid from the b-tree's ends, but scans for both at once.
+            .query_row(
+                "SELECT (SELECT min(rowid) FROM api_usage), (SELECT max(rowid) FROM api_usage)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .map_err(self.query_err())?;
         let (Some(min), Some(max)) = (min, max) else {
             return Ok(0);
