@@ -12,7 +12,9 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 ./target/release/examples/gen_events api "$n" > "$tmp/api.jsonl"
 echo "input: $n api lines, $(du -m "$tmp/api.jsonl" | cut -f1) MB, ids: ${GEN_IDS:-time-first (mb-tokens)}"
-hyperfine --runs 5 --prepare "rm -f $tmp/u.db $tmp/u.db-wal $tmp/u.db-shm" \
+# sync: each run starts with the previous run's 400 MB written back, so it
+# pays for its own writes (synchronous=FULL fsyncs them) and not for those.
+hyperfine --runs 5 --prepare "rm -f $tmp/u.db $tmp/u.db-wal $tmp/u.db-shm; sync" \
   --export-json "$tmp/h.json" \
   "./target/release/mb-ingest --quiet --db $tmp/u.db $tmp/api.jsonl"
 python3 - "$tmp/h.json" "$n" <<'PY'

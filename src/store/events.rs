@@ -275,7 +275,10 @@ impl ApiRollup {
         let mut rows: Vec<(RollupKey, RollupSums)> = self.sums.drain().collect();
         let names = &self.names;
         rows.sort_unstable_by(|(a, _), (b, _)| {
-            let k = |x: &RollupKey| (names[x.0[0] as usize].as_str(), x.1);
+            let k = |(s, hour): &RollupKey| {
+                let n = |i: usize| names[s[i] as usize].as_str();
+                (n(0), *hour, n(1), n(2), n(3), n(4))
+            };
             k(a).cmp(&k(b))
         });
         let mut st = conn.prepare_cached(
