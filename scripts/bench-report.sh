@@ -27,4 +27,4 @@ ls -la "$db"
 hyperfine --warmup 2 --runs 10 \
   "./target/release/mb-report --db $db --month 2026-11 --customer cust-0007 --json" \
   "./target/release/mb-report --db $db invoice --month 2026-11 --usd-eur 0.92 --csv" \
-  "./target/release/mb-report --db $db --month 2026-11 --customer cust-0007 --tz Europe/Prague --as-of 2026-12-01T12:00:00Z --json"
+  "./target/release/mb-report --db $db --month 2026-11 --customer cust-0007 --tz Europe/Prague --as-of 2026-12-02T06:00:00Z --json"

@@ -729,3 +729,42 @@ fn as_of_matches_the_rows_ingested_by_then() {
         assert_eq!(got, want, "as of {cutoff}");
     }
 }
+
+/// A resource sample that arrives after an `--as-of` cutoff changes
+/// neither the samples of the period nor the neighbours just outside it
+/// (found by rowid, see store::report) of a report with that cutoff.
+#[test]
+fn as_of_hides_late_resource_samples() {
+    let env = setup();
+    let with_cutoff = [
+        "--month",
+        "2026-11",
+        "--customer",
+        "acme",
+        "--csv",
+        "--as-of",
+        "2026-12-02T12:30:00Z",
+    ];
+    let plain = ["--month", "2026-11", "--customer", "acme", "--csv"];
+    let before = env.run("mb-report", &with_cutoff, "");
+    assert_code(&before, 0);
+    let plain_before = env.run("mb-report", &plain, "");
+    // One sample inside November (between the boot's samples) and one just
+    // after it (a neighbour of the period's end), ingested after the cutoff.
+    let sample = |id: &str, ts: &str, mem: f64, cum: u64| {
+        format!(
+            r#"{{"v":1,"kind":"resource","id":"{id}","ts":"{ts}","customer_id":"acme","vm_id":"vm-a1","interval_seconds":300.0,"status":"ok","flags":[],"boot_id":"b1","seq":9,"cpu_percent":null,"cpu_busy_ticks":null,"cpu_total_ticks":null,"ncpu":2,"clk_tck":100,"memory_percent":{mem},"memory_used_bytes":null,"memory_total_bytes":8000000000,"disk_used_bytes":39000000000,"disk_total_bytes":40000000000,"net_in_bytes":null,"net_out_bytes":null,"cpu_busy_ticks_cum":{cum},"cpu_total_ticks_cum":{},"net_in_bytes_cum":{},"net_out_bytes_cum":{},"errors":[]}}"#,
+            cum * 10,
+            cum * 10_000,
+            cum * 1_000
+        ) + "\n"
+    };
+    let late = sample("vm-a1:b1:late1", "2026-11-30T23:52:30Z", 99.0, 150)
+        + &sample("vm-a1:b1:late2", "2026-12-01T00:02:30Z", 98.0, 350);
+    let o = env.run_at("mb-ingest", "2026-12-02T12:45:00Z", &["-q"], &late);
+    assert_code(&o, 0);
+    let after = env.run("mb-report", &with_cutoff, "");
+    assert_eq!(stdout(&after), stdout(&before));
+    let plain_after = env.run("mb-report", &plain, "");
+    assert_ne!(stdout(&plain_after), stdout(&plain_before));
+}

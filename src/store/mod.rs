@@ -21,7 +21,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 
 use crate::error::{Error, Result};
 use crate::events::{Event, Kind};
@@ -327,18 +327,20 @@ impl Store {
         let path = self.path.clone();
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .map_err(|e| Error::db(&path, "starting a transaction", e))?;
-        // ingested_at never decreases in rowid order, which as-of reports
-        // rely on (store::report): this transaction holds the write lock, so
-        // every stored row is older, and a clock stepped back gets the last
-        // stored row's time instead of an earlier one.
+        // ingested_at never decreases in rowid order in any usage table,
+        // which as-of reports rely on (store::report): this transaction
+        // holds the write lock, so every stored row is older, and a clock
+        // stepped back gets the latest stored time instead of an earlier one.
         let mut now = crate::time::now();
         let last: Option<String> = tx
             .query_row(
-                "SELECT ingested_at FROM api_usage ORDER BY rowid DESC LIMIT 1",
+                "SELECT max(t) FROM ( \
+                 SELECT (SELECT ingested_at FROM api_usage ORDER BY rowid DESC LIMIT 1) AS t \
+                 UNION ALL SELECT (SELECT ingested_at FROM resource_usage ORDER BY rowid DESC LIMIT 1) \
+                 UNION ALL SELECT (SELECT ingested_at FROM activity_log ORDER BY rowid DESC LIMIT 1))",
                 [],
                 |r| r.get(0),
             )
-            .optional()
             .map_err(|e| Error::db(&path, "starting a transaction", e))?;
         if let Some(last) = last.as_deref().and_then(crate::time::parse_rfc3339) {
             now = now.max(last);

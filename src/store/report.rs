@@ -268,16 +268,25 @@ impl Store {
     }
 
     /// The lowest rowid from which every api_usage row's `ingested_at`
-    /// satisfies `pred`, a predicate that, like `ingested_at` itself, only
-    /// ever goes from false to true in rowid order. Binary search with one
-    /// point lookup per step (at most 64; about 20 for a million rows).
+    /// satisfies `pred` (see [`Store::first_rowid_where`]).
     fn api_first_rowid_where(&self, pred: impl Fn(&str) -> bool) -> Result<i64> {
+        self.first_rowid_where("api_usage", pred)
+    }
+
+    /// The lowest rowid from which every row of usage `table` has an
+    /// `ingested_at` satisfying `pred`, a predicate that, like `ingested_at`
+    /// itself (see Store::writer), only ever goes from false to true in
+    /// rowid order. Binary search with one point lookup per step (at most
+    /// 64; about 20 for a million rows).
+    fn first_rowid_where(&self, table: &str, pred: impl Fn(&str) -> bool) -> Result<i64> {
         let conn = self.conn();
         let (min, max): (Option<i64>, Option<i64>) = conn
             // Two subqueries: SQLite answers a lone min() or max() of the
             // rowid from the b-tree's ends, but scans for both at once.
             .query_row(
-                "SELECT (SELECT min(rowid) FROM api_usage), (SELECT max(rowid) FROM api_usage)",
+                &format!(
+                    "SELECT (SELECT min(rowid) FROM {table}), (SELECT max(rowid) FROM {table})"
+                ),
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -286,9 +295,9 @@ impl Store {
             return Ok(0);
         };
         let mut st = conn
-            .prepare_cached(
-                "SELECT rowid, ingested_at FROM api_usage WHERE rowid >= ?1 ORDER BY rowid LIMIT 1",
-            )
+            .prepare_cached(&format!(
+                "SELECT rowid, ingested_at FROM {table} WHERE rowid >= ?1 ORDER BY rowid LIMIT 1"
+            ))
             .map_err(self.query_err())?;
         // Rows below `lo` fail `pred`; rows from `hi` on satisfy it.
         let (mut lo, mut hi) = (min, max.saturating_add(1));
@@ -394,9 +403,21 @@ impl Store {
                 net_out_cum: r.get(11)?,
             })
         };
+        // With a cutoff, the samples ingested by then are those below one
+        // rowid (ingested_at never decreases with it): a bound the indexes
+        // answer themselves, where `ingested_at <= ?` read the table row of
+        // every sample.
+        let cutoff = match scope.as_of {
+            Some(a) => Some(self.first_rowid_where("resource_usage", |t| t > a)?),
+            None => None,
+        };
         let mut sql = format!("SELECT {COLS} FROM resource_usage WHERE ts_ns >= ?1 AND ts_ns < ?2");
         let mut args: Vec<Value> = vec![scope.start_ns.into(), scope.end_ns.into()];
-        push_filters(&mut sql, &mut args, scope, true);
+        push_filters(&mut sql, &mut args, scope, false);
+        if let Some(r) = cutoff {
+            sql.push_str(&format!(" AND rowid < ?{}", args.len() + 1));
+            args.push(r.into());
+        }
         let mut samples: Vec<Sample> = {
             let mut st = self.conn().prepare(&sql).map_err(self.query_err())?;
             let rows = st
@@ -411,8 +432,8 @@ impl Store {
             .collect();
         boots.sort();
         boots.dedup();
-        let as_of_clause = if scope.as_of.is_some() {
-            " AND ingested_at <= ?4"
+        let as_of_clause = if cutoff.is_some() {
+            " AND rowid < ?4"
         } else {
             ""
         };
@@ -427,8 +448,8 @@ impl Store {
         for (vm, boot) in &boots {
             for (sql, at) in [(&before, scope.start_ns), (&after, scope.end_ns)] {
                 let mut args: Vec<Value> = vec![vm.clone().into(), boot.clone().into(), at.into()];
-                if let Some(a) = scope.as_of {
-                    args.push(a.to_string().into());
+                if let Some(r) = cutoff {
+                    args.push(r.into());
                 }
                 let mut st = self.conn().prepare_cached(sql).map_err(self.query_err())?;
                 let mut rows = st
