@@ -267,12 +267,6 @@ impl Store {
         self.collect_api(&sql, args, sign, out)
     }
 
-    /// The lowest rowid from which every api_usage row's `ingested_at`
-    /// satisfies `pred` (see [`Store::first_rowid_where`]).
-    fn api_first_rowid_where(&self, pred: impl Fn(&str) -> bool) -> Result<i64> {
-        self.first_rowid_where("api_usage", pred)
-    }
-
     /// The lowest rowid from which every row of usage `table` has an
     /// `ingested_at` satisfying `pred`, a predicate that, like `ingested_at`
     /// itself (see Store::writer), only ever goes from false to true in
@@ -328,8 +322,8 @@ impl Store {
         // decreases with rowid (see Store::writer), so they are one rowid
         // range; NOT INDEXED keeps SQLite on it rather than on the
         // customer index, which would read the customer's whole period.
-        let r0 = self.api_first_rowid_where(|t| t > after)?;
-        let r1 = self.api_first_rowid_where(|t| t >= before)?;
+        let r0 = self.first_rowid_where("api_usage", |t| t > after)?;
+        let r1 = self.first_rowid_where("api_usage", |t| t >= before)?;
         let mut sql = format!(
             "SELECT customer_id, provider, model, coalesce(price_table, ''), {AGG_COLS} \
              FROM api_usage NOT INDEXED \
