@@ -370,9 +370,25 @@ fn write_event(dir: &Path, line: &str) {
 }
 
 fn init(args: &Args, i: &InitArgs, out: &mut dyn Write) -> Result<Outcome> {
-    let _ = args;
     let bin = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;
     let mut extra = Vec::new();
+    // The global options given to `init` are the hook's: each recorded
+    // command gets them, instead of their being accepted and ignored.
+    if let Some(c) = &args.customer {
+        extra.extend(["--customer".to_string(), c.clone()]);
+    }
+    if let Some(v) = &args.vm {
+        extra.extend(["--vm".to_string(), v.clone()]);
+    }
+    if let Some(f) = &args.config {
+        let abs = std::path::absolute(f).map_err(|e| Error::io(f, e))?;
+        extra.extend(["--config".to_string(), abs.to_string_lossy().into_owned()]);
+    }
+    // A bad pattern is refused now, not at every prompt.
+    Redactor::new(args.redact.iter().map(|p| ("--redact", p.as_str())))?;
+    for r in &args.redact {
+        extra.extend(["--redact".to_string(), r.clone()]);
+    }
     if let Some(dir) = &i.spool {
         // An absolute path, so the hook works from any directory.
         let abs = std::path::absolute(dir).map_err(|e| Error::io(dir, e))?;
