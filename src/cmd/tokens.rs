@@ -153,21 +153,25 @@ pub struct PullArgs {
 const EXAMPLES: &str = "\
 EXAMPLES:
     # The hourly cron job: price what is new since the last run, load it
-    mb-tokens --state /var/lib/mb/tokens.state /var/log/cliproxy/usage.jsonl* | mb-ingest
+    # (LOG=/var/log/cliproxy/usage.jsonl is a line of the same crontab)
+    0 * * * *  mb-tokens --state /var/lib/mb/tokens.state \"$LOG\" | mb-ingest
 
     # Keep the usage queue on disk (a systemd service next to the proxy)
-    mb-tokens pull --key-file /etc/mb/cliproxy.key --out /var/log/cliproxy/usage.jsonl
+    mb-tokens pull --key-file /etc/mb/cliproxy.key \\
+        --out /var/log/cliproxy/usage.jsonl
 
     # One proxy, several customers: map client keys to customers and VMs
-    mb-tokens --key-map /etc/mb/keys.csv --state tokens.state usage.jsonl | mb-ingest
+    mb-tokens --key-map /etc/mb/keys.csv usage.jsonl | mb-ingest
 
     # Old proxies: the legacy usage snapshot, and request-log files
-    curl -s -H \"Authorization: Bearer $KEY\" http://127.0.0.1:8317/v0/management/usage \\
-      | mb-tokens --customer acme --vm vm-1 | mb-ingest
+    curl -s -H \"Authorization: Bearer $KEY\" \\
+        http://127.0.0.1:8317/v0/management/usage \\
+        | mb-tokens --customer acme --vm vm-1 | mb-ingest
     mb-tokens --customer acme logs/v1-*.log | mb-ingest
 
-    # Override or add prices with LiteLLM's own file, then check a model's price
-    mb-tokens --prices model_prices_and_context_window.json usage.jsonl | mb-ingest
+    # Override or add prices with LiteLLM's own file; check a model's price
+    mb-tokens --prices model_prices_and_context_window.json usage.jsonl \\
+        | mb-ingest
     mb-tokens prices | grep sonnet";
 
 const PRICES_EXAMPLES: &str = "\
@@ -181,11 +185,15 @@ EXAMPLES:
 
 const PULL_EXAMPLES: &str = "\
 EXAMPLES:
-    # Run next to the proxy, forever (records stay in the queue 60 s by default)
-    mb-tokens pull --key-file /etc/mb/cliproxy.key --out /var/log/cliproxy/usage.jsonl
+    # Run next to the proxy, forever (records stay queued 60 s by default)
+    mb-tokens pull --key-file /etc/mb/cliproxy.key \\
+        --out /var/log/cliproxy/usage.jsonl
 
-    # Drain once from cron, every minute
-    * * * * * mb-tokens pull --once --key-file /etc/mb/cliproxy.key --out /var/log/cliproxy/usage.jsonl";
+    # Drain once from cron, every minute: three crontab lines (cron passes
+    # its variables to the command, and a crontab line cannot be split)
+    KEY=/etc/mb/cliproxy.key
+    OUT=/var/log/cliproxy/usage.jsonl
+    * * * * *  mb-tokens pull --once --key-file \"$KEY\" --out \"$OUT\"";
 
 /// Run mb-tokens.
 pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
