@@ -371,17 +371,16 @@ fn global_options_work_after_the_subcommand() {
         let o = env.run("mb-customer", &[sub, "--help"], "");
         assert_code(&o, 0);
         let h = stdout(&o);
-        assert!(h.contains("--db <PATH>") && h.contains("--config <FILE>"), "{sub}: {h}");
+        assert!(
+            h.contains("--db <PATH>") && h.contains("--config <FILE>"),
+            "{sub}: {h}"
+        );
     }
 }
 
 /// Invoice base lines of November as (description, amount_minor).
 fn base_lines(env: &Env) -> Vec<(String, String)> {
-    let o = env.run(
-        "mb-report",
-        &["invoice", "--month", "2026-11", "--csv"],
-        "",
-    );
+    let o = env.run("mb-report", &["invoice", "--month", "2026-11", "--csv"], "");
     assert_code(&o, 0);
     let mut rdr = csv::Reader::from_reader(o.stdout.as_slice());
     rdr.records()
@@ -401,7 +400,14 @@ fn a_wrong_change_is_withdrawn_kept_in_history_and_ignored_by_the_invoice() {
     };
     ok(&["add", "acme", "--tier", "pro", "--effective", "2026-11-01"]);
     // Meant for December, typed as November.
-    let said = ok(&["set", "acme", "--tier", "enterprise", "--effective", "2026-11-16"]);
+    let said = ok(&[
+        "set",
+        "acme",
+        "--tier",
+        "enterprise",
+        "--effective",
+        "2026-11-16",
+    ]);
     assert_eq!(
         said,
         "mb-customer: changed acme: tier pro -> enterprise from 2026-11-16 \
@@ -449,7 +455,10 @@ fn a_wrong_change_is_withdrawn_kept_in_history_and_ignored_by_the_invoice() {
     let o = env.run("mb-customer", &["show", "acme", "--json"], "");
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["customer"]["tier"], "pro");
-    assert_eq!(v["history"][2]["withdrawn_at"], "2026-12-02T09:00:00.000000Z");
+    assert_eq!(
+        v["history"][2]["withdrawn_at"],
+        "2026-12-02T09:00:00.000000Z"
+    );
     assert_eq!(v["history"][0]["withdrawn_at"], serde_json::Value::Null);
     // Twice, the first tier, an unknown id: refused, nothing written.
     for (args, msg) in [
@@ -472,5 +481,8 @@ fn a_wrong_change_is_withdrawn_kept_in_history_and_ignored_by_the_invoice() {
         assert_code(&o, 2);
         assert_eq!(stderr(&o), msg);
     }
-    assert_eq!(env.query("SELECT count(*) FROM customer_withdrawals"), ["1"]);
+    assert_eq!(
+        env.query("SELECT count(*) FROM customer_withdrawals"),
+        ["1"]
+    );
 }

@@ -121,9 +121,8 @@ fn render_page(
     let mut s = String::from_utf8(buf).unwrap();
     let examples = match parent {
         None => examples_of(cmd),
-        Some((tool, pcmd)) => examples_of(cmd).or_else(|| {
-            examples_of(pcmd).and_then(|e| examples_for(&e, tool, cmd.get_name()))
-        }),
+        Some((tool, pcmd)) => examples_of(cmd)
+            .or_else(|| examples_of(pcmd).and_then(|e| examples_for(&e, tool, cmd.get_name()))),
     };
     if let Some(ex) = &examples {
         nofill_section(&mut s, "EXAMPLES", ex);
@@ -140,7 +139,10 @@ fn render_page(
     see.push("mb-events(5)".into());
     let me = parent.map_or(cmd.get_name(), |p| p.0);
     see.extend(tools.iter().filter(|t| *t != me).map(|t| format!("{t}(1)")));
-    s.push_str(&format!(".SH \"SEE ALSO\"\n{}\n", roff_line(&see.join(", "))));
+    s.push_str(&format!(
+        ".SH \"SEE ALSO\"\n{}\n",
+        roff_line(&see.join(", "))
+    ));
     (s, examples)
 }
 
@@ -217,7 +219,10 @@ fn check_dir(dir: &Path, want: &BTreeMap<String, String>, ours: fn(&str) -> bool
             if update {
                 std::fs::remove_file(dir.join(&file)).unwrap();
             } else {
-                bad.push(format!("orphaned {}/{file} (no such command)", dir.display()));
+                bad.push(format!(
+                    "orphaned {}/{file} (no such command)",
+                    dir.display()
+                ));
             }
         }
     }

@@ -1134,7 +1134,10 @@ fn install_dry_run_shows_the_real_plan_and_completions_are_installed() {
     for (f, head) in [
         ("bash-completion/completions/mb-report", "_mb__report()"),
         ("zsh/site-functions/_mb-customer", "#compdef mb-customer"),
-        ("fish/vendor_completions.d/mb-tokens.fish", "complete -c mb-tokens"),
+        (
+            "fish/vendor_completions.d/mb-tokens.fish",
+            "complete -c mb-tokens",
+        ),
     ] {
         let text = fs::read_to_string(root.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
         assert!(text.contains(head), "{f}: {}", &text[..text.len().min(200)]);
@@ -1183,7 +1186,16 @@ fn setup_cron_dry_run_needs_no_crontab_and_follows_the_config_spool() {
     let o = env
         .cmd("mb-activity")
         .env("MB_CONFIG", &cfg)
-        .args(["run", "--wait", "--customer", "acme", "--vm", "vm-1", "--", "true"])
+        .args([
+            "run",
+            "--wait",
+            "--customer",
+            "acme",
+            "--vm",
+            "vm-1",
+            "--",
+            "true",
+        ])
         .output()
         .unwrap();
     assert_code(&o, 0);
@@ -1191,7 +1203,10 @@ fn setup_cron_dry_run_needs_no_crontab_and_follows_the_config_spool() {
     // A --state-dir that mb-activity does not know of is warned about, with
     // the line that makes them agree.
     let mut args2 = args.clone();
-    args2.extend(["--state-dir".into(), env.path("other").to_string_lossy().into_owned()]);
+    args2.extend([
+        "--state-dir".into(),
+        env.path("other").to_string_lossy().into_owned(),
+    ]);
     let a: Vec<&str> = args2.iter().map(String::as_str).collect();
     let o = sh(&env, &[], &script("setup_cron.sh"), &a, &[]);
     assert_code(&o, 0);

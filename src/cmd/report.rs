@@ -203,7 +203,8 @@ EXAMPLES:
     mb-report series --by day --metric cost_usd --metric cpu_percent --csv
 
     # Last month's invoice lines for the Stripe upload job, reproducibly
-    mb-report invoice --month last --usd-eur 0.92 --as-of 2026-12-01T03:00:00Z --csv | stripe-upload.sh
+    mb-report invoice --month last --usd-eur 0.92 \\
+        --as-of 2026-12-01T03:00:00Z --csv | stripe-upload
 
     # Stripe meter events instead (Stripe prices the tokens)
     mb-report stripe-meter --month last --event-name llm_tokens
