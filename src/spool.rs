@@ -133,7 +133,13 @@ impl SpoolFile {
             .map_err(|e| Error::io(&tmp, e))
             .and_then(|()| {
                 drop(w);
-                publish(&self.dir, &tmp, &self.prefix, std::process::id(), wall_nanos())
+                publish(
+                    &self.dir,
+                    &tmp,
+                    &self.prefix,
+                    std::process::id(),
+                    wall_nanos(),
+                )
             });
         let path = match res {
             Ok(p) => p,
@@ -240,4 +246,3 @@ fn wall_nanos() -> u128 {
         .map(|d| d.as_nanos())
         .unwrap_or(0)
 }
-

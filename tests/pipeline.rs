@@ -69,7 +69,13 @@ impl Tmpfs {
     fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
         fs::create_dir_all(dir).unwrap();
         let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(dir)
             .stderr(Stdio::null())
             .status()
@@ -243,8 +249,11 @@ impl Pipeline {
     }
 
     fn ingest(&self) -> std::process::Output {
-        self.env
-            .run("mb-ingest", &["--spool", &self.spool_arg(), "--batch", "500"], "")
+        self.env.run(
+            "mb-ingest",
+            &["--spool", &self.spool_arg(), "--batch", "500"],
+            "",
+        )
     }
 
     /// Every record produced is stored exactly once, the spool is empty,
@@ -274,7 +283,9 @@ impl Pipeline {
         );
         // The rollup agrees with the rows.
         assert_eq!(
-            e.query("SELECT coalesce(sum(requests), 0), coalesce(sum(tokens_in), 0) FROM api_rollup"),
+            e.query(
+                "SELECT coalesce(sum(requests), 0), coalesce(sum(tokens_in), 0) FROM api_rollup"
+            ),
             e.query("SELECT count(*), coalesce(sum(tokens_in), 0) FROM api_usage")
         );
     }
@@ -284,7 +295,11 @@ impl Pipeline {
     fn assert_rerun_adds_nothing(&mut self) {
         let o = self.tokens(0);
         assert_code(&o, 0);
-        assert_eq!(self.pending(), Vec::<String>::new(), "no new records, no file");
+        assert_eq!(
+            self.pending(),
+            Vec::<String>::new(),
+            "no new records, no file"
+        );
         let o = self.ingest();
         assert_code(&o, 0);
         self.assert_all_stored_once();
@@ -299,7 +314,10 @@ fn spool_files_of_all_three_producers_are_complete_and_private() {
     assert_eq!(names.len(), 7, "{names:?}");
     assert_eq!(names.iter().filter(|n| n.starts_with("tokens-")).count(), 1);
     assert_eq!(names.iter().filter(|n| n.starts_with("sample-")).count(), 3);
-    assert_eq!(names.iter().filter(|n| n.starts_with("activity-")).count(), 3);
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with("activity-")).count(),
+        3
+    );
     use std::os::unix::fs::PermissionsExt;
     for n in &names {
         let path = p.spool.join(n);
@@ -307,12 +325,17 @@ fn spool_files_of_all_three_producers_are_complete_and_private() {
         assert!(text.ends_with('\n'));
         let lines = text.lines().count();
         assert_eq!(lines, if n.starts_with("tokens-") { 5 } else { 1 }, "{n}");
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
     // Nothing hidden left behind by the writers.
-    assert!(fs::read_dir(&p.spool)
+    assert!(fs::read_dir(&p.spool).unwrap().all(|e| !e
         .unwrap()
-        .all(|e| !e.unwrap().file_name().to_string_lossy().starts_with(".tmp")));
+        .file_name()
+        .to_string_lossy()
+        .starts_with(".tmp")));
     let o = p.ingest();
     assert_code(&o, 0);
     p.assert_all_stored_once();
@@ -453,8 +476,15 @@ fn sigkill_mid_run_then_the_next_run_stores_everything_once() {
     let abandoned = e.query(
         "SELECT inserted, error FROM ingest_runs WHERE status = 'abandoned' AND inserted > 0",
     );
-    assert!(!abandoned.is_empty(), "{:?}", e.query("SELECT * FROM ingest_runs"));
-    assert!(abandoned[0].contains("ended without finishing"), "{abandoned:?}");
+    assert!(
+        !abandoned.is_empty(),
+        "{:?}",
+        e.query("SELECT * FROM ingest_runs")
+    );
+    assert!(
+        abandoned[0].contains("ended without finishing"),
+        "{abandoned:?}"
+    );
     p.assert_rerun_adds_nothing();
 }
 
