@@ -13,4 +13,5 @@ mod ops;
 mod pipeline;
 mod report;
 mod sample;
+mod security;
 mod tokens;
