@@ -3,7 +3,7 @@ complete -c mb-dashboard -l config -d 'Configuration file [default: /etc/mb/mb.t
 complete -c mb-dashboard -l host -d 'Address to listen on (an IP address; `localhost` means 127.0.0.1)' -r
 complete -c mb-dashboard -l port -d 'Port to listen on (0: any free port, printed on stderr)' -r
 complete -c mb-dashboard -l customer -d 'Serve only this customer, whatever a request asks for' -r
-complete -c mb-dashboard -l token-file -d 'File holding the access token [default: $MB_DASHBOARD_TOKEN]' -r -F
+complete -c mb-dashboard -l token-file -d 'File holding the access token, refused unless only its owner can read it (chmod 600) [default: $MB_DASHBOARD_TOKEN]' -r -F
 complete -c mb-dashboard -l allow-remote -d 'Allow a non-loopback --host (needs an access token too)'
 complete -c mb-dashboard -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mb-dashboard -s V -l version -d 'Print version'

@@ -23,7 +23,7 @@ _mb__sample() {
 
     case "${cmd}" in
         mb__sample)
-            opts="-h -V --proc-root --sys-root --mount --iface --state --customer --vm --config --watch --statvfs-fixture --help --version"
+            opts="-h -V --proc-root --sys-root --mount --iface --state --customer --vm --config --spool --watch --statvfs-fixture --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -58,6 +58,10 @@ _mb__sample() {
                     return 0
                     ;;
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --spool)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

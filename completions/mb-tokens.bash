@@ -41,7 +41,7 @@ _mb__tokens() {
 
     case "${cmd}" in
         mb__tokens)
-            opts="-h -V --format --state --prices --config --customer --vm --key-map --help --version prices pull help"
+            opts="-h -V --format --state --prices --config --customer --vm --key-map --spool --help --version prices pull help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -72,6 +72,10 @@ _mb__tokens() {
                     return 0
                     ;;
                 --key-map)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --spool)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_mb_tokens_global_optspecs
-    string join \n format= state= prices= config= customer= vm= key-map= h/help V/version
+    string join \n format= state= prices= config= customer= vm= key-map= spool= h/help V/version
 end
 
 function __fish_mb_tokens_needs_command
@@ -34,6 +34,7 @@ complete -c mb-tokens -n "__fish_mb_tokens_needs_command" -l config -d 'Configur
 complete -c mb-tokens -n "__fish_mb_tokens_needs_command" -l customer -d 'Customer of the usage (when no --key-map entry applies)' -r
 complete -c mb-tokens -n "__fish_mb_tokens_needs_command" -l vm -d 'VM of the usage [default: the host name]' -r
 complete -c mb-tokens -n "__fish_mb_tokens_needs_command" -l key-map -d 'CSV of `client key or its hash,customer_id,vm_id`, for a proxy serving several customers' -r -F
+complete -c mb-tokens -n "__fish_mb_tokens_needs_command" -l spool -d 'Write the lines as one complete file into DIR (temp file, fsync, rename) for `mb-ingest --spool DIR`, instead of stdout; --state is saved only once that file is durable' -r -F
 complete -c mb-tokens -n "__fish_mb_tokens_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mb-tokens -n "__fish_mb_tokens_needs_command" -s V -l version -d 'Print version'
 complete -c mb-tokens -n "__fish_mb_tokens_needs_command" -a "prices" -d 'List the effective price table (built-in plus --prices), USD per million tokens'
@@ -44,7 +45,7 @@ complete -c mb-tokens -n "__fish_mb_tokens_using_subcommand prices" -l config -d
 complete -c mb-tokens -n "__fish_mb_tokens_using_subcommand prices" -l json -d 'Print the table as LiteLLM-format JSON (USD per token), readable by --prices'
 complete -c mb-tokens -n "__fish_mb_tokens_using_subcommand prices" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mb-tokens -n "__fish_mb_tokens_using_subcommand pull" -l url -d 'CLIProxyAPI base URL (plain http, on the proxy host)' -r
-complete -c mb-tokens -n "__fish_mb_tokens_using_subcommand pull" -l key-file -d 'File holding the management key (remote-management.secret-key)' -r -F
+complete -c mb-tokens -n "__fish_mb_tokens_using_subcommand pull" -l key-file -d 'File holding the management key (remote-management.secret-key); refused unless only its owner can read it (chmod 600)' -r -F
 complete -c mb-tokens -n "__fish_mb_tokens_using_subcommand pull" -l out -d 'JSONL file the raw records are appended to' -r -F
 complete -c mb-tokens -n "__fish_mb_tokens_using_subcommand pull" -l count -d 'Records asked for per request' -r
 complete -c mb-tokens -n "__fish_mb_tokens_using_subcommand pull" -l interval -d 'Seconds between pulls once the queue is empty (keep it well under the queue retention, 60 s by default)' -r
