@@ -311,10 +311,21 @@ fn invoice_rate_comes_from_the_flag_or_the_config_never_a_guess() {
         v["fx"],
         serde_json::json!({"rate": "0.92", "source": "ECB reference rate", "date": "2026-11-30"})
     );
-    let desc = v["lines"][1]["description"].as_str().unwrap();
-    assert!(
-        desc.ends_with("x 0.92 EUR/USD (ECB reference rate, 2026-11-30)"),
-        "{desc}"
+    // The customer reads the description; the rate and its source are
+    // audit fields beside it, never on the invoice (issue 14).
+    let l = &v["lines"][1];
+    assert_eq!(
+        l["description"],
+        "LLM usage above 1,000,000 included tokens: 1,500,100 of 2,500,100 tokens billed pro rata"
+    );
+    assert_eq!(
+        (&l["fx_rate"], &l["fx_source"], &l["fx_date"], &l["markup"]),
+        (
+            &serde_json::json!("0.92"),
+            &serde_json::json!("ECB reference rate"),
+            &serde_json::json!("2026-11-30"),
+            &serde_json::json!("0.2")
+        )
     );
     assert_eq!(v["total_minor"], 49900 + 828 + 14950 + 24950 + 55533);
     // A customer below the allowance needs no rate at all.
