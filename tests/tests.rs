@@ -12,4 +12,5 @@ mod man;
 mod ops;
 mod report;
 mod sample;
+mod stripe;
 mod tokens;
