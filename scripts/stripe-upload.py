@@ -54,7 +54,9 @@ or ledger, no key, key refused, a mode or account mismatch: nothing more was
 sent, the ledger is consistent, fix and run again.
 
 The secret key comes from STRIPE_API_KEY or a key file (--key-file,
-STRIPE_API_KEY_FILE), never from the command line, and is never printed.
+STRIPE_API_KEY_FILE), never from the command line, and is never printed. A
+key file that group or others can read is refused (exit 2) with the chmod
+to run.
 Python 3.8+ standard library only.
 """
 
@@ -68,6 +70,7 @@ import json
 import os
 import random
 import re
+import shlex
 import socket
 import sqlite3
 import sys
@@ -441,7 +444,11 @@ def read_key(args):
         try:
             st = os.stat(path)
             if st.st_mode & 0o077:
-                warn(f"warning: key file {path} is readable by others (chmod 600 {path})")
+                # Refused, as ssh refuses a private key others can read
+                # (docs/security.md): the key may already have leaked.
+                what = "--key-file" if args.key_file else "STRIPE_API_KEY_FILE"
+                raise Fatal(f"{what} {path}: permissions {st.st_mode & 0o777:04o} are too "
+                            f"open (group or others can read it); run: chmod 600 {shlex.quote(path)}")
             with open(path, encoding="utf-8") as f:
                 key = f.read().strip()
         except OSError as e:

@@ -214,11 +214,7 @@ pub fn run(store: Option<&mut Store>, sources: &[Source], opts: &Options) -> Res
     };
     let mut rejects_out = match &opts.rejects_file {
         Some(p) => Some(BufWriter::new(
-            fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| Error::io(p, e))?,
+            crate::fsutil::append(p).map_err(|e| Error::io(p, e))?,
         )),
         None => None,
     };
@@ -629,12 +625,7 @@ pub fn spool_files(dir: &Path) -> Result<Vec<PathBuf>> {
 /// another process holds it.
 pub fn lock_spool(dir: &Path) -> Result<Option<File>> {
     let p = dir.join(".mb-ingest.lock");
-    let f = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&p)
-        .map_err(|e| Error::io(&p, e))?;
+    let f = crate::fsutil::lock_file(&p).map_err(|e| Error::io(&p, e))?;
     match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(Some(f)),
         Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),

@@ -18,6 +18,7 @@ pub mod config;
 pub mod dashboard;
 pub mod error;
 pub mod events;
+pub mod fsutil;
 pub mod ingest;
 pub mod money;
 pub mod output;

@@ -12,5 +12,6 @@ mod man;
 mod ops;
 mod report;
 mod sample;
+mod security;
 mod stripe;
 mod tokens;

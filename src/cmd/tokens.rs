@@ -1,7 +1,6 @@
 //! mb-tokens: priced `kind: "api"` lines from CLIProxyAPI and provider logs.
 
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -121,7 +120,7 @@ pub struct PullArgs {
     #[arg(long, default_value = "http://127.0.0.1:8317", value_name = "URL")]
     pub url: String,
 
-    /// File holding the management key (remote-management.secret-key)
+    /// File holding the management key (remote-management.secret-key); refused unless only its owner can read it (chmod 600)
     #[arg(long, value_name = "FILE")]
     pub key_file: PathBuf,
 
@@ -384,21 +383,13 @@ fn seconds(v: f64, flag: &str) -> Result<Duration> {
 
 fn pull_cmd(p: PullArgs) -> Result<Outcome> {
     let url = Url::parse(&p.url).map_err(|e| Error::Usage(format!("--url {e}")))?;
-    let text = std::fs::read_to_string(&p.key_file).map_err(|e| Error::io(&p.key_file, e))?;
+    let text = crate::fsutil::read_secret(&p.key_file, "--key-file")?;
     let key = text.trim().to_string();
     if key.is_empty() || key.contains(['\r', '\n']) {
         return Err(Error::Usage(format!(
             "--key-file {}: expected the management key on one line",
             p.key_file.display()
         )));
-    }
-    if let Ok(md) = std::fs::metadata(&p.key_file) {
-        if md.permissions().mode() & 0o077 != 0 {
-            cli::warn(format!(
-                "{}: readable by group or others; chmod 600 it",
-                p.key_file.display()
-            ));
-        }
     }
     if p.count == 0 {
         return Err(Error::Usage("--count must be at least 1".into()));

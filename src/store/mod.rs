@@ -16,8 +16,6 @@ mod events;
 pub mod report;
 pub mod schema;
 
-use std::fs;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -517,19 +515,12 @@ impl EventInserter<'_> {
 /// so SQLite (which would use 0644 under the usual umask) opens a private
 /// file. SQLite gives its -wal and -shm files the main file's mode.
 fn create_private(path: &Path) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| Error::io(dir, e))?;
-        }
+    if let Some(dir) = path.parent() {
+        crate::fsutil::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    match fs::OpenOptions::new()
+    match crate::fsutil::options()
         .write(true)
         .create_new(true)
-        .mode(0o600)
         .open(path)
     {
         Ok(_) => Ok(()),
