@@ -212,7 +212,7 @@ fn cron_dry_run_prints_the_block_and_changes_nothing() {
         "{all}"
     );
     assert!(
-        all.contains("summary --month last --customer acme --csv"),
+        all.contains("summary --month last --as-of $(date -u -d \"$(date +\\%Y-\\%m-01) 00:30\" +\\%Y-\\%m-\\%dT\\%H:\\%M:\\%SZ) --customer acme --csv"),
         "{all}"
     );
     assert!(all.contains("mb-dashboard --db "), "{all}");

@@ -411,7 +411,9 @@ pub fn fx_date_warning(fx: &FxRate, period: &Period) -> Option<String> {
 }
 
 /// The CSV header of invoice lines.
-pub const CSV_HEADER: [&str; 16] = [
+/// `fx_source` and `fx_date` are appended (audit only): readers by column
+/// name, like stripe-upload, keep working.
+pub const CSV_HEADER: [&str; 18] = [
     "customer_id",
     "stripe_customer_id",
     "period_start",
@@ -428,6 +430,8 @@ pub const CSV_HEADER: [&str; 16] = [
     "markup",
     "fx_rate",
     "idempotency_key",
+    "fx_source",
+    "fx_date",
 ];
 
 #[cfg(test)]
