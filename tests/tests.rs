@@ -10,6 +10,7 @@ mod fuzz_corpus;
 mod ingest;
 mod man;
 mod ops;
+mod pipeline;
 mod report;
 mod sample;
 mod security;
