@@ -576,6 +576,82 @@ fn a_changed_amount_is_refused_then_corrected_pending_or_invoiced() {
 }
 
 #[test]
+fn lost_answers_during_corrections_are_reconciled_not_repeated() {
+    let env = Env::new();
+    let srv = FakeStripe::start(&env);
+    let v1 = good_csv(&env, "v1.csv", &|l| l.to_string());
+    assert_code(&upload(&env, &srv, &v1, &[], Some("sk_test_123")), 0);
+    // The DELETE of a pending correction reaches Stripe, the answer is lost
+    // (no retry with --retry-window 0): the next run sees the item gone and
+    // re-creates it, once.
+    let v2 = good_csv(&env, "v2.csv", &|l| {
+        l.replace(",828,828.038640,", ",1222,1222.000000,")
+    });
+    srv.rules(serde_json::json!([{"method": "DELETE", "action": "drop", "times": 1}]));
+    let o = upload(
+        &env,
+        &srv,
+        &v2,
+        &["--correct", "--retry-window", "0"],
+        Some("sk_test_123"),
+    );
+    assert_code(&o, 1);
+    assert_eq!(
+        srv.items(T).iter().map(|i| i.1).collect::<Vec<_>>(),
+        [49900, 14950]
+    );
+    let o = upload(&env, &srv, &v2, &["--correct"], Some("sk_test_123"));
+    assert_code(&o, 0);
+    assert_eq!(
+        srv.items(T).iter().map(|i| i.1).collect::<Vec<_>>(),
+        [49900, 14950, 1222]
+    );
+    // Invoiced, then the adjustment's answer is lost; a day later (the key
+    // pruned) the re-run finds the adjustment instead of adding another.
+    assert_code(
+        &upload(
+            &env,
+            &srv,
+            &v2,
+            &["--invoice", "include", "--finalize"],
+            Some("sk_test_123"),
+        ),
+        0,
+    );
+    let v3 = good_csv(&env, "v3.csv", &|l| {
+        l.replace(",828,828.038640,", ",1300,1300.000000,")
+    });
+    srv.rules(serde_json::json!([
+        {"path": "/v1/invoiceitems", "customer": "cus_ACME", "action": "drop", "times": 1}
+    ]));
+    let o = upload(
+        &env,
+        &srv,
+        &v3,
+        &["--correct", "--retry-window", "0"],
+        Some("sk_test_123"),
+    );
+    assert_code(&o, 1);
+    srv.advance(25 * 3600);
+    let o = upload(&env, &srv, &v3, &["--correct"], Some("sk_test_123"));
+    assert_code(&o, 0);
+    assert!(
+        stderr(&o).contains(&format!("{ACME_OVER}: reconciled")),
+        "{}",
+        stderr(&o)
+    );
+    let amounts: Vec<i64> = srv.items(T).iter().map(|i| i.1).collect();
+    assert_eq!(amounts, [49900, 14950, 1222, 78], "one adjustment of +0.78");
+    assert_eq!(
+        ledger(
+            &env,
+            &format!("SELECT amount, billed, state FROM lines WHERE key = '{ACME_OVER}'")
+        ),
+        ["1300|1300|sent"]
+    );
+}
+
+#[test]
 fn a_draft_invoice_takes_the_items_when_given() {
     let env = Env::new();
     let srv = FakeStripe::start(&env);
