@@ -1031,5 +1031,11 @@ if __name__ == "__main__":
         sys.exit(2)
     except BrokenPipeError:
         sys.exit(0)
+    except (sqlite3.Error, OSError) as e:
+        # The ledger or a file failed mid-run: fatal, never exit 1 ("needs a
+        # person" with a list) nor a traceback. What was journalled stands;
+        # a re-run reconciles any intent left open.
+        warn(f"fatal: {e}; nothing more was sent; fix it and run again (open intents are reconciled)")
+        sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
