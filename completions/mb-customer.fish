@@ -36,7 +36,7 @@ complete -c mb-customer -n "__fish_mb_customer_needs_command" -f -a "undo" -d 'W
 complete -c mb-customer -n "__fish_mb_customer_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand add" -l tier -d 'Plan tier (from the config\'s plans)' -r
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand add" -l vm -d 'A VM of the customer (repeatable)' -r
-complete -c mb-customer -n "__fish_mb_customer_using_subcommand add" -l stripe-customer -d 'Stripe customer id (cus_...)' -r
+complete -c mb-customer -n "__fish_mb_customer_using_subcommand add" -l stripe-customer -d 'Stripe customer id (cus_ and letters or digits)' -r
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand add" -l effective -d 'When the tier takes effect: RFC 3339 or YYYY-MM-DD [default: now]' -r
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand add" -l db -d 'SQLite database file [default: /var/lib/mb/usage.db for root, $XDG_DATA_HOME/mb/usage.db otherwise, or `db` in mb.toml]' -r -F
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand add" -l config -d 'Configuration file [default: /etc/mb/mb.toml or $XDG_CONFIG_HOME/mb/mb.toml; absent means built-in defaults]' -r -F
@@ -45,7 +45,7 @@ complete -c mb-customer -n "__fish_mb_customer_using_subcommand set" -l tier -d 
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand set" -l status -d 'New status' -r -f -a "active\t''
 suspended\t''
 cancelled\t''"
-complete -c mb-customer -n "__fish_mb_customer_using_subcommand set" -l stripe-customer -d 'New Stripe customer id' -r
+complete -c mb-customer -n "__fish_mb_customer_using_subcommand set" -l stripe-customer -d 'New Stripe customer id (cus_ and letters or digits)' -r
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand set" -l add-vm -d 'Add a VM (repeatable)' -r
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand set" -l remove-vm -d 'Remove a VM (repeatable)' -r
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand set" -l effective -d 'When the change takes effect: RFC 3339 or YYYY-MM-DD [default: now]' -r
