@@ -21,6 +21,7 @@ pub mod invoice;
 pub mod meter;
 pub mod period;
 pub mod render;
+pub mod standing;
 
 use std::collections::BTreeMap;
 
