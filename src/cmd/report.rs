@@ -574,8 +574,6 @@ fn query(ctx: &Ctx, period: Period) -> Query {
 fn summary(ctx: &Ctx, period: Period, out: &mut dyn Write) -> Result<Outcome> {
     let q = query(ctx, period);
     let s = report::summary(&ctx.store, &q)?;
-    let ids: Vec<String> = s.customers.iter().map(|c| c.customer_id.clone()).collect();
-    let standing = standing::standing(&ctx.store, &q, &ids, ctx.now)?;
     let mut suspect = false;
     for (c, p, m, n) in s.unpriced() {
         cli::warn(format!(
@@ -592,7 +590,7 @@ fn summary(ctx: &Ctx, period: Period, out: &mut dyn Write) -> Result<Outcome> {
         ));
         suspect = true;
     }
-    for st in &standing {
+    for st in &s.standing {
         for u in &st.inactive {
             cli::warn(format!(
                 "{}: usage recorded while {} ({} to {}): {} requests, {} activity events, {} resource samples",
@@ -608,8 +606,8 @@ fn summary(ctx: &Ctx, period: Period, out: &mut dyn Write) -> Result<Outcome> {
         }
     }
     match ctx.format {
-        Format::Json => render::json::summary(&s, &standing, out)?,
-        Format::Csv => render::csv::summary(&s, &standing, out)?,
+        Format::Json => render::json::summary(&s, out)?,
+        Format::Csv => render::csv::summary(&s, out)?,
         Format::Text => {
             // Daily cost and CPU at a glance, on terminals only.
             let glance = if std::io::stdout().is_terminal() && s.period.kind != "day" {
@@ -618,7 +616,7 @@ fn summary(ctx: &Ctx, period: Period, out: &mut dyn Write) -> Result<Outcome> {
                 None
             };
             let style = TextStyle::for_stdout();
-            render::text::summary(&s, &standing, glance.as_deref(), &style, out)?
+            render::text::summary(&s, glance.as_deref(), &style, out)?
         }
     }
     Ok(Outcome::partial_if(suspect))

@@ -10,7 +10,6 @@ use crate::error::Result;
 use crate::output::{csv_text, fixed};
 use crate::report::invoice::{Invoice, CSV_HEADER};
 use crate::report::meter::Meter;
-use crate::report::standing::Standing;
 use crate::report::{SeriesRow, Summary};
 use crate::store::report::ApiAgg;
 use crate::time;
@@ -54,7 +53,8 @@ impl Sections<'_> {
 /// the header block gained the period, zone, cutoff, price tables, units,
 /// then tier, status and the usage recorded while suspended or cancelled;
 /// API Usage gained "Requests".
-pub fn summary(s: &Summary, standing: &[Standing], out: &mut dyn Write) -> Result<()> {
+pub fn summary(s: &Summary, out: &mut dyn Write) -> Result<()> {
+    let standing = &s.standing;
     let mut w = Sections { out };
     let gen = time::format_rfc3339(&s.generated_at);
     let as_of = s

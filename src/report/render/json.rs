@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::config::Billing;
 use crate::error::Result;
 use crate::money::format_nanos;
-use crate::report::invoice::{Invoice, Line};
+use crate::report::invoice::Invoice;
 use crate::report::render::has_network;
 use crate::report::standing::Standing;
 use crate::report::{CustomerSummary, SeriesRow, Summary};
@@ -44,13 +44,9 @@ fn api(u: &ApiAgg) -> Value {
     })
 }
 
-/// The summary as one JSON object (shared with the dashboard API, which
-/// has no standing to add).
+/// The summary as one JSON object (shared with the dashboard API).
 pub fn summary_value(s: &Summary) -> Value {
-    summary_with(s, None)
-}
-
-fn summary_with(s: &Summary, standing: Option<&[Standing]>) -> Value {
+    let standing = Some(s.standing.as_slice());
     let customers: Vec<Value> = s
         .customers
         .iter()
@@ -142,9 +138,9 @@ fn customer(c: &CustomerSummary) -> Value {
     })
 }
 
-/// The summary, with each customer's standing.
-pub fn summary(s: &Summary, standing: &[Standing], out: &mut dyn Write) -> Result<()> {
-    emit(&summary_with(s, Some(standing)), out)
+/// The summary.
+pub fn summary(s: &Summary, out: &mut dyn Write) -> Result<()> {
+    emit(&summary_value(s), out)
 }
 
 /// The tidy series as an array of rows.
@@ -169,52 +165,8 @@ pub fn invoice(
         "included_tokens": billing.included_tokens,
         "markup_percent": billing.markup_percent.normalize().to_string(),
         "fx": inv.fx,
-        "lines": inv.lines.iter().map(line).collect::<Vec<_>>(),
+        "lines": inv.lines,
         "total_minor": inv.lines.iter().map(|l| l.amount_minor).sum::<i64>(),
     });
     emit(&v, out)
-}
-
-/// An integer field of the CSV-shaped line as a JSON integer, `null` when
-/// empty (the text kept if it were ever not an integer, rather than lost).
-fn int_or_null(s: &str) -> Value {
-    if s.is_empty() {
-        Value::Null
-    } else {
-        s.parse::<i64>()
-            .map(Value::from)
-            .unwrap_or_else(|_| s.into())
-    }
-}
-
-/// An exact decimal field: the string, `null` when empty.
-fn text_or_null(s: &str) -> Value {
-    if s.is_empty() {
-        Value::Null
-    } else {
-        s.into()
-    }
-}
-
-/// One invoice line, typed: integers as numbers, exact decimals as
-/// strings, what a line does not have as `null`.
-fn line(l: &Line) -> Value {
-    json!({
-        "customer_id": l.customer_id,
-        "stripe_customer_id": text_or_null(&l.stripe_customer_id),
-        "period_start": l.period_start,
-        "period_end": l.period_end,
-        "line": l.line,
-        "description": l.description,
-        "quantity": int_or_null(&l.quantity),
-        "unit": l.unit,
-        "currency": l.currency,
-        "amount_minor": l.amount_minor,
-        "amount_unrounded": l.amount_unrounded,
-        "tokens": int_or_null(&l.tokens),
-        "cost_usd": text_or_null(&l.cost_usd),
-        "markup": text_or_null(&l.markup),
-        "fx_rate": text_or_null(&l.fx_rate),
-        "idempotency_key": l.idempotency_key,
-    })
 }

@@ -15,7 +15,6 @@ use crate::output::{
 use crate::report::glance::Glance;
 use crate::report::invoice::Invoice;
 use crate::report::period::tz_label;
-use crate::report::standing::Standing;
 use crate::report::{Period, SeriesRow, Summary};
 use crate::time;
 
@@ -122,18 +121,18 @@ fn plural(n: i64, one: &str, many: &str) -> String {
     )
 }
 
-/// The usage summary. `standing` gives each customer's tier, status and
-/// usage while inactive; `glance` holds the daily sparklines to draw (the
+/// The usage summary, with each customer's tier, status and usage while
+/// inactive; `glance` holds the daily sparklines to draw (the
 /// caller decides when they are worth it: terminals, periods over a day).
 pub fn summary(
     s: &Summary,
-    standing: &[Standing],
     glance: Option<&[Glance]>,
     style: &TextStyle,
     out: &mut dyn Write,
 ) -> Result<()> {
     let p = &s.period;
     let tz = p.tz;
+    let standing = &s.standing;
     let (what, utc) = period_lines(p);
     writeln!(out, "{}", style.bold(&format!("Usage {what}")))?;
     if let Some(u) = utc {
