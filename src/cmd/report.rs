@@ -177,7 +177,7 @@ pub enum Cmd {
         #[command(flatten)]
         format: FormatArgs,
     },
-    /// Stripe meter-event CSV (identifier,timestamp,event_name,payload_stripe_customer_id,payload_value): billable tokens per customer and day
+    /// Stripe meter-event CSV (identifier,timestamp,event_name,payload_stripe_customer_id,payload_value): billable tokens per customer and day; days Stripe would refuse (not ended yet, older than 35 days) are left out with a warning and exit 1; --json for one JSON object
     StripeMeter {
         /// The month: YYYY-MM or last
         #[arg(long, value_name = "MONTH")]
@@ -185,9 +185,8 @@ pub enum Cmd {
         /// The Stripe meter's event name
         #[arg(long, value_name = "NAME")]
         event_name: String,
-        /// CSV (the only format; accepted for symmetry with the other views)
-        #[arg(long)]
-        csv: bool,
+        #[command(flatten)]
+        format: FormatArgs,
     },
     /// The stored events as mb-events(5) JSON lines, to pull into another database
     Events {
@@ -234,11 +233,13 @@ EXAMPLES:
     # Daily cost and CPU for a plot
     mb-report series --by day --metric cost_usd --metric cpu_percent --csv
 
-    # Last month's invoice lines for the Stripe upload job, reproducibly
-    mb-report invoice --month last --usd-eur 0.92 --as-of 2026-12-01T03:00:00Z --csv | stripe-upload.sh
+    # Last month's invoice lines for the Stripe upload job; --as-of makes a
+    # re-run reproduce the same CSV, so the upload's ledger sees no change
+    mb-report invoice --month last --usd-eur 0.92 --usd-eur-source ECB --usd-eur-date 2026-11-30 \
+        --as-of 2026-12-01T03:00:00Z --csv | stripe-upload
 
     # Stripe meter events instead (Stripe prices the tokens)
-    mb-report stripe-meter --month last --event-name llm_tokens
+    mb-report stripe-meter --month last --event-name llm_tokens --as-of 2026-12-01T03:00:00Z | stripe-upload
 
     # Pull a VM's events into a central database
     ssh vm1 mb-report events --since 2026-11-01 | mb-ingest --db central.db";
@@ -321,13 +322,13 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
             }
             (None, format_of(&top.format, format)?)
         }
-        Some(Cmd::StripeMeter { .. }) => {
-            if top.vm.is_some() || top.format.json {
+        Some(Cmd::StripeMeter { format, .. }) => {
+            if top.vm.is_some() {
                 return Err(Error::Usage(
-                    "stripe-meter writes CSV for all VMs; --vm and --json do not apply".into(),
+                    "stripe-meter is per customer; --vm does not apply".into(),
                 ));
             }
-            (None, Format::Csv)
+            (None, format_of(&top.format, format)?)
         }
         Some(Cmd::Events { vm, .. }) => {
             if top.format.csv || top.format.json {
@@ -661,12 +662,21 @@ fn stripe_meter(
     }
     let at = ctx.as_of.unwrap_or(ctx.now);
     let q = query(ctx, period.clone());
-    let m = meter::meter(&ctx.store, &q, period, event_name, at)?;
-    render::csv::stripe_meter(&m, out)?;
+    let m = meter::meter(&ctx.store, &q, period, event_name, at, ctx.now)?;
+    match ctx.format {
+        Format::Json => render::json::stripe_meter(&m, period, ctx.as_of, out)?,
+        // The CSV is the meter-event format itself, also without --csv.
+        Format::Csv | Format::Text => render::csv::stripe_meter(&m, out)?,
+    }
     for c in &m.missing {
         cli::warn(format!(
             "{c}: no Stripe customer id, its usage is left out (mb-customer set {c} --stripe-customer cus_...)"
         ));
     }
-    Ok(Outcome::partial_if(!m.missing.is_empty()))
+    for (day, why) in &m.refused {
+        cli::warn(format!("{day} left out: it {why}"));
+    }
+    Ok(Outcome::partial_if(
+        !m.missing.is_empty() || !m.refused.is_empty(),
+    ))
 }

@@ -405,16 +405,17 @@ pub fn invoice(
     let p = &inv.period;
     let (what, utc) = period_lines(p);
     let mut head = format!(
-        "Invoice {what}; {}, {}, rounded once per line half-up to cents",
+        "Invoice {what}; amounts in {}, rounded once per line half-up to the minor unit; {}",
         billing.currency,
         match &inv.fx {
             Some(f) => format!(
-                "USD rate {} ({}, {})",
+                "USD costs converted at {} {}/USD ({}, {})",
                 f.rate.normalize(),
+                billing.currency,
                 esc(&f.source),
                 esc(&f.date)
             ),
-            None => "no USD conversion needed".into(),
+            None => "no USD costs to convert".into(),
         }
     );
     if let Some(u) = utc {
@@ -430,20 +431,22 @@ pub fn invoice(
     }
     let amount_head = format!("AMOUNT {}", billing.currency);
     let total: i64 = inv.lines.iter().map(|l| l.amount_minor).sum();
+    // Validated when the config was loaded; 2 is only a fallback.
+    let exp = crate::money::minor_exponent(&billing.currency).unwrap_or(2);
     let mut rows: Vec<Vec<String>> = Vec::new();
     for l in &inv.lines {
         rows.push(vec![
             esc(&l.customer_id).into_owned(),
             esc(&l.line).into_owned(),
             esc(&l.description).into_owned(),
-            crate::money::format_minor(l.amount_minor),
+            crate::money::format_minor_exp(l.amount_minor, exp),
         ]);
     }
     rows.push(vec![
         "total".into(),
         String::new(),
         String::new(),
-        crate::money::format_minor(total),
+        crate::money::format_minor_exp(total, exp),
     ]);
     writeln!(out)?;
     let headers = ["CUSTOMER", "LINE", "DESCRIPTION", amount_head.as_str()];
