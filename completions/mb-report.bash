@@ -59,7 +59,7 @@ _mb__report() {
 
     case "${cmd}" in
         mb__report)
-            opts="-h -V --db --config --customer --vm --tz --as-of --csv --json --period --date --since --until --month --help --version summary series invoice stripe-meter events help"
+            opts="-h -V --db --config --customer --tz --as-of --vm --csv --json --period --date --since --until --month --help --version summary series invoice stripe-meter events help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -77,15 +77,15 @@ _mb__report() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --vm)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --tz)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --as-of)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --vm)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -117,7 +117,7 @@ _mb__report() {
             return 0
             ;;
         mb__subcmd__report__subcmd__events)
-            opts="-h --since --until --kind --db --config --customer --vm --tz --as-of --csv --json --help"
+            opts="-h --since --until --kind --vm --db --config --customer --tz --as-of --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -135,6 +135,10 @@ _mb__report() {
                     COMPREPLY=($(compgen -W "resource api activity" -- "${cur}"))
                     return 0
                     ;;
+                --vm)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --db)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -144,10 +148,6 @@ _mb__report() {
                     return 0
                     ;;
                 --customer)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --vm)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -265,7 +265,7 @@ _mb__report() {
             return 0
             ;;
         mb__subcmd__report__subcmd__invoice)
-            opts="-h --month --usd-eur --usd-eur-source --usd-eur-date --allow-unregistered --allow-unpriced --db --config --customer --vm --tz --as-of --csv --json --help"
+            opts="-h --month --usd-eur --usd-eur-source --usd-eur-date --allow-unregistered --allow-unpriced --csv --json --db --config --customer --tz --as-of --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -299,10 +299,6 @@ _mb__report() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --vm)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --tz)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -319,7 +315,7 @@ _mb__report() {
             return 0
             ;;
         mb__subcmd__report__subcmd__series)
-            opts="-h --period --date --since --until --month --by --metric --db --config --customer --vm --tz --as-of --csv --json --help"
+            opts="-h --period --date --since --until --month --vm --csv --json --by --metric --db --config --customer --tz --as-of --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -345,6 +341,10 @@ _mb__report() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --vm)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --by)
                     COMPREPLY=($(compgen -W "hour day week month" -- "${cur}"))
                     return 0
@@ -365,10 +365,6 @@ _mb__report() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --vm)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --tz)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -385,7 +381,7 @@ _mb__report() {
             return 0
             ;;
         mb__subcmd__report__subcmd__stripe__subcmd__meter)
-            opts="-h --month --event-name --db --config --customer --vm --tz --as-of --csv --json --help"
+            opts="-h --month --event-name --csv --json --db --config --customer --tz --as-of --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -411,10 +407,6 @@ _mb__report() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --vm)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --tz)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -431,7 +423,7 @@ _mb__report() {
             return 0
             ;;
         mb__subcmd__report__subcmd__summary)
-            opts="-h --period --date --since --until --month --db --config --customer --vm --tz --as-of --csv --json --help"
+            opts="-h --period --date --since --until --month --vm --csv --json --db --config --customer --tz --as-of --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -457,6 +449,10 @@ _mb__report() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --vm)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --db)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -466,10 +462,6 @@ _mb__report() {
                     return 0
                     ;;
                 --customer)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --vm)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
