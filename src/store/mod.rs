@@ -12,6 +12,7 @@
 //! A database whose `user_version` is newer than this binary is refused.
 
 pub mod customers;
+pub mod fleet;
 mod events;
 pub mod report;
 pub mod schema;
