@@ -200,11 +200,12 @@ fn page_shows_the_customers_month_with_charts_and_escaping() {
     assert!(b.contains("&lt;b&gt;x&lt;/b&gt;"));
     assert!(!b.contains("<script"), "unescaped markup in the page");
     assert!(!b.contains("<b>"), "unescaped markup in the page");
-    // Charts: cost by model, cost per day, CPU and memory.
-    assert_eq!(b.matches("<svg class=\"chart").count(), 3);
-    assert!(b.contains("<svg class=\"chart hbars\""));
-    assert!(b.contains("<svg class=\"chart bars\""));
-    assert!(b.contains("<svg class=\"chart lines\""));
+    // Charts: cost by model, cost per day, CPU and memory; all text HTML.
+    assert_eq!(b.matches("<figure class=\"chart").count(), 3);
+    assert!(b.contains("<figure class=\"chart hbars\""));
+    assert!(b.contains("<figure class=\"chart bars\""));
+    assert!(b.contains("<figure class=\"chart lines\""));
+    assert!(!b.contains("<text"), "SVG text scales with the chart");
     // Day 03 of the month: 750,000 tokens for USD 4.5 (3.0 + 1.5).
     assert!(b.contains("<title>2026-11-03 00:00: USD 4.5, 750,000 tokens</title>"));
     // Resources and activity, as mb-report prints them.
@@ -217,7 +218,12 @@ fn page_shows_the_customers_month_with_charts_and_escaping() {
     assert!(b.contains("<tr><td>pattern</td><td class=\"n\">1</td><td class=\"n\">600.0</td></tr>"));
     // Invoice preview of November: pro 499.00 for 30 of 30 days; tokens
     // 1,301,000 of 1,000,000 (130.1 %); projection x 30/27.5 = 1,419,272.
-    assert!(b.contains("Invoice preview 2026-11"));
+    assert!(b.contains("<section id=\"invoice\" data-month=\"2026-11\" data-state=\"projected\">"));
+    assert!(b.contains("Invoice preview 2026-11 <small>(projected, 2026-11-01 to 2026-11-30)</small>"));
+    // Tier, status and local dates in the heading.
+    assert!(b.contains("<span class=\"badge\" id=\"tier\">tier pro</span>"));
+    assert!(b.contains("id=\"status\">active since 2026-11-01</span>"));
+    assert!(b.contains("<p class=\"meta\" id=\"span\">2026-11-01 to 2026-11-30 (UTC);"));
     assert!(b.contains("EUR 499.00"));
     assert!(b.contains("1,301,000 of 1,000,000 included (130.1 %)"));
     assert!(b.contains("Projected to month end: 1,419,272 tokens, USD 9.819272727"));
@@ -250,10 +256,28 @@ fn period_selector_steps_through_days_weeks_and_months() {
     assert!(r
         .body
         .contains("<td class=\"n\">1,000</td><td class=\"n\">0.0100</td>"));
-    // A month without usage renders empty charts, not an error.
+    // The previous month shows its own invoice, final: no projection.
+    assert!(r
+        .body
+        .contains("<section id=\"invoice\" data-month=\"2026-10\" data-state=\"final\">"));
+    assert!(!r.body.contains("Projected"));
+    // A month without usage: one empty state per section, no chart, and
+    // missing figures shown as missing, not 0.
     let r = get(&s, "/?month=2026-01");
     assert_eq!(r.status, 200);
-    assert!(r.body.contains("no data in this period"));
+    for msg in [
+        "No API usage in this period.",
+        "No API cost in this period.",
+        "No resource samples in this period.",
+        "No activity in this period.",
+    ] {
+        assert!(
+            r.body.contains(&format!("<p class=\"empty\">{msg}</p>")),
+            "{msg}"
+        );
+    }
+    assert!(!r.body.contains("<svg"));
+    assert!(!r.body.contains("0.0 MB"));
 }
 
 /// The API's summary is byte-for-byte the JSON of mb-report (as values).
@@ -694,50 +718,69 @@ fn keeps_serving_while_ingest_writes_and_stops_on_sigterm() {
     assert_eq!(logged, ["mb-dashboard: shutting down"]);
 }
 
+/// The install command the browser test needs, the same in README,
+/// docs/mb-dashboard.md and .ci/run.
+const BROWSER_SETUP: &str =
+    "apt-get install -y chromium nodejs npm && (cd tests/browser && npm ci)";
+
 /// The end-to-end check in a real headless browser (Debian's chromium
-/// driven by playwright-core, tests/browser/dashboard.mjs). Skipped, with a
-/// message saying how to enable it, where chromium, node or the npm
-/// package are missing. `MB_SCREENSHOT=FILE` also saves a screenshot.
+/// driven by playwright-core, tests/browser/dashboard.mjs), at 1400 and
+/// 800 px. Ignored by a plain `cargo test`, so the summary counts it as
+/// "1 ignored" instead of a silent "ok"; `.ci/run` runs it with
+/// `--ignored`, and then missing chromium, node or playwright-core is a
+/// failure that names the install command. Screenshots are kept in
+/// target/dashboard-browser/.
 #[test]
+#[ignore = "needs chromium, node and tests/browser/node_modules; .ci/run runs it"]
 fn browser_renders_charts_and_switches_period() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("tests/browser");
     let chromium = std::env::var_os("MB_CHROMIUM")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| "/usr/bin/chromium".into());
-    let skip = |why: &str| {
-        eprintln!(
-            "dashboard browser test skipped: {why}; to run it: apt-get install -y chromium nodejs npm \
-             && (cd tests/browser && npm install) (see docs/mb-dashboard.md)"
-        );
+    let missing = |why: &str| -> ! {
+        panic!("dashboard browser test cannot run: {why}; install with: {BROWSER_SETUP}")
     };
     if !chromium.exists() {
-        return skip(&format!("no chromium at {}", chromium.display()));
+        missing(&format!("no chromium at {}", chromium.display()));
     }
     let node_ok = std::process::Command::new("node")
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
     if !node_ok {
-        return skip("node is not installed");
+        missing("node is not installed");
     }
     if !dir.join("node_modules/playwright-core").is_dir() {
-        return skip("tests/browser/node_modules/playwright-core is missing");
+        missing("tests/browser/node_modules/playwright-core is missing");
     }
     let env = fixture_env();
+    // A model name as long as real ones: it used to lose its first letter
+    // at the card's edge.
+    let long = r#"{"v":1,"kind":"api","id":"cpa:00000009:2026-11-27T10:00:00Z","ts":"2026-11-27T10:00:00Z","customer_id":"acme","vm_id":"vm-1","provider":"anthropic","model":"claude-sonnet-4-5-20250929","price_key":"claude-sonnet-4-5","tokens_in":1000,"tokens_out":100,"cache_read_tokens":0,"cache_write_tokens":0,"reasoning_tokens":0,"cost_usd":"0.5","priced":true,"price_table":"builtin-2026-11-01","request_id":"00000009","failed":false,"auth_type":"apikey","client":null,"service_tier":null,"source_format":"usage-queue"}"#;
+    assert_code(&env.run("mb-ingest", &[], &format!("{long}\n")), 0);
     let s = start(&env, &["--customer", "acme"]);
-    let mut c = std::process::Command::new("node");
-    c.arg(dir.join("dashboard.mjs"))
+    let fleet = start(&env, &[]);
+    let artifacts = root.join("target/dashboard-browser");
+    let o = std::process::Command::new("node")
+        .arg(dir.join("dashboard.mjs"))
         .arg(format!("http://{}", s.addr))
-        .env("MB_CHROMIUM", &chromium);
-    if let Some(shot) = std::env::var_os("MB_SCREENSHOT") {
-        c.arg(shot);
-    }
-    let o = c.output().unwrap();
+        .arg(format!("http://{}", fleet.addr))
+        .arg(&artifacts)
+        .env("MB_CHROMIUM", &chromium)
+        .output()
+        .unwrap();
     assert!(
         o.status.success(),
         "browser check failed\nstdout:\n{}\nstderr:\n{}",
         stdout(&o),
         stderr(&o)
     );
-    assert!(stdout(&o).contains("ok: no request leaves the dashboard"));
+    let out = stdout(&o);
+    assert!(out.contains("ok: no request leaves the dashboard"));
+    assert!(out.contains("ok: 800px: no sideways scroll"));
+    for shot in ["1400-month.png", "800-month.png", "800-fleet.png", "800-empty.png"] {
+        assert!(artifacts.join(shot).is_file(), "{shot} not written");
+    }
+    eprintln!("screenshots in {}", artifacts.display());
 }
