@@ -84,6 +84,11 @@ fn start_with(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> Server {
     for (k, v) in vars {
         c.env(k, v);
     }
+    spawn_server(c)
+}
+
+/// Start the server `c` describes and wait for its listening line.
+fn spawn_server(mut c: std::process::Command) -> Server {
     let mut child = c
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -219,7 +224,9 @@ fn page_shows_the_customers_month_with_charts_and_escaping() {
     // Invoice preview of November: pro 499.00 for 30 of 30 days; tokens
     // 1,301,000 of 1,000,000 (130.1 %); projection x 30/27.5 = 1,419,272.
     assert!(b.contains("<section id=\"invoice\" data-month=\"2026-11\" data-state=\"projected\">"));
-    assert!(b.contains("Invoice preview 2026-11 <small>(projected, 2026-11-01 to 2026-11-30)</small>"));
+    assert!(
+        b.contains("Invoice preview 2026-11 <small>(projected, 2026-11-01 to 2026-11-30)</small>")
+    );
     // Tier, status and local dates in the heading.
     assert!(b.contains("<span class=\"badge\" id=\"tier\">tier pro</span>"));
     assert!(b.contains("id=\"status\">active since 2026-11-01</span>"));
@@ -783,8 +790,410 @@ fn browser_renders_charts_and_switches_period() {
     let out = stdout(&o);
     assert!(out.contains("ok: no request leaves the dashboard"));
     assert!(out.contains("ok: 800px: no sideways scroll"));
-    for shot in ["1400-month.png", "800-month.png", "800-fleet.png", "800-empty.png"] {
+    for shot in [
+        "1400-month.png",
+        "800-month.png",
+        "800-fleet.png",
+        "800-empty.png",
+    ] {
         assert!(artifacts.join(shot).is_file(), "{shot} not written");
     }
     eprintln!("screenshots in {}", artifacts.display());
+}
+
+/// The fleet view: customers with tier, status and a total row; VMs with
+/// their last sample and a stale mark; the same as JSON.
+#[test]
+fn fleet_view_and_its_json() {
+    let env = fixture_env();
+    // globex has a registered VM that never reported.
+    assert_code(
+        &env.run("mb-customer", &["set", "globex", "--add-vm", "vm-9"], ""),
+        0,
+    );
+    let s = start(&env, &[]);
+    let r = get(&s, "/?period=month&date=2026-11-03");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let b = &r.body;
+    assert!(b.contains("<section id=\"customers\">"));
+    assert!(b.contains("<tr class=\"total\"><td>Total</td>"));
+    assert!(b.contains("1,301,000<br><small>of 1,000,000 (130.1 %)</small>"));
+    assert!(b.contains("<tr class=\"vm state-stale\" data-vm=\"vm-1\">"));
+    assert!(b.contains("<tr class=\"vm state-stale\" data-vm=\"vm-9\">"));
+    assert!(b.contains("<tr class=\"vm state-no_samples\" data-vm=\"vm-7\">"));
+    assert!(b.contains("2026-11-03 10:10 UTC"));
+    assert!(b.contains("2 stale</span>"));
+
+    let v = get(&s, "/api/v1/customers?month=2026-11").json();
+    let c = &v["customers"];
+    assert_eq!(c[0]["customer_id"], "acme");
+    assert_eq!(c[0]["tier"], "pro");
+    assert_eq!(c[0]["status"], "active");
+    assert_eq!(c[0]["tokens"], 1_301_000);
+    assert_eq!(c[0]["cost_usd"], "9.001");
+    assert_eq!(c[0]["net_in_bytes"], 300_000_000);
+    assert_eq!(c[1]["customer_id"], "globex");
+    assert_eq!(c[1]["net_in_bytes"], serde_json::Value::Null);
+    assert_eq!(v["total"]["tokens"], 1_312_000);
+    assert_eq!(v["total"]["cost_usd"], "9.036");
+    assert_eq!(v["total"]["included_tokens"], 2_000_000);
+
+    // Freshness at the fixture's clock: vm-1's last sample is 25 days old.
+    let v = get(&s, "/api/v1/vms").json();
+    let vms = v["vms"].as_array().unwrap();
+    let ids: Vec<&str> = vms.iter().map(|x| x["vm_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["vm-1", "vm-7", "vm-9"]);
+    assert_eq!(vms[0]["state"], "stale");
+    assert_eq!(vms[0]["last_sample"]["ts"], "2026-11-03T10:10:00Z");
+    assert_eq!(vms[0]["last_sample"]["age_seconds"], 2_166_600);
+    assert_eq!(vms[0]["stale_after_seconds"], 600);
+    assert_eq!(vms[0]["api"]["last"], "2026-11-27T09:00:00Z");
+    assert_eq!(vms[0]["api"]["count"], 4);
+    assert_eq!(vms[1]["state"], "no_samples");
+    assert_eq!(vms[2]["state"], "stale");
+    assert_eq!(vms[2]["registered_to"], serde_json::json!(["globex"]));
+    assert_eq!(v["ingest_runs"][0]["inserted"], 12);
+    // `until` moves the cutoff: two minutes after the last sample it is fresh.
+    let v = get(&s, "/api/v1/vms?until=2026-11-03T10:12:00Z&stale_after=5m").json();
+    assert_eq!(v["vms"][0]["state"], "ok");
+    assert_eq!(v["vms"][0]["stale_after_seconds"], 300);
+    assert_eq!(v["vms"][0]["api"]["count"], 2);
+    // mb-report vms computes the same (one library function).
+    let o = env.run("mb-report", &["vms", "--json"], "");
+    assert_code(&o, 1);
+    let cli: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(cli, get(&s, "/api/v1/vms").json());
+    assert!(
+        stderr(&o).contains("2 VMs are stale: vm-1, vm-9"),
+        "{}",
+        stderr(&o)
+    );
+    for bad in [
+        "/api/v1/vms?stale_after=soon",
+        "/api/v1/vms?until=2026-01-01&since=2026-02-01",
+        "/api/v1/vms?foo=1",
+        "/api/v1/customers?since=2026-11-01&month=2026-11",
+    ] {
+        assert_eq!(get(&s, bad).status, 400, "{bad}");
+    }
+
+    // since/until on the summary, as in mb-report.
+    let v = get(
+        &s,
+        "/api/v1/summary?since=2026-11-03&until=2026-11-04&customer=acme",
+    )
+    .json();
+    let o = env.run(
+        "mb-report",
+        &[
+            "--json",
+            "--customer",
+            "acme",
+            "--since",
+            "2026-11-03",
+            "--until",
+            "2026-11-04",
+        ],
+        "",
+    );
+    let mut cli: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let mut api = v.clone();
+    for x in [&mut cli, &mut api] {
+        x.as_object_mut().unwrap().remove("generated_at");
+    }
+    assert_eq!(api, cli);
+    assert_eq!(v["customers"][0]["api_total"]["total_tokens"], 750_000);
+
+    // Scoped: only the customer's VMs, no ingest runs (they describe
+    // everyone's data).
+    let scoped = start(&env, &["--customer", "globex"]);
+    let v = get(&scoped, "/api/v1/vms").json();
+    let ids: Vec<&str> = v["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["vm_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["vm-7", "vm-9"]);
+    assert_eq!(v["ingest_runs"], serde_json::json!([]));
+    assert_eq!(get(&scoped, "/api/v1/vms?customer=acme").status, 403);
+    let v = get(&scoped, "/api/v1/customers").json();
+    assert_eq!(v["customers"].as_array().unwrap().len(), 1);
+}
+
+/// `mb-report vms`: text with stale marks and the ingest runs, CSV, and
+/// exit 1 exactly when a VM is stale.
+#[test]
+fn mb_report_vms_marks_stale_vms_and_exits_1() {
+    let env = fixture_env();
+    let o = env.run("mb-report", &["vms"], "");
+    assert_code(&o, 1);
+    let t = stdout(&o);
+    assert!(
+        t.contains(
+            "Fleet at 2026-11-28 12:00 (UTC); api and activity events since 2026-10-28 12:00."
+        ),
+        "{t}"
+    );
+    assert!(t.contains("  vm-1  acme      2026-11-03 10:10  25 d 1 h  2026-11-27 09:00  2026-11-04 09:00  run 1      STALE (> 10 min)"), "{t}");
+    assert!(t.contains("  vm-7  globex    -                        -  2026-11-05 12:00  -                 -          no samples"), "{t}");
+    assert!(t.contains("1 of 2 VMs stale."), "{t}");
+    assert!(t.contains("Latest ingest runs:"), "{t}");
+    assert!(stderr(&o).contains("mb-report: 1 VM is stale: vm-1"));
+    // Two minutes after the last sample nothing is stale: exit 0.
+    let o = env.run(
+        "mb-report",
+        &["vms", "--until", "2026-11-03T10:12:00Z", "--csv"],
+        "",
+    );
+    assert_code(&o, 0);
+    let csv = stdout(&o);
+    assert!(csv.starts_with("vm_id,customer_id,registered_to,last_sample,age_seconds,"));
+    assert!(csv.contains("\nvm-1,acme,,2026-11-03T10:10:00Z,120,300,10,60,20000000000,1,2026-11-03T10:00:00Z,2,2026-11-03T10:05:00Z,1,600,ok\n"), "{csv}");
+    // A fixed threshold.
+    let o = env.run(
+        "mb-report",
+        &[
+            "vms",
+            "--until",
+            "2026-11-03T10:12:00Z",
+            "--stale-after",
+            "60",
+        ],
+        "",
+    );
+    assert_code(&o, 1);
+    let o = env.run("mb-report", &["vms", "--stale-after", "soon"], "");
+    assert_code(&o, 2);
+}
+
+/// `/metrics` parses with the official Prometheus parser (prometheus_client
+/// from PyPI), escapes label values, and gives mb-report's figures.
+#[test]
+fn metrics_parse_with_the_prometheus_parser_and_equal_mb_report() {
+    let have = std::process::Command::new("python3")
+        .args(["-c", "import prometheus_client.parser"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "prometheus_client is missing in CI: pip install prometheus_client"
+        );
+        eprintln!("metrics parser test skipped: pip install prometheus_client");
+        return;
+    }
+    let env = fixture_env();
+    // An unpriced model whose name needs every escape of the format.
+    let weird = r#"{"v":1,"kind":"api","id":"cpa:0000000a:2026-11-20T10:00:00Z","ts":"2026-11-20T10:00:00Z","customer_id":"acme","vm_id":"vm-1","provider":"odd","model":"a\"b\\c\nd","price_key":null,"tokens_in":5,"tokens_out":0,"cache_read_tokens":0,"cache_write_tokens":0,"reasoning_tokens":0,"cost_usd":null,"priced":false,"price_table":null,"request_id":"0000000a","failed":false,"auth_type":"apikey","client":null,"service_tier":null,"source_format":"usage-queue"}"#;
+    assert_code(&env.run("mb-ingest", &[], &format!("{weird}\n")), 0);
+    let s = start(&env, &[]);
+    let r = get(&s, "/metrics");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert!(r.body.contains(r#"model="a\"b\\c\nd""#), "{}", r.body);
+    let script = env.write(
+        "parse.py",
+        "import sys, json\n\
+         from prometheus_client.parser import text_string_to_metric_families\n\
+         out = []\n\
+         for f in text_string_to_metric_families(sys.stdin.read()):\n\
+         \x20   for s in f.samples:\n\
+         \x20       out.append([f.name, f.type, s.name, s.labels, s.value])\n\
+         print(json.dumps(out))\n",
+    );
+    let o = run_cmd(std::process::Command::new("python3").arg(&script), &r.body);
+    assert_code(&o, 0);
+    let samples: Vec<(String, String, String, serde_json::Value, f64)> =
+        serde_json::from_str(&stdout(&o)).unwrap();
+    let val = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        let hits: Vec<f64> = samples
+            .iter()
+            .filter(|s| {
+                s.2 == name
+                    && labels.iter().all(|(k, v)| s.3[*k] == *v)
+                    && s.3.as_object().unwrap().len() == labels.len()
+            })
+            .map(|s| s.4)
+            .collect();
+        assert_eq!(hits.len(), 1, "{name} {labels:?}: {hits:?}");
+        hits[0]
+    };
+    // Equal to mb-report for the same month.
+    let o = env.run("mb-report", &["--json", "--month", "2026-11"], "");
+    let rep: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    for c in rep["customers"].as_array().unwrap() {
+        let id = c["customer_id"].as_str().unwrap();
+        let t = &c["api_total"];
+        assert_eq!(
+            val("mb_customer_tokens", &[("customer", id)]),
+            t["total_tokens"].as_f64().unwrap()
+        );
+        let cost: f64 = t["cost_usd"].as_str().unwrap().parse().unwrap();
+        assert_eq!(val("mb_customer_cost_usd", &[("customer", id)]), cost);
+        assert_eq!(
+            val("mb_customer_requests", &[("customer", id)]),
+            t["requests"].as_f64().unwrap()
+        );
+    }
+    assert_eq!(
+        val("mb_customer_tokens", &[("customer", "acme")]),
+        1_301_005.0
+    );
+    let o = env.run(
+        "mb-report",
+        &["--json", "--month", "2026-11", "--vm", "vm-1"],
+        "",
+    );
+    let rep: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let t = &rep["customers"][0]["api_total"];
+    assert_eq!(
+        val("mb_vm_tokens", &[("customer", "acme"), ("vm", "vm-1")]),
+        t["total_tokens"].as_f64().unwrap()
+    );
+    let cost: f64 = t["cost_usd"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        val("mb_vm_cost_usd", &[("customer", "acme"), ("vm", "vm-1")]),
+        cost
+    );
+    // The hostile model survives the round trip exactly.
+    assert_eq!(
+        val(
+            "mb_unpriced_requests",
+            &[
+                ("customer", "acme"),
+                ("provider", "odd"),
+                ("model", "a\"b\\c\nd")
+            ]
+        ),
+        1.0
+    );
+    // Freshness, last interval, ingest.
+    assert_eq!(
+        val(
+            "mb_vm_last_sample_age_seconds",
+            &[("customer", "acme"), ("vm", "vm-1")]
+        ),
+        2_166_600.0
+    );
+    assert_eq!(
+        val(
+            "mb_vm_last_sample_timestamp_seconds",
+            &[("customer", "acme"), ("vm", "vm-1")]
+        ),
+        1_793_700_600.0
+    );
+    assert_eq!(
+        val("mb_vm_stale", &[("customer", "acme"), ("vm", "vm-1")]),
+        1.0
+    );
+    assert_eq!(
+        val("mb_vm_cpu_percent", &[("customer", "acme"), ("vm", "vm-1")]),
+        10.0
+    );
+    assert_eq!(
+        val(
+            "mb_vm_memory_percent",
+            &[("customer", "acme"), ("vm", "vm-1")]
+        ),
+        60.0
+    );
+    assert_eq!(val("mb_ingest_runs", &[("status", "ok")]), 2.0);
+    assert_eq!(
+        val("mb_ingest_lines_total", &[("result", "inserted")]),
+        13.0
+    );
+    assert_eq!(val("mb_ingest_lines_total", &[("result", "rejected")]), 0.0);
+    assert!(samples
+        .iter()
+        .any(|s| s.0 == "mb_ingest_lines" && s.1 == "counter"));
+
+    // Scoped and protected like the API.
+    let tok = env.write("token", "0123456789abcdef0123\n");
+    std::fs::set_permissions(&tok, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let scoped = start(
+        &env,
+        &[
+            "--customer",
+            "globex",
+            "--token-file",
+            tok.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(get(&scoped, "/metrics").status, 401);
+    let r = request(
+        &scoped.addr,
+        "GET",
+        "/metrics",
+        &[("Authorization", "Bearer 0123456789abcdef0123")],
+    );
+    assert_eq!(r.status, 200);
+    assert!(r
+        .body
+        .contains("mb_customer_tokens{customer=\"globex\"} 11000"));
+    assert!(!r.body.contains("acme"), "{}", r.body);
+    assert!(
+        !r.body.contains("mb_ingest"),
+        "ingest series on a scoped dashboard"
+    );
+    assert_eq!(get(&scoped, "/metrics?customer=acme").status, 401);
+}
+
+/// 200 connections that never finish their header, under an open-files
+/// limit of 128: once the header timeout has passed, /healthz answers
+/// within 2 s.
+#[test]
+fn half_open_connections_cannot_starve_the_server() {
+    let env = fixture_env();
+    let mut c = std::process::Command::new("prlimit");
+    c.arg("--nofile=128:128").arg(bin_path("mb-dashboard"));
+    c.args(["--port", "0", "--header-timeout", "2"]);
+    c.env_clear();
+    for (k, v) in env.cmd("mb-dashboard").get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    let s = spawn_server(c);
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        if let Ok(mut t) = TcpStream::connect(&s.addr) {
+            let _ = t.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n");
+            held.push(t);
+        }
+    }
+    assert!(held.len() >= 150, "only {} connections opened", held.len());
+    // The timeout (2 s) passes with the connections still held open.
+    std::thread::sleep(Duration::from_millis(2500));
+    let t0 = Instant::now();
+    let mut s2 = TcpStream::connect(&s.addr).unwrap();
+    s2.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s2.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut got = String::new();
+    let _ = s2.read_to_string(&mut got);
+    assert!(got.starts_with("HTTP/1.1 200"), "no answer: {got:?}");
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    // The server closed the half-open connections it had accepted.
+    let mut closed = 0;
+    for t in &mut held {
+        t.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let mut b = [0u8; 512];
+        match t.read(&mut b) {
+            Ok(0) => closed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => closed += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(closed, held.len());
+    drop(held);
+    // Request size limits: a body is refused, a huge header is 431.
+    let r = request(&s.addr, "GET", "/healthz", &[("Content-Length", "5")]);
+    assert_eq!(r.status, 413);
+    let big = "x".repeat(20_000);
+    let r = request(&s.addr, "GET", "/", &[("X-Big", &big)]);
+    assert_eq!(r.status, 431);
 }

@@ -68,6 +68,14 @@ pub struct Args {
     /// File holding the access token, refused unless only its owner can read it (chmod 600) [default: $MB_DASHBOARD_TOKEN]
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+
+    /// Seconds a client has to send a whole request header; also the idle timeout of a kept-alive connection
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout: u64,
+
+    /// Most connections open at once (lowered to fit the open-files limit); more are closed at once
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub max_connections: u64,
 }
 
 const EXAMPLES: &str = "\
@@ -123,6 +131,10 @@ pub fn run(args: Args, _out: &mut dyn Write) -> Result<Outcome> {
         customer: args.customer,
         token,
         allow_remote: args.allow_remote,
+        limits: dashboard::server::Limits {
+            header_timeout: std::time::Duration::from_secs(args.header_timeout),
+            max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        },
     })?;
     Ok(Outcome::Success)
 }

@@ -20,9 +20,9 @@ use super::data::Preview;
 use super::fleet::{CustomerRow, Customers};
 use super::request::{encode, Selection};
 use super::svg;
-use crate::report::fleet::{Fleet, State};
 use crate::money::{format_minor, format_nanos_places};
 use crate::output::{fixed, thousands};
+use crate::report::fleet::{human_age as age, Fleet, State};
 use crate::report::period::tz_label;
 use crate::report::{CustomerSummary, Period, SeriesRow, Summary, Unit};
 use crate::time;
@@ -147,13 +147,20 @@ pub fn span(p: &Period) -> String {
             format!("{a} to {b}")
         }
     } else {
-        format!("{} to {}", s.format("%Y-%m-%d %H:%M"), e.format("%Y-%m-%d %H:%M"))
+        format!(
+            "{} to {}",
+            s.format("%Y-%m-%d %H:%M"),
+            e.format("%Y-%m-%d %H:%M")
+        )
     }
 }
 
 /// A missing value: shown as missing, never as 0.
 fn missing(why: &str) -> String {
-    format!("<span class=\"missing\" title=\"{}\">&mdash;</span>", esc(why))
+    format!(
+        "<span class=\"missing\" title=\"{}\">&mdash;</span>",
+        esc(why)
+    )
 }
 
 fn money4(n: i64) -> String {
@@ -248,7 +255,11 @@ pub fn page(d: &PageData) -> String {
         h,
         "<strong id=\"period\" data-kind=\"{}\">{}</strong>",
         esc(&p.kind),
-        esc(&if p.kind == "custom" { span(p) } else { p.label.clone() })
+        esc(&if p.kind == "custom" {
+            span(p)
+        } else {
+            p.label.clone()
+        })
     );
     if let Ok(next) = p.next() {
         let _ = write!(
@@ -451,16 +462,6 @@ fn fleet_view(h: &mut String, d: &PageData, c: &Customers, f: &Fleet) {
         h.push_str("</tbody></table></div>");
     }
     h.push_str("</section>");
-}
-
-/// An age as people read it: `45 s`, `12 min`, `3 h 5 min`, `2 d 4 h`.
-pub fn age(s: i64) -> String {
-    match s {
-        s if s < 120 => format!("{s} s"),
-        s if s < 7200 => format!("{} min", s / 60),
-        s if s < 172_800 => format!("{} h {} min", s / 3600, s % 3600 / 60),
-        s => format!("{} d {} h", s / 86_400, s % 86_400 / 3600),
-    }
 }
 
 /// Label of a chart bucket.

@@ -103,7 +103,11 @@ pub fn render(i: &Input) -> String {
         "gauge",
         "Start of the month the month-to-date gauges cover.",
     );
-    o.sample("mb_month_start_timestamp_seconds", &[], seconds(&i.month.start));
+    o.sample(
+        "mb_month_start_timestamp_seconds",
+        &[],
+        seconds(&i.month.start),
+    );
 
     let cs = &i.summary.customers;
     o.family(
@@ -300,7 +304,11 @@ pub fn render(i: &Input) -> String {
             "When the latest mb-ingest run of each status finished.",
         );
         for (st, ts) in i.last_run {
-            o.sample("mb_ingest_last_run_timestamp_seconds", &[("status", st)], ts);
+            o.sample(
+                "mb_ingest_last_run_timestamp_seconds",
+                &[("status", st)],
+                ts,
+            );
         }
     }
     o.0

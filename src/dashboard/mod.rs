@@ -34,6 +34,7 @@ pub mod fleet;
 pub mod html;
 pub mod metrics;
 pub mod request;
+pub mod server;
 pub mod svg;
 
 use std::net::{IpAddr, SocketAddr};
@@ -78,6 +79,8 @@ pub struct Options {
     pub token: Option<Token>,
     /// Whether a non-loopback address was explicitly allowed.
     pub allow_remote: bool,
+    /// Header-read timeout and connection cap.
+    pub limits: server::Limits,
 }
 
 struct App {
@@ -226,25 +229,40 @@ async fn run_server(o: Options) -> Result<()> {
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(Error::Stream)?;
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let _ = &mut stop_rx;
     cli::warn(format!("listening on http://{bound}/"));
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+    let cap = server::effective_cap(o.limits.max_connections);
+    if cap < o.limits.max_connections {
+        cli::warn(format!(
+            "at most {cap} connections (the open-files limit less {} for the database)",
+            server::FD_RESERVE
+        ));
+    }
+    let serving = server::run(listener, router, o.limits, stop_rx.clone());
+    let signal = async move {
         tokio::select! {
             _ = term.recv() => {},
             _ = int.recv() => {},
         }
         cli::warn("shutting down");
         let _ = stop_tx.send(true);
-    });
+    };
     let grace = async move {
         let _ = stop_rx.wait_for(|v| *v).await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
+    tokio::pin!(serving);
     tokio::select! {
-        r = server => r.map_err(Error::Stream)?,
-        _ = grace => cli::warn(format!(
-            "requests still open {} s after the signal; exiting",
-            SHUTDOWN_GRACE.as_secs()
-        )),
+        _ = &mut serving => {}
+        _ = signal => {
+            tokio::select! {
+                _ = &mut serving => {}
+                _ = grace => cli::warn(format!(
+                    "requests still open {} s after the signal; exiting",
+                    SHUTDOWN_GRACE.as_secs()
+                )),
+            }
+        }
     }
     Ok(())
 }
@@ -287,6 +305,15 @@ async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
 }
 
 async fn admit(app: &App, req: Request, next: Next) -> Response<Body> {
+    // GET requests carry no body; refuse one rather than read it.
+    let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    if has_body {
+        return HttpError::new(413, "request bodies are not accepted").html();
+    }
     let query = req.uri().query().map(str::to_string);
     if query
         .as_ref()
@@ -489,10 +516,8 @@ async fn page(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response<Bo
             }
             None => {
                 let customers = fleet::customers(store, &app.cfg, &summary, None, now)?;
-                let f = crate::report::fleet::fleet(
-                    store,
-                    &crate::report::fleet::Options::at(now),
-                )?;
+                let f =
+                    crate::report::fleet::fleet(store, &crate::report::fleet::Options::at(now))?;
                 fleet_data = Some((customers, f));
             }
         }
@@ -689,8 +714,12 @@ async fn metrics_page(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Res
                 .last_finished_runs()?
                 .into_iter()
                 .filter_map(|(st, t)| {
-                    time::parse_rfc3339(&t)
-                        .map(|t| (st, t.timestamp() as f64 + f64::from(t.timestamp_subsec_micros()) / 1e6))
+                    time::parse_rfc3339(&t).map(|t| {
+                        (
+                            st,
+                            t.timestamp() as f64 + f64::from(t.timestamp_subsec_micros()) / 1e6,
+                        )
+                    })
                 })
                 .collect();
             (Some(store.run_totals()?), last)

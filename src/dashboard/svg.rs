@@ -314,12 +314,22 @@ mod tests {
 
     #[test]
     fn labels_are_escaped() {
-        let s = bars("<b>", &["<script>".into()], &[1.0], &["a&b".into()], "", "none");
+        let s = bars(
+            "<b>",
+            &["<script>".into()],
+            &[1.0],
+            &["a&b".into()],
+            "",
+            "none",
+        );
         assert!(!s.contains("<script>") && !s.contains("<b>"));
         assert!(s.contains("&lt;script&gt;") && s.contains("a&amp;b"));
         let s = hbars("t", &[("<i>".into(), 1.0, "1".into())], "none");
         assert!(s.contains("&lt;i&gt;") && !s.contains("<i>"));
-        assert_eq!(hbars("t", &[], "<none>"), "<p class=\"empty\">&lt;none&gt;</p>");
+        assert_eq!(
+            hbars("t", &[], "<none>"),
+            "<p class=\"empty\">&lt;none&gt;</p>"
+        );
         assert_eq!(
             bars("t", &["a".into()], &[0.0], &[String::new()], "", "none"),
             empty("none")

@@ -175,6 +175,16 @@ impl Fleet {
     }
 }
 
+/// An age as people read it: `45 s`, `12 min`, `3 h 5 min`, `2 d 4 h`.
+pub fn human_age(s: i64) -> String {
+    match s {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s if s < 172_800 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        s => format!("{} d {} h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
 /// Parse a staleness threshold: seconds (`600`), or a number with `s`,
 /// `m`, `h` or `d` (`10m`, `2h`). At least one second.
 pub fn parse_duration(s: &str) -> Option<i64> {
@@ -341,6 +351,14 @@ mod tests {
         assert_eq!(c.as_deref(), Some("globex"));
         assert_eq!(merge(&ev, "vm-9").0, EventInfo::default());
         assert_eq!(State::NoSamples.as_str(), "no_samples");
+    }
+
+    #[test]
+    fn ages() {
+        assert_eq!(human_age(45), "45 s");
+        assert_eq!(human_age(600), "10 min");
+        assert_eq!(human_age(11_100), "3 h 5 min");
+        assert_eq!(human_age(2_163_600), "25 d 1 h");
     }
 
     #[test]

@@ -224,11 +224,10 @@ impl Store {
     /// Every VM of the registry: (vm, customer), sorted by VM.
     pub fn registered_vms(&self) -> Result<Vec<(String, String)>> {
         self.conn()
-            .prepare_cached("SELECT vm_id, customer_id FROM customer_vms ORDER BY vm_id, customer_id")
-            .and_then(|mut s| {
-                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect()
-            })
+            .prepare_cached(
+                "SELECT vm_id, customer_id FROM customer_vms ORDER BY vm_id, customer_id",
+            )
+            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
             .map_err(self.fleet_err("listing registered VMs"))
     }
 

@@ -12,8 +12,8 @@
 //! A database whose `user_version` is newer than this binary is refused.
 
 pub mod customers;
-pub mod fleet;
 mod events;
+pub mod fleet;
 pub mod report;
 pub mod schema;
 

@@ -109,3 +109,9 @@ pub fn invoice(
     });
     emit(&v, out)
 }
+
+/// Fleet freshness as one object: `{since, until, stale_after_seconds,
+/// vms: [...], ingest_runs: [...]}` (the dashboard's `/api/v1/vms` too).
+pub fn vms(f: &crate::report::fleet::Fleet, out: &mut dyn Write) -> Result<()> {
+    emit(f, out)
+}
