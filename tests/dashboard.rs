@@ -1197,3 +1197,65 @@ fn half_open_connections_cannot_starve_the_server() {
     let r = request(&s.addr, "GET", "/", &[("X-Big", &big)]);
     assert_eq!(r.status, 431);
 }
+
+/// Local dates in the configured zone, tier and status on the page, and
+/// the reason when a month has no base fee.
+#[test]
+fn page_gives_local_dates_status_and_why_there_is_no_base_fee() {
+    let env = fixture_env();
+    let cfg = env.write("mb.toml", "timezone = \"Europe/Prague\"\n");
+    let cfg = cfg.to_str().unwrap();
+    for args in [
+        &[
+            "add",
+            "initech",
+            "--tier",
+            "starter",
+            "--effective",
+            "2026-10-01",
+        ][..],
+        &[
+            "set",
+            "initech",
+            "--status",
+            "suspended",
+            "--effective",
+            "2026-10-20",
+        ][..],
+    ] {
+        let o = run_cmd(env.cmd("mb-customer").env("MB_CONFIG", cfg).args(args), "");
+        assert_code(&o, 0);
+    }
+    let s = start_with(&env, &[], &[("MB_CONFIG", cfg)]);
+    let r = get(&s, "/?month=2026-11&customer=initech");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let b = &r.body;
+    assert!(
+        b.contains(
+            "<p class=\"meta\" id=\"span\">2026-11-01 to 2026-11-30 (Europe/Prague (+01:00));"
+        ),
+        "{b}"
+    );
+    assert!(!b.contains("T23:00:00Z"), "UTC instants in the page");
+    assert!(b.contains("updated 2026-11-28 13:00:00 CET"));
+    assert!(b.contains("<span class=\"badge\" id=\"tier\">tier starter</span>"));
+    assert!(b.contains("id=\"status\">suspended since 2026-10-20</span>"));
+    assert!(b.contains(
+        "<tr id=\"no-base\"><td>Base fee: none <small>(the customer is suspended since 2026-10-20)</small></td>"
+    ));
+    // October has 19 active days: a base fee, final.
+    let r = get(&s, "/?month=2026-10&customer=initech");
+    assert!(r
+        .body
+        .contains("data-month=\"2026-10\" data-state=\"final\""));
+    assert!(r.body.contains("Base fee: starter plan"), "{}", r.body);
+    // A custom range shows local times.
+    let r = get(
+        &s,
+        "/?customer=acme&since=2026-11-03T09:00:00Z&until=2026-11-03T15:00:00Z",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r
+        .body
+        .contains("data-kind=\"custom\">2026-11-03 10:00 to 2026-11-03 16:00</strong>"));
+}

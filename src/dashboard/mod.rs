@@ -426,8 +426,7 @@ fn who(store: &Store, id: &str, at: chrono::DateTime<chrono::Utc>) -> Result<htm
         .into_iter()
         .filter(|h| h.field == "status")
         .filter_map(|h| time::parse_rfc3339(&h.effective))
-        .filter(|t| *t <= at)
-        .next_back();
+        .rfind(|t| *t <= at);
     Ok(html::Who {
         registered: true,
         tier: c.tier,
