@@ -935,11 +935,28 @@ fn mb_report_vms_marks_stale_vms_and_exits_1() {
         ),
         "{t}"
     );
-    assert!(t.contains("  vm-1  acme      2026-11-03 10:10  25 d 1 h  2026-11-27 09:00  2026-11-04 09:00  run 1      STALE (> 10 min)"), "{t}");
-    assert!(t.contains("  vm-7  globex    -                        -  2026-11-05 12:00  -                 -          no samples"), "{t}");
+    // 80 columns in a pipe: freshness first, the other events second.
+    assert!(
+        t.contains(
+            "  VM    CUSTOMER  LAST SAMPLE            AGE  STATE\n\
+             \x20 vm-1  acme      2026-11-03 10:10  25 d 1 h  STALE (> 10 min)\n\
+             \x20 vm-7  globex    -                        -  no samples\n\n\
+             \x20 VM    LAST API          LAST ACTIVITY     STORED BY\n\
+             \x20 vm-1  2026-11-27 09:00  2026-11-04 09:00  run 1\n\
+             \x20 vm-7  2026-11-05 12:00  -                 -\n"
+        ),
+        "{t}"
+    );
+    assert!(t.lines().all(|l| l.chars().count() <= 80), "{t}");
+    let typo = env.run("mb-report", &["vms", "--customer", "acmee"], "");
+    assert_code(&typo, 2);
     assert!(t.contains("1 of 2 VMs stale."), "{t}");
     assert!(t.contains("Latest ingest runs:"), "{t}");
-    assert!(stderr(&o).contains("mb-report: 1 VM is stale: vm-1"));
+    assert!(
+        stderr(&o).contains("mb-report: 1 VM is stale: vm-1"),
+        "{}",
+        stderr(&o)
+    );
     // Two minutes after the last sample nothing is stale: exit 0.
     let o = env.run(
         "mb-report",
