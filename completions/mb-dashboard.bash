@@ -23,7 +23,7 @@ _mb__dashboard() {
 
     case "${cmd}" in
         mb__dashboard)
-            opts="-h -V --db --config --host --port --customer --allow-remote --token-file --help --version"
+            opts="-h -V --db --config --host --port --customer --allow-remote --token-file --header-timeout --max-connections --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -50,6 +50,14 @@ _mb__dashboard() {
                     return 0
                     ;;
                 --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --header-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-connections)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -34,6 +34,9 @@ _mb__report() {
             mb__report,summary)
                 cmd="mb__report__subcmd__summary"
                 ;;
+            mb__report,vms)
+                cmd="mb__report__subcmd__vms"
+                ;;
             mb__report__subcmd__help,events)
                 cmd="mb__report__subcmd__help__subcmd__events"
                 ;;
@@ -52,6 +55,9 @@ _mb__report() {
             mb__report__subcmd__help,summary)
                 cmd="mb__report__subcmd__help__subcmd__summary"
                 ;;
+            mb__report__subcmd__help,vms)
+                cmd="mb__report__subcmd__help__subcmd__vms"
+                ;;
             *)
                 ;;
         esac
@@ -59,7 +65,7 @@ _mb__report() {
 
     case "${cmd}" in
         mb__report)
-            opts="-h -V --db --config --customer --tz --as-of --vm --csv --json --period --date --since --until --month --help --version summary series invoice stripe-meter events help"
+            opts="-h -V --db --config --customer --tz --as-of --vm --csv --json --period --date --since --until --month --help --version summary series invoice stripe-meter vms events help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -167,7 +173,7 @@ _mb__report() {
             return 0
             ;;
         mb__subcmd__report__subcmd__help)
-            opts="summary series invoice stripe-meter events help"
+            opts="summary series invoice stripe-meter vms events help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -251,6 +257,20 @@ _mb__report() {
             return 0
             ;;
         mb__subcmd__report__subcmd__help__subcmd__summary)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mb__subcmd__report__subcmd__help__subcmd__vms)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -450,6 +470,56 @@ _mb__report() {
                     return 0
                     ;;
                 --vm)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --customer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tz)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --as-of)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mb__subcmd__report__subcmd__vms)
+            opts="-h --since --until --stale-after --runs --csv --json --db --config --customer --tz --as-of --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --until)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --stale-after)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --runs)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -39,13 +39,14 @@ complete -c mb-report -n "__fish_mb_report_needs_command" -l since -d 'Start of 
 complete -c mb-report -n "__fish_mb_report_needs_command" -l until -d 'End (exclusive) of a custom range' -r
 complete -c mb-report -n "__fish_mb_report_needs_command" -l month -d 'A calendar month: YYYY-MM, last or current' -r
 complete -c mb-report -n "__fish_mb_report_needs_command" -l csv -d 'CSV instead of a text table'
-complete -c mb-report -n "__fish_mb_report_needs_command" -l json -d 'JSON instead of a text table (exact numbers; see mb-report(1) OUTPUT FORMAT)'
+complete -c mb-report -n "__fish_mb_report_needs_command" -l json -d 'JSON instead of a text table (exact numbers, null for missing; fields in docs/mb-report.md)'
 complete -c mb-report -n "__fish_mb_report_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mb-report -n "__fish_mb_report_needs_command" -s V -l version -d 'Print version'
 complete -c mb-report -n "__fish_mb_report_needs_command" -f -a "summary" -d 'Usage per customer: API by model, resources, activity (the default)'
 complete -c mb-report -n "__fish_mb_report_needs_command" -f -a "series" -d 'One tidy table: a row per bucket x customer x metric'
 complete -c mb-report -n "__fish_mb_report_needs_command" -f -a "invoice" -d 'The month\'s invoice lines: prorated base fee and LLM overage'
 complete -c mb-report -n "__fish_mb_report_needs_command" -f -a "stripe-meter" -d 'Stripe meter-event CSV (identifier,timestamp,event_name,payload_stripe_customer_id,payload_value): billable tokens per customer and day; days Stripe would refuse (not ended yet, older than 35 days) are left out with a warning and exit 1; --json for one JSON object'
+complete -c mb-report -n "__fish_mb_report_needs_command" -f -a "vms" -d 'Fleet freshness: every VM\'s last sample, api and activity event and ingest run, stale marks (exit 1 when a VM is stale), and the latest ingest runs'
 complete -c mb-report -n "__fish_mb_report_needs_command" -f -a "events" -d 'The stored events as mb-events(5) JSON lines, to pull into another database'
 complete -c mb-report -n "__fish_mb_report_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mb-report -n "__fish_mb_report_using_subcommand summary" -l period -d 'The period containing --date (default: now)' -r -f -a "hour\t'One clock hour'
@@ -63,7 +64,7 @@ complete -c mb-report -n "__fish_mb_report_using_subcommand summary" -l customer
 complete -c mb-report -n "__fish_mb_report_using_subcommand summary" -l tz -d 'IANA time zone of periods and dates [default: config timezone, else UTC]' -r
 complete -c mb-report -n "__fish_mb_report_using_subcommand summary" -l as-of -d 'Ingest-time cutoff: ignore events stored after it (a date, local time or RFC 3339)' -r
 complete -c mb-report -n "__fish_mb_report_using_subcommand summary" -l csv -d 'CSV instead of a text table'
-complete -c mb-report -n "__fish_mb_report_using_subcommand summary" -l json -d 'JSON instead of a text table (exact numbers; see mb-report(1) OUTPUT FORMAT)'
+complete -c mb-report -n "__fish_mb_report_using_subcommand summary" -l json -d 'JSON instead of a text table (exact numbers, null for missing; fields in docs/mb-report.md)'
 complete -c mb-report -n "__fish_mb_report_using_subcommand summary" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mb-report -n "__fish_mb_report_using_subcommand series" -l period -d 'The period containing --date (default: now)' -r -f -a "hour\t'One clock hour'
 day\t'A local calendar day'
@@ -98,7 +99,7 @@ complete -c mb-report -n "__fish_mb_report_using_subcommand series" -l customer 
 complete -c mb-report -n "__fish_mb_report_using_subcommand series" -l tz -d 'IANA time zone of periods and dates [default: config timezone, else UTC]' -r
 complete -c mb-report -n "__fish_mb_report_using_subcommand series" -l as-of -d 'Ingest-time cutoff: ignore events stored after it (a date, local time or RFC 3339)' -r
 complete -c mb-report -n "__fish_mb_report_using_subcommand series" -l csv -d 'CSV instead of a text table'
-complete -c mb-report -n "__fish_mb_report_using_subcommand series" -l json -d 'JSON instead of a text table (exact numbers; see mb-report(1) OUTPUT FORMAT)'
+complete -c mb-report -n "__fish_mb_report_using_subcommand series" -l json -d 'JSON instead of a text table (exact numbers, null for missing; fields in docs/mb-report.md)'
 complete -c mb-report -n "__fish_mb_report_using_subcommand series" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mb-report -n "__fish_mb_report_using_subcommand invoice" -l month -d 'The month: YYYY-MM or last' -r
 complete -c mb-report -n "__fish_mb_report_using_subcommand invoice" -l usd-eur -d 'USD -> invoice currency rate [default: billing.usd_eur in mb.toml]' -r
@@ -112,7 +113,7 @@ complete -c mb-report -n "__fish_mb_report_using_subcommand invoice" -l as-of -d
 complete -c mb-report -n "__fish_mb_report_using_subcommand invoice" -l allow-unregistered -d 'Invoice the registered customers even if others have usage (listed as warnings)'
 complete -c mb-report -n "__fish_mb_report_using_subcommand invoice" -l allow-unpriced -d 'Invoice priced usage even if some usage has no price (listed as warnings)'
 complete -c mb-report -n "__fish_mb_report_using_subcommand invoice" -l csv -d 'CSV instead of a text table'
-complete -c mb-report -n "__fish_mb_report_using_subcommand invoice" -l json -d 'JSON instead of a text table (exact numbers; see mb-report(1) OUTPUT FORMAT)'
+complete -c mb-report -n "__fish_mb_report_using_subcommand invoice" -l json -d 'JSON instead of a text table (exact numbers, null for missing; fields in docs/mb-report.md)'
 complete -c mb-report -n "__fish_mb_report_using_subcommand invoice" -s h -l help -d 'Print help'
 complete -c mb-report -n "__fish_mb_report_using_subcommand stripe-meter" -l month -d 'The month: YYYY-MM or last' -r
 complete -c mb-report -n "__fish_mb_report_using_subcommand stripe-meter" -l event-name -d 'The Stripe meter\'s event name' -r
@@ -122,8 +123,20 @@ complete -c mb-report -n "__fish_mb_report_using_subcommand stripe-meter" -l cus
 complete -c mb-report -n "__fish_mb_report_using_subcommand stripe-meter" -l tz -d 'IANA time zone of periods and dates [default: config timezone, else UTC]' -r
 complete -c mb-report -n "__fish_mb_report_using_subcommand stripe-meter" -l as-of -d 'Ingest-time cutoff: ignore events stored after it (a date, local time or RFC 3339)' -r
 complete -c mb-report -n "__fish_mb_report_using_subcommand stripe-meter" -l csv -d 'CSV instead of a text table'
-complete -c mb-report -n "__fish_mb_report_using_subcommand stripe-meter" -l json -d 'JSON instead of a text table (exact numbers; see mb-report(1) OUTPUT FORMAT)'
+complete -c mb-report -n "__fish_mb_report_using_subcommand stripe-meter" -l json -d 'JSON instead of a text table (exact numbers, null for missing; fields in docs/mb-report.md)'
 complete -c mb-report -n "__fish_mb_report_using_subcommand stripe-meter" -s h -l help -d 'Print help'
+complete -c mb-report -n "__fish_mb_report_using_subcommand vms" -l since -d 'Start of the window searched for api and activity events (RFC 3339 or date) [default: 31 days before --until]' -r
+complete -c mb-report -n "__fish_mb_report_using_subcommand vms" -l until -d 'Measure ages at this time, ignoring later samples and events [default: now]' -r
+complete -c mb-report -n "__fish_mb_report_using_subcommand vms" -l stale-after -d 'A VM is stale after this long without a sample: seconds, or with s, m, h or d (15m) [default: two of its sampling intervals]' -r
+complete -c mb-report -n "__fish_mb_report_using_subcommand vms" -l runs -d 'How many of the latest ingest runs to list' -r
+complete -c mb-report -n "__fish_mb_report_using_subcommand vms" -l db -d 'SQLite database file [default: per mb.toml, else /var/lib/mb/usage.db for root, $XDG_DATA_HOME/mb/usage.db otherwise]' -r -F
+complete -c mb-report -n "__fish_mb_report_using_subcommand vms" -l config -d 'Configuration file' -r -F
+complete -c mb-report -n "__fish_mb_report_using_subcommand vms" -l customer -d 'Only this customer (a registered one, or one with usage)' -r
+complete -c mb-report -n "__fish_mb_report_using_subcommand vms" -l tz -d 'IANA time zone of periods and dates [default: config timezone, else UTC]' -r
+complete -c mb-report -n "__fish_mb_report_using_subcommand vms" -l as-of -d 'Ingest-time cutoff: ignore events stored after it (a date, local time or RFC 3339)' -r
+complete -c mb-report -n "__fish_mb_report_using_subcommand vms" -l csv -d 'CSV instead of a text table'
+complete -c mb-report -n "__fish_mb_report_using_subcommand vms" -l json -d 'JSON instead of a text table (exact numbers, null for missing; fields in docs/mb-report.md)'
+complete -c mb-report -n "__fish_mb_report_using_subcommand vms" -s h -l help -d 'Print help'
 complete -c mb-report -n "__fish_mb_report_using_subcommand events" -l since -d 'Only events at or after this time (a date, local time or RFC 3339)' -r
 complete -c mb-report -n "__fish_mb_report_using_subcommand events" -l until -d 'Only events before this time' -r
 complete -c mb-report -n "__fish_mb_report_using_subcommand events" -l kind -d 'Only this kind (repeatable)' -r -f -a "resource\t'Resource samples'
@@ -136,9 +149,10 @@ complete -c mb-report -n "__fish_mb_report_using_subcommand events" -l customer 
 complete -c mb-report -n "__fish_mb_report_using_subcommand events" -l tz -d 'IANA time zone of periods and dates [default: config timezone, else UTC]' -r
 complete -c mb-report -n "__fish_mb_report_using_subcommand events" -l as-of -d 'Ingest-time cutoff: ignore events stored after it (a date, local time or RFC 3339)' -r
 complete -c mb-report -n "__fish_mb_report_using_subcommand events" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c mb-report -n "__fish_mb_report_using_subcommand help; and not __fish_seen_subcommand_from summary series invoice stripe-meter events help" -f -a "summary" -d 'Usage per customer: API by model, resources, activity (the default)'
-complete -c mb-report -n "__fish_mb_report_using_subcommand help; and not __fish_seen_subcommand_from summary series invoice stripe-meter events help" -f -a "series" -d 'One tidy table: a row per bucket x customer x metric'
-complete -c mb-report -n "__fish_mb_report_using_subcommand help; and not __fish_seen_subcommand_from summary series invoice stripe-meter events help" -f -a "invoice" -d 'The month\'s invoice lines: prorated base fee and LLM overage'
-complete -c mb-report -n "__fish_mb_report_using_subcommand help; and not __fish_seen_subcommand_from summary series invoice stripe-meter events help" -f -a "stripe-meter" -d 'Stripe meter-event CSV (identifier,timestamp,event_name,payload_stripe_customer_id,payload_value): billable tokens per customer and day; days Stripe would refuse (not ended yet, older than 35 days) are left out with a warning and exit 1; --json for one JSON object'
-complete -c mb-report -n "__fish_mb_report_using_subcommand help; and not __fish_seen_subcommand_from summary series invoice stripe-meter events help" -f -a "events" -d 'The stored events as mb-events(5) JSON lines, to pull into another database'
-complete -c mb-report -n "__fish_mb_report_using_subcommand help; and not __fish_seen_subcommand_from summary series invoice stripe-meter events help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c mb-report -n "__fish_mb_report_using_subcommand help; and not __fish_seen_subcommand_from summary series invoice stripe-meter vms events help" -f -a "summary" -d 'Usage per customer: API by model, resources, activity (the default)'
+complete -c mb-report -n "__fish_mb_report_using_subcommand help; and not __fish_seen_subcommand_from summary series invoice stripe-meter vms events help" -f -a "series" -d 'One tidy table: a row per bucket x customer x metric'
+complete -c mb-report -n "__fish_mb_report_using_subcommand help; and not __fish_seen_subcommand_from summary series invoice stripe-meter vms events help" -f -a "invoice" -d 'The month\'s invoice lines: prorated base fee and LLM overage'
+complete -c mb-report -n "__fish_mb_report_using_subcommand help; and not __fish_seen_subcommand_from summary series invoice stripe-meter vms events help" -f -a "stripe-meter" -d 'Stripe meter-event CSV (identifier,timestamp,event_name,payload_stripe_customer_id,payload_value): billable tokens per customer and day; days Stripe would refuse (not ended yet, older than 35 days) are left out with a warning and exit 1; --json for one JSON object'
+complete -c mb-report -n "__fish_mb_report_using_subcommand help; and not __fish_seen_subcommand_from summary series invoice stripe-meter vms events help" -f -a "vms" -d 'Fleet freshness: every VM\'s last sample, api and activity event and ingest run, stale marks (exit 1 when a VM is stale), and the latest ingest runs'
+complete -c mb-report -n "__fish_mb_report_using_subcommand help; and not __fish_seen_subcommand_from summary series invoice stripe-meter vms events help" -f -a "events" -d 'The stored events as mb-events(5) JSON lines, to pull into another database'
+complete -c mb-report -n "__fish_mb_report_using_subcommand help; and not __fish_seen_subcommand_from summary series invoice stripe-meter vms events help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
