@@ -38,6 +38,47 @@ pub const MAX_ID_CHARS: usize = 200;
 /// is a wrong file (a binary, a pretty-printed document) fed by mistake.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 
+/// Physical bounds of one event, far above anything real (mb-events(5),
+/// BOUNDS). A line beyond them is rejected by mb-ingest, and producers
+/// check their lines against the same numbers before writing them, so a
+/// corrupt counter or a hostile line can neither fail a batch nor wrap a
+/// total.
+///
+/// Why sums cannot overflow: every stored value is at most 2^60, so one row
+/// never overflows SQLite's i64, and for api usage mb-ingest also caps each
+/// customer's UTC hour (all models and ingest runs together) at
+/// [`bounds::MAX_HOUR_TOKENS`] = 2^46 tokens and [`bounds::MAX_HOUR_NUSD`]
+/// = 2^49 nano-USD, refusing a line that would pass them. Every api_rollup
+/// row is a part of one customer-hour, so its sums fit; and any sum over
+/// one customer of up to 2^14 = 16,384 hours (1.8 years: a month, a year,
+/// an invoice) is at most 2^14 x 2^49 = 2^63 - 2^49 < i64::MAX nano-USD and
+/// 2^60 tokens.
+pub mod bounds {
+    /// Each token count of one request (tokens_in, tokens_out, cache reads,
+    /// cache writes): 10^8, a hundred times a million-token context.
+    pub const MAX_TOKENS: u64 = 100_000_000;
+    /// The cost of one request, nano-USD: USD 100,000 (10^8 output tokens
+    /// at USD 600 per million, the dearest list price, is USD 60,000).
+    pub const MAX_COST_NUSD: i64 = 100_000 * 1_000_000_000;
+    /// Tokens of one customer in one UTC hour (in + out + cache read +
+    /// cache write, all models): 2^46 = 7.0e13, about 2e10 tokens a second.
+    pub const MAX_HOUR_TOKENS: i64 = 1 << 46;
+    /// Cost of one customer in one UTC hour, nano-USD: 2^49 = USD 562,949.
+    pub const MAX_HOUR_NUSD: i64 = 1 << 49;
+    /// Bytes over one interval, and since boot (net_*_bytes, net_*_cum):
+    /// 2^56 = 7.2e16, a 100 Gbit/s link saturated for 66 days.
+    pub const MAX_BYTES: u64 = 1 << 56;
+    /// CPU ticks over one interval, and since boot: 2^56 (1,024 CPUs at
+    /// 1,000 ticks a second for 2,200 years).
+    pub const MAX_TICKS: u64 = 1 << 56;
+    /// Memory and disk sizes, bytes: 2^60 (1 EiB).
+    pub const MAX_SIZE_BYTES: u64 = 1 << 60;
+    /// CPUs, and ticks per second (USER_HZ): 2^20.
+    pub const MAX_SMALL: u64 = 1 << 20;
+    /// `interval_seconds` and `duration_seconds`: 10^9 s (31.7 years).
+    pub const MAX_SECONDS: f64 = 1e9;
+}
+
 /// The three event kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
@@ -482,6 +523,30 @@ fn u63(v: Option<u64>, name: &str) -> Result<Option<u64>, FieldError> {
     }
 }
 
+/// `v` if it is at most `max`, else the field's bound error.
+fn at_most(v: Option<u64>, name: &str, max: u64) -> Result<Option<u64>, FieldError> {
+    match v {
+        Some(n) if n > max => Err(FieldError::field(
+            name,
+            format!("{n} is larger than {max}, the bound of mb-events(5) (BOUNDS)"),
+        )),
+        other => Ok(other),
+    }
+}
+
+fn seconds(v: Option<f64>, name: &str) -> Result<Option<f64>, FieldError> {
+    match non_negative(v, name)? {
+        Some(x) if x > bounds::MAX_SECONDS => Err(FieldError::field(
+            name,
+            format!(
+                "{x} is larger than {}, the bound of mb-events(5) (BOUNDS)",
+                bounds::MAX_SECONDS
+            ),
+        )),
+        other => Ok(other),
+    }
+}
+
 fn percent(v: Option<f64>, name: &str) -> Result<Option<f64>, FieldError> {
     match v {
         Some(p) if !(0.0..=100.0).contains(&p) => {
@@ -509,6 +574,16 @@ fn text(v: Option<String>, name: &str, max: usize) -> Result<Option<String>, Fie
         )),
         other => Ok(other),
     }
+}
+
+/// A boot id: 1..=64 printable characters (the kernel's is a 36-character
+/// UUID).
+fn boot_id(v: Option<String>) -> Result<String, FieldError> {
+    let s = nonempty(v, "boot_id", 64)?;
+    if s.chars().any(char::is_control) {
+        return Err(FieldError::field("boot_id", "contains control characters"));
+    }
+    Ok(s)
 }
 
 fn nonempty(v: Option<String>, name: &str, max: usize) -> Result<String, FieldError> {
@@ -544,6 +619,16 @@ fn serde_reason(e: serde_path_to_error::Error<serde_json::Error>) -> FieldError 
         .replace("expected f64", "expected a number");
     let field = path.split(['.', '[']).next().unwrap_or(&path).to_string();
     FieldError::field(&field, msg)
+}
+
+impl Event {
+    /// Check a built event as mb-ingest will (`now` bounds `ts`): producers
+    /// call this before writing, so they never emit a line mb-ingest would
+    /// reject. It round-trips through the wire form, so the rules cannot
+    /// drift from [`parse_line`]'s.
+    pub fn check(&self, now: DateTime<Utc>) -> Result<(), FieldError> {
+        parse_line(&self.to_json(), now).map(|_| ())
+    }
 }
 
 /// Parse and validate one line of mb-events(5).
@@ -647,32 +732,38 @@ fn validate(w: Wire<'_>, now: DateTime<Utc>) -> Result<Event, FieldError> {
         vm_id: ident(w.vm_id, "vm_id")?,
     };
     let body = match kind {
-        Kind::Resource => Body::Resource(Resource {
-            interval_seconds: non_negative(w.interval_seconds, "interval_seconds")?,
-            status: req(w.status, "status")?,
-            flags: w.flags.unwrap_or_default(),
-            boot_id: nonempty(w.boot_id, "boot_id", 64)?,
-            seq: req(u63(w.seq, "seq")?, "seq")?,
-            cpu_percent: percent(w.cpu_percent, "cpu_percent")?,
-            cpu_busy_ticks: u63(w.cpu_busy_ticks, "cpu_busy_ticks")?,
-            cpu_total_ticks: u63(w.cpu_total_ticks, "cpu_total_ticks")?,
-            ncpu: u63(w.ncpu, "ncpu")?,
-            clk_tck: u63(w.clk_tck, "clk_tck")?,
-            memory_percent: percent(w.memory_percent, "memory_percent")?,
-            memory_used_bytes: u63(w.memory_used_bytes, "memory_used_bytes")?,
-            memory_total_bytes: u63(w.memory_total_bytes, "memory_total_bytes")?,
-            disk_used_bytes: u63(w.disk_used_bytes, "disk_used_bytes")?,
-            disk_total_bytes: u63(w.disk_total_bytes, "disk_total_bytes")?,
-            net_in_bytes: u63(w.net_in_bytes, "net_in_bytes")?,
-            net_out_bytes: u63(w.net_out_bytes, "net_out_bytes")?,
-            cpu_busy_ticks_cum: u63(w.cpu_busy_ticks_cum, "cpu_busy_ticks_cum")?,
-            cpu_total_ticks_cum: u63(w.cpu_total_ticks_cum, "cpu_total_ticks_cum")?,
-            net_in_bytes_cum: u63(w.net_in_bytes_cum, "net_in_bytes_cum")?,
-            net_out_bytes_cum: u63(w.net_out_bytes_cum, "net_out_bytes_cum")?,
-            errors: w.errors.unwrap_or_default(),
-        }),
+        Kind::Resource => {
+            use bounds::{MAX_BYTES as B, MAX_SIZE_BYTES as S, MAX_SMALL as N, MAX_TICKS as T};
+            Body::Resource(Resource {
+                interval_seconds: seconds(w.interval_seconds, "interval_seconds")?,
+                status: req(w.status, "status")?,
+                flags: w.flags.unwrap_or_default(),
+                boot_id: boot_id(w.boot_id)?,
+                seq: req(u63(w.seq, "seq")?, "seq")?,
+                cpu_percent: percent(w.cpu_percent, "cpu_percent")?,
+                cpu_busy_ticks: at_most(w.cpu_busy_ticks, "cpu_busy_ticks", T)?,
+                cpu_total_ticks: at_most(w.cpu_total_ticks, "cpu_total_ticks", T)?,
+                ncpu: at_most(w.ncpu, "ncpu", N)?,
+                clk_tck: at_most(w.clk_tck, "clk_tck", N)?,
+                memory_percent: percent(w.memory_percent, "memory_percent")?,
+                memory_used_bytes: at_most(w.memory_used_bytes, "memory_used_bytes", S)?,
+                memory_total_bytes: at_most(w.memory_total_bytes, "memory_total_bytes", S)?,
+                disk_used_bytes: at_most(w.disk_used_bytes, "disk_used_bytes", S)?,
+                disk_total_bytes: at_most(w.disk_total_bytes, "disk_total_bytes", S)?,
+                net_in_bytes: at_most(w.net_in_bytes, "net_in_bytes", B)?,
+                net_out_bytes: at_most(w.net_out_bytes, "net_out_bytes", B)?,
+                cpu_busy_ticks_cum: at_most(w.cpu_busy_ticks_cum, "cpu_busy_ticks_cum", T)?,
+                cpu_total_ticks_cum: at_most(w.cpu_total_ticks_cum, "cpu_total_ticks_cum", T)?,
+                net_in_bytes_cum: at_most(w.net_in_bytes_cum, "net_in_bytes_cum", B)?,
+                net_out_bytes_cum: at_most(w.net_out_bytes_cum, "net_out_bytes_cum", B)?,
+                errors: w.errors.unwrap_or_default(),
+            })
+        }
         Kind::Api => {
-            let tokens_out = req(u63(w.tokens_out, "tokens_out")?, "tokens_out")?;
+            let tok = |v: Option<u64>, name: &str| {
+                req(at_most(v, name, bounds::MAX_TOKENS)?, name)
+            };
+            let tokens_out = tok(w.tokens_out, "tokens_out")?;
             let reasoning_tokens = u63(w.reasoning_tokens, "reasoning_tokens")?.unwrap_or(0);
             if reasoning_tokens > tokens_out {
                 return Err(FieldError::field(
@@ -689,7 +780,17 @@ fn validate(w: Wire<'_>, now: DateTime<Utc>) -> Result<Event, FieldError> {
                 }
                 Some(None) => None,
                 Some(Some(s)) => {
-                    Some(money::parse_nanos(&s).map_err(|r| FieldError::field("cost_usd", r))?)
+                    let n = money::parse_nanos(&s).map_err(|r| FieldError::field("cost_usd", r))?;
+                    if n > bounds::MAX_COST_NUSD {
+                        return Err(FieldError::field(
+                            "cost_usd",
+                            format!(
+                                "{s} is more than {}, the bound of mb-events(5) (BOUNDS)",
+                                money::format_nanos(bounds::MAX_COST_NUSD)
+                            ),
+                        ));
+                    }
+                    Some(n)
                 }
             };
             let priced = req(w.priced, "priced")?;
@@ -714,16 +815,10 @@ fn validate(w: Wire<'_>, now: DateTime<Utc>) -> Result<Event, FieldError> {
                 provider: nonempty(w.provider, "provider", 64)?,
                 model: nonempty(w.model, "model", 200)?,
                 price_key: text(w.price_key, "price_key", 200)?,
-                tokens_in: req(u63(w.tokens_in, "tokens_in")?, "tokens_in")?,
+                tokens_in: tok(w.tokens_in, "tokens_in")?,
                 tokens_out,
-                cache_read_tokens: req(
-                    u63(w.cache_read_tokens, "cache_read_tokens")?,
-                    "cache_read_tokens",
-                )?,
-                cache_write_tokens: req(
-                    u63(w.cache_write_tokens, "cache_write_tokens")?,
-                    "cache_write_tokens",
-                )?,
+                cache_read_tokens: tok(w.cache_read_tokens, "cache_read_tokens")?,
+                cache_write_tokens: tok(w.cache_write_tokens, "cache_write_tokens")?,
                 reasoning_tokens,
                 cost_nusd: cost,
                 priced,
@@ -758,7 +853,7 @@ fn validate(w: Wire<'_>, now: DateTime<Utc>) -> Result<Event, FieldError> {
                 pattern_name: text(w.pattern_name, "pattern_name", 200)?,
                 command: text(w.command, "command", 4096)?,
                 duration_seconds: req(
-                    non_negative(w.duration_seconds, "duration_seconds")?,
+                    seconds(w.duration_seconds, "duration_seconds")?,
                     "duration_seconds",
                 )?,
                 exit_code,

@@ -417,6 +417,12 @@ impl Sink<'_> {
                     raw,
                 } => match ins.insert(event, &ingested_at, run_id)? {
                     InsertResult::Inserted => c.inserted += 1,
+                    InsertResult::OverHourBound => {
+                        let reason = over_hour_bound_reason(event);
+                        let line = self.text[raw.clone()].as_bytes();
+                        self.rejected(c, *line_no, &reason, line)?;
+                        w.reject(run_id, self.source, *line_no, &reason, line, &ingested_at)?;
+                    }
                     InsertResult::Duplicate => c.duplicates += 1,
                     InsertResult::Conflict => {
                         c.conflicts += 1;
@@ -477,6 +483,16 @@ impl Sink<'_> {
         }
         Ok(())
     }
+}
+
+fn over_hour_bound_reason(ev: &Event) -> String {
+    use crate::events::bounds::{MAX_HOUR_NUSD, MAX_HOUR_TOKENS};
+    format!(
+        "customer {:?} would pass the bound of one UTC hour ({MAX_HOUR_TOKENS} tokens or USD {}, \
+         mb-events(5) BOUNDS) with this line; not stored",
+        ev.header.customer_id,
+        crate::money::format_nanos(MAX_HOUR_NUSD)
+    )
 }
 
 fn conflict_msg(source: &str, line_no: u64, ev: &Event) -> String {

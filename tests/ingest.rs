@@ -766,3 +766,166 @@ fn ingested_at_never_goes_back_with_the_clock() {
         ]
     );
 }
+
+/// An api line at the physical bounds of mb-events(5): every token count
+/// 10^8 and the cost USD 100,000, in the hour 2026-11-03T10.
+fn maximal_api_line(id: &str, minute: u32) -> String {
+    format!(
+        r#"{{"v":1,"kind":"api","id":"{id}","ts":"2026-11-03T10:{minute:02}:00Z","customer_id":"acme","vm_id":"vm-1","provider":"openai","model":"gpt-4o","price_key":"gpt-4o","tokens_in":100000000,"tokens_out":100000000,"cache_read_tokens":100000000,"cache_write_tokens":100000000,"reasoning_tokens":0,"cost_usd":"100000","priced":true,"price_table":"t","request_id":null,"failed":false,"auth_type":"apikey","client":null,"service_tier":null,"source_format":"test"}}"#
+    )
+}
+
+#[test]
+fn a_poison_line_is_one_reject_and_never_fails_the_batch() {
+    let env = Env::new();
+    let mut text = api_lines("ok", 30);
+    // The contract's old i64 maximum, and far beyond it: each is a reject
+    // with its line number; the 30 valid lines around them are stored.
+    let poison = api_lines("p", 1)
+        .trim_end()
+        .replace("\"tokens_in\":1", "\"tokens_in\":9223372036854775807")
+        .replace("\"id\":\"p-0\"", "\"id\":\"poison\"");
+    text.insert_str(0, &format!("{poison}\n"));
+    text.push_str(&poison.replace("9223372036854775807", "100000001"));
+    text.push('\n');
+    text.push_str(
+        &api_lines("q", 1)
+            .replace("\"cost_usd\":\"0.000000001\"", "\"cost_usd\":\"100000.000000001\""),
+    );
+    let f = env.write("in.jsonl", &text);
+    let o = env.run("mb-ingest", &[f.to_str().unwrap()], "");
+    assert_code(&o, 1);
+    let err = stderr(&o);
+    assert!(
+        err.contains("in.jsonl:1: field \"tokens_in\": 9223372036854775807 is larger than 100000000"),
+        "{err}"
+    );
+    assert!(err.contains("in.jsonl:32: field \"tokens_in\""), "{err}");
+    assert!(err.contains("in.jsonl:33: field \"cost_usd\""), "{err}");
+    assert!(
+        err.ends_with("read 33, inserted 30, duplicates 0, conflicts 0, rejected 3\n"),
+        "{err}"
+    );
+    assert_eq!(env.query("SELECT count(*) FROM api_usage"), ["30"]);
+}
+
+#[test]
+fn a_maximal_customer_hour_keeps_every_report_and_the_invoice_exact() {
+    let env = Env::at("2026-12-02T12:00:00Z");
+    let cfg = fixture("e2e/mb.toml");
+    let mut c = env.cmd("mb-customer");
+    c.env("MB_CONFIG", &cfg).args([
+        "add",
+        "acme",
+        "--tier",
+        "pro",
+        "--effective",
+        "2026-10-01",
+        "--stripe-customer",
+        "cus_ACME",
+    ]);
+    assert_code(&run_cmd(&mut c, ""), 0);
+    // Three runs of maximal lines for one customer-hour. USD 100,000 each:
+    // the hour's bound of 2^49 nano-USD (USD 562,949.953421312) takes five;
+    // the sixth and seventh are rejects naming the line, whichever run
+    // brings them, and a re-run of a file stores nothing twice.
+    let mut stored = 0i128;
+    let mut stored_tokens = 0i128;
+    for (run, ids) in [(0, 0..3), (1, 3..5), (2, 5..7)] {
+        let text: String = ids
+            .clone()
+            .map(|i| maximal_api_line(&format!("max-{i}"), i as u32) + "\n")
+            .collect();
+        let f = env.write(&format!("run{run}.jsonl"), &text);
+        for again in [false, true] {
+            let o = env.run("mb-ingest", &[f.to_str().unwrap()], "");
+            let fits = ids.clone().filter(|i| *i < 5).count();
+            let over = ids.len() - fits;
+            assert_code(&o, if over > 0 { 1 } else { 0 });
+            let summary = if again {
+                format!("inserted 0, duplicates {fits}, conflicts 0, rejected {over}")
+            } else {
+                format!("inserted {fits}, duplicates 0, conflicts 0, rejected {over}")
+            };
+            assert!(stderr(&o).contains(&summary), "{}", stderr(&o));
+            if over > 0 {
+                assert!(
+                    stderr(&o).contains("would pass the bound of one UTC hour"),
+                    "{}",
+                    stderr(&o)
+                );
+            }
+            if !again {
+                stored += fits as i128 * 100_000_000_000_000;
+                stored_tokens += fits as i128 * 400_000_000;
+            }
+        }
+    }
+    assert_eq!(stored, 500_000_000_000_000);
+    // Sums stay INTEGER and exact.
+    assert_eq!(
+        env.query(
+            "SELECT typeof(sum(cost_nusd)), sum(cost_nusd), sum(tokens_in + tokens_out + \
+             cache_read_tokens + cache_write_tokens) FROM api_rollup"
+        ),
+        [format!("integer|{stored}|{stored_tokens}")]
+    );
+    assert_eq!(
+        env.query(
+            "SELECT count(*) FROM api_rollup WHERE typeof(tokens_in) <> 'integer' \
+             OR typeof(cost_nusd) <> 'integer'"
+        ),
+        ["0"]
+    );
+    assert_eq!(
+        env.query("SELECT sum(inserted) FROM ingest_runs"),
+        ["5"],
+        "the audit counts the stored rows"
+    );
+    let report = |args: &[&str]| {
+        let mut c = env.cmd("mb-report");
+        c.env("MB_CONFIG", &cfg).args(args);
+        run_cmd(&mut c, "")
+    };
+    // The summary (one customer and all), text, CSV and JSON.
+    for extra in [
+        &["--customer", "acme"][..],
+        &[][..],
+        &["--csv"][..],
+        &["--json"][..],
+    ] {
+        let mut a = vec!["summary", "--month", "2026-11"];
+        a.extend_from_slice(extra);
+        let o = report(&a);
+        assert_code(&o, 0);
+    }
+    let o = report(&["summary", "--month", "2026-11", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let t = &v["customers"][0]["api_total"];
+    assert_eq!(t["requests"], 5);
+    assert_eq!(t["total_tokens"].as_i64().unwrap() as i128, stored_tokens);
+    assert_eq!(t["cost_usd"], "500000");
+    for by in ["hour", "day", "month"] {
+        let o = report(&["series", "--month", "2026-11", "--by", by, "--csv"]);
+        assert_code(&o, 0);
+    }
+    // The invoice: overage = cost x (T - I) / T x 1.2 x 0.92, in cents,
+    // half up, computed here exactly in i128.
+    let o = report(&["invoice", "--month", "2026-11", "--csv"]);
+    assert_code(&o, 0);
+    let mut rdr = csv::Reader::from_reader(o.stdout.as_slice());
+    let rows: Vec<Vec<String>> = rdr
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect())
+        .collect();
+    let ov = rows.iter().find(|r| r[4] == "llm_overage").unwrap();
+    let included = 50_000i128;
+    // cents = nusd / 1e9 USD x 100 x (T - I) / T x 120/100 x 92/100
+    let num = stored * 100 * (stored_tokens - included) * 120 * 92;
+    let den = 1_000_000_000i128 * stored_tokens * 100 * 100;
+    let cents = (2 * num + den) / (2 * den);
+    assert_eq!(ov[9], cents.to_string(), "{ov:?}");
+    assert_eq!(ov[11], stored_tokens.to_string());
+    let o = report(&["stripe-meter", "--month", "2026-11", "--event-name", "tokens"]);
+    assert_code(&o, 0);
+}
