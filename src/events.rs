@@ -55,10 +55,10 @@ pub const MAX_LINE_BYTES: usize = 1 << 20;
 /// 2^60 tokens.
 pub mod bounds {
     /// Each token count of one request (tokens_in, tokens_out, cache reads,
-    /// cache writes): 10^8, a hundred times a million-token context.
-    pub const MAX_TOKENS: u64 = 100_000_000;
-    /// The cost of one request, nano-USD: USD 100,000 (10^8 output tokens
-    /// at USD 600 per million, the dearest list price, is USD 60,000).
+    /// cache writes): 10^9, a thousand times a million-token context.
+    pub const MAX_TOKENS: u64 = 1_000_000_000;
+    /// The cost of one request, nano-USD: USD 100,000 (a million-token
+    /// request at USD 600 per million, the dearest list price, is USD 600).
     pub const MAX_COST_NUSD: i64 = 100_000 * 1_000_000_000;
     /// Tokens of one customer in one UTC hour (in + out + cache read +
     /// cache write, all models): 2^46 = 7.0e13, about 2e10 tokens a second.

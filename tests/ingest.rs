@@ -504,7 +504,9 @@ fn closed_stderr_is_not_a_panic() {
     }
     let st = child.wait().unwrap();
     assert_eq!(st.code(), Some(1), "rejected lines, no panic (101)");
-    assert_eq!(env.query("SELECT count(*) FROM rejects"), ["1000"]);
+    // 1000 identical bad lines: counted 1000 times, recorded once.
+    assert_eq!(env.query("SELECT count(*) FROM rejects"), ["1"]);
+    assert_eq!(env.query("SELECT rejected FROM ingest_runs"), ["1000"]);
 }
 
 #[test]
@@ -768,10 +770,10 @@ fn ingested_at_never_goes_back_with_the_clock() {
 }
 
 /// An api line at the physical bounds of mb-events(5): every token count
-/// 10^8 and the cost USD 100,000, in the hour 2026-11-03T10.
+/// 10^9 and the cost USD 100,000, in the hour 2026-11-03T10.
 fn maximal_api_line(id: &str, minute: u32) -> String {
     format!(
-        r#"{{"v":1,"kind":"api","id":"{id}","ts":"2026-11-03T10:{minute:02}:00Z","customer_id":"acme","vm_id":"vm-1","provider":"openai","model":"gpt-4o","price_key":"gpt-4o","tokens_in":100000000,"tokens_out":100000000,"cache_read_tokens":100000000,"cache_write_tokens":100000000,"reasoning_tokens":0,"cost_usd":"100000","priced":true,"price_table":"t","request_id":null,"failed":false,"auth_type":"apikey","client":null,"service_tier":null,"source_format":"test"}}"#
+        r#"{{"v":1,"kind":"api","id":"{id}","ts":"2026-11-03T10:{minute:02}:00Z","customer_id":"acme","vm_id":"vm-1","provider":"openai","model":"gpt-4o","price_key":"gpt-4o","tokens_in":1000000000,"tokens_out":1000000000,"cache_read_tokens":1000000000,"cache_write_tokens":1000000000,"reasoning_tokens":0,"cost_usd":"100000","priced":true,"price_table":"t","request_id":null,"failed":false,"auth_type":"apikey","client":null,"service_tier":null,"source_format":"test"}}"#
     )
 }
 
@@ -786,7 +788,7 @@ fn a_poison_line_is_one_reject_and_never_fails_the_batch() {
         .replace("\"tokens_in\":1", "\"tokens_in\":9223372036854775807")
         .replace("\"id\":\"p-0\"", "\"id\":\"poison\"");
     text.insert_str(0, &format!("{poison}\n"));
-    text.push_str(&poison.replace("9223372036854775807", "100000001"));
+    text.push_str(&poison.replace("9223372036854775807", "1000000001"));
     text.push('\n');
     text.push_str(
         &api_lines("q", 1)
@@ -797,7 +799,7 @@ fn a_poison_line_is_one_reject_and_never_fails_the_batch() {
     assert_code(&o, 1);
     let err = stderr(&o);
     assert!(
-        err.contains("in.jsonl:1: field \"tokens_in\": 9223372036854775807 is larger than 100000000"),
+        err.contains("in.jsonl:1: field \"tokens_in\": 9223372036854775807 is larger than 1000000000"),
         "{err}"
     );
     assert!(err.contains("in.jsonl:32: field \"tokens_in\""), "{err}");
@@ -857,7 +859,7 @@ fn a_maximal_customer_hour_keeps_every_report_and_the_invoice_exact() {
             }
             if !again {
                 stored += fits as i128 * 100_000_000_000_000;
-                stored_tokens += fits as i128 * 400_000_000;
+                stored_tokens += fits as i128 * 4_000_000_000;
             }
         }
     }
@@ -928,4 +930,90 @@ fn a_maximal_customer_hour_keeps_every_report_and_the_invoice_exact() {
     assert_eq!(ov[11], stored_tokens.to_string());
     let o = report(&["stripe-meter", "--month", "2026-11", "--event-name", "tokens"]);
     assert_code(&o, 0);
+}
+
+#[test]
+fn a_too_long_line_keeps_a_prefix_its_length_and_hash_and_reruns_add_nothing() {
+    let env = Env::new();
+    // 3 MiB of one line between valid ones, and a last line with no newline
+    // at all of 2 MiB: both rejected with their length and SHA-256, the
+    // valid lines stored.
+    let long = format!("{{\"v\":1,\"pad\":\"{}\"}}", "x".repeat(3 << 20));
+    let tail = "y".repeat(2 << 20);
+    let mut text = api_lines("a", 2);
+    text.push_str(&long);
+    text.push('\n');
+    text.push_str(&api_lines("b", 2));
+    text.push_str("not json\n");
+    text.push_str(&tail);
+    let f = env.write("long.jsonl", &text);
+    for run in 0..3 {
+        let o = env.run("mb-ingest", &[f.to_str().unwrap()], "");
+        assert_code(&o, 1);
+        let err = stderr(&o);
+        assert!(
+            err.contains(&format!(
+                "long.jsonl:3: line of {} bytes is longer than 1048576 bytes",
+                long.len()
+            )),
+            "{err}"
+        );
+        assert!(err.contains("long.jsonl:7: line of 2097152 bytes"), "{err}");
+        let ins = if run == 0 { 4 } else { 0 };
+        assert!(
+            err.ends_with(&format!(
+                "read 7, inserted {ins}, duplicates {}, conflicts 0, rejected 3\n",
+                4 - ins
+            )),
+            "{err}"
+        );
+    }
+    // Each distinct bad line once, however many runs.
+    let rows = env.query(
+        "SELECT line_no, line_len, length(line), hex(line_sha256) FROM rejects ORDER BY line_no",
+    );
+    use sha2::Digest;
+    let h = |s: &str| hex_upper(&sha2::Sha256::digest(s.as_bytes()));
+    assert_eq!(
+        rows,
+        [
+            format!("3|{}|4096|{}", long.len(), h(&long)),
+            format!("6|8|8|{}", h("not json")),
+            format!("7|{}|4096|{}", tail.len(), h(&tail)),
+        ]
+    );
+    assert_eq!(
+        env.query("SELECT count(*), sum(rejected), sum(inserted) FROM ingest_runs"),
+        ["3|9|4"]
+    );
+}
+
+fn hex_upper(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02X}")).collect()
+}
+
+#[test]
+fn conflicts_are_recorded_once_per_source() {
+    let env = Env::new();
+    let a = env.write("a.jsonl", &api_lines("c", 3));
+    assert_code(&env.run("mb-ingest", &[a.to_str().unwrap()], ""), 0);
+    let changed = api_lines("c", 3).replace("\"tokens_in\":1,", "\"tokens_in\":2,");
+    let b = env.write("b.jsonl", &changed);
+    for _ in 0..3 {
+        let o = env.run("mb-ingest", &[b.to_str().unwrap()], "");
+        assert_code(&o, 1);
+        assert!(stderr(&o).contains("conflicts 3"), "{}", stderr(&o));
+    }
+    assert_eq!(env.query("SELECT count(*) FROM conflicts"), ["3"]);
+}
+
+#[test]
+fn readme_states_the_real_transaction_size() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let n = mb::ingest::DEFAULT_BATCH_LINES;
+    let shown = format!("{},{:03}", n / 1000, n % 1000);
+    assert!(
+        readme.contains(&format!("transactions of {shown} (`--batch`)")),
+        "README must say the default transaction size, {shown} lines"
+    );
 }

@@ -447,7 +447,11 @@ impl Writer<'_> {
         }
     }
 
-    /// Record a rejected line verbatim.
+    /// Record a rejected line: verbatim, or for a too-long line its first
+    /// bytes, with the full line's length and SHA-256. A line already
+    /// recorded for this source (same SHA-256: a re-run) is not recorded
+    /// again.
+    #[allow(clippy::too_many_arguments)]
     pub fn reject(
         &self,
         run_id: i64,
@@ -455,19 +459,33 @@ impl Writer<'_> {
         line_no: u64,
         reason: &str,
         line: &[u8],
+        len: u64,
+        sha256: &[u8; 32],
         at: &str,
     ) -> Result<()> {
         self.tx
             .prepare_cached(
-                "INSERT INTO rejects (run_id, source, line_no, reason, line, rejected_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT OR IGNORE INTO rejects (run_id, source, line_no, reason, line, \
+                 rejected_at, line_len, line_sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
-            .and_then(|mut s| s.execute(params![run_id, source, line_no as i64, reason, line, at]))
+            .and_then(|mut s| {
+                s.execute(params![
+                    run_id,
+                    source,
+                    line_no as i64,
+                    reason,
+                    line,
+                    at,
+                    i64::try_from(len).unwrap_or(i64::MAX),
+                    &sha256[..]
+                ])
+            })
             .map_err(self.err("recording a rejected line"))?;
         Ok(())
     }
 
-    /// Record a conflicting line verbatim.
+    /// Record a conflicting line verbatim, once per source (a re-run of the
+    /// same line adds nothing).
     #[allow(clippy::too_many_arguments)]
     pub fn conflict(
         &self,
@@ -479,10 +497,12 @@ impl Writer<'_> {
         line: &str,
         at: &str,
     ) -> Result<()> {
+        use sha2::Digest;
+        let sha: [u8; 32] = sha2::Sha256::digest(line.as_bytes()).into();
         self.tx
             .prepare_cached(
-                "INSERT INTO conflicts (run_id, kind, id, source, line_no, line, recorded_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT OR IGNORE INTO conflicts (run_id, kind, id, source, line_no, line, \
+                 recorded_at, line_sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -492,7 +512,8 @@ impl Writer<'_> {
                     source,
                     line_no as i64,
                     line,
-                    at
+                    at,
+                    &sha[..]
                 ])
             })
             .map_err(self.err("recording a conflict"))?;
