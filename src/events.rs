@@ -411,10 +411,86 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// A JSON integer, or null, for a `u64` field. JSON's `-0` is an integer
+/// zero (serde_json hands it over as the float -0.0, which would otherwise
+/// be "floating point"), so `-0` (and `-0.0`, indistinguishable from it
+/// here) reads as 0; any other float or a negative number is an error.
+fn uint<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<u64>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a non-negative integer")
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            u64::try_from(v)
+                .map(Some)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            if v == 0.0 && v.is_sign_negative() {
+                Ok(Some(0))
+            } else {
+                Err(E::invalid_type(serde::de::Unexpected::Float(v), &self))
+            }
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(V)
+        }
+    }
+    d.deserialize_option(V)
+}
+
+/// [`uint`] for an `i64` field (`exit_code`): `-0` reads as 0.
+fn int<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<i64>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an integer")
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            i64::try_from(v)
+                .map(Some)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            if v == 0.0 && v.is_sign_negative() {
+                Ok(Some(0))
+            } else {
+                Err(E::invalid_type(serde::de::Unexpected::Float(v), &self))
+            }
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(V)
+        }
+    }
+    d.deserialize_option(V)
+}
+
 /// Every field of every kind, as read from the wire before validation.
 /// Borrowed strings avoid copies for the common unescaped case.
 #[derive(Deserialize, Default)]
 struct Wire<'a> {
+    #[serde(default, deserialize_with = "uint")]
     v: Option<u64>,
     #[serde(borrow)]
     kind: Option<Cow<'a, str>>,
@@ -432,22 +508,37 @@ struct Wire<'a> {
     status: Option<SampleStatus>,
     flags: Option<Vec<String>>,
     boot_id: Option<String>,
+    #[serde(default, deserialize_with = "uint")]
     seq: Option<u64>,
     cpu_percent: Option<f64>,
+    #[serde(default, deserialize_with = "uint")]
     cpu_busy_ticks: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     cpu_total_ticks: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     ncpu: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     clk_tck: Option<u64>,
     memory_percent: Option<f64>,
+    #[serde(default, deserialize_with = "uint")]
     memory_used_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     memory_total_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     disk_used_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     disk_total_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     net_in_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     net_out_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     cpu_busy_ticks_cum: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     cpu_total_ticks_cum: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     net_in_bytes_cum: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     net_out_bytes_cum: Option<u64>,
     errors: Option<Vec<String>>,
 
@@ -455,10 +546,15 @@ struct Wire<'a> {
     provider: Option<String>,
     model: Option<String>,
     price_key: Option<String>,
+    #[serde(default, deserialize_with = "uint")]
     tokens_in: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     tokens_out: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     cache_read_tokens: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     cache_write_tokens: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     reasoning_tokens: Option<u64>,
     #[serde(default, deserialize_with = "present", borrow)]
     cost_usd: Option<Option<Cow<'a, str>>>,
@@ -476,6 +572,7 @@ struct Wire<'a> {
     pattern_name: Option<String>,
     command: Option<String>,
     duration_seconds: Option<f64>,
+    #[serde(default, deserialize_with = "int")]
     exit_code: Option<i64>,
     user: Option<String>,
 }
@@ -641,6 +738,12 @@ pub fn parse_line(line: &str, now: DateTime<Utc>) -> Result<Event, FieldError> {
             "line longer than {MAX_LINE_BYTES} bytes"
         )));
     }
+    if line.starts_with('\u{feff}') {
+        return Err(FieldError::line(
+            "starts with a UTF-8 byte order mark (U+FEFF) in the middle of the input; \
+             remove it (mb-ingest skips one only at the start of a file)",
+        ));
+    }
     let trimmed = line.trim_start();
     if !trimmed.starts_with('{') {
         return Err(FieldError::line(
@@ -705,6 +808,16 @@ fn validate(w: Wire<'_>, now: DateTime<Utc>) -> Result<Event, FieldError> {
             format!("{ts_s:?} is not RFC 3339 (like \"2026-11-03T10:05:00Z\")"),
         )
     })?;
+    // A leap second (23:59:60.f) is stored as 23:59:59.999999999, the last
+    // instant before the next minute: Unix time and the store's ts_ns have
+    // no leap seconds, and this keeps the event in its own minute, day and
+    // month, and the same line read again equal to the stored one (a
+    // duplicate, not a conflict).
+    let ts = if chrono::Timelike::nanosecond(&ts) >= 1_000_000_000 {
+        chrono::Timelike::with_nanosecond(&ts, 999_999_999).unwrap_or(ts)
+    } else {
+        ts
+    };
     if ts > now + chrono::Duration::days(1) {
         return Err(FieldError::field(
             "ts",

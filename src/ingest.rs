@@ -361,6 +361,7 @@ pub fn run(store: Option<&mut Store>, sources: &[Source], opts: &Options) -> Res
             &finished,
             err.as_deref(),
         );
+        store.checkpoint();
         result?;
         fin?;
     } else {

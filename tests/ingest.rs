@@ -1017,3 +1017,99 @@ fn readme_states_the_real_transaction_size() {
         "README must say the default transaction size, {shown} lines"
     );
 }
+
+#[test]
+fn a_leap_second_is_stored_once_and_reingested_as_a_duplicate() {
+    let env = Env::new();
+    let line = api_lines("leap", 1).replace("2026-11-03T10:00:00Z", "2016-12-31T23:59:60.5Z");
+    assert!(line.contains("23:59:60.5Z"));
+    let f = env.write("leap.jsonl", &line);
+    let o = env.run("mb-ingest", &[f.to_str().unwrap()], "");
+    assert_code(&o, 0);
+    let o = env.run("mb-ingest", &[f.to_str().unwrap()], "");
+    assert_code(&o, 0);
+    assert!(
+        stderr(&o).contains("inserted 0, duplicates 1, conflicts 0"),
+        "{}",
+        stderr(&o)
+    );
+    // Stored as the last instant of 23:59:59, still in 2016.
+    assert_eq!(
+        env.query("SELECT ts_ns FROM api_usage"),
+        ["1483228799999999999"]
+    );
+    let o = env.run("mb-report", &["events"], "");
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("\"ts\":\"2016-12-31T23:59:59.999999999Z\""));
+}
+
+#[test]
+fn minus_zero_integers_and_a_leading_bom_are_accepted() {
+    let env = Env::new();
+    let mut text = String::from("\u{feff}");
+    text.push_str(
+        &api_lines("z", 2)
+            .replacen("\"tokens_out\":0", "\"tokens_out\":-0", 1)
+            .replacen("\"reasoning_tokens\":0", "\"reasoning_tokens\":-0", 2),
+    );
+    let f = env.write("bom.jsonl", &text);
+    let o = env.run("mb-ingest", &[f.to_str().unwrap()], "");
+    assert_code(&o, 0);
+    assert_eq!(
+        env.query("SELECT typeof(tokens_out), tokens_out FROM api_usage ORDER BY id"),
+        ["integer|0", "integer|0"]
+    );
+    // A BOM anywhere else is named, not mistaken for bad JSON.
+    let mid = format!("{}\u{feff}{}", api_lines("m", 1), api_lines("n", 1));
+    let f = env.write("mid.jsonl", &mid);
+    let o = env.run("mb-ingest", &[f.to_str().unwrap()], "");
+    assert_code(&o, 1);
+    assert!(
+        stderr(&o).contains("mid.jsonl:2: starts with a UTF-8 byte order mark (U+FEFF)"),
+        "{}",
+        stderr(&o)
+    );
+    // Other negative or fractional numbers stay rejects.
+    let bad = api_lines("x", 1).replace("\"tokens_out\":0", "\"tokens_out\":-0.5");
+    let o = env.run("mb-ingest", &[], &bad);
+    assert_code(&o, 1);
+    assert!(
+        stderr(&o).contains("field \"tokens_out\": invalid type: floating point `-0.5`"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_report_during_database_creation_waits_for_the_creator() {
+    let env = Env::new();
+    // The file exists but is empty, as while mb-ingest is creating it.
+    env.write("data/usage.db", "");
+    let mut c = env.cmd("mb-report");
+    c.args(["events"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let o = env.run("mb-ingest", &[], &api_lines("w", 3));
+    assert_code(&o, 0);
+    let o = child.wait_with_output().unwrap();
+    // It waited for the schema and reported what was committed by then
+    // (the rows may land a moment after the schema), with no error.
+    assert_code(&o, 0);
+    assert_eq!(stderr(&o), "");
+    assert!(stdout(&o).lines().count() <= 3);
+    // With nobody creating it, it says so (after a bounded wait).
+    let env = Env::new();
+    env.write("data/usage.db", "");
+    let t0 = Instant::now();
+    let o = env.run("mb-report", &["events"], "");
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("empty or still being created"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(t0.elapsed() < Duration::from_secs(30));
+}

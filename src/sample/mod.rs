@@ -101,7 +101,7 @@ pub fn glob_match(pat: &str, s: &str) -> bool {
 }
 
 fn read_text(path: &Path, errors: &mut Vec<String>) -> Option<String> {
-    match std::fs::read_to_string(path) {
+    match source::read_regular(path) {
         Ok(t) => Some(t),
         Err(e) => {
             errors.push(format!("{}: {e}", path.display()));
@@ -137,7 +137,7 @@ pub fn read(opts: &Options, wall_ms: i64) -> Result<Reading> {
     let boot_path = p.join("sys/kernel/random/boot_id");
     let boot_id = read_text(&boot_path, &mut errors)
         .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty() && s.len() <= 64);
+        .filter(|s| !s.is_empty() && s.len() <= 64 && !s.chars().any(char::is_control));
     let stat_path = p.join("stat");
     let stat_text = read_text(&stat_path, &mut errors);
     let stat = parsed(&stat_path, stat_text, source::parse_stat, &mut errors);

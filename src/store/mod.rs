@@ -31,6 +31,10 @@ pub use events::InsertResult;
 /// slow disk and a dozen queued cron jobs without "database is locked".
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a reader waits for a database that another process is
+/// creating (version 0) before saying so.
+const CREATION_WAIT: Duration = Duration::from_secs(10);
+
 /// Whether a store is opened for writing (creating and migrating) or only
 /// for reading (reports, dashboard).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +96,7 @@ impl Store {
                             .into(),
                     });
                 }
+                wait_for_creator(path);
                 Connection::open_with_flags(
                     path,
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -156,12 +161,17 @@ impl Store {
                     format!("journal_mode is {jm:?} (is the file on a network filesystem?)"),
                 ));
             }
+            // journal_size_limit: a WAL that grew under many writers (622 MB
+            // beside a 278 MB database) is cut back to 64 MiB when it is
+            // next reset, instead of keeping its peak size forever; see
+            // also [`Store::checkpoint`].
             // FULL: a committed batch survives a power cut, because the
             // producers have already advanced their state past those lines.
             self.conn
                 .execute_batch(
                     "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; \
-                     PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;",
+                     PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY; \
+                     PRAGMA journal_size_limit=67108864;",
                 )
                 .map_err(self.err("setting pragmas"))?;
         } else {
@@ -212,9 +222,27 @@ impl Store {
             .map_err(self.err("reading schema version"))
     }
 
+    /// Copy the WAL back into the database without waiting for anyone
+    /// (`PRAGMA wal_checkpoint(PASSIVE)`), at the end of an ingest run, so
+    /// the WAL can be reset (and cut to journal_size_limit) by the next
+    /// writer instead of growing while writers keep it busy. Best effort.
+    pub fn checkpoint(&self) {
+        let _ = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+    }
+
     fn check_version(&self) -> Result<()> {
         let v = self.user_version()?;
         let cur = schema::current_version();
+        if v == 0 {
+            return Err(Error::db(
+                &self.path,
+                "schema",
+                "the database is empty or still being created; run mb-ingest (or mb-customer) \
+                 first, or wait for the one creating it",
+            ));
+        }
         if v > cur {
             return Err(Error::SchemaTooNew {
                 path: self.path.clone(),
@@ -576,6 +604,29 @@ impl EventInserter<'_> {
         self.inner
             .insert(ev, ingested_at, run_id)
             .map_err(|e| Error::db(self.path, "storing an event", e))
+    }
+}
+
+/// A database being created by a concurrent mb-ingest (or mb-customer) is
+/// an empty file, or reads as version 0, until its first migration
+/// commits: wait for the creator, up to [`CREATION_WAIT`], before the real
+/// read-only connection is opened (a connection opened on the empty file
+/// would keep its stale view). After that, `check_version` says what is
+/// wrong.
+fn wait_for_creator(path: &Path) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < CREATION_WAIT {
+        let v: Option<i64> =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .ok()
+                .and_then(|c| {
+                    let _ = c.busy_timeout(Duration::from_secs(1));
+                    c.query_row("PRAGMA user_version", [], |r| r.get(0)).ok()
+                });
+        if v.is_some_and(|v| v > 0) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
