@@ -873,9 +873,7 @@ fn validate(w: Wire<'_>, now: DateTime<Utc>) -> Result<Event, FieldError> {
             })
         }
         Kind::Api => {
-            let tok = |v: Option<u64>, name: &str| {
-                req(at_most(v, name, bounds::MAX_TOKENS)?, name)
-            };
+            let tok = |v: Option<u64>, name: &str| req(at_most(v, name, bounds::MAX_TOKENS)?, name);
             let tokens_out = tok(w.tokens_out, "tokens_out")?;
             let reasoning_tokens = u63(w.reasoning_tokens, "reasoning_tokens")?.unwrap_or(0);
             if reasoning_tokens > tokens_out {

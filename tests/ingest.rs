@@ -790,16 +790,18 @@ fn a_poison_line_is_one_reject_and_never_fails_the_batch() {
     text.insert_str(0, &format!("{poison}\n"));
     text.push_str(&poison.replace("9223372036854775807", "1000000001"));
     text.push('\n');
-    text.push_str(
-        &api_lines("q", 1)
-            .replace("\"cost_usd\":\"0.000000001\"", "\"cost_usd\":\"100000.000000001\""),
-    );
+    text.push_str(&api_lines("q", 1).replace(
+        "\"cost_usd\":\"0.000000001\"",
+        "\"cost_usd\":\"100000.000000001\"",
+    ));
     let f = env.write("in.jsonl", &text);
     let o = env.run("mb-ingest", &[f.to_str().unwrap()], "");
     assert_code(&o, 1);
     let err = stderr(&o);
     assert!(
-        err.contains("in.jsonl:1: field \"tokens_in\": 9223372036854775807 is larger than 1000000000"),
+        err.contains(
+            "in.jsonl:1: field \"tokens_in\": 9223372036854775807 is larger than 1000000000"
+        ),
         "{err}"
     );
     assert!(err.contains("in.jsonl:32: field \"tokens_in\""), "{err}");
@@ -928,7 +930,13 @@ fn a_maximal_customer_hour_keeps_every_report_and_the_invoice_exact() {
     let cents = (2 * num + den) / (2 * den);
     assert_eq!(ov[9], cents.to_string(), "{ov:?}");
     assert_eq!(ov[11], stored_tokens.to_string());
-    let o = report(&["stripe-meter", "--month", "2026-11", "--event-name", "tokens"]);
+    let o = report(&[
+        "stripe-meter",
+        "--month",
+        "2026-11",
+        "--event-name",
+        "tokens",
+    ]);
     assert_code(&o, 0);
 }
 
@@ -1009,7 +1017,8 @@ fn conflicts_are_recorded_once_per_source() {
 
 #[test]
 fn readme_states_the_real_transaction_size() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let n = mb::ingest::DEFAULT_BATCH_LINES;
     let shown = format!("{},{:03}", n / 1000, n % 1000);
     assert!(

@@ -1130,9 +1130,11 @@ fn implausible_state_values_are_a_corrupt_state() {
             "{err}"
         );
         // What mb-sample wrote, mb-ingest stores.
-        let o = t
-            .env
-            .run("mb-ingest", &["--db", t.env.path("u.db").to_str().unwrap()], &stdout(&o));
+        let o = t.env.run(
+            "mb-ingest",
+            &["--db", t.env.path("u.db").to_str().unwrap()],
+            &stdout(&o),
+        );
         assert_code(&o, 0);
     }
 }

@@ -339,8 +339,16 @@ fn clamp_to_bounds(r: &mut crate::events::Resource) -> Vec<String> {
     cap(&mut r.cpu_total_ticks_cum, "cpu_total_ticks_cum", MAX_TICKS);
     cap(&mut r.ncpu, "ncpu", MAX_SMALL);
     cap(&mut r.clk_tck, "clk_tck", MAX_SMALL);
-    cap(&mut r.memory_used_bytes, "memory_used_bytes", MAX_SIZE_BYTES);
-    cap(&mut r.memory_total_bytes, "memory_total_bytes", MAX_SIZE_BYTES);
+    cap(
+        &mut r.memory_used_bytes,
+        "memory_used_bytes",
+        MAX_SIZE_BYTES,
+    );
+    cap(
+        &mut r.memory_total_bytes,
+        "memory_total_bytes",
+        MAX_SIZE_BYTES,
+    );
     cap(&mut r.disk_used_bytes, "disk_used_bytes", MAX_SIZE_BYTES);
     cap(&mut r.disk_total_bytes, "disk_total_bytes", MAX_SIZE_BYTES);
     cap(&mut r.net_in_bytes, "net_in_bytes", MAX_BYTES);

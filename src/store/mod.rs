@@ -616,13 +616,12 @@ impl EventInserter<'_> {
 fn wait_for_creator(path: &Path) {
     let started = std::time::Instant::now();
     while started.elapsed() < CREATION_WAIT {
-        let v: Option<i64> =
-            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-                .ok()
-                .and_then(|c| {
-                    let _ = c.busy_timeout(Duration::from_secs(1));
-                    c.query_row("PRAGMA user_version", [], |r| r.get(0)).ok()
-                });
+        let v: Option<i64> = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .ok()
+            .and_then(|c| {
+                let _ = c.busy_timeout(Duration::from_secs(1));
+                c.query_row("PRAGMA user_version", [], |r| r.get(0)).ok()
+            });
         if v.is_some_and(|v| v > 0) {
             return;
         }

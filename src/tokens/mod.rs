@@ -631,7 +631,9 @@ fn check(ev: &Event, now: DateTime<Utc>) -> std::result::Result<(), String> {
             ));
         }
     }
-    if a.cost_nusd.is_some_and(|c| c > events::bounds::MAX_COST_NUSD) {
+    if a.cost_nusd
+        .is_some_and(|c| c > events::bounds::MAX_COST_NUSD)
+    {
         return Err(format!(
             "cost of one request above USD {}, the bound of mb-events(5); corrupt counts?",
             crate::money::format_nanos(events::bounds::MAX_COST_NUSD)
