@@ -600,8 +600,8 @@ fn summary(ctx: &Ctx, period: Period, out: &mut dyn Write) -> Result<Outcome> {
                 "{}: usage recorded while {} ({} to {}): {} requests, {} activity events, {} resource samples",
                 st.customer_id,
                 u.status,
-                time::format_rfc3339(&u.start),
-                time::format_rfc3339(&u.end),
+                render::text::local_z(&u.start, s.period.tz),
+                render::text::local_z(&u.end, s.period.tz),
                 u.api.requests,
                 u.activity_events,
                 u.resource_samples
