@@ -15,6 +15,26 @@ fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     v
 }
 
+/// The client-key secret of the tests (64 hex digits), so `client` values
+/// in golden files are stable.
+const SECRET: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+/// An environment with [`SECRET`] in `MB_CLIENT_KEY` (the test's
+/// `client.key`), mode 0600.
+fn env() -> Env {
+    use std::os::unix::fs::PermissionsExt;
+    let e = Env::new();
+    let p = e.write("client.key", &format!("{SECRET}\n"));
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    e
+}
+
+/// The keyed `client` value of `key` under [`SECRET`].
+fn keyed(key: &str) -> String {
+    let secret: Vec<u8> = (0..32u8).collect();
+    mb::tokens::client::ClientHasher::new(&secret).hash(key)
+}
+
 fn fx(name: &str) -> String {
     fixture(&format!("tokens/{name}")).display().to_string()
 }
@@ -48,7 +68,7 @@ fn c(model: &str, cost: &str) -> (String, serde_json::Value) {
 
 #[test]
 fn usage_queue_both_shapes() {
-    let env = Env::new();
+    let env = env();
     let o = env.run(
         "mb-tokens",
         &args(&[&fx("queue-v2.jsonl"), &fx("early.jsonl")]),
@@ -85,17 +105,18 @@ fn usage_queue_both_shapes() {
     );
     assert_eq!(v[0]["ts"], "2026-08-20T06:03:12.118734502Z");
     assert_eq!(v[3]["failed"], true);
-    // The client key is never written; its hash is
-    // sha256("sk-vm-team-a-7f3e")[..16 hex].
+    // The client key is never written; `client` is its keyed hash:
+    // HMAC-SHA256(secret, "sk-vm-team-a-7f3e")[..32 hex].
     assert!(!stdout(&o).contains("sk-vm-team"));
     assert!(!stdout(&o).contains("alice@example.com"));
     assert_eq!(v[0]["client"], v[2]["client"]);
-    assert_eq!(v[0]["client"].as_str().unwrap().len(), 16);
+    assert_eq!(v[0]["client"], keyed("sk-vm-team-a-7f3e").as_str());
+    assert_eq!(v[0]["client"].as_str().unwrap().len(), 32);
 }
 
 #[test]
 fn provider_responses() {
-    let env = Env::new();
+    let env = env();
     let o = env.run("mb-tokens", &args(&[&fx("provider.jsonl")]), "");
     assert_code(&o, 1);
     golden("tokens/provider.expected.jsonl", &stdout(&o));
@@ -104,7 +125,8 @@ fn provider_responses() {
         stderr(&o),
         format!(
             "mb-tokens: {f}:11: no price for model \"claude-opus-4-8\" (provider anthropic); its lines \
-             are written with priced false and cost_usd null: add it with --prices FILE\n\
+             are written with priced false and cost_usd null: add it with --prices FILE (and \
+             `mb-tokens reprice` what is already stored)\n\
              mb-tokens: {f}:12: invalid JSON at column 110 (the line looks truncated)\n\
              mb-tokens: 8 lines written, 1 bad records skipped, unpriced models: claude-opus-4-8 (2)\n"
         )
@@ -145,7 +167,7 @@ fn provider_responses() {
 
 #[test]
 fn snapshot_and_request_logs() {
-    let env = Env::new();
+    let env = env();
     let mut a = args(&[]);
     let snap = fx("snapshot.json");
     let r1 = fx("reqlog/v1-chat-completions-2026-08-20T140320-b81e44d2.log");
@@ -200,7 +222,7 @@ fn snapshot_and_request_logs() {
 
 #[test]
 fn every_line_passes_mb_ingest() {
-    let env = Env::new();
+    let env = env();
     let mut all = String::new();
     for f in [
         "queue-v2.jsonl",
@@ -252,7 +274,7 @@ fn read_state(env: &Env, file: &str) -> (String, i32) {
 
 #[test]
 fn state_resumes_and_survives_rotation_and_truncation() {
-    let env = Env::new();
+    let env = env();
     let q = std::fs::read_to_string(fixture("tokens/queue-v2.jsonl")).unwrap();
     let ql: Vec<&str> = q.lines().collect();
     let log = env.path("usage.jsonl").display().to_string();
@@ -318,7 +340,7 @@ fn state_resumes_and_survives_rotation_and_truncation() {
 
 #[test]
 fn state_with_whole_files_skips_unchanged() {
-    let env = Env::new();
+    let env = env();
     let snap = fx("snapshot.json");
     let (out, code) = read_state(&env, &snap);
     assert_eq!((out.lines().count(), code), (2, 1));
@@ -328,7 +350,7 @@ fn state_with_whole_files_skips_unchanged() {
 
 #[test]
 fn litellm_price_file_overrides_and_adds() {
-    let env = Env::new();
+    let env = env();
     // LiteLLM's own format, numbers in scientific notation, plus entries
     // that are not chat models (skipped).
     env.write(
@@ -404,8 +426,8 @@ fn litellm_price_file_overrides_and_adds() {
 
 #[test]
 fn key_map_routes_clients_to_customers() {
-    let env = Env::new();
-    // Keys in clear or as the 16-hex client hash; a header row.
+    let env = env();
+    // Keys in clear or as the keyed client hash; a header row.
     let hash = {
         let o = env.run("mb-tokens", &args(&[&fx("queue-v2.jsonl")]), "");
         lines(&stdout(&o))[1]["client"]
@@ -442,8 +464,10 @@ fn key_map_routes_clients_to_customers() {
         ]
     );
     assert!(
-        stderr(&o)
-            .contains(":4: client bda61f86bbeca15a is not in --key-map, and no --customer is set"),
+        stderr(&o).contains(&format!(
+            ":4: client {} is not in --key-map, and no --customer is set",
+            keyed("sk-vm-team-c-44aa")
+        )),
         "{}",
         stderr(&o)
     );
@@ -480,7 +504,7 @@ fn key_map_routes_clients_to_customers() {
 
 #[test]
 fn usage_errors_help_and_broken_pipe() {
-    let env = Env::new();
+    let env = env();
     let o = env.run("mb-tokens", &[&fx("early.jsonl")], "");
     assert_code(&o, 2);
     assert!(
@@ -598,7 +622,7 @@ fn serve(listener: TcpListener, queue: Arc<Mutex<VecDeque<String>>>, script: Vec
 
 #[test]
 fn pull_survives_dropped_connections() {
-    let env = Env::new();
+    let env = env();
     let q = std::fs::read_to_string(fixture("tokens/queue-v2.jsonl")).unwrap();
     let base = q.lines().next().unwrap().to_string();
     let recs: Vec<String> = (1..=6)

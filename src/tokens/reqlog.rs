@@ -233,6 +233,7 @@ pub fn parse(text: &str, file_name: &str) -> Result<(Record, Option<String>), (u
         client_key: None,
         service_tier: done.as_ref().and_then(|d| d.service_tier.clone()),
         source_format: "request-log",
+        unclassified: None,
     };
     Ok((rec, done.and_then(|d| d.note)))
 }

@@ -178,6 +178,7 @@ fn detail(
             client_key: client.map(str::to_string),
             service_tier: None,
             source_format: "usage-snapshot",
+            unclassified: None,
         },
         note,
     ))
