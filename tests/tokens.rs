@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
-use crate::util::{assert_code, fixture, golden, stderr, stdout, Env};
+use crate::util::{assert_code, fixture, golden, run_cmd, stderr, stdout, Env};
 
 const ID: &[&str] = &["--customer", "acme", "--vm", "vm-1"];
 
@@ -719,4 +719,564 @@ fn pull_survives_dropped_connections() {
         stderr(&o)
     );
     drop(server);
+}
+
+/// The `--summary json` counts of one mb-ingest run.
+fn ingest(env: &Env, lines: &str) -> serde_json::Value {
+    let i = env.run("mb-ingest", &["--summary", "json"], lines);
+    assert!(
+        matches!(i.status.code(), Some(0) | Some(1)),
+        "{}",
+        stderr(&i)
+    );
+    let s = stderr(&i);
+    let start = s
+        .find('{')
+        .unwrap_or_else(|| panic!("no JSON summary: {s}"));
+    let end = s.rfind('}').unwrap();
+    serde_json::from_str(&s[start..=end]).unwrap()
+}
+
+/// The fields that carry a line's meaning, for compact expectations:
+/// (id, price_key, tokens_in, tokens_out, cache_read, cost_usd, service_tier).
+fn brief(v: &serde_json::Value) -> (String, String, u64, u64, u64, String, String) {
+    let s = |k: &str| match &v[k] {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    (
+        s("id"),
+        s("price_key"),
+        v["tokens_in"].as_u64().unwrap(),
+        v["tokens_out"].as_u64().unwrap(),
+        v["cache_read_tokens"].as_u64().unwrap(),
+        s("cost_usd"),
+        s("service_tier"),
+    )
+}
+
+fn b(
+    id: &str,
+    key: &str,
+    tin: u64,
+    tout: u64,
+    cr: u64,
+    cost: &str,
+    tier: &str,
+) -> (String, String, u64, u64, u64, String, String) {
+    (
+        id.into(),
+        key.into(),
+        tin,
+        tout,
+        cr,
+        cost.into(),
+        tier.into(),
+    )
+}
+
+/// Issue 13.1: the three queue shapes, read per record. Each line of
+/// queue-shapes.jsonl is written as upstream's `queuedUsageDetail` marshals
+/// it (internal/redisqueue/plugin.go; field set of the version named per
+/// line, see tests/fixtures/tokens/README.md).
+#[test]
+fn queue_shapes_are_read_per_record() {
+    let env = env();
+    let o = env.run("mb-tokens", &args(&[&fx("queue-shapes.jsonl")]), "");
+    assert_code(&o, 0);
+    assert_eq!(stderr(&o), "");
+    let got: Vec<_> = lines(&stdout(&o)).iter().map(brief).collect();
+    assert_eq!(
+        got,
+        vec![
+            // v7.0.3..v7.2.66, Codex: cache_read_tokens 0, the reads are in
+            // cached_tokens. 24567 input includes 19968 cached:
+            // 4599 * 1.25/M + 19968 * 0.125/M + 1380 * 10/M
+            // = 0.00574875 + 0.002496 + 0.0138 = 0.02204475
+            // (the 0 would bill 24567 * 1.25/M + 0.0138 = 0.04450875).
+            b(
+                "cpa:2026-06-20T10:00:01.5+08:00:a1000001",
+                "gpt-5-codex",
+                4599,
+                1380,
+                19968,
+                "0.02204475",
+                "-"
+            ),
+            // v7.0.3..v7.2.66, Gemini: 10432 prompt includes 8192 cached;
+            // thoughts 1204 are extra output:
+            // 2240 * 1.25/M + 8192 * 0.125/M + (655 + 1204) * 10/M
+            // = 0.0028 + 0.001024 + 0.01859 = 0.022414 (not 0.03163).
+            b(
+                "cpa:2026-06-20T10:00:02.25+08:00:a1000002",
+                "gemini-2.5-pro",
+                2240,
+                1859,
+                8192,
+                "0.022414",
+                "-"
+            ),
+            // v7.0.3..v7.2.66, Claude: cache_read_tokens is filled (0 here)
+            // and cached_tokens fell back to the 2051 writes, so it is not
+            // read as cache reads: 1000 * 3/M + 100 * 15/M + 2051 * 3.75/M
+            // = 0.003 + 0.0015 + 0.00769125 = 0.01219125.
+            b(
+                "cpa:2026-06-20T10:00:03+08:00:a1000003",
+                "claude-sonnet-4-5-20250929",
+                1000,
+                100,
+                0,
+                "0.01219125",
+                "-"
+            ),
+            // v7.2.67..v7.2.73: cache_read_tokens filled for every provider
+            // (no present flag yet); same request, same 0.02204475. The
+            // response tier "default" is what upstream reports as applied.
+            b(
+                "cpa:2026-07-12T09:30:00.000000001+08:00:a1000004",
+                "gpt-5-codex",
+                4599,
+                1380,
+                19968,
+                "0.02204475",
+                "default"
+            ),
+            // v7.2.74..v7.2.96: cache_read_tokens_present true; 0.022414.
+            b(
+                "cpa:2026-07-20T09:30:00.75+08:00:a1000005",
+                "gemini-2.5-pro",
+                2240,
+                1859,
+                8192,
+                "0.022414",
+                "-"
+            ),
+        ]
+    );
+}
+
+/// Issue 13.2 to 13.5 on the accounting-v2 shape of v7.2.140
+/// (queuedUsageDetail, internal/redisqueue/plugin.go; token_breakdown,
+/// sdk/cliproxy/usage/accounting.go).
+#[test]
+fn image_tool_tiers_long_context_and_unclassified() {
+    let env = env();
+    let o = env.run("mb-tokens", &args(&[&fx("queue-v7.2.140.jsonl")]), "");
+    assert_code(&o, 1);
+    let f = fx("queue-v7.2.140.jsonl");
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "mb-tokens: {f}:7: token_breakdown quality \"unclassified\": 500 of 500 tokens are \
+             unclassified and the legacy counts do not add up to the total; written unpriced with \
+             the total (unclassified tokens in tokens_in)\n\
+             mb-tokens: {f}:8: token_breakdown quality \"unclassified\": 500 of 1500 tokens are \
+             unclassified and the legacy counts do not add up to the total; written unpriced with \
+             the total (unclassified tokens in tokens_in)\n\
+             mb-tokens: 9 lines written, 2 with inconsistent counts, 2 unpriced with unclassified \
+             tokens\n"
+        )
+    );
+    let v = lines(&stdout(&o));
+    let got: Vec<_> = v.iter().map(brief).collect();
+    let ts = "cpa:2026-11-20T14:00:00.123456789+08:00:b2000001";
+    assert_eq!(
+        got,
+        vec![
+            // 13.2: the text record keeps its id: 2000 * 2.5/M + 500 * 15/M
+            // = 0.005 + 0.0075 = 0.0125.
+            b(ts, "gpt-5.4", 2000, 500, 0, "0.0125", "default"),
+            // ... and the image tool's record (PublishAdditionalModel) gets
+            // its own, priced at LiteLLM's image-token rates: 50 text input
+            // * 5/M + 3125 image output * 40/M = 0.00025 + 0.125 = 0.12525.
+            b(
+                &format!("{ts}:gpt-image-1"),
+                "gpt-image-1",
+                50,
+                3125,
+                0,
+                "0.12525",
+                "-"
+            ),
+            // 13.4: 300000 prompt tokens > 272k: every rate of the request is
+            // the long-context one, cache reads included:
+            // 50000 * 5/M + 250000 * 0.5/M + 5000 * 22.5/M
+            // = 0.25 + 0.125 + 0.1125 = 0.4875 (not 0.425).
+            b(
+                "cpa:2026-11-20T14:05:00+08:00:b2000002",
+                "gpt-5.4",
+                50000,
+                5000,
+                250000,
+                "0.4875",
+                "default"
+            ),
+            // Sonnet 4.5 above 200k (Anthropic's long-context price): prompt
+            // 10000 + 195000 = 205000: 10000 * 6/M + 195000 * 0.6/M
+            // + 1000 * 22.5/M = 0.06 + 0.117 + 0.0225 = 0.1995.
+            b(
+                "cpa:2026-11-20T14:06:00+08:00:b2000003",
+                "claude-sonnet-4-5-20250929",
+                10000,
+                1000,
+                195000,
+                "0.1995",
+                "-"
+            ),
+            // 13.5: priority reported as applied: 2000 * 5/M + 500 * 30/M
+            // = 0.01 + 0.015 = 0.025, and the key says which tier's rate.
+            b(
+                "cpa:2026-11-20T14:07:00+08:00:b2000004",
+                "gpt-5.4#priority",
+                2000,
+                500,
+                0,
+                "0.025",
+                "priority"
+            ),
+            // flex requested, gpt-5.4 has no flex rate: the default 0.0125.
+            b(
+                "cpa:2026-11-20T14:08:00+08:00:b2000005",
+                "gpt-5.4",
+                2000,
+                500,
+                0,
+                "0.0125",
+                "flex"
+            ),
+            // 13.3: wholly unclassified, legacy counts all 0: unpriced with
+            // the reported 500 (never billed as 0).
+            b(
+                "cpa:2026-11-20T14:09:00+08:00:b2000006",
+                "-",
+                500,
+                0,
+                0,
+                "-",
+                "-"
+            ),
+            // 1000 classified input + 500 unclassified: unpriced, 1500.
+            b(
+                "cpa:2026-11-20T14:10:00+08:00:b2000007",
+                "-",
+                1500,
+                0,
+                0,
+                "-",
+                "-"
+            ),
+            // Unclassified, but the legacy counts add up to the total (800 +
+            // 200 = 1000): priced from them, 800 * 0.15/M + 200 * 0.6/M
+            // = 0.00012 + 0.00012 = 0.00024.
+            b(
+                "cpa:2026-11-20T14:11:00+08:00:b2000008",
+                "gpt-4o-mini",
+                800,
+                200,
+                0,
+                "0.00024",
+                "-"
+            ),
+        ]
+    );
+    for i in [6, 7] {
+        assert_eq!(v[i]["priced"], false);
+        assert_eq!(v[i]["source_format"], "usage-queue-unclassified");
+    }
+}
+
+/// Every fixture read twice, each time freshly by mb-tokens, stores only
+/// duplicates the second time (Done means of issue 13).
+#[test]
+fn second_pass_of_every_fixture_is_only_duplicates() {
+    let env = env();
+    let inputs: Vec<String> = [
+        "queue-v2.jsonl",
+        "early.jsonl",
+        "queue-shapes.jsonl",
+        "queue-v7.2.140.jsonl",
+        "provider.jsonl",
+        "snapshot.json",
+        "reqlog/v1-messages-2026-08-20T140312-7e2b9d10.log",
+        "reqlog/v1-chat-completions-2026-08-20T140320-b81e44d2.log",
+    ]
+    .iter()
+    .map(|f| fx(f))
+    .collect();
+    let run = || {
+        let mut a: Vec<&str> = ID.to_vec();
+        a.extend(inputs.iter().map(String::as_str));
+        stdout(&env.run("mb-tokens", &a, ""))
+    };
+    let first = run();
+    let n = first.lines().count() as u64;
+    assert!(n >= 30, "{n}");
+    let s = ingest(&env, &first);
+    assert_eq!(
+        (s["inserted"].as_u64(), s["conflicts"].as_u64()),
+        (Some(n), Some(0))
+    );
+    let s = ingest(&env, &run());
+    assert_eq!(
+        (
+            s["inserted"].as_u64(),
+            s["duplicates"].as_u64(),
+            s["conflicts"].as_u64()
+        ),
+        (Some(0), Some(n), Some(0)),
+        "{s}"
+    );
+}
+
+/// Issue 17.2: a line written before the keyed hash (`client` the 16-hex
+/// plain SHA-256 prefix, exactly as mb-tokens wrote it then) is stored;
+/// re-reading the same usage now writes the keyed hash, and mb-ingest sees
+/// the same event: a duplicate, no conflict, no new row.
+#[test]
+fn old_client_hash_lines_stay_duplicates() {
+    let env = env();
+    let old = std::fs::read_to_string(fixture("tokens/old-client.jsonl")).unwrap();
+    // printf %s sk-vm-team-a-7f3e | sha256sum | cut -c1-16
+    assert!(old.contains("\"client\":\"91681bb9abe3226e\""));
+    let s = ingest(&env, &old);
+    assert_eq!(s["inserted"].as_u64(), Some(1), "{s}");
+    let o = env.run("mb-tokens", &args(&[&fx("queue-v2.jsonl")]), "");
+    let new = stdout(&o);
+    assert!(new.contains(&keyed("sk-vm-team-a-7f3e")));
+    let s = ingest(&env, &new);
+    assert_eq!(
+        (
+            s["inserted"].as_u64(),
+            s["duplicates"].as_u64(),
+            s["conflicts"].as_u64()
+        ),
+        (Some(3), Some(1), Some(0)),
+        "{s}"
+    );
+    // The stored row keeps the value it was stored with.
+    assert_eq!(
+        env.query(
+            "SELECT client FROM api_usage WHERE id = 'cpa:2026-08-20T14:03:12.118734502+08:00:3f9a1c07'"
+        ),
+        ["91681bb9abe3226e"]
+    );
+    // A real difference is still a conflict.
+    let changed = old.replace("\"tokens_out\":912", "\"tokens_out\":913");
+    let s = ingest(&env, &changed);
+    assert_eq!(s["conflicts"].as_u64(), Some(1), "{s}");
+    // Key maps written with the legacy hash still route.
+    env.write("keys.csv", "91681bb9abe3226e,beta,vm-b\n");
+    let o = env.run(
+        "mb-tokens",
+        &[
+            "--key-map",
+            "keys.csv",
+            "--customer",
+            "x",
+            "--vm",
+            "y",
+            &fx("queue-v2.jsonl"),
+        ],
+        "",
+    );
+    assert_eq!(lines(&stdout(&o))[0]["customer_id"], "beta");
+    // `client-hash` prints the keyed value for a key map.
+    let o = env.run("mb-tokens", &["client-hash"], "sk-vm-team-a-7f3e\n");
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o), format!("{}\n", keyed("sk-vm-team-a-7f3e")));
+}
+
+/// The secret is created on first use, 0600 in a 0700 directory, and a
+/// secret readable by others is refused with the chmod to run.
+#[test]
+fn client_key_secret_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let key = env.path("keys/mb/client.key");
+    let o = run_cmd(
+        env.cmd("mb-tokens")
+            .env("MB_CLIENT_KEY", &key)
+            .args(args(&[&fx("early.jsonl")])),
+        "",
+    );
+    assert_code(&o, 0);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&key), 0o600);
+    assert_eq!(mode(key.parent().unwrap()), 0o700);
+    let text = std::fs::read_to_string(&key).unwrap();
+    assert_eq!(text.trim().len(), 64);
+    // The same secret gives the same client next time.
+    let again = run_cmd(
+        env.cmd("mb-tokens")
+            .env("MB_CLIENT_KEY", &key)
+            .args(args(&[&fx("early.jsonl")])),
+        "",
+    );
+    assert_eq!(again.stdout, o.stdout);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = run_cmd(
+        env.cmd("mb-tokens")
+            .env("MB_CLIENT_KEY", &key)
+            .args(args(&[&fx("early.jsonl")])),
+        "",
+    );
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains(&format!("run: chmod 600 {}", key.display())),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Issue 12.5, the whole path: an unknown model is stored unpriced, the
+/// invoice refuses it and names `mb-tokens reprice`; a price is added;
+/// reprice (dry run, then for real, then again: nothing) prices exactly the
+/// unpriced row, with api_rollup and the audit tables; the invoice is then
+/// exact, and re-reading the old log gives duplicates.
+#[test]
+fn reprice_walkthrough() {
+    let env = Env::at("2026-12-02T12:00:00Z");
+    let c = env.run(
+        "mb-customer",
+        &[
+            "add",
+            "acme",
+            "--tier",
+            "pro",
+            "--effective",
+            "2026-10-01",
+            "--vm",
+            "vm-1",
+        ],
+        "",
+    );
+    assert_code(&c, 0);
+    let o = env.run("mb-tokens", &args(&[&fx("reprice.jsonl")]), "");
+    assert_code(&o, 1);
+    let unpriced_log = stdout(&o);
+    assert_eq!(ingest(&env, &unpriced_log)["inserted"].as_u64(), Some(2));
+    let invoice = [
+        "invoice",
+        "--month",
+        "2026-11",
+        "--usd-eur",
+        "0.92",
+        "--json",
+    ];
+    let o = env.run("mb-report", &invoice, "");
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("`mb-tokens reprice --db DB --prices FILE`"),
+        "{}",
+        stderr(&o)
+    );
+    let prices = env.write(
+        "new-prices.json",
+        r#"{"gpt-5.5": {"litellm_provider": "openai", "input_cost_per_token": 5e-06, "output_cost_per_token": 3e-05}}"#,
+    );
+    let p = prices.to_str().unwrap();
+    let o = env.run("mb-tokens", &["reprice", "--prices", p, "--dry-run"], "");
+    assert_code(&o, 0);
+    // gpt-5.5: 600000 * 5/M + 100000 * 30/M = 3 + 3 = 6 USD.
+    assert!(
+        stdout(&o).starts_with("# dry run: 1 rows would be priced, USD 6; nothing changed\n"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(
+        env.query("SELECT count(*) FROM api_usage WHERE priced = 0"),
+        ["1"]
+    );
+    assert_eq!(env.query("SELECT count(*) FROM reprice_log"), ["0"]);
+    let o = env.run("mb-tokens", &["reprice", "--prices", p], "");
+    assert_code(&o, 0);
+    let table = env.query("SELECT price_table FROM api_usage WHERE model = 'gpt-5.5'")[0].clone();
+    assert!(table.starts_with("new-prices.json@"), "{table}");
+    assert_eq!(
+        stdout(&o),
+        format!(
+            "# 1 rows priced, USD 6 (reprice_runs.reprice_id 1)\n\
+             CUSTOMER  MODEL    PRICE_KEY  ROWS  COST_USD\n\
+             acme      gpt-5.5  gpt-5.5       1         6\n"
+        )
+    );
+    assert_eq!(
+        env.query(
+            "SELECT r.id, quote(old_cost_nusd), new_cost_nusd, quote(old_price_key), new_price_key, \
+             l.price_table = r2.price_table FROM reprice_log l JOIN api_usage r ON r.id = l.id \
+             JOIN api_usage r2 ON r2.id = l.id"
+        ),
+        [format!(
+            "cpa:2026-11-10T10:00:00Z:c3000002|NULL|6000000000|NULL|gpt-5.5|1"
+        )]
+    );
+    // api_rollup moved the row from its unpriced key to the priced one and
+    // agrees with api_usage: 0.12 + 6 = 6.12 USD, nothing unpriced.
+    let sums = "SELECT sum(requests), sum(unpriced_requests), sum(cost_nusd), sum(tokens_in) FROM api_rollup";
+    assert_eq!(env.query(sums), ["2|0|6120000000|1000000"]);
+    assert_eq!(
+        env.query(
+            "SELECT count(*), sum(NOT priced), sum(cost_nusd), sum(tokens_in) FROM api_usage"
+        ),
+        ["2|0|6120000000|1000000"]
+    );
+    // Idempotent: a second run finds nothing and records nothing.
+    let o = env.run("mb-tokens", &["reprice", "--prices", p], "");
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o), "# nothing to price\n");
+    assert_eq!(env.query("SELECT count(*) FROM reprice_runs"), ["1"]);
+    // The invoice is exact now. Tokens: 400000 + 100000 + 600000 + 100000
+    // = 1,200,000 > 1,000,000 included; cost 6.12 USD. Overage =
+    // 6.12 * 200000 / 1200000 * 1.2 * 0.92 = 1.02 * 1.104 = 1.12608 EUR
+    // -> 1.13 EUR = 113 cents.
+    let o = env.run("mb-report", &invoice, "");
+    assert_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let line = v["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["line"] == "llm_overage")
+        .unwrap_or_else(|| panic!("no overage line: {v}"));
+    assert_eq!(line["amount_minor"], 113);
+    assert_eq!(line["tokens"], "1200000");
+    assert_eq!(line["cost_usd"], "6.12");
+    // Re-reading the old, unpriced log: duplicates only.
+    let s = ingest(&env, &unpriced_log);
+    assert_eq!(
+        (s["duplicates"].as_u64(), s["conflicts"].as_u64()),
+        (Some(2), Some(0)),
+        "{s}"
+    );
+    // And reading it with the new price: the same rows, duplicates too.
+    let o = env.run(
+        "mb-tokens",
+        &args(&["--prices", p, &fx("reprice.jsonl")]),
+        "",
+    );
+    assert_code(&o, 0);
+    let s = ingest(&env, &stdout(&o));
+    assert_eq!(
+        (s["duplicates"].as_u64(), s["conflicts"].as_u64()),
+        (Some(2), Some(0)),
+        "{s}"
+    );
+}
+
+/// Issue 13.12: counts of the built-in table in the docs are checked, not
+/// typed: docs/mb-tokens.md says "the built-in table has N keys".
+#[test]
+fn documented_builtin_key_count_is_the_real_one() {
+    let n = mb::tokens::prices::PriceTable::builtin().unwrap().len();
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/mb-tokens.md"),
+    )
+    .unwrap();
+    let claim = format!("the built-in table has {n} keys");
+    assert!(doc.contains(&claim), "docs/mb-tokens.md must say {claim:?}");
+    let env = env();
+    let o = env.run("mb-tokens", &["prices"], "");
+    // One header comment, one column header, one row per key.
+    assert_eq!(stdout(&o).lines().count(), n + 2);
 }

@@ -541,20 +541,29 @@ fn prices(p: PricesArgs, out: &mut dyn Write) -> Result<Outcome> {
                     format!("cache_creation_input_token_cost{suffix}"),
                     r.cache_write,
                 );
-                if suffix.is_empty() {
-                    rate(
-                        "cache_creation_input_token_cost_above_1hr".into(),
-                        r.cache_write_1h,
-                    );
-                }
+                rate(
+                    format!("cache_creation_input_token_cost_above_1hr{suffix}"),
+                    r.cache_write_1h,
+                );
                 rate(
                     format!("output_cost_per_reasoning_token{suffix}"),
                     r.reasoning,
+                );
+                rate(format!("input_cost_per_image_token{suffix}"), r.input_image);
+                rate(
+                    format!("output_cost_per_image_token{suffix}"),
+                    r.output_image,
                 );
             };
             put(&mut rate, &e.base, "");
             for (th, r) in &e.tiers {
                 put(&mut rate, r, &format!("_above_{}k_tokens", th / 1000));
+            }
+            for (st, tr) in &e.service {
+                put(&mut rate, &tr.base, &format!("_{st}"));
+                for (th, r) in &tr.tiers {
+                    put(&mut rate, r, &format!("_above_{}k_tokens_{st}", th / 1000));
+                }
             }
             if let Some(d) = &e.deprecation_date {
                 fields.push(format!("\"deprecation_date\": {}", q(d)));

@@ -597,6 +597,12 @@ impl Processor<'_> {
         if s.suspect > 0 {
             msg.push_str(&format!(", {} with inconsistent counts", s.suspect));
         }
+        if s.unclassified > 0 {
+            msg.push_str(&format!(
+                ", {} unpriced with unclassified tokens",
+                s.unclassified
+            ));
+        }
         if !s.unpriced.is_empty() {
             let list: Vec<String> = s
                 .unpriced
