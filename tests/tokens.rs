@@ -1000,6 +1000,9 @@ fn second_pass_of_every_fixture_is_only_duplicates() {
         "snapshot.json",
         "reqlog/v1-messages-2026-08-20T140312-7e2b9d10.log",
         "reqlog/v1-chat-completions-2026-08-20T140320-b81e44d2.log",
+        "reqlog-more/v1-responses-2026-11-20T140000-d4000001.log",
+        "reqlog-more/v1beta-models-gemini-2.5-flash-streamGenerateContent-2026-11-20T141000-d4000002.log",
+        "reprice.jsonl",
     ]
     .iter()
     .map(|f| fx(f))
@@ -1279,4 +1282,104 @@ fn documented_builtin_key_count_is_the_real_one() {
     let o = env.run("mb-tokens", &["prices"], "");
     // One header comment, one column header, one row per key.
     assert_eq!(stdout(&o).lines().count(), n + 2);
+}
+
+/// Issue 13.6 to 13.9: websocket sessions, Gemini `alt=json` and chunks
+/// without responseId, count_tokens, commercial mode.
+#[test]
+fn request_log_websocket_alt_json_count_tokens_and_commercial_mode() {
+    let env = env();
+    let more = |f: &str| fx(&format!("reqlog-more/{f}"));
+    // 13.6: the API WEBSOCKET TIMELINE frames, as AppendAPIWebsocketResponse
+    // writes them (Timestamp:, Event: api.websocket.response, the frame);
+    // each response.completed is one request of the session.
+    let ws = more("v1-responses-2026-11-20T140000-d4000001.log");
+    // 13.7: alt=json, the body is a JSON array of the stream's chunks.
+    let alt =
+        more("v1beta-models-gemini-2.5-flash-streamGenerateContent-2026-11-20T141000-d4000002.log");
+    // 13.8: a count_tokens request: skipped, counted, no exit 1.
+    let ct = more("v1-messages-count_tokens-2026-11-20T142000-d4000003.log");
+    let o = env.run("mb-tokens", &args(&[&ws, &alt, &ct]), "");
+    assert_code(&o, 0);
+    assert_eq!(stderr(&o), "");
+    let got: Vec<_> = lines(&stdout(&o)).iter().map(brief).collect();
+    assert_eq!(
+        got,
+        vec![
+            // 5000 input incl. 4000 cached, 300 output (reasoning inside):
+            // 1000 * 1.25/M + 4000 * 0.125/M + 300 * 10/M
+            // = 0.00125 + 0.0005 + 0.003 = 0.00475
+            b(
+                "cpa:2026-11-20T14:00:00.5+08:00:d4000001",
+                "gpt-5-codex",
+                1000,
+                300,
+                4000,
+                "0.00475",
+                "-"
+            ),
+            // second turn: 1000 * 1.25/M + 5000 * 0.125/M + 200 * 10/M
+            // = 0.00125 + 0.000625 + 0.002 = 0.003875
+            b(
+                "cpa:2026-11-20T14:00:00.5+08:00:d4000001:2",
+                "gpt-5-codex",
+                1000,
+                200,
+                5000,
+                "0.003875",
+                "-"
+            ),
+            // last chunk's running totals: 100 prompt, 40 + 10 thoughts:
+            // 100 * 0.30/M + 50 * 2.50/M = 0.00003 + 0.000125 = 0.000155
+            b(
+                "cpa:2026-11-20T14:10:00+08:00:d4000002",
+                "gemini-2.5-flash",
+                100,
+                50,
+                0,
+                "0.000155",
+                "-"
+            ),
+        ]
+    );
+    // The count_tokens file shows in the summary once something else does.
+    let bad = env.write("bad.log", "=== REQUEST INFO ===\nURL: /v1/messages\n");
+    let o = env.run("mb-tokens", &args(&[&ct, bad.to_str().unwrap()]), "");
+    assert_code(&o, 1);
+    assert!(
+        stderr(&o).ends_with(
+            "mb-tokens: 0 lines written, 1 count_tokens requests skipped (no billable usage), \
+             1 bad records skipped\n"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    // 13.7: Gemini chunks without responseId are one request, not three:
+    // 1000 * 0.30/M + (300 + 50) * 2.50/M = 0.0003 + 0.000875 = 0.001175.
+    // Raw chunks carry no time: the file's modification time is used.
+    let noid = env.path("gemini-noid.jsonl");
+    std::fs::copy(fx("gemini-noid.jsonl"), &noid).unwrap();
+    let touch = std::process::Command::new("touch")
+        .args(["-d", "2026-11-20T12:00:00Z"])
+        .arg(&noid)
+        .status()
+        .unwrap();
+    assert!(touch.success());
+    let o = env.run("mb-tokens", &args(&[noid.to_str().unwrap()]), "");
+    let v = lines(&stdout(&o));
+    assert_eq!(v[0]["ts"], "2026-11-20T12:00:00Z");
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0]["cost_usd"], "0.001175");
+    // 13.9: request logs without any upstream section (commercial-mode:
+    // true): said once, naming the setting; every file counted.
+    let c1 = more("commercial-v1-chat-completions-2026-11-20T143001-d4000011.log");
+    let c2 = more("commercial-v1-chat-completions-2026-11-20T143002-d4000012.log");
+    let o = env.run("mb-tokens", &args(&[&c1, &c2]), "");
+    assert_code(&o, 1);
+    let e = stderr(&o);
+    assert_eq!(e.matches("commercial-mode: true").count(), 1, "{e}");
+    assert!(
+        e.ends_with("mb-tokens: 0 lines written, 2 bad records skipped\n"),
+        "{e}"
+    );
 }

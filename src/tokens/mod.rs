@@ -208,6 +208,8 @@ pub struct Processor<'a> {
     pub stats: Stats,
     reported: u64,
     line: Vec<u8>,
+    /// Request logs without upstream sections (commercial mode), reported once.
+    no_upstream: u64,
 }
 
 impl<'a> Processor<'a> {
@@ -221,6 +223,7 @@ impl<'a> Processor<'a> {
             stats: Stats::default(),
             reported: 0,
             line: Vec::with_capacity(1024),
+            no_upstream: 0,
         }
     }
 
@@ -491,7 +494,25 @@ impl Processor<'_> {
                 Err(why) => self.bad(name, 1, &why),
             },
             Format::RequestLog => match reqlog::parse(text, name) {
-                Ok((rec, note)) => self.emit(name, 1, rec, note)?,
+                Ok(reqlog::Parsed::Records(recs)) => {
+                    for (line, rec, note) in recs {
+                        self.emit(name, line, rec, note)?;
+                    }
+                }
+                Ok(reqlog::Parsed::Skip(kind)) => *self.stats.skipped.entry(kind).or_default() += 1,
+                Ok(reqlog::Parsed::NoUpstream(line)) => {
+                    self.stats.bad += 1;
+                    self.no_upstream += 1;
+                    if self.no_upstream == 1 {
+                        self.report(format!(
+                            "{name}:{line}: the request log has no upstream section (API REQUEST, \
+                             API RESPONSE or API WEBSOCKET TIMELINE), as CLIProxyAPI writes them \
+                             with `commercial-mode: true`: set commercial-mode: false in its \
+                             config.yaml to read request logs, or read the usage queue \
+                             (mb-tokens pull); further such files are only counted"
+                        ));
+                    }
+                }
                 Err((line, why)) => self.bad(name, line, &why),
             },
             // Line formats never come here; treat them as lines for safety.
