@@ -569,7 +569,14 @@ enum Conn {
     Ok,
 }
 
-fn serve(listener: TcpListener, queue: Arc<Mutex<VecDeque<String>>>, script: Vec<Conn>) {
+/// A fake CLIProxyAPI management API on `listener`: the usage queue, popped
+/// as `script` says, and `usage-statistics-enabled` answering `stats`.
+fn serve(
+    listener: TcpListener,
+    queue: Arc<Mutex<VecDeque<String>>>,
+    script: Vec<Conn>,
+    stats: bool,
+) {
     let mut script: VecDeque<Conn> = script.into();
     for stream in listener.incoming() {
         let Ok(mut s) = stream else { return };
@@ -584,6 +591,18 @@ fn serve(listener: TcpListener, queue: Arc<Mutex<VecDeque<String>>>, script: Vec
         let req = String::from_utf8_lossy(&req).to_string();
         if !req.contains("Authorization: Bearer s3cret\r\n") {
             let _ = s.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n");
+            continue;
+        }
+        // The toggle's read endpoint (GET/PUT/PATCH
+        // /v0/management/usage-statistics-enabled, internal/api/handlers/
+        // management): answered without touching the queue or the script.
+        if req.starts_with("GET /v0/management/usage-statistics-enabled ") {
+            let body = format!("{{\"usage-statistics-enabled\":{}}}", stats);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
             continue;
         }
         let count: usize = req
@@ -643,7 +662,7 @@ fn pull_survives_dropped_connections() {
         Conn::Ok,
     ];
     let qc = queue.clone();
-    let server = std::thread::spawn(move || serve(listener, qc, script));
+    let server = std::thread::spawn(move || serve(listener, qc, script, true));
     env.write("key", "s3cret\n");
     std::fs::set_permissions(
         env.path("key"),
@@ -1381,5 +1400,88 @@ fn request_log_websocket_alt_json_count_tokens_and_commercial_mode() {
     assert!(
         e.ends_with("mb-tokens: 0 lines written, 2 bad records skipped\n"),
         "{e}"
+    );
+}
+
+/// Issue 13.10: the legacy snapshot (`/v0/management/usage`, v6.0.0 to
+/// v6.9.49; StatisticsSnapshot in internal/usage/logger_plugin.go at
+/// 18bb9c315^) has no provider field. Where its `apis` key names the
+/// executor (a proxy without client keys), that executor's token rules
+/// apply; where it cannot be known, a Claude model is read with Anthropic's
+/// rules and a warning says so.
+#[test]
+fn legacy_snapshot_uses_the_executor_the_key_names() {
+    let env = env();
+    let f = fx("snapshot-executor.json");
+    let o = env.run("mb-tokens", &args(&[&f]), "");
+    assert_code(&o, 0);
+    assert!(
+        stderr(&o).starts_with(&format!(
+            "mb-tokens: {f}: 1 Claude-model records name no executor"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    let v = lines(&stdout(&o));
+    let by_ts = |ts: &str| v.iter().find(|l| l["ts"] == ts).unwrap().clone();
+    // Antigravity speaks Gemini: 10000 prompt includes 8000 cached, the
+    // 1000 thoughts are extra output: 2000 * 3/M + 8000 * 0.30/M
+    // + (500 + 1000) * 15/M = 0.006 + 0.0024 + 0.0225 = 0.0309
+    // (Anthropic's rules would say 10000 * 3/M + 8000 * 0.30/M + 500 * 15/M
+    // = 0.0399, cached counted twice and thinking dropped).
+    let a = by_ts("2026-03-02T01:00:00.250Z");
+    assert_eq!(
+        (
+            a["provider"].as_str(),
+            a["tokens_in"].as_u64(),
+            a["tokens_out"].as_u64()
+        ),
+        (Some("google"), Some(2000), Some(1500))
+    );
+    assert_eq!(a["cost_usd"], "0.0309");
+    assert_eq!(a["client"], serde_json::Value::Null);
+    // A client key: Anthropic's rules, 9000 * 3/M + 1000 * 15/M = 0.042.
+    let k = by_ts("2026-03-02T01:05:00Z");
+    assert_eq!(k["provider"], "anthropic");
+    assert_eq!(k["cost_usd"], "0.042");
+    assert_eq!(k["client"], keyed("sk-vm-team-a-7f3e").as_str());
+}
+
+/// Issue 13.11: upstream's usage-statistics-enabled defaults to false, and
+/// then nothing is ever queued: pull says so.
+#[test]
+fn pull_warns_when_upstream_statistics_are_disabled() {
+    let env = env();
+    let queue = Arc::new(Mutex::new(VecDeque::new()));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let qc = queue.clone();
+    std::thread::spawn(move || serve(listener, qc, vec![], false));
+    env.write("key", "s3cret\n");
+    std::fs::set_permissions(
+        env.path("key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let o = env.run(
+        "mb-tokens",
+        &[
+            "pull",
+            "--url",
+            &url,
+            "--key-file",
+            "key",
+            "--out",
+            "q.jsonl",
+            "--once",
+        ],
+        "",
+    );
+    assert_code(&o, 0);
+    assert!(
+        stderr(&o).contains("CLIProxyAPI reports usage-statistics-enabled: false"),
+        "{}",
+        stderr(&o)
     );
 }

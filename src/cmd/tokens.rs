@@ -257,11 +257,16 @@ EXAMPLES:
 
 const PULL_EXAMPLES: &str = "\
 EXAMPLES:
-    # Run next to the proxy, forever (records stay in the queue 60 s by default)
+    # The documented way: a service next to the proxy, pulling every 10 s
+    # (records stay queued only 60 s by default; scripts/systemd/mb-tokens-pull.service)
+    systemctl enable --now mb-tokens-pull.service
+
+    # The same by hand, in the foreground
     mb-tokens pull --key-file /etc/mb/cliproxy.key --out /var/log/cliproxy/usage.jsonl
 
-    # Drain once from cron, every minute
-    * * * * * mb-tokens pull --once --key-file /etc/mb/cliproxy.key --out /var/log/cliproxy/usage.jsonl";
+    # Drain what is queued now and stop (tests, catching up; not for cron: a
+    # minute between runs is all the margin a 60 s retention leaves)
+    mb-tokens pull --once --key-file /etc/mb/cliproxy.key --out /var/log/cliproxy/usage.jsonl";
 
 /// Run mb-tokens.
 pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {

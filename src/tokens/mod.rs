@@ -481,8 +481,18 @@ impl Processor<'_> {
     pub fn read_whole(&mut self, name: &str, text: &str, format: Format) -> Result<()> {
         match format {
             Format::UsageSnapshot => match snapshot::parse(text) {
-                Ok(items) => {
-                    for it in items {
+                Ok(snap) => {
+                    if snap.ambiguous > 0 {
+                        cli::warn(format!(
+                            "{name}: {} Claude-model records name no executor (the legacy \
+                             snapshot has no provider field); they are read with Anthropic's \
+                             token rules, which is wrong if Antigravity or the Gemini CLI served \
+                             them (cached tokens counted twice, thinking dropped): see \
+                             docs/mb-tokens.md, \"Legacy snapshots\"",
+                            snap.ambiguous
+                        ));
+                    }
+                    for it in snap.items {
                         match it {
                             snapshot::Item::Ok(line, rec, note) => {
                                 self.emit(name, line, *rec, note)?
