@@ -1231,9 +1231,7 @@ fn reprice_walkthrough() {
              l.price_table = r2.price_table FROM reprice_log l JOIN api_usage r ON r.id = l.id \
              JOIN api_usage r2 ON r2.id = l.id"
         ),
-        [format!(
-            "cpa:2026-11-10T10:00:00Z:c3000002|NULL|6000000000|NULL|gpt-5.5|1"
-        )]
+        ["cpa:2026-11-10T10:00:00Z:c3000002|NULL|6000000000|NULL|gpt-5.5|1"]
     );
     // api_rollup moved the row from its unpriced key to the priced one and
     // agrees with api_usage: 0.12 + 6 = 6.12 USD, nothing unpriced.
