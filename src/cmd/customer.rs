@@ -9,7 +9,7 @@ use crate::cli::{DbArgs, Outcome};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::{is_ident, IDENT_RULE};
-use crate::output::{csv_text, write_table, Align};
+use crate::output::{csv_text, escape_text, write_table, Align};
 use crate::store::customers::{Customer, Update, STATUSES};
 use crate::store::{Mode, Store};
 use crate::time;
@@ -48,8 +48,8 @@ pub enum Cmd {
         /// A VM of the customer (repeatable)
         #[arg(long = "vm", value_name = "VM_ID")]
         vms: Vec<String>,
-        /// Stripe customer id (cus_...)
-        #[arg(long, value_name = "ID")]
+        /// Stripe customer id (cus_ and letters or digits)
+        #[arg(long, value_name = "ID", value_parser = stripe_customer_id)]
         stripe_customer: Option<String>,
         /// When the tier takes effect: RFC 3339 or YYYY-MM-DD [default: now]
         #[arg(long, value_name = "DATE")]
@@ -65,8 +65,8 @@ pub enum Cmd {
         /// New status
         #[arg(long, value_parser = STATUSES)]
         status: Option<String>,
-        /// New Stripe customer id
-        #[arg(long, value_name = "ID")]
+        /// New Stripe customer id (cus_ and letters or digits)
+        #[arg(long, value_name = "ID", value_parser = stripe_customer_id)]
         stripe_customer: Option<String>,
         /// Add a VM (repeatable)
         #[arg(long = "add-vm", value_name = "VM_ID")]
@@ -143,6 +143,22 @@ fn check_tier(cfg: &Config, tier: &str) -> Result<()> {
             known.join(", ")
         )))
     }
+}
+
+/// `--stripe-customer`: the shape of a Stripe customer id, `cus_` and
+/// ASCII letters or digits, at most 255 characters (Stripe's limit for
+/// object ids, docs.stripe.com/upgrades "backwards-compatible changes"), so
+/// a typo is caught when it is registered, not when the invoice upload
+/// fails a month later.
+fn stripe_customer_id(s: &str) -> std::result::Result<String, String> {
+    let rest = s.strip_prefix("cus_").unwrap_or("");
+    if rest.is_empty() || s.len() > 255 || !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "{s:?} is not a Stripe customer id: expected cus_ followed by letters or digits \
+             (copy it from the Stripe dashboard, Customers)"
+        ));
+    }
+    Ok(s.to_string())
 }
 
 /// Run mb-customer.
@@ -303,16 +319,17 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
 }
 
 fn text_row(c: &Customer) -> Vec<String> {
-    let dash = |s: Option<&str>| s.unwrap_or("-").to_string();
+    // Escaped like all stored text shown on a terminal.
+    let dash = |s: Option<&str>| escape_text(s.unwrap_or("-")).into_owned();
     vec![
-        c.customer_id.clone(),
+        escape_text(&c.customer_id).into_owned(),
         dash(c.tier.as_deref()),
         dash(c.status.as_deref()),
         dash(c.stripe_customer_id.as_deref()),
         if c.vms.is_empty() {
             "-".into()
         } else {
-            c.vms.join(",")
+            escape_text(&c.vms.join(",")).into_owned()
         },
     ]
 }
