@@ -444,7 +444,7 @@ fn reprice(r: RepriceArgs, out: &mut dyn Write) -> Result<Outcome> {
     for (m, n) in &o.still_unpriced {
         cli::warn(format!(
             "still unpriced: {} ({n} rows): add it with --prices FILE and run reprice again",
-            esc(m)
+            crate::output::escape_text(m)
         ));
     }
     if o.unclassified > 0 {
@@ -469,19 +469,6 @@ fn reprice(r: RepriceArgs, out: &mut dyn Write) -> Result<Outcome> {
     Ok(Outcome::partial_if(
         !o.still_unpriced.is_empty() || o.unclassified > 0 || !o.overflow.is_empty(),
     ))
-}
-
-/// Control characters of stored text, escaped for the terminal.
-fn esc(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }
 
 fn print_reprice(
@@ -525,7 +512,13 @@ fn print_reprice(
     let rows: Vec<Vec<String>> = groups
         .iter()
         .map(|((c, m, k), (n, cost))| {
-            vec![esc(c), esc(m), esc(k), n.to_string(), format_nanos(*cost)]
+            vec![
+                crate::output::escape_text(c).into_owned(),
+                crate::output::escape_text(m).into_owned(),
+                crate::output::escape_text(k).into_owned(),
+                n.to_string(),
+                format_nanos(*cost),
+            ]
         })
         .collect();
     write_table(
