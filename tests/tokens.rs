@@ -1262,7 +1262,7 @@ fn reprice_walkthrough() {
         .find(|l| l["line"] == "llm_overage")
         .unwrap_or_else(|| panic!("no overage line: {v}"));
     assert_eq!(line["amount_minor"], 113);
-    assert_eq!(line["tokens"], "1200000");
+    assert_eq!(line["tokens"], 1_200_000);
     assert_eq!(line["cost_usd"], "6.12");
     // Re-reading the old, unpriced log: duplicates only.
     let s = ingest(&env, &unpriced_log);
