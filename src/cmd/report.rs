@@ -37,7 +37,9 @@ times are typed as people write them: 2026-11-10 is local midnight, 2026-11-10T0
 time, and an RFC 3339 time with a zone is exact. Text output shows local dates and times; \
 CSV and JSON keep UTC. GB = 10^9 bytes, MB = 10^6 bytes. API costs are exact sums in USD, \
 shown to 4 decimals (half away from zero); invoice amounts are rounded once per line, \
-half-up, to cents. With --as-of (an ingest time cutoff) the same database gives \
+half-up, to cents. CSV columns and JSON fields are only ever added, never renamed \
+(docs/mb-report.md lists them). Text fits the terminal (COLUMNS, else its width, else 80) and \
+is coloured only on a terminal without NO_COLOR. With --as-of (an ingest time cutoff) the same database gives \
 byte-identical output even after late events arrive, and \"Generated At\" is the cutoff.",
     after_long_help = EXAMPLES
 )]
@@ -97,7 +99,7 @@ pub struct FormatArgs {
     #[arg(long, conflicts_with = "json")]
     pub csv: bool,
 
-    /// JSON instead of a text table (exact numbers; see mb-report(1) OUTPUT FORMAT)
+    /// JSON instead of a text table (exact numbers, null for missing; fields in docs/mb-report.md)
     #[arg(long)]
     pub json: bool,
 }
@@ -229,6 +231,9 @@ EXAMPLES:
 
     # The ISO week containing a date, as JSON
     mb-report --period week --date 2026-11-03 --json
+
+    # Since 08:00 this morning, Prague time, until now
+    mb-report --since 2026-11-10T08:00 --tz Europe/Prague
 
     # Daily cost and CPU for a plot
     mb-report series --by day --metric cost_usd --metric cpu_percent --csv
@@ -494,10 +499,11 @@ fn check_customer(ctx: &Ctx) -> Result<()> {
     let Some(id) = &ctx.customer else {
         return Ok(());
     };
-    if ctx.store.customer_exists(id)? {
+    if ctx.store.customer_exists(id)? || ctx.store.has_usage(id)? {
         return Ok(());
     }
-    // All of time (halved: the store rounds the bounds to whole hours).
+    // A typo: find the nearest name among everyone known, over all of time
+    // (halved: the store rounds the bounds to whole hours).
     let everything = crate::store::report::Scope {
         start_ns: i64::MIN / 2,
         end_ns: i64::MAX / 2,
@@ -506,9 +512,6 @@ fn check_customer(ctx: &Ctx) -> Result<()> {
         as_of: None,
     };
     let mut known = ctx.store.customers_with_usage(&everything)?;
-    if known.iter().any(|k| k == id) {
-        return Ok(());
-    }
     known.extend(
         ctx.store
             .customers(ctx.now)?
@@ -597,8 +600,8 @@ fn summary(ctx: &Ctx, period: Period, out: &mut dyn Write) -> Result<Outcome> {
                 "{}: usage recorded while {} ({} to {}): {} requests, {} activity events, {} resource samples",
                 st.customer_id,
                 u.status,
-                time::format_rfc3339(&u.start),
-                time::format_rfc3339(&u.end),
+                render::text::local_z(&u.start, s.period.tz),
+                render::text::local_z(&u.end, s.period.tz),
                 u.api.requests,
                 u.activity_events,
                 u.resource_samples

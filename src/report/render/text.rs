@@ -229,12 +229,14 @@ pub fn summary(
             }
         }
         if let Some(g) = glance.and_then(|g| g.iter().find(|g| g.customer_id == c.customer_id)) {
-            writeln!(
-                out,
-                "  daily cost {}  cpu {}",
-                sparkline(&g.cost_usd),
-                sparkline(&g.cpu_percent)
-            )?;
+            let (cost, cpu) = (sparkline(&g.cost_usd), sparkline(&g.cpu_percent));
+            let one = format!("  daily cost {cost}  cpu {cpu}");
+            if one.chars().count() <= style.width {
+                writeln!(out, "{one}")?;
+            } else {
+                // A 31-day month does not fit 80 columns on one line.
+                writeln!(out, "  daily cost {cost}\n  daily cpu  {cpu}")?;
+            }
         }
         if !c.api.is_empty() {
             let mut rows: Vec<Vec<String>> = c
