@@ -16,6 +16,9 @@ _mb__tokens() {
             ",$1")
                 cmd="mb__tokens"
                 ;;
+            mb__tokens,client-hash)
+                cmd="mb__tokens__subcmd__client__subcmd__hash"
+                ;;
             mb__tokens,help)
                 cmd="mb__tokens__subcmd__help"
                 ;;
@@ -24,6 +27,12 @@ _mb__tokens() {
                 ;;
             mb__tokens,pull)
                 cmd="mb__tokens__subcmd__pull"
+                ;;
+            mb__tokens,reprice)
+                cmd="mb__tokens__subcmd__reprice"
+                ;;
+            mb__tokens__subcmd__help,client-hash)
+                cmd="mb__tokens__subcmd__help__subcmd__client__subcmd__hash"
                 ;;
             mb__tokens__subcmd__help,help)
                 cmd="mb__tokens__subcmd__help__subcmd__help"
@@ -34,6 +43,9 @@ _mb__tokens() {
             mb__tokens__subcmd__help,pull)
                 cmd="mb__tokens__subcmd__help__subcmd__pull"
                 ;;
+            mb__tokens__subcmd__help,reprice)
+                cmd="mb__tokens__subcmd__help__subcmd__reprice"
+                ;;
             *)
                 ;;
         esac
@@ -41,7 +53,7 @@ _mb__tokens() {
 
     case "${cmd}" in
         mb__tokens)
-            opts="-h -V --format --state --prices --config --customer --vm --key-map --spool --help --version prices pull help"
+            opts="-h -V --format --state --prices --config --customer --vm --key-map --spool --client-key --help --version prices pull reprice client-hash help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -79,6 +91,32 @@ _mb__tokens() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --client-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mb__subcmd__tokens__subcmd__client__subcmd__hash)
+            opts="-h --client-key --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --client-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -87,8 +125,22 @@ _mb__tokens() {
             return 0
             ;;
         mb__subcmd__tokens__subcmd__help)
-            opts="prices pull help"
+            opts="prices pull reprice client-hash help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mb__subcmd__tokens__subcmd__help__subcmd__client__subcmd__hash)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -129,6 +181,20 @@ _mb__tokens() {
             return 0
             ;;
         mb__subcmd__tokens__subcmd__help__subcmd__pull)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mb__subcmd__tokens__subcmd__help__subcmd__reprice)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -196,6 +262,36 @@ _mb__tokens() {
                     return 0
                     ;;
                 --retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mb__subcmd__tokens__subcmd__reprice)
+            opts="-h --db --config --prices --since --dry-run --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --prices)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --since)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
