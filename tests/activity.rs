@@ -385,6 +385,121 @@ fn every_redaction_rule_applies_before_writing() {
     );
 }
 
+/// One form of tests/fixtures/activity/redaction.jsonl.
+#[derive(serde::Deserialize)]
+struct Form {
+    form: String,
+    argv: Vec<String>,
+    command: String,
+    secrets: Vec<String>,
+    redacted: String,
+}
+
+#[test]
+fn redaction_corpus_through_run_ingest_and_report() {
+    let text = fs::read_to_string(crate::util::fixture("activity/redaction.jsonl")).unwrap();
+    let forms: Vec<Form> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    assert!(forms.len() >= 60, "{} forms", forms.len());
+    assert!(forms.iter().filter(|f| f.secrets.is_empty()).count() >= 15);
+    let env = Env::new();
+    let spool = env.path("spool");
+    // An empty PATH: no wrapped command can start (127), so nothing of the
+    // corpus runs, and `run` still records each one, as it does a typo.
+    let nothing = env.path("empty-path");
+    fs::create_dir_all(&nothing).unwrap();
+    for (i, f) in forms.iter().enumerate() {
+        assert_eq!(
+            mb::activity::shell_join(&f.argv),
+            f.command,
+            "{}: `command` is not how run joins `argv`",
+            f.form
+        );
+        for s in &f.secrets {
+            assert!(
+                f.command.contains(s.as_str()),
+                "{}: secret {s:?} not in the command",
+                f.form
+            );
+        }
+        if f.secrets.is_empty() {
+            assert_eq!(
+                f.redacted, f.command,
+                "{}: a kept form must be unchanged",
+                f.form
+            );
+        }
+        let mut c = env.cmd("mb-activity");
+        c.env("LOGNAME", "alice")
+            .env("PATH", &nothing)
+            .args(ID)
+            .args([
+                "run",
+                "--wait",
+                "--name",
+                &format!("form-{i:03}"),
+                "--spool",
+            ])
+            .arg(&spool)
+            .arg("--")
+            .args(&f.argv);
+        let o = run_cmd(&mut c, "");
+        assert_code(&o, 127);
+    }
+    ingest_spool(&env, &spool);
+
+    let stored: std::collections::HashMap<String, String> = env
+        .query("SELECT pattern_name, command FROM activity_log_v")
+        .into_iter()
+        .map(|r| {
+            let (n, c) = r.split_once('|').unwrap();
+            (n.to_string(), c.to_string())
+        })
+        .collect();
+    let o = env.run("mb-report", &["events", "--kind", "activity"], "");
+    assert_code(&o, 0);
+    let report = stdout(&o);
+    let reported: std::collections::HashMap<String, String> = report
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["pattern_name"].as_str().unwrap().to_string(),
+                v["command"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(stored.len(), forms.len());
+    assert_eq!(reported.len(), forms.len());
+    // The database file itself (and its WAL) holds no secret anywhere.
+    let mut db_bytes = fs::read(&env.db).unwrap();
+    if let Ok(wal) = fs::read(env.db.with_extension("db-wal")) {
+        db_bytes.extend(wal);
+    }
+    let db_text = String::from_utf8_lossy(&db_bytes);
+    for (i, f) in forms.iter().enumerate() {
+        let name = format!("form-{i:03}");
+        assert_eq!(stored[&name], f.redacted, "{}: stored row", f.form);
+        assert_eq!(reported[&name], f.redacted, "{}: mb-report events", f.form);
+        for s in &f.secrets {
+            assert!(
+                !stored[&name].contains(s.as_str()),
+                "{}: {s:?} stored",
+                f.form
+            );
+            assert!(!report.contains(s.as_str()), "{}: {s:?} reported", f.form);
+            assert!(
+                !db_text.contains(s.as_str()),
+                "{}: {s:?} in the database file",
+                f.form
+            );
+        }
+    }
+}
+
 #[test]
 fn command_text_is_capped_at_4_kib_on_a_char_boundary() {
     let env = Env::new();

@@ -26,10 +26,16 @@ and stderr untouched, its exit status returned) and `init` prints a bash or zsh 
 every interactive command; both write to the spool directory instead of stdout, as complete files \
 that `mb-ingest --spool DIR` loads. `run` returns as soon as the command ends and leaves the \
 durable (fsynced) spool write to a detached process; --wait writes before returning.\n\n\
-Secrets are masked with *** before anything is written: URL passwords, Authorization/X-Api-Key/\
-Cookie headers, --password/--token/--secret/--api-key options, NAME=value assignments whose name \
-contains TOKEN, SECRET, PASSWORD, PASSWD, KEY or CREDENTIAL, and sk-/AKIA/ghp_/xox/AIza/glpat- \
-style keys; plus the patterns of [activity] redact in mb.toml and --redact. Command text is \
+Secrets are masked with *** before anything is written: PEM private keys, URL passwords, \
+Authorization/Cookie/PRIVATE-TOKEN/X-...-Token headers, JSON fields such as \"password\" and \
+\"private_key\", --password/--token/--secret/--api-key and -D...password= options, the password \
+options of mysql (-pPW), sshpass, docker/podman/az login (-p), redis-cli (-a), curl (-u user:PW), \
+ldapsearch (-w), openssl (pass:PW), kubectl --from-literal, aws/npm config set, echo PW | ... \
+--password-stdin, .netrc lines, NAME=value assignments whose name contains TOKEN, SECRET, PASS, KEY, \
+CREDENTIAL, SIG or an AUTH/_PWD part (PGPASSWORD, MYSQL_PWD, REDISCLI_AUTH), and the key formats \
+of Stripe, OpenAI, Anthropic, AWS, GitHub, GitLab, Slack, npm, PyPI, Vault, Google and JWTs; plus \
+the patterns of [activity] redact in mb.toml and --redact. Flags such as --password-stdin, git \
+hashes, UUIDs and sha256 sums are kept. Command text is \
 capped at 4 KiB. Lines typed with a leading space are not recorded by the hooks.\n\n\
 The spool is --spool DIR, else [activity] spool in mb.toml, else STATE_DIR/spool \
 (/var/lib/mb/spool for root, $XDG_STATE_HOME/mb/spool otherwise); it is created with mode 0700.",
