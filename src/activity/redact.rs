@@ -133,7 +133,7 @@ const RULES: &[Rule] = &[
     // backslash-escaped inside a double-quoted shell word. Only string
     // values (a `"max_tokens": 5` stays).
     Rule {
-        triggers: &["\""],
+        triggers: &["pass", "secret", "token", "key", "credential", "auth"],
         pattern: r#"(?i)(\\?"[a-z0-9_.-]*(?:password|passwd|passphrase|secret|token|api[_-]?key|apikey|private[_-]?key|credential|auth)[a-z0-9_.-]*\\?"\s*:\s*)(\\?")(?:[^"\\]|\\[^"])*\\?""#,
         replacement: "${1}${2}***${2}",
         keep: None,
@@ -149,7 +149,7 @@ const RULES: &[Rule] = &[
     // Java system properties: -Djavax.net.ssl.keyStorePassword=x,
     // -Dspring.datasource.password=x (java(1) -D).
     Rule {
-        triggers: &["-d"],
+        triggers: &["password", "passwd", "secret", "token", "key", "credential"],
         pattern: r#"(?i)(^|[\s'"])(-D[a-z0-9_.-]*(?:password|passwd|secret|token|key|credential)[a-z0-9_.-]*=)("[^"]*"|'[^']*'|[^\s'"]+)"#,
         replacement: "${1}${2}***",
         keep: None,
@@ -298,7 +298,14 @@ const RULES: &[Rule] = &[
     // The same in query strings whose names have dashes or dots
     // (`X-Amz-Signature=`, `X-Amz-Security-Token=`).
     Rule {
-        triggers: &["?", "&"],
+        triggers: &[
+            "token",
+            "secret",
+            "password",
+            "key",
+            "credential",
+            "signature",
+        ],
         pattern: r#"(?i)([?&][a-z0-9_.-]*(?:token|secret|password|key|credential|signature)[a-z0-9_.-]*=)([^&#\s'"]+)"#,
         replacement: "${1}***",
         keep: None,
@@ -334,9 +341,21 @@ const RULES: &[Rule] = &[
             "asia",
             "abia",
             "acca",
-            "gh",
+            "ghp_",
+            "gho_",
+            "ghu_",
+            "ghs_",
+            "ghr_",
             "github_pat_",
-            "gl",
+            "glpat-",
+            "gldt-",
+            "glrt-",
+            "glptt-",
+            "glcbt-",
+            "glsoat-",
+            "glft-",
+            "glimt-",
+            "gloas-",
             "xox",
             "xapp-",
             "npm_",
@@ -345,7 +364,10 @@ const RULES: &[Rule] = &[
             "dckr_pat_",
             "dop_v1_",
             "sg.",
-            "shp",
+            "shpat_",
+            "shpss_",
+            "shpca_",
+            "shppa_",
             "hvs.",
             "hvb.",
             "hvr.",
