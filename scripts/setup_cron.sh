@@ -17,7 +17,8 @@
 #   2-59/5 * * * * mb-ingest --spool SPOOL             (mb-activity events)
 #   10 0 * * *     mb-report summary --period day   -> REPORTS/daily/YYYY-MM-DD.csv
 #   20 0 * * 1     mb-report summary --period week  -> REPORTS/weekly/YYYY-Www.csv
-#   30 0 1 * *     mb-report summary --month last   -> REPORTS/monthly/YYYY-MM.csv
+#   30 0 1 * *     mb-report summary --month last --as-of (00:30 on the 1st)
+#                                                   -> REPORTS/monthly/YYYY-MM.csv
 #   @reboot        mb-dashboard                       (127.0.0.1)
 #
 # Each job appends its stderr (diagnostics, mb-ingest's summary line) to
@@ -319,16 +320,21 @@ report() {
         "$BIN_DIR" "$DBARG" "$COMMON" "$log" "$(fail "mb-ingest of samples" "$log")"
     if [ "$TOKENS" = yes ]; then
         log=$LOG_DIR/tokens.log
-        printf '7 * * * * { { %s/mb-tokens%s %s --state %s/tokens.state %s 2>>%s %s >&3; } | %s/mb-ingest%s%s >>%s 2>&1 %s; } 3>&1\n' \
-            "$BIN_DIR" "$COMMON" "$WHO" "$STATE_DIR" "$TOKENS_LOG" "$log" "$(fail mb-tokens "$log")" \
-            "$BIN_DIR" "$DBARG" "$COMMON" "$log" "$(fail "mb-ingest of tokens" "$log")"
+        # Into the spool, not a pipe: the state advances only once the priced
+        # lines are a durable file, so a failing mb-ingest loses nothing (the
+        # file waits in the spool for the next run).
+        printf '7 * * * * %s/mb-tokens%s %s --state %s/tokens.state --spool %s %s 2>>%s %s; %s/mb-ingest%s%s --spool %s >>%s 2>&1 %s\n' \
+            "$BIN_DIR" "$COMMON" "$WHO" "$STATE_DIR" "$SPOOL" "$TOKENS_LOG" "$log" "$(fail mb-tokens "$log")" \
+            "$BIN_DIR" "$DBARG" "$COMMON" "$SPOOL" "$log" "$(fail "mb-ingest --spool" "$log")"
     fi
     log=$LOG_DIR/spool.log
     printf '2-59/5 * * * * %s/mb-ingest%s%s --spool %s >>%s 2>&1 %s\n' \
         "$BIN_DIR" "$DBARG" "$COMMON" "$SPOOL" "$log" "$(fail "mb-ingest --spool" "$log")"
     report '10 0 * * *' daily '--period day --date $u' '\%Y-\%m-\%d'
     report '20 0 * * 1' weekly '--period week --date $u' '\%G-W\%V'
-    report '30 0 1 * *' monthly '--month last' '\%Y-\%m'
+    # --as-of: the ingest cutoff is the job's own scheduled time (00:30 on the
+    # 1st, as UTC), so a re-run later in the month reproduces the same CSV.
+    report '30 0 1 * *' monthly '--month last --as-of $(date -u -d "$(date +\%Y-\%m-01) 00:30" +\%Y-\%m-\%dT\%H:\%M:\%SZ)' '\%Y-\%m'
     if [ "$DASHBOARD" = yes ]; then
         log=$LOG_DIR/dashboard.log
         port=

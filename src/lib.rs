@@ -9,6 +9,7 @@
 //! - [`ingest`]: validating, deduplicating, batched loading;
 //! - [`config`], [`time`], [`money`], [`error`], [`cli`]: shared plumbing;
 //! - [`sample`], [`tokens`], [`activity`]: the producers' domain logic;
+//! - [`spool`]: the durable spool files producers hand to `mb-ingest --spool`;
 //! - [`cmd`]: one module per binary with its clap `Args` and `run`.
 
 pub mod activity;
@@ -24,6 +25,7 @@ pub mod money;
 pub mod output;
 pub mod report;
 pub mod sample;
+pub mod spool;
 pub mod store;
 pub mod time;
 pub mod tokens;

@@ -1,14 +1,13 @@
 //! Operations scripts, run for real in temp dirs: setup_cron.sh against a
 //! stub `crontab` (the crontab is a file), the cron lines it writes executed
-//! by /bin/sh, stripe-upload against a fake Stripe server on 127.0.0.1,
+//! by /bin/sh (stripe-upload has its own module, tests/stripe.rs),
 //! install.sh into a staging root and a private prefix, and the systemd
 //! units checked by systemd-analyze when it is installed.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 use crate::util::{assert_code, bin_path, fixture, run_cmd, stderr, stdout, Env, NOW};
 
@@ -213,7 +212,7 @@ fn cron_dry_run_prints_the_block_and_changes_nothing() {
         "{all}"
     );
     assert!(
-        all.contains("summary --month last --customer acme --csv"),
+        all.contains("summary --month last --as-of $(date -u -d \"$(date +\\%Y-\\%m-01) 00:30\" +\\%Y-\\%m-\\%dT\\%H:\\%M:\\%SZ) --customer acme --csv"),
         "{all}"
     );
     assert!(all.contains("mb-dashboard --db "), "{all}");
@@ -416,7 +415,8 @@ fn cron_lines_do_their_jobs_under_sh() {
     assert!(log.contains("read 1, inserted 1,"), "{log}");
     assert!(env.path("state/sample.state").exists());
 
-    // mb-tokens | mb-ingest: the 4 records of the fixture; hourly again: nothing new.
+    // mb-tokens --spool, then mb-ingest --spool: the 4 records of the
+    // fixture; hourly again: nothing new.
     let o = run_line(&env, &find("mb-tokens"));
     assert_code(&o, 0);
     assert_eq!(stdout(&o), "");
@@ -443,12 +443,14 @@ fn cron_lines_do_their_jobs_under_sh() {
         "",
     );
     assert_code(&o, 0);
-    let o = run_line(&env, &find("--spool"));
+    let o = run_line(&env, &find("2-59/5"));
     assert_code(&o, 0);
     assert_eq!(env.query("SELECT count(*) FROM activity_log"), ["1"]);
+    // done/ holds the tokens job's one file (the second hour had nothing
+    // new, so no file) and the activity event.
     assert_eq!(
         fs::read_dir(env.path("state/spool/done")).unwrap().count(),
-        1
+        2
     );
 
     // The three reports: one CSV each, under the date of 12 hours ago.
@@ -480,7 +482,7 @@ fn cron_lines_do_their_jobs_under_sh() {
     let _ = fs::remove_file(env.db.with_extension("db-wal"));
     let _ = fs::remove_file(env.db.with_extension("db-shm"));
     fs::create_dir_all(&env.db).unwrap();
-    let o = run_line(&env, &find("--spool"));
+    let o = run_line(&env, &find("2-59/5"));
     assert_code(&o, 0);
     assert!(
         stdout(&o).starts_with("mb: mb-ingest --spool failed (exit 2); see "),
@@ -493,299 +495,6 @@ fn cron_lines_do_their_jobs_under_sh() {
         "{}",
         stdout(&o)
     );
-}
-
-// ------------------------------------------------------------------ stripe
-
-/// The fake Stripe server, killed when dropped (and stopping by itself).
-struct FakeStripe {
-    child: Child,
-    base: String,
-    record: PathBuf,
-}
-
-impl FakeStripe {
-    fn start(env: &Env) -> FakeStripe {
-        let record = env.path("stripe-requests.jsonl");
-        let port_file = env.path("stripe-port");
-        let child = Command::new("python3")
-            .arg(fixture("ops/fake_stripe.py"))
-            .arg(&record)
-            .arg(&port_file)
-            .arg("30")
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        let t0 = Instant::now();
-        while !port_file.exists() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "fake server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let port = fs::read_to_string(&port_file).unwrap();
-        FakeStripe {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            record,
-        }
-    }
-
-    fn requests(&self) -> Vec<serde_json::Value> {
-        fs::read_to_string(&self.record)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-}
-
-impl Drop for FakeStripe {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn upload(env: &Env, input: &Path, base: &str, extra: &[&str], key: Option<&str>) -> Output {
-    let mut c = Command::new(script("stripe-upload.py"));
-    c.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", env.dir.path())
-        .env("STRIPE_API_BASE", base)
-        .env("MB_STRIPE_LEDGER", env.path("ledger.tsv"))
-        .arg(input)
-        .args(extra);
-    if let Some(k) = key {
-        c.env("STRIPE_API_KEY", k);
-    }
-    run_cmd(&mut c, "")
-}
-
-#[test]
-fn stripe_upload_sends_each_line_once_with_its_key() {
-    let env = Env::new();
-    let srv = FakeStripe::start(&env);
-    let input = fixture("ops/invoice.csv");
-
-    // Dry run: the requests, no key needed, nothing sent, no ledger.
-    let o = upload(&env, &input, &srv.base, &["--dry-run"], None);
-    assert_code(&o, 1); // three lines refused
-    let out = stdout(&o);
-    assert_eq!(out.matches("POST ").count(), 3, "{out}");
-    assert!(out.contains(&format!("POST {}/v1/invoiceitems\nAuthorization: Bearer ***\nIdempotency-Key: mb-2026-11-acme-base-pro-2026-11-01\n", srv.base)), "{out}");
-    assert!(srv.requests().is_empty());
-    assert!(!env.path("ledger.tsv").exists());
-    let e = stderr(&o);
-    assert!(
-        e.contains("ops/invoice.csv:5: customer 'nostripe' has no stripe_customer_id"),
-        "{e}"
-    );
-    assert!(
-        e.contains("invoice.csv:6: currency 'USD' is not the configured EUR"),
-        "{e}"
-    );
-    assert!(
-        e.contains("invoice.csv:7: amount_minor '49900.5' is not an integer"),
-        "{e}"
-    );
-    assert!(
-        e.contains("read 6, would send 3, already sent 0, refused 3"),
-        "{e}"
-    );
-
-    // No key: exit 2 before anything is sent, and the message says where a key comes from.
-    let o = upload(&env, &input, &srv.base, &[], None);
-    assert_code(&o, 2);
-    assert!(stderr(&o).contains("STRIPE_API_KEY"), "{}", stderr(&o));
-    assert!(srv.requests().is_empty());
-
-    // A wrong key: Stripe's 401 is fatal (exit 2), nothing in the ledger.
-    let o = upload(&env, &input, &srv.base, &[], Some("sk_test_wrong"));
-    assert_code(&o, 2);
-    assert!(
-        stderr(&o).contains("Stripe refused the key (HTTP 401"),
-        "{}",
-        stderr(&o)
-    );
-    assert!(
-        !stderr(&o).contains("sk_test_wrong"),
-        "key leaked: {}",
-        stderr(&o)
-    );
-    assert_eq!(fs::read_to_string(env.path("ledger.tsv")).unwrap(), "");
-    fs::remove_file(&srv.record).unwrap();
-
-    // The real run: 3 items; cus_FLAKY's first attempt gets a 500 and is
-    // retried with the same idempotency key.
-    let o = upload(
-        &env,
-        &input,
-        &srv.base,
-        &["--retries", "2"],
-        Some("sk_test_123"),
-    );
-    assert_code(&o, 1);
-    assert!(
-        stderr(&o).contains("read 6, sent 3, already sent 0, refused 3"),
-        "{}",
-        stderr(&o)
-    );
-    assert!(!stderr(&o).contains("sk_test_123"));
-    assert_eq!(
-        stdout(&o),
-        "mb-2026-11-acme-base-pro-2026-11-01\tii_1\n\
-         mb-2026-11-acme-llm_overage\tii_2\n\
-         mb-2026-11-flaky-base-starter-2026-11-01\tii_3\n"
-    );
-    let reqs = srv.requests();
-    let keys: Vec<&str> = reqs
-        .iter()
-        .map(|r| r["idempotency_key"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        keys,
-        [
-            "mb-2026-11-acme-base-pro-2026-11-01",
-            "mb-2026-11-acme-llm_overage",
-            "mb-2026-11-flaky-base-starter-2026-11-01",
-            "mb-2026-11-flaky-base-starter-2026-11-01",
-        ]
-    );
-    for r in &reqs {
-        assert_eq!(r["path"], "/v1/invoiceitems");
-        assert_eq!(r["authorization"], "Bearer sk_test_123");
-        assert_eq!(r["content_type"], "application/x-www-form-urlencoded");
-    }
-    // The form of the overage line, field by field. period: 2026-11-01T00:00Z
-    // = 1767225600 (2026-01-01) + 304 days x 86400 = 1793491200; the end is
-    // 30 days later, 1793491200 + 2592000 = 1796083200.
-    let form: Vec<(String, String)> = url_decode_form(reqs[1]["body"].as_str().unwrap());
-    let f = |k: &str| -> Vec<&str> {
-        form.iter()
-            .filter(|(a, _)| a == k)
-            .map(|(_, b)| b.as_str())
-            .collect()
-    };
-    assert_eq!(f("customer"), ["cus_ACME"]);
-    assert_eq!(f("amount"), ["828"]);
-    assert_eq!(f("currency"), ["eur"]);
-    assert_eq!(
-        f("description"),
-        ["LLM usage above 1,000,000 included tokens: 1,500,100 of 2,500,100 tokens billed pro rata"]
-    );
-    assert_eq!(f("period[start]"), ["1793491200"]);
-    assert_eq!(f("period[end]"), ["1796083200"]);
-    assert_eq!(
-        f("metadata[mb_idempotency_key]"),
-        ["mb-2026-11-acme-llm_overage"]
-    );
-    assert_eq!(f("metadata[mb_amount_unrounded]"), ["828.038640"]);
-    assert_eq!(f("metadata[mb_fx_rate]"), ["0.92"]);
-    assert_eq!(f("metadata[mb_cost_usd]"), ["12.50025"]);
-    let ledger = fs::read_to_string(env.path("ledger.tsv")).unwrap();
-    assert_eq!(ledger.lines().count(), 3);
-    assert!(ledger.starts_with("mb-2026-11-acme-base-pro-2026-11-01\tii_1\t"));
-    assert_eq!(
-        fs::metadata(env.path("ledger.tsv"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777,
-        0o600
-    );
-
-    // Re-run: a no-op (nothing sent), still exit 1 for the refused lines.
-    let n = srv.requests().len();
-    let o = upload(&env, &input, &srv.base, &[], Some("sk_test_123"));
-    assert_code(&o, 1);
-    assert_eq!(stdout(&o), "");
-    assert!(
-        stderr(&o).contains("read 6, sent 0, already sent 3, refused 3"),
-        "{}",
-        stderr(&o)
-    );
-    assert_eq!(srv.requests().len(), n);
-
-    // Only good lines, already sent: exit 0, nothing sent. A 4xx of Stripe
-    // for a new line is reported with its line number and exit 1.
-    let good: String = fs::read_to_string(&input)
-        .unwrap()
-        .lines()
-        .take(4)
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let gone = "gone,cus_GONE,2026-11-01T00:00:00Z,2026-12-01T00:00:00Z,base,x,1,day,EUR,100,100.000000,,,,,mb-2026-11-gone-base\n";
-    env.write("good.csv", &good);
-    let o = upload(
-        &env,
-        &env.path("good.csv"),
-        &srv.base,
-        &[],
-        Some("sk_test_123"),
-    );
-    assert_code(&o, 0);
-    assert_eq!(srv.requests().len(), n);
-    env.write("gone.csv", &format!("{good}{gone}"));
-    let o = upload(
-        &env,
-        &env.path("gone.csv"),
-        &srv.base,
-        &[],
-        Some("sk_test_123"),
-    );
-    assert_code(&o, 1);
-    assert!(
-        stderr(&o).contains("gone.csv:5: mb-2026-11-gone-base: Stripe answered HTTP 400: No such customer: 'cus_GONE'"),
-        "{}",
-        stderr(&o)
-    );
-    assert_eq!(
-        fs::read_to_string(env.path("ledger.tsv"))
-            .unwrap()
-            .lines()
-            .count(),
-        3
-    );
-
-    // Not an invoice CSV: exit 2.
-    env.write("summary.csv", "Report Type,Generated At\nusage_report,x\n");
-    let o = upload(
-        &env,
-        &env.path("summary.csv"),
-        &srv.base,
-        &[],
-        Some("sk_test_123"),
-    );
-    assert_code(&o, 2);
-    assert!(stderr(&o).contains("not mb-report invoice --csv output"));
-}
-
-fn url_decode_form(body: &str) -> Vec<(String, String)> {
-    fn dec(s: &str) -> String {
-        let b = s.as_bytes();
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < b.len() {
-            match b[i] {
-                b'+' => out.push(b' '),
-                b'%' => {
-                    out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
-                    i += 2;
-                }
-                c => out.push(c),
-            }
-            i += 1;
-        }
-        String::from_utf8(out).unwrap()
-    }
-    body.split('&')
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap();
-            (dec(k), dec(v))
-        })
-        .collect()
 }
 
 // ------------------------------------------------------------------ install

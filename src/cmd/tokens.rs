@@ -77,6 +77,10 @@ pub struct ReadArgs {
     /// CSV of `client key or its hash,customer_id,vm_id`, for a proxy serving several customers
     #[arg(long, value_name = "FILE")]
     pub key_map: Option<PathBuf>,
+
+    /// Write the lines as one complete file into DIR (temp file, fsync, rename) for `mb-ingest --spool DIR`, instead of stdout; --state is saved only once that file is durable
+    #[arg(long, value_name = "DIR")]
+    pub spool: Option<PathBuf>,
 }
 
 /// Price-table arguments shared by reading and `prices`.
@@ -151,14 +155,20 @@ pub struct PullArgs {
 
 const EXAMPLES: &str = "\
 EXAMPLES:
-    # The hourly cron job: price what is new since the last run, load it
-    mb-tokens --state /var/lib/mb/tokens.state /var/log/cliproxy/usage.jsonl* | mb-ingest
+    # The hourly cron job: price what is new since the last run into a durable spool file
+    # (the state advances only once the file is on disk), then load the spool
+    0 * * * *  mb-tokens --state /var/lib/mb/tokens.state --spool /var/lib/mb/spool \\
+                 /var/log/cliproxy/usage.jsonl*; mb-ingest --spool /var/lib/mb/spool
+
+    # A pipe works for a look or a one-off load, but guarantees nothing with --state:
+    # the state advances once mb-ingest has read the lines, even if it then fails
+    mb-tokens /var/log/cliproxy/usage.jsonl | mb-ingest
 
     # Keep the usage queue on disk (a systemd service next to the proxy)
     mb-tokens pull --key-file /etc/mb/cliproxy.key --out /var/log/cliproxy/usage.jsonl
 
     # One proxy, several customers: map client keys to customers and VMs
-    mb-tokens --key-map /etc/mb/keys.csv --state tokens.state usage.jsonl | mb-ingest
+    mb-tokens --key-map /etc/mb/keys.csv --state tokens.state --spool /var/lib/mb/spool usage.jsonl
 
     # Old proxies: the legacy usage snapshot, and request-log files
     curl -s -H \"Authorization: Bearer $KEY\" http://127.0.0.1:8317/v0/management/usage \\
@@ -252,9 +262,23 @@ fn read(a: ReadArgs, out: &mut dyn Write) -> Result<Outcome> {
         key_map,
         now: crate::time::now(),
     };
-    let stats = tokens::run(&opts, &sources, state.as_mut(), out)?;
-    // The state may only move past what the reader has really received.
-    out.flush()?;
+    // The state may only move past what is delivered: with --spool, a
+    // durable file that mb-ingest --spool takes (nothing can be lost); on
+    // stdout, what the reader has been handed (if mb-ingest then fails, the
+    // lines are gone, which is why the cron form is the spool one).
+    let stats = match &a.spool {
+        Some(dir) => {
+            let mut file = crate::spool::SpoolFile::create(dir, "tokens")?;
+            let stats = tokens::run(&opts, &sources, state.as_mut(), &mut file)?;
+            file.commit()?;
+            stats
+        }
+        None => {
+            let stats = tokens::run(&opts, &sources, state.as_mut(), out)?;
+            out.flush()?;
+            stats
+        }
+    };
     if let Some(st) = state.as_mut() {
         st.save(opts.now)?;
     }
