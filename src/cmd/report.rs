@@ -150,6 +150,10 @@ pub enum Cmd {
         /// Invoice priced usage even if some usage has no price (listed as warnings)
         #[arg(long)]
         allow_unpriced: bool,
+        /// Invoice usage from a VM the registry lists for another customer than the one its
+        /// events claim (left out of the invoice and listed as warnings by default)
+        #[arg(long)]
+        allow_vm_mismatch: bool,
     },
     /// Stripe meter-event CSV (identifier,timestamp,event_name,payload_stripe_customer_id,payload_value): billable tokens per customer and day; days Stripe would refuse (not ended yet, older than 35 days) are left out with a warning and exit 1; --json for one JSON object
     StripeMeter {
@@ -310,6 +314,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
             usd_eur_date,
             allow_unregistered,
             allow_unpriced,
+            allow_vm_mismatch,
         } => {
             if ctx.vm.is_some() {
                 return Err(Error::Usage(
@@ -350,6 +355,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
                 fx,
                 allow_unregistered,
                 allow_unpriced,
+                allow_vm_mismatch,
                 customer: ctx.customer.clone(),
                 as_of: ctx.as_of,
             };

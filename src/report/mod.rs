@@ -20,6 +20,7 @@ pub mod glance;
 pub mod invoice;
 pub mod meter;
 pub mod period;
+pub mod provenance;
 pub mod render;
 
 use std::collections::BTreeMap;
