@@ -483,6 +483,21 @@ impl Store {
             .map_err(self.query_err())
     }
 
+    /// Whether any usage event of `customer` is stored, at any time: one
+    /// index probe per table (each is indexed by customer first).
+    pub fn has_usage(&self, customer: &str) -> Result<bool> {
+        for t in ["api_usage", "resource_usage", "activity_log"] {
+            let mut st = self
+                .conn()
+                .prepare_cached(&format!("SELECT 1 FROM {t} WHERE customer_id = ?1 LIMIT 1"))
+                .map_err(self.query_err())?;
+            if st.exists([customer]).map_err(self.query_err())? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Customers with any usage event in `[start_ns, end_ns)` (respecting
     /// the cutoff), sorted.
     pub fn customers_with_usage(&self, scope: &Scope) -> Result<Vec<String>> {
