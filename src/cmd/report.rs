@@ -194,6 +194,23 @@ pub enum Cmd {
         #[command(flatten)]
         format: FormatArgs,
     },
+    /// Fleet freshness: every VM's last sample, api and activity event and ingest run, stale marks (exit 1 when a VM is stale), and the latest ingest runs
+    Vms {
+        /// Start of the window searched for api and activity events (RFC 3339 or date) [default: 31 days before --until]
+        #[arg(long, value_name = "T")]
+        since: Option<String>,
+        /// Measure ages at this time, ignoring later samples and events [default: now]
+        #[arg(long, value_name = "T")]
+        until: Option<String>,
+        /// A VM is stale after this long without a sample: seconds, or with s, m, h or d (15m) [default: two of its sampling intervals]
+        #[arg(long, value_name = "DURATION")]
+        stale_after: Option<String>,
+        /// How many of the latest ingest runs to list
+        #[arg(long, value_name = "N", default_value_t = report::fleet::DEFAULT_RUNS)]
+        runs: usize,
+        #[command(flatten)]
+        format: FormatArgs,
+    },
     /// The stored events as mb-events(5) JSON lines, to pull into another database
     Events {
         /// Only events at or after this time (a date, local time or RFC 3339)
@@ -339,6 +356,14 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
             }
             (None, format_of(&top.format, format)?)
         }
+        Some(Cmd::Vms { format, .. }) => {
+            if top.vm.is_some() {
+                return Err(Error::Usage(
+                    "vms lists every VM; --vm does not apply".into(),
+                ));
+            }
+            (None, format_of(&top.format, format)?)
+        }
         Some(Cmd::Events { vm, .. }) => {
             if top.format.csv || top.format.json {
                 return Err(Error::Usage(
@@ -454,6 +479,16 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
             check_customer(&ctx)?;
             stripe_meter(&ctx, &period, &event_name, out)
         }
+        Cmd::Vms {
+            since,
+            until,
+            stale_after,
+            runs,
+            ..
+        } => {
+            check_customer(&ctx)?;
+            vms(&ctx, since, until, stale_after, runs, out)
+        }
         Cmd::Events {
             since, until, kind, ..
         } => {
@@ -497,6 +532,58 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
             Ok(Outcome::Success)
         }
     }
+}
+
+fn vms(
+    ctx: &Ctx,
+    since: Option<String>,
+    until: Option<String>,
+    stale_after: Option<String>,
+    runs: usize,
+    out: &mut dyn Write,
+) -> Result<Outcome> {
+    let mut o = report::fleet::Options::at(ctx.now);
+    o.customer.clone_from(&ctx.customer);
+    o.runs = runs;
+    if let Some(u) = until {
+        o.until = period::parse_point("--until", &u, ctx.tz)?;
+        o.bounded = true;
+    }
+    o.since = match since {
+        Some(s) => period::parse_point("--since", &s, ctx.tz)?,
+        None => o.until - chrono::Duration::days(report::fleet::LOOKBACK_DAYS),
+    };
+    if o.since >= o.until {
+        return Err(Error::Usage("--since must be before --until".into()));
+    }
+    if let Some(s) = stale_after {
+        o.stale_after = Some(report::fleet::parse_duration(&s).ok_or_else(|| {
+            Error::Usage(format!(
+                "--stale-after {s:?}: expected seconds, or a number with s, m, h or d (15m)"
+            ))
+        })?);
+    }
+    let f = report::fleet::fleet(&ctx.store, &o)?;
+    match ctx.format {
+        Format::Json => render::json::vms(&f, out)?,
+        Format::Csv => render::csv::vms(&f, out)?,
+        Format::Text => render::text::vms(&f, ctx.tz, &TextStyle::for_stdout(), out)?,
+    }
+    let stale: Vec<&str> = f
+        .vms
+        .iter()
+        .filter(|v| v.state == report::fleet::State::Stale)
+        .map(|v| v.vm_id.as_str())
+        .collect();
+    if !stale.is_empty() {
+        cli::warn(format!(
+            "{} VM{} stale: {}",
+            stale.len(),
+            if stale.len() == 1 { " is" } else { "s are" },
+            stale.join(", ")
+        ));
+    }
+    Ok(Outcome::partial_if(!stale.is_empty()))
 }
 
 /// A `--customer` that is neither registered nor found in any usage is a
@@ -606,8 +693,8 @@ fn summary(ctx: &Ctx, period: Period, out: &mut dyn Write) -> Result<Outcome> {
                 "{}: usage recorded while {} ({} to {}): {} requests, {} activity events, {} resource samples",
                 st.customer_id,
                 u.status,
-                time::format_rfc3339(&u.start),
-                time::format_rfc3339(&u.end),
+                render::text::local_z(&u.start, s.period.tz),
+                render::text::local_z(&u.end, s.period.tz),
                 u.api.requests,
                 u.activity_events,
                 u.resource_samples

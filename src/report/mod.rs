@@ -16,6 +16,7 @@
 //!
 //! Units in every output: GB = 10^9 bytes, MB = 10^6 bytes.
 
+pub mod fleet;
 pub mod glance;
 pub mod invoice;
 pub mod meter;

@@ -13,6 +13,7 @@
 
 pub mod customers;
 mod events;
+pub mod fleet;
 pub mod provenance;
 pub mod report;
 pub mod schema;

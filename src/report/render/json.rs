@@ -173,6 +173,12 @@ pub fn invoice(
     emit(&v, out)
 }
 
+/// Fleet freshness as one object: `{since, until, stale_after_seconds,
+/// vms: [...], ingest_runs: [...]}` (the dashboard's `/api/v1/vms` too).
+pub fn vms(f: &crate::report::fleet::Fleet, out: &mut dyn Write) -> Result<()> {
+    emit(f, out)
+}
+
 /// The Stripe meter events with what was left out and why (the same events
 /// as the CSV, for programs).
 pub fn stripe_meter(
