@@ -16,6 +16,7 @@ mod events;
 pub mod fleet;
 pub mod provenance;
 pub mod report;
+pub mod reprice;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
