@@ -56,7 +56,7 @@ complete -c mb-activity -n "__fish_mb_activity_using_subcommand run" -l config -
 complete -c mb-activity -n "__fish_mb_activity_using_subcommand run" -l redact -d 'Also mask every match of REGEX in command text with *** (repeatable)' -r
 complete -c mb-activity -n "__fish_mb_activity_using_subcommand run" -l wait -d 'Write the event before exiting, instead of in a detached background process (for a script that runs mb-ingest --spool right after)'
 complete -c mb-activity -n "__fish_mb_activity_using_subcommand run" -s h -l help -d 'Print help'
-complete -c mb-activity -n "__fish_mb_activity_using_subcommand init" -l spool -d 'Spool directory the hook writes to [default: as for run]' -r -F
+complete -c mb-activity -n "__fish_mb_activity_using_subcommand init" -l spool -d 'Spool directory the hook writes to [default: as for run]. The global --customer, --vm, --config and --redact given to init are embedded in the hook too' -r -F
 complete -c mb-activity -n "__fish_mb_activity_using_subcommand init" -l customer -d 'Customer the activity belongs to [default: customer_id in mb.toml]' -r
 complete -c mb-activity -n "__fish_mb_activity_using_subcommand init" -l vm -d 'VM id [default: vm_id in mb.toml, else the host name]' -r
 complete -c mb-activity -n "__fish_mb_activity_using_subcommand init" -l config -d 'Configuration file [default: /etc/mb/mb.toml or $XDG_CONFIG_HOME/mb/mb.toml; absent means built-in defaults]' -r -F

@@ -285,7 +285,7 @@ _mb__report() {
             return 0
             ;;
         mb__subcmd__report__subcmd__invoice)
-            opts="-h --month --usd-eur --usd-eur-source --usd-eur-date --allow-unregistered --allow-unpriced --csv --json --db --config --customer --tz --as-of --help"
+            opts="-h --month --usd-eur --usd-eur-source --usd-eur-date --allow-unregistered --allow-unpriced --allow-vm-mismatch --csv --json --db --config --customer --tz --as-of --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -112,6 +112,7 @@ complete -c mb-report -n "__fish_mb_report_using_subcommand invoice" -l tz -d 'I
 complete -c mb-report -n "__fish_mb_report_using_subcommand invoice" -l as-of -d 'Ingest-time cutoff: ignore events stored after it (a date, local time or RFC 3339)' -r
 complete -c mb-report -n "__fish_mb_report_using_subcommand invoice" -l allow-unregistered -d 'Invoice the registered customers even if others have usage (listed as warnings)'
 complete -c mb-report -n "__fish_mb_report_using_subcommand invoice" -l allow-unpriced -d 'Invoice priced usage even if some usage has no price (listed as warnings)'
+complete -c mb-report -n "__fish_mb_report_using_subcommand invoice" -l allow-vm-mismatch -d 'Invoice usage from a VM the registry lists for another customer than the one its events claim (left out of the invoice and listed as warnings by default)'
 complete -c mb-report -n "__fish_mb_report_using_subcommand invoice" -l csv -d 'CSV instead of a text table'
 complete -c mb-report -n "__fish_mb_report_using_subcommand invoice" -l json -d 'JSON instead of a text table (exact numbers, null for missing; fields in docs/mb-report.md)'
 complete -c mb-report -n "__fish_mb_report_using_subcommand invoice" -s h -l help -d 'Print help'
