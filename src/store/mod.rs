@@ -14,7 +14,9 @@
 pub mod customers;
 mod events;
 pub mod fleet;
+pub mod provenance;
 pub mod report;
+pub mod reprice;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
