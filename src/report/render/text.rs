@@ -340,7 +340,12 @@ pub fn summary(
                     "coverage {} %",
                     or_dash(r.coverage.map(|v| fixed(v * 100.0, 1)).unwrap_or_default())
                 )),
-                keep(&format!("({} VMs, {} samples)", r.vms, r.samples)),
+                keep(&format!(
+                    "({} VM{}, {} samples)",
+                    r.vms,
+                    if r.vms == 1 { "" } else { "s" },
+                    r.samples
+                )),
             ]
             .join(" ");
             write_wrapped(out, style, "  ", &text, 4)?;
