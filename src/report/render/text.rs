@@ -341,10 +341,11 @@ pub fn summary(
                     or_dash(r.coverage.map(|v| fixed(v * 100.0, 1)).unwrap_or_default())
                 )),
                 keep(&format!(
-                    "({} VM{}, {} samples)",
+                    "({} VM{}, {} sample{})",
                     r.vms,
                     if r.vms == 1 { "" } else { "s" },
-                    r.samples
+                    r.samples,
+                    if r.samples == 1 { "" } else { "s" }
                 )),
             ]
             .join(" ");
