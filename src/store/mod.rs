@@ -15,6 +15,7 @@ pub mod customers;
 mod events;
 pub mod fleet;
 pub mod report;
+pub mod reprice;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
