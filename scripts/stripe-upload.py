@@ -317,11 +317,18 @@ class Http:
             # Full jitter (AWS architecture blog, "Exponential Backoff And
             # Jitter"), at least Retry-After when Stripe gives one.
             delay = random.uniform(0, min(8.0, 0.5 * 2 ** attempt))
+            remaining = deadline - time.monotonic()
             ra = hdr.get("retry-after")
             if ra and re.fullmatch(r"\d+(\.\d+)?", ra):
+                if float(ra) > remaining:
+                    return status, hdr, body  # Stripe asks for longer than the window
                 delay = max(delay, float(ra))
-            if time.monotonic() + delay > deadline:
+            if remaining <= 0.05:
                 return status, hdr, body
+            # A jittered draw past the deadline would give up with time left:
+            # clamp it, so the window is used to the end (a 409 while another
+            # request with the key is in flight resolves as soon as it ends).
+            delay = min(delay, remaining)
             why = f"HTTP {status}" if status else body["error"]["message"]
             warn(f"{idem or path}: {why}; retrying in {delay:.1f} s" + (" with the same idempotency key" if idem else ""))
             time.sleep(delay)

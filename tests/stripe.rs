@@ -789,6 +789,9 @@ fn conflicts_409_and_rate_limits_429_are_retried() {
     let second = run_cmd(
         upload_cmd(&env, &srv, Some("sk_test_123"))
             .env("MB_STRIPE_LEDGER", env.path("other/ledger.sqlite"))
+            // Longer than the first upload's 3 s hang plus a loaded machine's
+            // Python start-up, so its 409s always outlast the request in flight.
+            .args(["--retry-window", "15"])
             .arg(&flaky_only),
         "",
     );
