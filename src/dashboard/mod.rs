@@ -8,8 +8,14 @@
 //! CLI show the same numbers (the API's summary JSON *is* `mb-report
 //! --json`).
 //!
+//! Endpoints: the page (a customer's view, or the operator's fleet view
+//! without `--customer`), `/api/v1/{summary,series,invoice,customers,vms}`,
+//! `/metrics` (Prometheus, [`metrics`]) and `/healthz`.
+//!
 //! Design:
-//! - axum on a small tokio runtime (2 workers). SQLite work is blocking, so
+//! - axum routes on a small tokio runtime (2 workers), served by the accept
+//!   loop of [`server`] (header-read timeout, connection cap, request size
+//!   limits). SQLite work is blocking, so
 //!   each request opens its own read-only [`Store`] inside
 //!   `spawn_blocking` (a `rusqlite::Connection` is not `Sync`; opening a
 //!   WAL database read-only costs tens of microseconds and keeps no page
@@ -230,7 +236,6 @@ async fn run_server(o: Options) -> Result<()> {
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(Error::Stream)?;
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let _ = &mut stop_rx;
     cli::warn(format!("listening on http://{bound}/"));
     let cap = server::effective_cap(o.limits.max_connections);
     if cap < o.limits.max_connections {
@@ -516,8 +521,13 @@ async fn page(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response<Bo
             }
             None => {
                 let customers = fleet::customers(store, &app.cfg, &summary, None, now)?;
-                let f =
-                    crate::report::fleet::fleet(store, &crate::report::fleet::Options::at(now))?;
+                // The page shows samples only: skip the pass over the
+                // window's api and activity rows.
+                let o = crate::report::fleet::Options {
+                    events: false,
+                    ..crate::report::fleet::Options::at(now)
+                };
+                let f = crate::report::fleet::fleet(store, &o)?;
                 fleet_data = Some((customers, f));
             }
         }
@@ -704,6 +714,7 @@ async fn metrics_page(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Res
         )?;
         let o = crate::report::fleet::Options {
             customer: scope.clone(),
+            events: false,
             ..crate::report::fleet::Options::at(now)
         };
         let fleet = crate::report::fleet::fleet(store, &o)?;
