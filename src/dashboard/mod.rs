@@ -29,6 +29,7 @@
 //!   finish (at most 10 s), and exit 0.
 
 pub mod auth;
+pub mod cache;
 pub mod data;
 pub mod html;
 pub mod request;
@@ -80,6 +81,8 @@ pub struct Options {
 
 struct App {
     db: PathBuf,
+    /// Computed figures, until the next commit.
+    cache: cache::Cache,
     cfg: Config,
     tz: Tz,
     customer: Option<String>,
@@ -212,6 +215,7 @@ async fn run_server(o: Options) -> Result<()> {
         .map_err(|e| Error::Usage(format!("cannot listen on {addr}: {e}")))?;
     let bound = listener.local_addr().map_err(Error::Stream)?;
     let app = Arc::new(App {
+        cache: cache::Cache::new(o.db.clone()),
         db: o.db,
         tz: o.cfg.timezone,
         cfg: o.cfg,
@@ -390,7 +394,7 @@ async fn page(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response<Bo
         p.only(&["period", "date", "month", "customer"], &[])?;
         let now = time::now();
         let sel = request::selection(&p, now, app.tz, app.customer.as_deref())?;
-        let summary = data::summary(store, &sel.period, sel.customer.as_deref())?;
+        let summary = data::summary_cached(&app.cache, store, &sel.period, sel.customer.as_deref())?;
         data::check_known(&summary, sel.customer.as_deref(), app.customer.is_some())?;
         let by = request::default_bucket(sel.unit);
         let buckets = sel.period.buckets(by).map_err(HttpError::from)?;
@@ -400,9 +404,10 @@ async fn page(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response<Bo
                     .iter()
                     .map(|s| s.to_string())
                     .collect();
-                let series = data::series(store, &sel.period, Some(c), by, &metrics)?;
+                let series =
+                    data::series_cached(&app.cache, store, &sel.period, Some(c), by, &metrics)?;
                 let month = data::current_month(now, app.tz)?;
-                let pv = data::previews(store, &app.cfg, &month, Some(c), now)
+                let pv = data::previews_cached(&app.cache, store, &app.cfg, &month, Some(c), now)
                     .map_err(|e| match e {
                         Error::Usage(m) | Error::Invalid(m) => m,
                         other => {
@@ -417,7 +422,7 @@ async fn page(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response<Bo
                     });
                 (series, Some((month, pv)))
             }
-            None => (Vec::new(), None),
+            None => (Arc::new(Vec::new()), None),
         };
         Ok(html::page(&html::PageData {
             sel: &sel,
@@ -443,7 +448,7 @@ async fn api_summary(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Resp
         let p = Params::parse(q.as_deref())?;
         p.only(&["period", "date", "month", "customer"], &[])?;
         let sel = request::selection(&p, time::now(), app.tz, app.customer.as_deref())?;
-        let s = data::summary(store, &sel.period, sel.customer.as_deref())?;
+        let s = data::summary_cached(&app.cache, store, &sel.period, sel.customer.as_deref())?;
         data::check_known(&s, sel.customer.as_deref(), app.customer.is_some())?;
         Ok(crate::cmd::report::summary_json(&s))
     })
@@ -465,10 +470,11 @@ async fn api_series(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Respo
         let by = request::series_by(&p, sel.unit)?;
         let metrics = request::metrics(&p)?;
         if sel.customer.is_some() && app.customer.is_none() {
-            let s = data::summary(store, &sel.period, sel.customer.as_deref())?;
+            let s = data::summary_cached(&app.cache, store, &sel.period, sel.customer.as_deref())?;
             data::check_known(&s, sel.customer.as_deref(), false)?;
         }
-        Ok(data::series(
+        Ok(data::series_cached(
+            &app.cache,
             store,
             &sel.period,
             sel.customer.as_deref(),
@@ -478,7 +484,7 @@ async fn api_series(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Respo
     })
     .await;
     match r {
-        Ok(v) => json_ok(&v),
+        Ok(v) => json_ok(&*v),
         Err(e) => e.json(),
     }
 }
@@ -491,10 +497,11 @@ async fn api_invoice(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Resp
         let month = data::invoice_month(p.get("month"), now, app.tz)?;
         let customer = request::customer(&p, app.customer.as_deref())?;
         if customer.is_some() && app.customer.is_none() {
-            let s = data::summary(store, &month, customer.as_deref())?;
+            let s = data::summary_cached(&app.cache, store, &month, customer.as_deref())?;
             data::check_known(&s, customer.as_deref(), false)?;
         }
-        Ok(data::previews(
+        Ok(data::previews_cached(
+            &app.cache,
             store,
             &app.cfg,
             &month,

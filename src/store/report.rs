@@ -403,6 +403,15 @@ impl Store {
         .map_err(self.query_err())
     }
 
+    /// SQLite's change counter as this connection sees it (`PRAGMA
+    /// data_version`): it changes whenever another connection commits, so
+    /// a kept connection tells whether anything was written since.
+    pub fn data_version(&self) -> Result<i64> {
+        self.conn()
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(self.query_err())
+    }
+
     /// The VMs the registry lists for `customer`, sorted.
     pub fn registered_vms(&self, customer: &str) -> Result<Vec<String>> {
         let mut st = self
