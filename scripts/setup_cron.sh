@@ -319,9 +319,12 @@ report() {
         "$BIN_DIR" "$DBARG" "$COMMON" "$log" "$(fail "mb-ingest of samples" "$log")"
     if [ "$TOKENS" = yes ]; then
         log=$LOG_DIR/tokens.log
-        printf '7 * * * * { { %s/mb-tokens%s %s --state %s/tokens.state %s 2>>%s %s >&3; } | %s/mb-ingest%s%s >>%s 2>&1 %s; } 3>&1\n' \
-            "$BIN_DIR" "$COMMON" "$WHO" "$STATE_DIR" "$TOKENS_LOG" "$log" "$(fail mb-tokens "$log")" \
-            "$BIN_DIR" "$DBARG" "$COMMON" "$log" "$(fail "mb-ingest of tokens" "$log")"
+        # Into the spool, not a pipe: the state advances only once the priced
+        # lines are a durable file, so a failing mb-ingest loses nothing (the
+        # file waits in the spool for the next run).
+        printf '7 * * * * %s/mb-tokens%s %s --state %s/tokens.state --spool %s %s 2>>%s %s; %s/mb-ingest%s%s --spool %s >>%s 2>&1 %s\n' \
+            "$BIN_DIR" "$COMMON" "$WHO" "$STATE_DIR" "$SPOOL" "$TOKENS_LOG" "$log" "$(fail mb-tokens "$log")" \
+            "$BIN_DIR" "$DBARG" "$COMMON" "$SPOOL" "$log" "$(fail "mb-ingest --spool" "$log")"
     fi
     log=$LOG_DIR/spool.log
     printf '2-59/5 * * * * %s/mb-ingest%s%s --spool %s >>%s 2>&1 %s\n' \

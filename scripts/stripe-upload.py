@@ -28,7 +28,8 @@ Safety:
   first result.
 - The secret key comes from STRIPE_API_KEY or a key file (--key-file, or
   STRIPE_API_KEY_FILE), never from the command line, and is never printed:
-  --dry-run shows `Authorization: Bearer ***`.
+  --dry-run shows `Authorization: Bearer ***`. A key file that group or
+  others can read is refused (exit 2) with the chmod to run.
 
 Options:
     --dry-run           print the requests, send nothing, keep the ledger as is
@@ -55,6 +56,7 @@ import io
 import json
 import os
 import re
+import shlex
 import sys
 import time
 import urllib.error
@@ -195,7 +197,11 @@ def read_key(args):
         try:
             st = os.stat(path)
             if st.st_mode & 0o077:
-                warn(f"warning: key file {path} is readable by others (chmod 600 {path})")
+                # Refused, as ssh refuses a private key others can read
+                # (docs/security.md): the key may already have leaked.
+                what = "--key-file" if args.key_file else "STRIPE_API_KEY_FILE"
+                raise Fatal(f"{what} {path}: permissions {st.st_mode & 0o777:04o} are too "
+                            f"open (group or others can read it); run: chmod 600 {shlex.quote(path)}")
             with open(path, encoding="utf-8") as f:
                 key = f.read().strip()
         except OSError as e:

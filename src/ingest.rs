@@ -214,15 +214,13 @@ pub fn run(store: Option<&mut Store>, sources: &[Source], opts: &Options) -> Res
     };
     let mut rejects_out = match &opts.rejects_file {
         Some(p) => Some(BufWriter::new(
-            fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| Error::io(p, e))?,
+            crate::fsutil::append(p).map_err(|e| Error::io(p, e))?,
         )),
         None => None,
     };
     let mut counts = Counts::default();
+    // What is committed: the audit row of a failed run says only this.
+    let mut committed = Counts::default();
     let mut messages = 0u64;
     let progress = opts.progress.then(|| {
         let pb = indicatif::ProgressBar::new_spinner();
@@ -251,7 +249,7 @@ pub fn run(store: Option<&mut Store>, sources: &[Source], opts: &Options) -> Res
                 // are written with each commit: `committed` plus this
                 // transaction's own.
                 let mut open: OpenTx<'_> = None;
-                let mut committed = Counts::default();
+                let committed = &mut committed;
                 loop {
                     // Never wait for input with a transaction open: that
                     // would hold the write lock while a slow producer
@@ -260,7 +258,7 @@ pub fn run(store: Option<&mut Store>, sources: &[Source], opts: &Options) -> Res
                         Ok(m) => m,
                         Err(mpsc::TryRecvError::Disconnected) => break,
                         Err(mpsc::TryRecvError::Empty) => {
-                            commit_open(&mut open, &mut committed, run_id)?;
+                            commit_open(&mut open, committed, run_id)?;
                             match rx.recv() {
                                 Ok(m) => m,
                                 Err(_) => break,
@@ -286,7 +284,7 @@ pub fn run(store: Option<&mut Store>, sources: &[Source], opts: &Options) -> Res
                     *n += chunk.items.len();
                     in_tx.add(&c);
                     if chunk.end || *n >= batch || t0.elapsed() >= MAX_TX_TIME {
-                        commit_open(&mut open, &mut committed, run_id)?;
+                        commit_open(&mut open, committed, run_id)?;
                         if let (true, Source::Spool { path, delete }) =
                             (chunk.end, &sources[chunk.source])
                         {
@@ -302,7 +300,7 @@ pub fn run(store: Option<&mut Store>, sources: &[Source], opts: &Options) -> Res
                     // is freed here.
                     let _ = used_tx.send(chunk);
                 }
-                commit_open(&mut open, &mut committed, run_id)?;
+                commit_open(&mut open, committed, run_id)?;
             }
             Target::Dry { store, seen } => {
                 for msg in rx.iter() {
@@ -339,8 +337,16 @@ pub fn run(store: Option<&mut Store>, sources: &[Source], opts: &Options) -> Res
     if let Target::Db { store, run_id } = &mut target {
         let finished = time::format_fixed_micros(&time::now());
         let err = result.as_ref().err().map(|e| e.to_string());
-        // Best effort on failure: the database itself may be what failed.
-        let fin = store.finish_run(*run_id, &counts, &finished, err.as_deref());
+        // A failed run records only what it committed (the rolled-back
+        // transaction's lines are not stored, so they are not counted).
+        // Best effort on failure: the database itself may be what failed;
+        // then the row stays `running` and the next run marks it abandoned.
+        let fin = store.finish_run(
+            *run_id,
+            if err.is_some() { &committed } else { &counts },
+            &finished,
+            err.as_deref(),
+        );
         result?;
         fin?;
     } else {
@@ -629,12 +635,7 @@ pub fn spool_files(dir: &Path) -> Result<Vec<PathBuf>> {
 /// another process holds it.
 pub fn lock_spool(dir: &Path) -> Result<Option<File>> {
     let p = dir.join(".mb-ingest.lock");
-    let f = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&p)
-        .map_err(|e| Error::io(&p, e))?;
+    let f = crate::fsutil::lock_file(&p).map_err(|e| Error::io(&p, e))?;
     match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(Some(f)),
         Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),

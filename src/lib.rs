@@ -9,6 +9,7 @@
 //! - [`ingest`]: validating, deduplicating, batched loading;
 //! - [`config`], [`time`], [`money`], [`error`], [`cli`]: shared plumbing;
 //! - [`sample`], [`tokens`], [`activity`]: the producers' domain logic;
+//! - [`spool`]: the durable spool files producers hand to `mb-ingest --spool`;
 //! - [`cmd`]: one module per binary with its clap `Args` and `run`.
 
 pub mod activity;
@@ -18,11 +19,13 @@ pub mod config;
 pub mod dashboard;
 pub mod error;
 pub mod events;
+pub mod fsutil;
 pub mod ingest;
 pub mod money;
 pub mod output;
 pub mod report;
 pub mod sample;
+pub mod spool;
 pub mod store;
 pub mod time;
 pub mod tokens;

@@ -519,6 +519,8 @@ fn bad_requests_get_a_4xx_never_a_5xx() {
 fn non_loopback_bind_needs_allow_remote_and_a_token() {
     let env = fixture_env();
     let token = env.write("token", "0123456789abcdef0123\n");
+    // A token file others can read is refused (as ssh refuses a key).
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let token = token.to_str().unwrap();
     for (args, env_token, says) in [
         (
@@ -581,6 +583,8 @@ fn token_by_bearer_header_or_one_time_query_cookie() {
     let env = fixture_env();
     let t = "0123456789abcdef0123";
     let file = env.write("token", &format!("{t}\n"));
+    // A token file others can read is refused (as ssh refuses a key).
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let s = start(&env, &["--token-file", file.to_str().unwrap()]);
     let bearer = format!("Bearer {t}");
 

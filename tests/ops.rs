@@ -416,7 +416,8 @@ fn cron_lines_do_their_jobs_under_sh() {
     assert!(log.contains("read 1, inserted 1,"), "{log}");
     assert!(env.path("state/sample.state").exists());
 
-    // mb-tokens | mb-ingest: the 4 records of the fixture; hourly again: nothing new.
+    // mb-tokens --spool, then mb-ingest --spool: the 4 records of the
+    // fixture; hourly again: nothing new.
     let o = run_line(&env, &find("mb-tokens"));
     assert_code(&o, 0);
     assert_eq!(stdout(&o), "");
@@ -443,12 +444,14 @@ fn cron_lines_do_their_jobs_under_sh() {
         "",
     );
     assert_code(&o, 0);
-    let o = run_line(&env, &find("--spool"));
+    let o = run_line(&env, &find("2-59/5"));
     assert_code(&o, 0);
     assert_eq!(env.query("SELECT count(*) FROM activity_log"), ["1"]);
+    // done/ holds the tokens job's one file (the second hour had nothing
+    // new, so no file) and the activity event.
     assert_eq!(
         fs::read_dir(env.path("state/spool/done")).unwrap().count(),
-        1
+        2
     );
 
     // The three reports: one CSV each, under the date of 12 hours ago.
@@ -480,7 +483,7 @@ fn cron_lines_do_their_jobs_under_sh() {
     let _ = fs::remove_file(env.db.with_extension("db-wal"));
     let _ = fs::remove_file(env.db.with_extension("db-shm"));
     fs::create_dir_all(&env.db).unwrap();
-    let o = run_line(&env, &find("--spool"));
+    let o = run_line(&env, &find("2-59/5"));
     assert_code(&o, 0);
     assert!(
         stdout(&o).starts_with("mb: mb-ingest --spool failed (exit 2); see "),

@@ -10,6 +10,8 @@ mod fuzz_corpus;
 mod ingest;
 mod man;
 mod ops;
+mod pipeline;
 mod report;
 mod sample;
+mod security;
 mod tokens;

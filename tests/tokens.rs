@@ -673,7 +673,9 @@ fn pull_survives_dropped_connections() {
         stderr(&o)
     );
     // A wrong key is fatal, not retried forever.
-    env.write("bad-key", "nope\n");
+    let bad = env.write("bad-key", "nope\n");
+    // A key file others can read is refused (as ssh refuses a key).
+    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let o = env.run(
         "mb-tokens",
         &[

@@ -65,7 +65,7 @@ pub struct Args {
     #[arg(long)]
     pub allow_remote: bool,
 
-    /// File holding the access token [default: $MB_DASHBOARD_TOKEN]
+    /// File holding the access token, refused unless only its owner can read it (chmod 600) [default: $MB_DASHBOARD_TOKEN]
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
 }

@@ -1,5 +1,8 @@
 //! mb-report: usage summaries, series, invoices, Stripe meter events and
 //! the stored events, as text for people and CSV/JSON for programs.
+//!
+//! Argument handling only: the numbers come from [`crate::report`] and are
+//! drawn by [`crate::report::render`] (one module per format).
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -13,11 +16,10 @@ use crate::cli::{self, Outcome};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::{is_ident, Kind, IDENT_RULE};
-use crate::money::{format_nanos, format_nanos_places};
-use crate::output::{csv_text, fixed, thousands, write_table, Align};
-use crate::report::invoice::{self, FxRate, Invoice, CSV_HEADER};
-use crate::report::period::{self, tz_label};
-use crate::report::{self, CustomerSummary, Period, Query, Summary, Unit};
+use crate::report::invoice::{self, FxRate, Invoice};
+use crate::report::period;
+use crate::report::render::{self, Format};
+use crate::report::{self, glance, meter, Period, Query, Unit};
 use crate::store::{Mode, Store};
 use crate::time;
 
@@ -183,6 +185,9 @@ pub enum KindArg {
     Activity,
 }
 
+/// The summary as one JSON object (the dashboard API serves the same).
+pub use crate::report::render::json::summary_value as summary_json;
+
 const EXAMPLES: &str = "\
 EXAMPLES:
     # This month's usage of every customer, for people
@@ -212,12 +217,6 @@ enum Plan {
     Summary(Period),
     Series(Period, Unit, Vec<String>),
     Other(Cmd),
-}
-
-enum Format {
-    Text,
-    Csv,
-    Json,
 }
 
 struct Ctx {
@@ -467,422 +466,19 @@ fn summary(ctx: &Ctx, period: Period, out: &mut dyn Write) -> Result<Outcome> {
         suspect = true;
     }
     match ctx.format {
-        Format::Json => {
-            serde_json::to_writer(&mut *out, &summary_json(&s)).map_err(std::io::Error::from)?;
-            writeln!(out)?;
+        Format::Json => render::json::summary(&s, out)?,
+        Format::Csv => render::csv::summary(&s, out)?,
+        Format::Text => {
+            // Daily cost and CPU at a glance, on terminals only.
+            let glance = if std::io::stdout().is_terminal() && s.period.kind != "day" {
+                Some(glance::daily(&ctx.store, &q, &s)?)
+            } else {
+                None
+            };
+            render::text::summary(&s, glance.as_deref(), out)?
         }
-        Format::Csv => summary_csv(&s, out)?,
-        Format::Text => summary_text(ctx, &q, &s, out)?,
     }
     Ok(Outcome::partial_if(suspect))
-}
-
-fn pct(v: Option<f64>) -> String {
-    v.map(|x| fixed(x, 1)).unwrap_or_default()
-}
-
-fn money4(n: i64) -> String {
-    format_nanos_places(n, 4)
-}
-
-fn csv_err(e: csv::Error) -> Error {
-    Error::Stream(e.into())
-}
-
-fn summary_csv(s: &Summary, out: &mut dyn Write) -> Result<()> {
-    // The sectioned layout admins' spreadsheets know (DESIGN.md appendix);
-    // extended only by appending columns to the header block.
-    let mut w = Sections { out };
-    let gen = time::format_rfc3339(&s.generated_at);
-    let as_of = s
-        .as_of
-        .map(|t| time::format_rfc3339(&t))
-        .unwrap_or_default();
-    for (i, c) in s.customers.iter().enumerate() {
-        if i > 0 {
-            blank(&mut w)?;
-        }
-        w.write_record([
-            "Report Type",
-            "Generated At",
-            "Customer ID",
-            "Period",
-            "Period Start",
-            "Period End",
-            "Time Zone",
-            "As Of",
-            "Price Tables",
-            "Units",
-        ])
-        .map_err(csv_err)?;
-        w.write_record([
-            "usage_report".to_string(),
-            gen.clone(),
-            csv_text(&c.customer_id),
-            s.period.kind.clone(),
-            time::format_rfc3339(&s.period.start),
-            time::format_rfc3339(&s.period.end),
-            s.period.tz.name().to_string(),
-            as_of.clone(),
-            csv_text(&c.price_tables.join(" ")),
-            "USD exact sums shown to 4 decimals; GB=10^9 B; MB=10^6 B".to_string(),
-        ])
-        .map_err(csv_err)?;
-        blank(&mut w)?;
-        w.write_record(["API Usage"]).map_err(csv_err)?;
-        w.write_record([
-            "Provider",
-            "Model",
-            "Tokens In",
-            "Tokens Out",
-            "Total Tokens",
-            "Cost USD",
-            "Cache Read Tokens",
-            "Cache Write Tokens",
-        ])
-        .map_err(csv_err)?;
-        for m in &c.api {
-            let u = &m.usage;
-            w.write_record([
-                csv_text(&m.provider),
-                csv_text(&m.model),
-                u.tokens_in.to_string(),
-                u.tokens_out.to_string(),
-                u.total_tokens().to_string(),
-                money4(u.cost_nusd),
-                u.cache_read_tokens.to_string(),
-                u.cache_write_tokens.to_string(),
-            ])
-            .map_err(csv_err)?;
-        }
-        blank(&mut w)?;
-        w.write_record([
-            "Total API Cost USD".to_string(),
-            money4(c.api_total.cost_nusd),
-        ])
-        .map_err(csv_err)?;
-        blank(&mut w)?;
-        w.write_record(["Resource Usage"]).map_err(csv_err)?;
-        w.write_record(["Metric", "Value"]).map_err(csv_err)?;
-        let r = &c.resource;
-        for (k, v) in [
-            ("avg_cpu_percent", pct(r.avg_cpu_percent)),
-            ("avg_memory_percent", pct(r.avg_memory_percent)),
-            (
-                "max_disk_gb",
-                r.max_disk_bytes
-                    .map(|b| fixed(b as f64 / 1e9, 1))
-                    .unwrap_or_default(),
-            ),
-            ("total_network_in_mb", fixed(r.net_in_bytes / 1e6, 1)),
-            ("total_network_out_mb", fixed(r.net_out_bytes / 1e6, 1)),
-        ] {
-            w.write_record([k.to_string(), v]).map_err(csv_err)?;
-        }
-        blank(&mut w)?;
-        w.write_record(["Activity"]).map_err(csv_err)?;
-        w.write_record(["Activity Type", "Count", "Total Duration (seconds)"])
-            .map_err(csv_err)?;
-        for a in &c.activity {
-            w.write_record([
-                csv_text(&a.activity_type),
-                a.count.to_string(),
-                fixed(a.duration_seconds, 1),
-            ])
-            .map_err(csv_err)?;
-        }
-    }
-    w.flush()?;
-    Ok(())
-}
-
-/// A CSV writer that can also write the blank lines between sections (the
-/// csv crate writes an empty record as `""`).
-struct Sections<'a> {
-    out: &'a mut dyn Write,
-}
-
-impl Sections<'_> {
-    fn write_record<I, T>(&mut self, rec: I) -> std::result::Result<(), csv::Error>
-    where
-        I: IntoIterator<Item = T>,
-        T: AsRef<[u8]>,
-    {
-        let mut w = csv::WriterBuilder::new()
-            .flexible(true)
-            .from_writer(Vec::new());
-        w.write_record(rec)?;
-        let bytes = w
-            .into_inner()
-            .map_err(|e| csv::Error::from(std::io::Error::other(e.to_string())))?;
-        self.out.write_all(&bytes)?;
-        Ok(())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
-    }
-}
-
-fn blank(w: &mut Sections) -> Result<()> {
-    w.out.write_all(b"\n")?;
-    Ok(())
-}
-
-fn api_json(u: &crate::store::report::ApiAgg) -> serde_json::Value {
-    serde_json::json!({
-        "requests": u.requests,
-        "failed_requests": u.failed_requests,
-        "unpriced_requests": u.unpriced_requests,
-        "tokens_in": u.tokens_in,
-        "tokens_out": u.tokens_out,
-        "cache_read_tokens": u.cache_read_tokens,
-        "cache_write_tokens": u.cache_write_tokens,
-        "reasoning_tokens": u.reasoning_tokens,
-        "total_tokens": u.total_tokens(),
-        "cost_usd": format_nanos(u.cost_nusd),
-    })
-}
-
-/// The summary as one JSON object (shared with the dashboard API).
-pub fn summary_json(s: &Summary) -> serde_json::Value {
-    let customers: Vec<serde_json::Value> = s.customers.iter().map(customer_json).collect();
-    serde_json::json!({
-        "report_type": "usage_report",
-        "generated_at": time::format_rfc3339(&s.generated_at),
-        "as_of": s.as_of.map(|t| time::format_rfc3339(&t)),
-        "period": s.period,
-        "units": {"cost": "USD, exact decimal string", "bytes": "B", "gb": "10^9 B", "mb": "10^6 B"},
-        "customers": customers,
-    })
-}
-
-fn customer_json(c: &CustomerSummary) -> serde_json::Value {
-    let r = &c.resource;
-    serde_json::json!({
-        "customer_id": c.customer_id,
-        "registered": c.registered,
-        "price_tables": c.price_tables,
-        "api": c.api.iter().map(|m| {
-            let mut v = api_json(&m.usage);
-            v["provider"] = m.provider.clone().into();
-            v["model"] = m.model.clone().into();
-            v
-        }).collect::<Vec<_>>(),
-        "api_total": api_json(&c.api_total),
-        "resource": {
-            "vms": r.vms,
-            "samples": r.samples,
-            "avg_cpu_percent": r.avg_cpu_percent.map(|v| (v * 10.0).round() / 10.0),
-            "avg_memory_percent": r.avg_memory_percent.map(|v| (v * 10.0).round() / 10.0),
-            "max_disk_gb": r.max_disk_bytes.map(|b| (b as f64 / 1e8).round() / 10.0),
-            "max_disk_bytes": r.max_disk_bytes,
-            "total_network_in_mb": (r.net_in_bytes / 1e5).round() / 10.0,
-            "total_network_out_mb": (r.net_out_bytes / 1e5).round() / 10.0,
-            "coverage_percent": r.coverage.map(|v| (v * 1000.0).round() / 10.0),
-        },
-        "activity": c.activity,
-    })
-}
-
-const SPARKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
-
-fn sparkline(values: &[f64]) -> String {
-    let max = values.iter().cloned().fold(0.0f64, f64::max);
-    values
-        .iter()
-        .map(|v| {
-            if max <= 0.0 {
-                SPARKS[0]
-            } else {
-                SPARKS[((v / max) * 7.0).round().clamp(0.0, 7.0) as usize]
-            }
-        })
-        .collect()
-}
-
-fn summary_text(ctx: &Ctx, q: &Query, s: &Summary, out: &mut dyn Write) -> Result<()> {
-    let p = &s.period;
-    writeln!(
-        out,
-        "Usage {} {}: {} to {} ({})",
-        p.kind,
-        p.label,
-        time::format_rfc3339(&p.start),
-        time::format_rfc3339(&p.end),
-        tz_label(p.tz, p.start)
-    )?;
-    writeln!(
-        out,
-        "Generated {}; {}. Costs: USD, exact sums shown to 4 decimals. GB = 10^9 B, MB = 10^6 B.",
-        time::format_rfc3339(&s.generated_at),
-        match s.as_of {
-            Some(t) => format!("events ingested up to {}", time::format_rfc3339(&t)),
-            None => "all ingested events".to_string(),
-        }
-    )?;
-    if s.customers.is_empty() {
-        writeln!(out, "\nNo usage in this period.")?;
-        return Ok(());
-    }
-    let tty = std::io::stdout().is_terminal();
-    for c in &s.customers {
-        writeln!(out)?;
-        let mut head = format!("Customer {}", c.customer_id);
-        if !c.registered {
-            head.push_str(" (not registered)");
-        }
-        if !c.price_tables.is_empty() {
-            head.push_str(&format!("  [prices: {}]", c.price_tables.join(", ")));
-        }
-        writeln!(out, "{head}")?;
-        if tty && p.kind != "day" {
-            // Daily cost and CPU at a glance, on terminals only.
-            let cq = Query {
-                customer: Some(c.customer_id.clone()),
-                ..q.clone()
-            };
-            let rows = report::series(
-                &ctx.store,
-                &cq,
-                Unit::Day,
-                &["cost_usd".into(), "cpu_percent".into()],
-            )?;
-            let days = p.buckets(Unit::Day)?;
-            let pick = |metric: &str| -> Vec<f64> {
-                days.iter()
-                    .map(|d| {
-                        rows.iter()
-                            .find(|r| r.bucket_start == d.start && r.metric == metric)
-                            .and_then(|r| r.value.parse().ok())
-                            .unwrap_or(0.0)
-                    })
-                    .collect()
-            };
-            writeln!(
-                out,
-                "  daily cost {}  cpu {}",
-                sparkline(&pick("cost_usd")),
-                sparkline(&pick("cpu_percent"))
-            )?;
-        }
-        if !c.api.is_empty() {
-            let mut rows: Vec<Vec<String>> = c
-                .api
-                .iter()
-                .map(|m| {
-                    let u = &m.usage;
-                    vec![
-                        m.provider.clone(),
-                        m.model.clone(),
-                        thousands(u.requests.into()),
-                        thousands(u.tokens_in.into()),
-                        thousands(u.tokens_out.into()),
-                        thousands(u.cache_read_tokens.into()),
-                        thousands(u.cache_write_tokens.into()),
-                        thousands(u.total_tokens().into()),
-                        money4(u.cost_nusd) + if u.unpriced_requests > 0 { " *" } else { "" },
-                    ]
-                })
-                .collect();
-            let t = &c.api_total;
-            rows.push(vec![
-                "total".into(),
-                String::new(),
-                thousands(t.requests.into()),
-                thousands(t.tokens_in.into()),
-                thousands(t.tokens_out.into()),
-                thousands(t.cache_read_tokens.into()),
-                thousands(t.cache_write_tokens.into()),
-                thousands(t.total_tokens().into()),
-                money4(t.cost_nusd) + if t.unpriced_requests > 0 { " *" } else { "" },
-            ]);
-            let mut buf = Vec::new();
-            write_table(
-                &mut buf,
-                &[
-                    "PROVIDER",
-                    "MODEL",
-                    "REQUESTS",
-                    "TOKENS IN",
-                    "TOKENS OUT",
-                    "CACHE READ",
-                    "CACHE WRITE",
-                    "TOTAL TOKENS",
-                    "COST USD",
-                ],
-                &[
-                    Align::Left,
-                    Align::Left,
-                    Align::Right,
-                    Align::Right,
-                    Align::Right,
-                    Align::Right,
-                    Align::Right,
-                    Align::Right,
-                    Align::Right,
-                ],
-                &rows,
-            )?;
-            for l in String::from_utf8_lossy(&buf).lines() {
-                writeln!(out, "  {l}")?;
-            }
-            if t.unpriced_requests > 0 {
-                writeln!(
-                    out,
-                    "  * {} requests have no price and no cost",
-                    thousands(t.unpriced_requests.into())
-                )?;
-            }
-        }
-        let r = &c.resource;
-        if r.vms > 0 {
-            writeln!(
-                out,
-                "  Resources: cpu {} %, memory {} %, disk max {} GB, network in {} MB, out {} MB; coverage {} % ({} VMs, {} samples)",
-                or_dash(pct(r.avg_cpu_percent)),
-                or_dash(pct(r.avg_memory_percent)),
-                or_dash(r.max_disk_bytes.map(|b| fixed(b as f64 / 1e9, 1)).unwrap_or_default()),
-                fixed(r.net_in_bytes / 1e6, 1),
-                fixed(r.net_out_bytes / 1e6, 1),
-                or_dash(r.coverage.map(|v| fixed(v * 100.0, 1)).unwrap_or_default()),
-                r.vms,
-                r.samples
-            )?;
-        }
-        if !c.activity.is_empty() {
-            let rows: Vec<Vec<String>> = c
-                .activity
-                .iter()
-                .map(|a| {
-                    vec![
-                        a.activity_type.clone(),
-                        thousands(a.count.into()),
-                        fixed(a.duration_seconds, 1),
-                    ]
-                })
-                .collect();
-            let mut buf = Vec::new();
-            write_table(
-                &mut buf,
-                &["ACTIVITY", "COUNT", "DURATION S"],
-                &[Align::Left, Align::Right, Align::Right],
-                &rows,
-            )?;
-            for l in String::from_utf8_lossy(&buf).lines() {
-                writeln!(out, "  {l}")?;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn or_dash(s: String) -> String {
-    if s.is_empty() {
-        "-".into()
-    } else {
-        s
-    }
 }
 
 fn series(
@@ -895,150 +491,20 @@ fn series(
     let q = query(ctx, period);
     let rows = report::series(&ctx.store, &q, by, metrics)?;
     match ctx.format {
-        Format::Json => {
-            serde_json::to_writer(&mut *out, &rows).map_err(std::io::Error::from)?;
-            writeln!(out)?;
-        }
-        Format::Csv => {
-            let mut w = csv::Writer::from_writer(out);
-            w.write_record([
-                "bucket_start",
-                "bucket_end",
-                "customer_id",
-                "metric",
-                "value",
-            ])
-            .map_err(csv_err)?;
-            for r in &rows {
-                w.write_record([
-                    time::format_rfc3339(&r.bucket_start),
-                    time::format_rfc3339(&r.bucket_end),
-                    csv_text(&r.customer_id),
-                    r.metric.to_string(),
-                    r.value.clone(),
-                ])
-                .map_err(csv_err)?;
-            }
-            w.flush()?;
-        }
-        Format::Text => {
-            let table: Vec<Vec<String>> = rows
-                .iter()
-                .map(|r| {
-                    vec![
-                        r.bucket_start
-                            .with_timezone(&ctx.tz)
-                            .format("%Y-%m-%d %H:%M")
-                            .to_string(),
-                        r.customer_id.clone(),
-                        r.metric.to_string(),
-                        r.value.clone(),
-                    ]
-                })
-                .collect();
-            write_table(
-                out,
-                &["BUCKET", "CUSTOMER", "METRIC", "VALUE"],
-                &[Align::Left, Align::Left, Align::Left, Align::Right],
-                &table,
-            )?;
-        }
+        Format::Json => render::json::series(&rows, out)?,
+        Format::Csv => render::csv::series(&rows, out)?,
+        Format::Text => render::text::series(&rows, ctx.tz, out)?,
     }
     Ok(Outcome::Success)
 }
 
 fn render_invoice(ctx: &Ctx, inv: &Invoice, out: &mut dyn Write) -> Result<()> {
+    let billing = &ctx.cfg.billing;
     match ctx.format {
-        Format::Csv => {
-            let mut w = csv::Writer::from_writer(out);
-            w.write_record(CSV_HEADER).map_err(csv_err)?;
-            for l in &inv.lines {
-                w.write_record([
-                    csv_text(&l.customer_id),
-                    csv_text(&l.stripe_customer_id),
-                    l.period_start.clone(),
-                    l.period_end.clone(),
-                    l.line.clone(),
-                    csv_text(&l.description),
-                    l.quantity.clone(),
-                    l.unit.clone(),
-                    l.currency.clone(),
-                    l.amount_minor.to_string(),
-                    l.amount_unrounded.clone(),
-                    l.tokens.clone(),
-                    l.cost_usd.clone(),
-                    l.markup.clone(),
-                    l.fx_rate.clone(),
-                    csv_text(&l.idempotency_key),
-                ])
-                .map_err(csv_err)?;
-            }
-            w.flush()?;
-        }
-        Format::Json => {
-            let v = serde_json::json!({
-                "report_type": "invoice",
-                "generated_at": time::format_rfc3339(&inv.generated_at),
-                "as_of": ctx.as_of.map(|t| time::format_rfc3339(&t)),
-                "period": inv.period,
-                "currency": ctx.cfg.billing.currency,
-                "rounding": "once per line, half away from zero, to minor units",
-                "included_tokens": ctx.cfg.billing.included_tokens,
-                "markup_percent": ctx.cfg.billing.markup_percent.normalize().to_string(),
-                "fx": inv.fx,
-                "lines": inv.lines,
-                "total_minor": inv.lines.iter().map(|l| l.amount_minor).sum::<i64>(),
-            });
-            serde_json::to_writer(&mut *out, &v).map_err(std::io::Error::from)?;
-            writeln!(out)?;
-        }
-        Format::Text => {
-            let p = &inv.period;
-            writeln!(
-                out,
-                "Invoice {}: {} to {} ({}); {} {}, rounded once per line half-up to cents",
-                p.label,
-                time::format_rfc3339(&p.start),
-                time::format_rfc3339(&p.end),
-                tz_label(p.tz, p.start),
-                ctx.cfg.billing.currency,
-                match &inv.fx {
-                    Some(f) =>
-                        format!("USD rate {} ({}, {})", f.rate.normalize(), f.source, f.date),
-                    None => "no USD conversion needed".into(),
-                }
-            )?;
-            let mut rows: Vec<Vec<String>> = Vec::new();
-            for l in &inv.lines {
-                rows.push(vec![
-                    l.customer_id.clone(),
-                    l.line.clone(),
-                    l.description.clone(),
-                    crate::money::format_minor(l.amount_minor),
-                ]);
-            }
-            let total: i64 = inv.lines.iter().map(|l| l.amount_minor).sum();
-            rows.push(vec![
-                "total".into(),
-                String::new(),
-                String::new(),
-                crate::money::format_minor(total),
-            ]);
-            writeln!(out)?;
-            write_table(
-                out,
-                &[
-                    "CUSTOMER",
-                    "LINE",
-                    "DESCRIPTION",
-                    &format!("AMOUNT {}", ctx.cfg.billing.currency),
-                ],
-                &[Align::Left, Align::Left, Align::Left, Align::Right],
-                &rows,
-            )?;
-        }
+        Format::Csv => render::csv::invoice(inv, out),
+        Format::Json => render::json::invoice(inv, billing, ctx.as_of, out),
+        Format::Text => render::text::invoice(inv, billing, out),
     }
-    Ok(())
 }
 
 fn stripe_meter(
@@ -1053,59 +519,13 @@ fn stripe_meter(
         ));
     }
     let at = ctx.as_of.unwrap_or(ctx.now);
-    let customers = ctx.store.customers(at)?;
-    let mut w = csv::Writer::from_writer(out);
-    w.write_record([
-        "identifier",
-        "timestamp",
-        "event_name",
-        "payload_stripe_customer_id",
-        "payload_value",
-    ])
-    .map_err(csv_err)?;
-    let mut missing: Vec<String> = Vec::new();
-    for day in period.buckets(Unit::Day)? {
-        let q = query(ctx, day.clone());
-        let as_of = q.as_of_text();
-        let api = ctx
-            .store
-            .api_totals(&q.scope(&as_of, day.start_ns(), day.end_ns()))?;
-        let mut per: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
-        for (k, v) in &api {
-            *per.entry(k.customer_id.as_str()).or_default() += v.total_tokens();
-        }
-        for (c, tokens) in per {
-            if tokens == 0 {
-                continue;
-            }
-            let stripe = customers
-                .iter()
-                .find(|x| x.customer_id == c)
-                .and_then(|x| x.stripe_customer_id.clone());
-            let Some(stripe) = stripe else {
-                if !missing.iter().any(|m| m == c) {
-                    missing.push(c.to_string());
-                }
-                continue;
-            };
-            // The last second of the day (inside it): Stripe takes Unix seconds,
-            // e.g. 2026-11-02 -> 1793663999 (2026-11-02T23:59:59Z).
-            let ts = (day.end - chrono::Duration::seconds(1)).timestamp();
-            w.write_record([
-                format!("mb-{}-{}-{event_name}", csv_text(c), day.label),
-                ts.to_string(),
-                csv_text(event_name),
-                csv_text(&stripe),
-                tokens.to_string(),
-            ])
-            .map_err(csv_err)?;
-        }
-    }
-    w.flush()?;
-    for m in &missing {
+    let q = query(ctx, period.clone());
+    let m = meter::meter(&ctx.store, &q, period, event_name, at)?;
+    render::csv::stripe_meter(&m, out)?;
+    for c in &m.missing {
         cli::warn(format!(
-            "{m}: no Stripe customer id, its usage is left out (mb-customer set {m} --stripe-customer cus_...)"
+            "{c}: no Stripe customer id, its usage is left out (mb-customer set {c} --stripe-customer cus_...)"
         ));
     }
-    Ok(Outcome::partial_if(!missing.is_empty()))
+    Ok(Outcome::partial_if(!m.missing.is_empty()))
 }

@@ -1,7 +1,6 @@
 //! mb-tokens: priced `kind: "api"` lines from CLIProxyAPI and provider logs.
 
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -78,6 +77,10 @@ pub struct ReadArgs {
     /// CSV of `client key or its hash,customer_id,vm_id`, for a proxy serving several customers
     #[arg(long, value_name = "FILE")]
     pub key_map: Option<PathBuf>,
+
+    /// Write the lines as one complete file into DIR (temp file, fsync, rename) for `mb-ingest --spool DIR`, instead of stdout; --state is saved only once that file is durable
+    #[arg(long, value_name = "DIR")]
+    pub spool: Option<PathBuf>,
 }
 
 /// Price-table arguments shared by reading and `prices`.
@@ -121,7 +124,7 @@ pub struct PullArgs {
     #[arg(long, default_value = "http://127.0.0.1:8317", value_name = "URL")]
     pub url: String,
 
-    /// File holding the management key (remote-management.secret-key)
+    /// File holding the management key (remote-management.secret-key); refused unless only its owner can read it (chmod 600)
     #[arg(long, value_name = "FILE")]
     pub key_file: PathBuf,
 
@@ -152,14 +155,20 @@ pub struct PullArgs {
 
 const EXAMPLES: &str = "\
 EXAMPLES:
-    # The hourly cron job: price what is new since the last run, load it
-    mb-tokens --state /var/lib/mb/tokens.state /var/log/cliproxy/usage.jsonl* | mb-ingest
+    # The hourly cron job: price what is new since the last run into a durable spool file
+    # (the state advances only once the file is on disk), then load the spool
+    0 * * * *  mb-tokens --state /var/lib/mb/tokens.state --spool /var/lib/mb/spool \\
+                 /var/log/cliproxy/usage.jsonl*; mb-ingest --spool /var/lib/mb/spool
+
+    # A pipe works for a look or a one-off load, but guarantees nothing with --state:
+    # the state advances once mb-ingest has read the lines, even if it then fails
+    mb-tokens /var/log/cliproxy/usage.jsonl | mb-ingest
 
     # Keep the usage queue on disk (a systemd service next to the proxy)
     mb-tokens pull --key-file /etc/mb/cliproxy.key --out /var/log/cliproxy/usage.jsonl
 
     # One proxy, several customers: map client keys to customers and VMs
-    mb-tokens --key-map /etc/mb/keys.csv --state tokens.state usage.jsonl | mb-ingest
+    mb-tokens --key-map /etc/mb/keys.csv --state tokens.state --spool /var/lib/mb/spool usage.jsonl
 
     # Old proxies: the legacy usage snapshot, and request-log files
     curl -s -H \"Authorization: Bearer $KEY\" http://127.0.0.1:8317/v0/management/usage \\
@@ -253,9 +262,23 @@ fn read(a: ReadArgs, out: &mut dyn Write) -> Result<Outcome> {
         key_map,
         now: crate::time::now(),
     };
-    let stats = tokens::run(&opts, &sources, state.as_mut(), out)?;
-    // The state may only move past what the reader has really received.
-    out.flush()?;
+    // The state may only move past what is delivered: with --spool, a
+    // durable file that mb-ingest --spool takes (nothing can be lost); on
+    // stdout, what the reader has been handed (if mb-ingest then fails, the
+    // lines are gone, which is why the cron form is the spool one).
+    let stats = match &a.spool {
+        Some(dir) => {
+            let mut file = crate::spool::SpoolFile::create(dir, "tokens")?;
+            let stats = tokens::run(&opts, &sources, state.as_mut(), &mut file)?;
+            file.commit()?;
+            stats
+        }
+        None => {
+            let stats = tokens::run(&opts, &sources, state.as_mut(), out)?;
+            out.flush()?;
+            stats
+        }
+    };
     if let Some(st) = state.as_mut() {
         st.save(opts.now)?;
     }
@@ -384,21 +407,13 @@ fn seconds(v: f64, flag: &str) -> Result<Duration> {
 
 fn pull_cmd(p: PullArgs) -> Result<Outcome> {
     let url = Url::parse(&p.url).map_err(|e| Error::Usage(format!("--url {e}")))?;
-    let text = std::fs::read_to_string(&p.key_file).map_err(|e| Error::io(&p.key_file, e))?;
+    let text = crate::fsutil::read_secret(&p.key_file, "--key-file")?;
     let key = text.trim().to_string();
     if key.is_empty() || key.contains(['\r', '\n']) {
         return Err(Error::Usage(format!(
             "--key-file {}: expected the management key on one line",
             p.key_file.display()
         )));
-    }
-    if let Ok(md) = std::fs::metadata(&p.key_file) {
-        if md.permissions().mode() & 0o077 != 0 {
-            cli::warn(format!(
-                "{}: readable by group or others; chmod 600 it",
-                p.key_file.display()
-            ));
-        }
     }
     if p.count == 0 {
         return Err(Error::Usage("--count must be at least 1".into()));

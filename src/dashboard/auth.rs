@@ -64,7 +64,7 @@ impl Token {
     /// process list or environment) or from `MB_DASHBOARD_TOKEN`.
     pub fn load(file: Option<&Path>, env: Option<&str>) -> Result<Option<Token>> {
         if let Some(f) = file {
-            let text = std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?;
+            let text = crate::fsutil::read_secret(f, "--token-file")?;
             return Token::new(&text, &f.display().to_string()).map(Some);
         }
         match env {

@@ -16,8 +16,11 @@
 //!
 //! Units in every output: GB = 10^9 bytes, MB = 10^6 bytes.
 
+pub mod glance;
 pub mod invoice;
+pub mod meter;
 pub mod period;
+pub mod render;
 pub mod resource;
 
 use std::collections::BTreeMap;

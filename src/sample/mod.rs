@@ -13,8 +13,9 @@
 //! - [`state`]: the locked, atomically replaced state file;
 //! - [`compute`]: the pure interval arithmetic (reboots, resets, flags).
 //!
-//! The ordering rule that makes the tool safe in a pipe: the line is written
-//! and stdout flushed *before* the state is committed. If stdout fails (the
+//! The ordering rule that makes the tool safe: the line is delivered (a
+//! durable spool file with `--spool`, else written and stdout flushed)
+//! *before* the state is committed. If stdout fails (the
 //! pipe to mb-ingest broke), the state is not advanced, so the next run
 //! covers the undelivered interval too; if the state cannot be saved after a
 //! delivered line, the next line overlaps it, which the `*_cum` counters
@@ -224,6 +225,8 @@ pub struct Sampler {
     pub state_path: PathBuf,
     /// Why the state cannot be saved (lock unavailable), if so.
     pub cannot_save: Option<String>,
+    /// Write each line as a spool file in this directory instead of `out`.
+    pub spool: Option<PathBuf>,
 }
 
 /// The message of the error returned when stdout fails: the line was not
@@ -274,10 +277,23 @@ impl Sampler {
             body: Body::Resource(iv.body),
         };
         let mut line = ev.to_json();
-        line.push('\n');
-        out.write_all(line.as_bytes())
-            .and_then(|()| out.flush())
-            .map_err(|e| Error::Invalid(format!("{NOT_DELIVERED} ({e})")))?;
+        match &self.spool {
+            // Durable before the state moves: a failed write is exit 2 with
+            // the state untouched, so the next run covers this interval.
+            Some(dir) => {
+                crate::spool::write_line(dir, "sample", &line).map_err(|e| {
+                    Error::Invalid(format!(
+                        "spool: the sample was not written ({e}); state not advanced"
+                    ))
+                })?;
+            }
+            None => {
+                line.push('\n');
+                out.write_all(line.as_bytes())
+                    .and_then(|()| out.flush())
+                    .map_err(|e| Error::Invalid(format!("{NOT_DELIVERED} ({e})")))?;
+            }
+        }
         if self.cannot_save.is_some() {
             return Ok(Outcome::Partial);
         }

@@ -14,7 +14,7 @@
 //! - **Never fatal**: a missing, corrupt, wrong-version or other-host state
 //!   means a first run, reported on stderr, never a failed cron job.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -189,17 +189,11 @@ pub enum LockResult {
 pub fn lock(state: &Path) -> LockResult {
     let lp = lock_path(state);
     if let Some(dir) = state.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Err(e) = fs::create_dir_all(dir) {
+        if let Err(e) = crate::fsutil::create_dir_all(dir) {
             return LockResult::Unavailable(format!("cannot create {}: {e}", dir.display()));
         }
     }
-    let file = match OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lp)
-    {
+    let file = match crate::fsutil::lock_file(&lp) {
         Ok(f) => f,
         // A read-only directory with an existing lock file still locks.
         Err(e) => match File::open(&lp) {
@@ -234,7 +228,7 @@ pub fn save(path: &Path, st: &State) -> std::io::Result<()> {
     let mut body = serde_json::to_vec(st).map_err(std::io::Error::other)?;
     body.push(b'\n');
     let result = (|| {
-        let mut f = File::create(&tmp)?;
+        let mut f = crate::fsutil::create(&tmp)?;
         f.write_all(&body)?;
         f.sync_all()?;
         drop(f);

@@ -17,8 +17,6 @@ pub mod report;
 pub mod resource_rollup;
 pub mod schema;
 
-use std::fs;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -279,15 +277,62 @@ impl Store {
             .map_err(|e| Error::db(&path, "committing migration", e))
     }
 
-    /// Record the start of an ingest run and return its id.
+    /// Record the start of an ingest run and return its id. First, every
+    /// `running` run whose process is gone (killed, crashed) is marked
+    /// `abandoned`; its counts are left as they are, because they were
+    /// updated in each committed batch's own transaction.
     pub fn begin_run(&mut self, tool: &str, source: &str, started_at: &str) -> Result<i64> {
+        self.mark_abandoned(started_at)?;
+        let pid = std::process::id();
         self.conn
             .execute(
-                "INSERT INTO ingest_runs (tool, source, started_at, status) VALUES (?1, ?2, ?3, 'running')",
-                params![tool, source, started_at],
+                "INSERT INTO ingest_runs (tool, source, started_at, status, pid, pid_start) \
+                 VALUES (?1, ?2, ?3, 'running', ?4, ?5)",
+                params![tool, source, started_at, pid, process_start(pid)],
             )
             .map_err(self.err("recording the run"))?;
         Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Mark `running` runs of processes that no longer exist as abandoned.
+    fn mark_abandoned(&mut self, now: &str) -> Result<()> {
+        let running: Vec<(i64, Option<i64>, Option<i64>)> = self
+            .conn
+            .prepare("SELECT run_id, pid, pid_start FROM ingest_runs WHERE status = 'running'")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect()
+            })
+            .map_err(self.err("reading unfinished runs"))?;
+        for (run_id, pid, start) in running {
+            // A pid is alive only with the same start time (pids are reused).
+            let alive = match (pid.and_then(|p| u32::try_from(p).ok()), start) {
+                (Some(p), Some(s)) => process_start(p) == Some(s),
+                (Some(p), None) => Path::new(&format!("/proc/{p}")).exists(),
+                // Recorded before migration 5: nothing to go by; a run
+                // that old is not running any more.
+                (None, _) => false,
+            };
+            if alive {
+                continue;
+            }
+            let why = match pid {
+                Some(p) => format!(
+                    "abandoned: process {p} ended without finishing the run (killed?); \
+                     the counts are what it had committed"
+                ),
+                None => "abandoned: the run never finished; the counts are what it had committed"
+                    .to_string(),
+            };
+            self.conn
+                .execute(
+                    "UPDATE ingest_runs SET status = 'abandoned', finished_at = ?2, error = ?3 \
+                     WHERE run_id = ?1 AND status = 'running'",
+                    params![run_id, now, why],
+                )
+                .map_err(self.err("marking an abandoned run"))?;
+        }
+        Ok(())
     }
 
     /// Record the end of an ingest run. `error` set means it failed.
@@ -531,23 +576,27 @@ impl EventInserter<'_> {
     }
 }
 
+/// The start time of process `pid` (field 22 of `/proc/PID/stat`, clock
+/// ticks since boot), which with the pid identifies one process: a pid
+/// reused later has another start time. None if there is no such process.
+fn process_start(pid: u32) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces
+    // and parentheses itself: count fields from the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
 /// Create `path`'s directory (0700) and the file itself (0600) if missing,
 /// so SQLite (which would use 0644 under the usual umask) opens a private
 /// file. SQLite gives its -wal and -shm files the main file's mode.
 fn create_private(path: &Path) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| Error::io(dir, e))?;
-        }
+    if let Some(dir) = path.parent() {
+        crate::fsutil::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    match fs::OpenOptions::new()
+    match crate::fsutil::options()
         .write(true)
         .create_new(true)
-        .mode(0o600)
         .open(path)
     {
         Ok(_) => Ok(()),

@@ -266,7 +266,42 @@ DROP INDEX resource_usage_customer_ts;
     r#"
 DROP INDEX api_usage_ingested;
 "#,
-    // 5: the resource rollup (store::resource_rollup): exact hourly sums per
+    // 5: an honest audit trail. A run killed mid-way (SIGKILL, OOM, power)
+    // stayed `running` forever; now each run records its process (pid and
+    // the kernel's start time of that pid, which tells a reused pid apart),
+    // and the next run marks a `running` row whose process is gone as
+    // `abandoned`, keeping the counts it had committed (they are updated in
+    // each batch's own transaction, so they are exactly what is stored).
+    // SQLite cannot alter a CHECK constraint, hence the rebuild; no table
+    // references ingest_runs.
+    r#"
+CREATE TABLE ingest_runs_new (
+    run_id       INTEGER PRIMARY KEY,
+    tool         TEXT    NOT NULL,
+    source       TEXT    NOT NULL,
+    started_at   TEXT    NOT NULL,
+    finished_at  TEXT,
+    status       TEXT    NOT NULL
+                 CHECK (status IN ('running', 'ok', 'partial', 'failed', 'abandoned')),
+    read         INTEGER NOT NULL DEFAULT 0,
+    inserted     INTEGER NOT NULL DEFAULT 0,
+    duplicates   INTEGER NOT NULL DEFAULT 0,
+    conflicts    INTEGER NOT NULL DEFAULT 0,
+    rejected     INTEGER NOT NULL DEFAULT 0,
+    error        TEXT,
+    pid          INTEGER,
+    pid_start    INTEGER
+);
+INSERT INTO ingest_runs_new (run_id, tool, source, started_at, finished_at, status, read,
+                             inserted, duplicates, conflicts, rejected, error)
+SELECT run_id, tool, source, started_at, finished_at, status, read,
+       inserted, duplicates, conflicts, rejected, error
+FROM ingest_runs;
+DROP TABLE ingest_runs;
+ALTER TABLE ingest_runs_new RENAME TO ingest_runs;
+CREATE INDEX ingest_runs_running ON ingest_runs (status) WHERE status = 'running';
+"#,
+    // 6: the resource rollup (store::resource_rollup): exact hourly sums per
     // customer, VM, hour of the sample and ingest hour, kept by mb-ingest in
     // the transaction that stores the samples, so reports and the dashboard
     // read whole hours from it instead of every sample. resource_streams

@@ -27,10 +27,9 @@
 //! mb free of a TLS and HTTP stack for one GET. `https://` is refused with a
 //! hint (tunnel it, or run pull on the proxy host).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -324,13 +323,14 @@ pub struct PullOptions {
 /// Open `path` for appending (0600, created if needed), terminating a last
 /// line a crash left without its newline.
 pub fn open_out(path: &Path) -> Result<File> {
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .read(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
+    let mut f = crate::fsutil::open(
+        crate::fsutil::options()
+            .create(true)
+            .append(true)
+            .read(true),
+        path,
+    )
+    .map_err(|e| Error::io(path, e))?;
     let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
     if len > 0 {
         let mut last = [0u8; 1];
@@ -468,7 +468,8 @@ fn save_unreadable(out: &Path, body: &[u8]) -> String {
         out.display(),
         crate::time::now().format("%Y%m%dT%H%M%S%.fZ")
     ));
-    match std::fs::write(&p, body) {
+    let written = crate::fsutil::create(&p).and_then(|mut f| f.write_all(body));
+    match written {
         Ok(()) => p.display().to_string(),
         Err(e) => format!("nowhere ({}: {e})", p.display()),
     }

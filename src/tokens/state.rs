@@ -17,7 +17,7 @@
 //! Entries of files not seen for 30 days are dropped.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -107,15 +107,10 @@ impl State {
     /// the lock is a fatal error: two runs would emit the same lines twice.
     pub fn open(path: &Path) -> Result<State> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            crate::fsutil::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
         let lock_path = PathBuf::from(format!("{}.lock", path.display()));
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::io(&lock_path, e))?;
+        let lock = crate::fsutil::lock_file(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
         if let Err(e) =
             rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
         {
@@ -248,7 +243,7 @@ impl State {
         let text = serde_json::to_string_pretty(&doc).map_err(|e| Error::Invalid(e.to_string()))?;
         let tmp = PathBuf::from(format!("{}.tmp", self.path.display()));
         let io = |e| Error::io(&tmp, e);
-        let mut f = File::create(&tmp).map_err(io)?;
+        let mut f = crate::fsutil::create(&tmp).map_err(io)?;
         f.write_all(text.as_bytes()).map_err(io)?;
         f.write_all(b"\n").map_err(io)?;
         f.sync_all().map_err(io)?;

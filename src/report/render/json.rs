@@ -1,0 +1,111 @@
+//! JSON views: one object (or array) per run, for programs. Field names
+//! are only ever added, never renamed, so consumers keep working.
+
+use std::io::Write;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use crate::config::Billing;
+use crate::error::Result;
+use crate::money::format_nanos;
+use crate::report::invoice::Invoice;
+use crate::report::{CustomerSummary, SeriesRow, Summary};
+use crate::store::report::ApiAgg;
+use crate::time;
+
+/// Write `v` and a newline.
+fn emit(v: &impl serde::Serialize, out: &mut dyn Write) -> Result<()> {
+    serde_json::to_writer(&mut *out, v).map_err(std::io::Error::from)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn api(u: &ApiAgg) -> Value {
+    json!({
+        "requests": u.requests,
+        "failed_requests": u.failed_requests,
+        "unpriced_requests": u.unpriced_requests,
+        "tokens_in": u.tokens_in,
+        "tokens_out": u.tokens_out,
+        "cache_read_tokens": u.cache_read_tokens,
+        "cache_write_tokens": u.cache_write_tokens,
+        "reasoning_tokens": u.reasoning_tokens,
+        "total_tokens": u.total_tokens(),
+        "cost_usd": format_nanos(u.cost_nusd),
+    })
+}
+
+/// The summary as one JSON object (shared with the dashboard API).
+pub fn summary_value(s: &Summary) -> Value {
+    let customers: Vec<Value> = s.customers.iter().map(customer).collect();
+    json!({
+        "report_type": "usage_report",
+        "generated_at": time::format_rfc3339(&s.generated_at),
+        "as_of": s.as_of.map(|t| time::format_rfc3339(&t)),
+        "period": s.period,
+        "units": {"cost": "USD, exact decimal string", "bytes": "B", "gb": "10^9 B", "mb": "10^6 B"},
+        "customers": customers,
+    })
+}
+
+fn customer(c: &CustomerSummary) -> Value {
+    let r = &c.resource;
+    json!({
+        "customer_id": c.customer_id,
+        "registered": c.registered,
+        "price_tables": c.price_tables,
+        "api": c.api.iter().map(|m| {
+            let mut v = api(&m.usage);
+            v["provider"] = m.provider.clone().into();
+            v["model"] = m.model.clone().into();
+            v
+        }).collect::<Vec<_>>(),
+        "api_total": api(&c.api_total),
+        "resource": {
+            "vms": r.vms,
+            "samples": r.samples,
+            "avg_cpu_percent": r.avg_cpu_percent.map(|v| (v * 10.0).round() / 10.0),
+            "avg_memory_percent": r.avg_memory_percent.map(|v| (v * 10.0).round() / 10.0),
+            "max_disk_gb": r.max_disk_bytes.map(|b| (b as f64 / 1e8).round() / 10.0),
+            "max_disk_bytes": r.max_disk_bytes,
+            "total_network_in_mb": (r.net_in_bytes / 1e5).round() / 10.0,
+            "total_network_out_mb": (r.net_out_bytes / 1e5).round() / 10.0,
+            "coverage_percent": r.coverage.map(|v| (v * 1000.0).round() / 10.0),
+        },
+        "activity": c.activity,
+    })
+}
+
+/// The summary.
+pub fn summary(s: &Summary, out: &mut dyn Write) -> Result<()> {
+    emit(&summary_value(s), out)
+}
+
+/// The tidy series as an array of rows.
+pub fn series(rows: &[SeriesRow], out: &mut dyn Write) -> Result<()> {
+    emit(&rows, out)
+}
+
+/// The invoice: its terms and lines.
+pub fn invoice(
+    inv: &Invoice,
+    billing: &Billing,
+    as_of: Option<DateTime<Utc>>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let v = json!({
+        "report_type": "invoice",
+        "generated_at": time::format_rfc3339(&inv.generated_at),
+        "as_of": as_of.map(|t| time::format_rfc3339(&t)),
+        "period": inv.period,
+        "currency": billing.currency,
+        "rounding": "once per line, half away from zero, to minor units",
+        "included_tokens": billing.included_tokens,
+        "markup_percent": billing.markup_percent.normalize().to_string(),
+        "fx": inv.fx,
+        "lines": inv.lines,
+        "total_minor": inv.lines.iter().map(|l| l.amount_minor).sum::<i64>(),
+    });
+    emit(&v, out)
+}
