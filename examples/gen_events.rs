@@ -97,14 +97,18 @@ fn main() -> io::Result<()> {
                 let seq = i / vms;
                 let c = vmn % customers;
                 let t = res_start + seq * 300;
-                let h = (vmn.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seq.wrapping_mul(0xD6E8_FEB8_6659_FD93))
-                    .rotate_left(29)
-                    .wrapping_mul(0x2545_F491_4F6C_DD1D);
+                let h = (vmn.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                    ^ seq.wrapping_mul(0xD6E8_FEB8_6659_FD93))
+                .rotate_left(29)
+                .wrapping_mul(0x2545_F491_4F6C_DD1D);
                 let st = &mut vm_state[vmn as usize];
                 let rebooting = vmn % 7 == 3 && seq > 0 && seq % 2000 == 0;
                 if rebooting {
                     st.boot += 1;
-                    *st = VmState { boot: st.boot, ..VmState::default() };
+                    *st = VmState {
+                        boot: st.boot,
+                        ..VmState::default()
+                    };
                 }
                 // This interval's usage, then the cumulative counters.
                 let busy = 3_000 + h % 20_000;

@@ -46,7 +46,18 @@ pub struct Args {
     pub common: Common,
 
     #[command(flatten)]
+    pub summary: SummaryArgs,
+}
+
+/// Options of the summary.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SummaryArgs {
+    #[command(flatten)]
     pub range: RangeArgs,
+
+    /// One line per VM: samples, last sample, CPU, memory, disk, network, coverage, gaps, counter resets and reboots, with the customer's total (disks summed across VMs); VMs the registry does not list for the customer are marked
+    #[arg(long)]
+    pub by_vm: bool,
 }
 
 /// Options every subcommand takes.
@@ -113,7 +124,7 @@ pub struct RangeArgs {
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Usage per customer: API by model, resources, activity (the default)
-    Summary(RangeArgs),
+    Summary(SummaryArgs),
     /// One tidy table: a row per bucket x customer x metric
     Series {
         #[command(flatten)]
@@ -214,7 +225,8 @@ EXAMPLES:
 /// What a run does, decided (and its period validated) before the
 /// database is opened.
 enum Plan {
-    Summary(Period),
+    /// The period, and whether per VM.
+    Summary(Period, bool),
     Series(Period, Unit, Vec<String>),
     Other(Cmd),
 }
@@ -263,9 +275,13 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
         Format::Text
     };
     let now = time::now();
-    let r = &args.range;
+    let r = &args.summary.range;
     if args.command.is_some()
-        && (r.period.is_some() || r.date.is_some() || r.since.is_some() || r.month.is_some())
+        && (r.period.is_some()
+            || r.date.is_some()
+            || r.since.is_some()
+            || r.month.is_some()
+            || args.summary.by_vm)
     {
         return Err(Error::Usage(
             "put the period options after the subcommand (mb-report invoice --month ...)".into(),
@@ -274,8 +290,11 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
     // Validate the period before touching the database.
     let db = cfg.db_path(c.db.as_deref());
     let plan = match args.command {
-        None => Plan::Summary(resolve_range(&args.range, tz, now)?),
-        Some(Cmd::Summary(r)) => Plan::Summary(resolve_range(&r, tz, now)?),
+        None => Plan::Summary(
+            resolve_range(&args.summary.range, tz, now)?,
+            args.summary.by_vm,
+        ),
+        Some(Cmd::Summary(s)) => Plan::Summary(resolve_range(&s.range, tz, now)?, s.by_vm),
         Some(Cmd::Series { range, by, metrics }) => {
             Plan::Series(resolve_range(&range, tz, now)?, by, metrics)
         }
@@ -293,7 +312,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
         vm: c.vm.clone(),
     };
     let cmd = match plan {
-        Plan::Summary(p) => return summary(&ctx, p, out),
+        Plan::Summary(p, by_vm) => return summary(&ctx, p, by_vm, out),
         Plan::Series(p, by, metrics) => return series(&ctx, p, by, &metrics, out),
         Plan::Other(cmd) => cmd,
     };
@@ -448,7 +467,7 @@ fn query(ctx: &Ctx, period: Period) -> Query {
     }
 }
 
-fn summary(ctx: &Ctx, period: Period, out: &mut dyn Write) -> Result<Outcome> {
+fn summary(ctx: &Ctx, period: Period, by_vm: bool, out: &mut dyn Write) -> Result<Outcome> {
     let q = query(ctx, period);
     let s = report::summary(&ctx.store, &q)?;
     let mut suspect = false;
@@ -464,6 +483,25 @@ fn summary(ctx: &Ctx, period: Period, out: &mut dyn Write) -> Result<Outcome> {
             c.customer_id, c.customer_id
         ));
         suspect = true;
+    }
+    for c in &s.customers {
+        if !c.resource.unregistered_vms.is_empty() {
+            cli::warn(format!(
+                "{}: usage from VMs the registry does not list for it: {} (mb-customer set {} --add-vm VM)",
+                c.customer_id,
+                c.resource.unregistered_vms.join(", "),
+                c.customer_id
+            ));
+            suspect = true;
+        }
+    }
+    if by_vm {
+        match ctx.format {
+            Format::Json => render::json::vms(&s, out)?,
+            Format::Csv => render::csv::vms(&s, out)?,
+            Format::Text => render::text::vms(&s, ctx.tz, out)?,
+        }
+        return Ok(Outcome::partial_if(suspect));
     }
     match ctx.format {
         Format::Json => render::json::summary(&s, out)?,

@@ -83,7 +83,11 @@ impl Cache {
                 e.map.clear();
                 e.version = Some(version);
             }
-            if let Some(v) = e.map.get(&key).and_then(|v| Arc::clone(v).downcast::<T>().ok()) {
+            if let Some(v) = e
+                .map
+                .get(&key)
+                .and_then(|v| Arc::clone(v).downcast::<T>().ok())
+            {
                 return Ok(v);
             }
         }

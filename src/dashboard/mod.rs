@@ -394,7 +394,8 @@ async fn page(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response<Bo
         p.only(&["period", "date", "month", "customer"], &[])?;
         let now = time::now();
         let sel = request::selection(&p, now, app.tz, app.customer.as_deref())?;
-        let summary = data::summary_cached(&app.cache, store, &sel.period, sel.customer.as_deref())?;
+        let summary =
+            data::summary_cached(&app.cache, store, &sel.period, sel.customer.as_deref())?;
         data::check_known(&summary, sel.customer.as_deref(), app.customer.is_some())?;
         let by = request::default_bucket(sel.unit);
         let buckets = sel.period.buckets(by).map_err(HttpError::from)?;

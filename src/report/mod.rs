@@ -112,7 +112,10 @@ pub struct ResourceUsage {
     pub counter_resets: u64,
     /// Gaps (lost lines) between same-boot samples.
     pub gaps: u64,
-    /// VMs with usage that the registry does not list for this customer.
+    /// VMs with usage that the registry does not list for this customer
+    /// although it lists other VMs for it, or lists them for another
+    /// customer (a customer without any registered VM is not flagged: the
+    /// registry is not used for VMs there).
     pub unregistered_vms: Vec<String>,
     /// One line per VM, sorted by VM id.
     pub by_vm: Vec<resource::VmUsage>,
@@ -120,10 +123,12 @@ pub struct ResourceUsage {
 
 impl ResourceUsage {
     /// The customer's usage from its VMs' exact sums over a period of
-    /// `period_ns`; `registered` lists the VMs the registry gives it.
+    /// `period_ns`; `registered` lists the VMs the registry gives it, and
+    /// `elsewhere` the VMs it gives to other customers.
     pub fn from_vms<'a>(
         vms: impl IntoIterator<Item = (&'a str, &'a resource::VmAcc)>,
         registered: &[String],
+        elsewhere: &[String],
         period_ns: i64,
     ) -> ResourceUsage {
         let mut all = resource::VmAcc::default();
@@ -137,7 +142,7 @@ impl ResourceUsage {
                 r.max_disk_bytes = Some(r.max_disk_bytes.unwrap_or(0).saturating_add(d));
             }
             let known = registered.iter().any(|v| v == vm);
-            if !known {
+            if !known && (!registered.is_empty() || elsewhere.iter().any(|v| v == vm)) {
                 r.unregistered_vms.push(vm.to_string());
             }
             r.by_vm
@@ -156,15 +161,13 @@ impl ResourceUsage {
         r.counter_resets = u64::try_from(all.resets).unwrap_or(0);
         r.gaps = u64::try_from(all.gaps).unwrap_or(0);
         if r.vms > 0 && period_ns > 0 {
-            r.coverage =
-                Some((all.covered_ns as f64 / (period_ns as f64 * r.vms as f64)).min(1.0));
+            r.coverage = Some((all.covered_ns as f64 / (period_ns as f64 * r.vms as f64)).min(1.0));
         }
         r
     }
 }
 
-/// Per customer, the resource usage of its VMs in `scope` (customers with a
-/// sample in the range only, unless `with` names one).
+/// Per customer, the resource usage of its VMs in `scope`.
 fn resources_by_customer(
     store: &Store,
     scope: &Scope,
@@ -185,7 +188,16 @@ fn resources_by_customer(
             it.next();
         }
         let registered = store.registered_vms(&c)?;
-        out.insert(c, ResourceUsage::from_vms(vms, &registered, period_ns));
+        let mut elsewhere = Vec::new();
+        for (vm, _) in &vms {
+            if !registered.iter().any(|v| v == vm) && store.vm_registered_elsewhere(vm, &c)? {
+                elsewhere.push(vm.to_string());
+            }
+        }
+        out.insert(
+            c,
+            ResourceUsage::from_vms(vms, &registered, &elsewhere, period_ns),
+        );
     }
     Ok(out)
 }

@@ -399,8 +399,7 @@ impl VmUsage {
             max_disk_bytes: a.max_disk,
             net_in_bytes: (a.net_intervals > 0).then_some(a.net_in),
             net_out_bytes: (a.net_intervals > 0).then_some(a.net_out),
-            coverage: (period_ns > 0)
-                .then(|| (a.covered_ns as f64 / period_ns as f64).min(1.0)),
+            coverage: (period_ns > 0).then(|| (a.covered_ns as f64 / period_ns as f64).min(1.0)),
             busy_ticks: a.busy,
             total_ticks: a.total,
             cpu_skipped_intervals: nonneg(a.cpu_skipped),
@@ -436,7 +435,7 @@ mod tests {
     #[test]
     fn a_lost_sample_loses_no_usage_and_edges_split_by_time() {
         // Samples every 300 s; the one at 600 (seq 3) is lost. Window [0, 1200).
-        let v = vec![
+        let v = [
             p(-300, "b", Status::Ok, 1, 0, 0),
             p(300, "b", Status::Ok, 2, 100, 6_000),
             p(900, "b", Status::Ok, 4, 400, 18_000),
@@ -455,7 +454,10 @@ mod tests {
     #[test]
     fn shares_of_adjacent_windows_add_up_to_the_interval() {
         // 1,000 bytes over 3 s split at 1 s and 2 s: 333 + 333 + 334.
-        let v = vec![p(0, "b", Status::Ok, 1, 0, 0), p(3, "b", Status::Ok, 2, 7, 1_000)];
+        let v = vec![
+            p(0, "b", Status::Ok, 1, 0, 0),
+            p(3, "b", Status::Ok, 2, 7, 1_000),
+        ];
         let s = 1_000_000_000;
         let parts: Vec<i64> = [(0, s), (s, 2 * s), (2 * s, 3 * s)]
             .iter()
@@ -470,7 +472,10 @@ mod tests {
         r.interval_seconds = Some(200.0);
         let v = vec![p(100, "b1", Status::Ok, 8, 10, 1_000), r.clone()];
         let a = stream_usage(None, &v, (0, 2_000_000_000_000));
-        assert_eq!((a.net_in, a.covered_ns, a.reboots), (500, 200_000_000_000, 1));
+        assert_eq!(
+            (a.net_in, a.covered_ns, a.reboots),
+            (500, 200_000_000_000, 1)
+        );
         // Uptime reaching back before the previous sample is clipped to it.
         r.interval_seconds = Some(5000.0);
         let a = stream_usage(Some(&v[0]), &[r], (0, 2_000_000_000_000));

@@ -403,6 +403,17 @@ impl Store {
         .map_err(self.query_err())
     }
 
+    /// Whether the registry lists `vm` for a customer other than `customer`.
+    pub fn vm_registered_elsewhere(&self, vm: &str, customer: &str) -> Result<bool> {
+        let mut st = self
+            .conn()
+            .prepare_cached(
+                "SELECT 1 FROM customer_vms WHERE vm_id = ?1 AND customer_id <> ?2 LIMIT 1",
+            )
+            .map_err(self.query_err())?;
+        st.exists([vm, customer]).map_err(self.query_err())
+    }
+
     /// SQLite's change counter as this connection sees it (`PRAGMA
     /// data_version`): it changes whenever another connection commits, so
     /// a kept connection tells whether anything was written since.

@@ -68,7 +68,11 @@ fn floor_hour(ns: i64) -> i64 {
 }
 
 fn ceil_hour(ns: i64) -> i64 {
-    floor_hour(ns).saturating_add(if ns.rem_euclid(HOUR_NS) == 0 { 0 } else { HOUR_NS })
+    floor_hour(ns).saturating_add(if ns.rem_euclid(HOUR_NS) == 0 {
+        0
+    } else {
+        HOUR_NS
+    })
 }
 
 /// Changes of one transaction, per stream and hour, written at commit.
@@ -135,7 +139,8 @@ impl Stream<'_> {
             "SELECT {POINT_COLS} FROM resource_usage INDEXED BY resource_usage_stream \
              WHERE customer_id = ?1 AND vm_id = ?2 AND {cond}"
         );
-        let mut all: Vec<Value> = vec![self.customer.to_string().into(), self.vm.to_string().into()];
+        let mut all: Vec<Value> =
+            vec![self.customer.to_string().into(), self.vm.to_string().into()];
         all.extend(args);
         if let Some(r) = self.cutoff {
             sql.push_str(&format!(" AND rowid < ?{}", all.len() + 1));
@@ -189,7 +194,11 @@ impl Stream<'_> {
 
     /// The samples in `[a, b)`, in stream order.
     fn range(&self, a: i64, b: i64) -> rusqlite::Result<Vec<Point>> {
-        self.query("ts_ns >= ?3 AND ts_ns < ?4", Self::ASC, vec![a.into(), b.into()])
+        self.query(
+            "ts_ns >= ?3 AND ts_ns < ?4",
+            Self::ASC,
+            vec![a.into(), b.into()],
+        )
     }
 
     /// Usage in `w` from the raw samples of `[a, b)`, the one before them,
@@ -532,7 +541,9 @@ fn cells(s: &Stream, h0: i64, h1: i64, cutoff_hour: Option<i64>) -> rusqlite::Re
     let base = "FROM resource_rollup WHERE customer_id = ?1 AND vm_id = ?2 \
                 AND hour_ns >= ?3 AND hour_ns < ?4";
     let Some(ch) = cutoff_hour else {
-        let mut st = s.conn.prepare_cached(&format!("SELECT {SUM_COLS} {base}"))?;
+        let mut st = s
+            .conn
+            .prepare_cached(&format!("SELECT {SUM_COLS} {base}"))?;
         return st.query_row(params![s.customer, s.vm, h0, h1], |r| acc_of(r, 0));
     };
     // Cells changed during the cutoff's own ingest hour are recomputed from
