@@ -17,7 +17,8 @@
 #   2-59/5 * * * * mb-ingest --spool SPOOL             (mb-activity events)
 #   10 0 * * *     mb-report summary --period day   -> REPORTS/daily/YYYY-MM-DD.csv
 #   20 0 * * 1     mb-report summary --period week  -> REPORTS/weekly/YYYY-Www.csv
-#   30 0 1 * *     mb-report summary --month last   -> REPORTS/monthly/YYYY-MM.csv
+#   30 0 1 * *     mb-report summary --month last --as-of (00:30 on the 1st)
+#                                                   -> REPORTS/monthly/YYYY-MM.csv
 #   @reboot        mb-dashboard                       (127.0.0.1)
 #
 # Each job appends its stderr (diagnostics, mb-ingest's summary line) to
@@ -331,7 +332,9 @@ report() {
         "$BIN_DIR" "$DBARG" "$COMMON" "$SPOOL" "$log" "$(fail "mb-ingest --spool" "$log")"
     report '10 0 * * *' daily '--period day --date $u' '\%Y-\%m-\%d'
     report '20 0 * * 1' weekly '--period week --date $u' '\%G-W\%V'
-    report '30 0 1 * *' monthly '--month last' '\%Y-\%m'
+    # --as-of: the ingest cutoff is the job's own scheduled time (00:30 on the
+    # 1st, as UTC), so a re-run later in the month reproduces the same CSV.
+    report '30 0 1 * *' monthly '--month last --as-of $(date -u -d "$(date +\%Y-\%m-01) 00:30" +\%Y-\%m-\%dT\%H:\%M:\%SZ)' '\%Y-\%m'
     if [ "$DASHBOARD" = yes ]; then
         log=$LOG_DIR/dashboard.log
         port=

@@ -232,6 +232,7 @@ impl Config {
                         "billing.currency: {cur:?} is not an ISO 4217 code like \"EUR\""
                     )));
                 }
+                money::minor_exponent(&cur).map_err(|e| bad(format!("billing.currency: {e}")))?;
                 c.billing.currency = cur;
             }
             if let Some(n) = rb.included_tokens {
@@ -270,8 +271,10 @@ impl Config {
                         )))
                     }
                 };
-                let minor =
-                    money::parse_minor(&text).map_err(|e| bad(format!("plans.{tier}: {e}")))?;
+                // Prices are in the invoice currency, to its minor unit.
+                let exp = money::minor_exponent(&c.billing.currency).unwrap_or(2);
+                let minor = money::parse_major(&text, exp)
+                    .map_err(|e| bad(format!("plans.{tier}: {e} ({})", c.billing.currency)))?;
                 plans.insert(tier.clone(), minor);
             }
             if plans.is_empty() {
@@ -280,6 +283,13 @@ impl Config {
                 ));
             }
             c.plans = plans;
+        } else if c.billing.currency != "EUR" {
+            // The built-in plans are EUR prices; never bill them as yen.
+            return Err(bad(format!(
+                "billing.currency is {} but there is no [plans] table: the built-in plans are \
+                 EUR prices; add [plans] with the prices in {}",
+                c.billing.currency, c.billing.currency
+            )));
         }
         c.raw = raw;
         Ok(c)

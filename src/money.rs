@@ -4,6 +4,14 @@
 //! decimal strings with up to 9 fraction digits and are stored as integer
 //! nano-USD (`cost_nusd`). Binary floats never hold money anywhere in mb
 //! (DESIGN.md section 4); the only conversions are the exact ones here.
+//!
+//! Invoice amounts are integers of the currency's minor unit as Stripe
+//! counts it (<https://docs.stripe.com/currencies>, "Minor units in API
+//! amounts"): 2 decimals for most currencies, none for the zero-decimal ones
+//! (JPY 4,990 is `amount=4990`, not 499000). [`minor_exponent`] is the one
+//! table; currencies where Stripe adds rules of its own (three-decimal ones
+//! need a last digit of 0, ISK/HUF/TWD/UGX have special cases) are refused
+//! rather than billed by a guess.
 
 use rust_decimal::Decimal;
 
@@ -95,6 +103,98 @@ pub fn parse_minor(s: &str) -> Result<i64, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
+/// ISO 4217 codes whose minor unit is 1/100 (the common case), as listed by
+/// ISO 4217 and accepted by Stripe.
+const TWO_DECIMALS: &[&str] = &[
+    "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT",
+    "BGN", "BMD", "BND", "BOB", "BRL", "BSD", "BWP", "BYN", "BZD", "CAD", "CDF", "CHF", "CNY",
+    "COP", "CRC", "CVE", "CZK", "DKK", "DOP", "DZD", "EGP", "ETB", "EUR", "FJD", "FKP", "GBP",
+    "GEL", "GIP", "GMD", "GTQ", "GYD", "HKD", "HNL", "HTG", "IDR", "ILS", "INR", "JMD", "KES",
+    "KGS", "KHR", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD", "LSL", "MAD", "MDL", "MKD", "MMK",
+    "MNT", "MOP", "MUR", "MVR", "MWK", "MXN", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR",
+    "NZD", "PAB", "PEN", "PGK", "PHP", "PKR", "PLN", "QAR", "RON", "RSD", "RUB", "SAR", "SBD",
+    "SCR", "SEK", "SGD", "SHP", "SLE", "SOS", "SRD", "SZL", "THB", "TJS", "TOP", "TRY", "TTD",
+    "TZS", "UAH", "USD", "UYU", "UZS", "WST", "XCD", "YER", "ZAR", "ZMW",
+];
+
+/// Stripe's zero-decimal currencies (docs.stripe.com/currencies,
+/// "Zero-decimal currencies"), without UGX, which Stripe lists as a special
+/// case too.
+const ZERO_DECIMALS: &[&str] = &[
+    "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "VND", "VUV", "XAF",
+    "XOF", "XPF",
+];
+
+/// The number of decimals of `code`'s minor unit (2 for EUR, 0 for JPY), or
+/// why mb does not invoice in it.
+pub fn minor_exponent(code: &str) -> Result<u32, String> {
+    if TWO_DECIMALS.contains(&code) {
+        Ok(2)
+    } else if ZERO_DECIMALS.contains(&code) {
+        Ok(0)
+    } else if ["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"].contains(&code) {
+        Err(format!(
+            "{code} has three decimals and Stripe wants its amounts rounded to tens \
+             (docs.stripe.com/currencies); mb does not invoice in three-decimal currencies"
+        ))
+    } else if ["HUF", "ISK", "TWD", "UGX"].contains(&code) {
+        Err(format!(
+            "{code} is one of Stripe's special-case currencies (docs.stripe.com/currencies); \
+             mb does not invoice in it"
+        ))
+    } else {
+        Err(format!(
+            "{code:?} is not an ISO 4217 currency mb can invoice in (like EUR, USD, GBP, JPY)"
+        ))
+    }
+}
+
+/// Parse a money amount in major units (`"299.00"`, JPY `"4990"`) into
+/// minor units of a currency with `exp` decimals. More decimals than the
+/// currency has is an error, never a silent rounding.
+pub fn parse_major(s: &str, exp: u32) -> Result<i64, String> {
+    let s = s.trim();
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    let ok = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    if !ok(int) || (s.contains('.') && !ok(frac)) || frac.len() > exp as usize {
+        return Err(if exp == 0 {
+            format!("{s:?} is not a whole amount (this currency has no decimals)")
+        } else {
+            format!("{s:?} is not an amount with at most {exp} decimals (like \"299.00\")")
+        });
+    }
+    let whole: i64 = int.parse().map_err(|_| format!("{s:?} is too large"))?;
+    let f: i64 = if exp == 0 {
+        0
+    } else {
+        format!("{frac:0<width$}", width = exp as usize)
+            .parse()
+            .unwrap_or(0)
+    };
+    whole
+        .checked_mul(10i64.pow(exp))
+        .and_then(|w| w.checked_add(f))
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// Format minor units of a currency with `exp` decimals (`4990` JPY ->
+/// `4990`, `29950` EUR -> `299.50`).
+pub fn format_minor_exp(m: i64, exp: u32) -> String {
+    if exp == 0 {
+        return m.to_string();
+    }
+    let neg = m < 0;
+    let a = m.unsigned_abs();
+    let p = 10u64.pow(exp);
+    format!(
+        "{}{}.{:0w$}",
+        if neg { "-" } else { "" },
+        a / p,
+        a % p,
+        w = exp as usize
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +225,22 @@ mod tests {
         assert!(parse_minor("1.001").is_err());
         assert_eq!(format_minor(29950), "299.50");
         assert_eq!(format_minor(-5), "-0.05");
+    }
+
+    #[test]
+    fn currency_exponents() {
+        assert_eq!(minor_exponent("EUR"), Ok(2));
+        assert_eq!(minor_exponent("JPY"), Ok(0));
+        assert!(minor_exponent("KWD")
+            .unwrap_err()
+            .contains("three decimals"));
+        assert!(minor_exponent("ISK").unwrap_err().contains("special-case"));
+        assert!(minor_exponent("XYZ").is_err());
+        assert_eq!(parse_major("4990", 0), Ok(4990));
+        assert!(parse_major("4990.5", 0).is_err());
+        assert_eq!(parse_major("299.5", 2), Ok(29950));
+        assert_eq!(format_minor_exp(4990, 0), "4990");
+        assert_eq!(format_minor_exp(29950, 2), "299.50");
+        assert_eq!(format_minor_exp(-5, 2), "-0.05");
     }
 }

@@ -247,6 +247,27 @@ fn bad_arguments_are_usage_errors() {
 #[test]
 fn csv_cells_are_neutralised_and_list_survives_a_closed_pipe() {
     let env = Env::new();
+    // A formula is not a Stripe id, so mb-customer refuses it (issue 14)...
+    let o = env.run(
+        "mb-customer",
+        &[
+            "add",
+            "acme",
+            "--tier",
+            "pro",
+            "--stripe-customer",
+            "=HYPERLINK(1)",
+        ],
+        "",
+    );
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("\"=HYPERLINK(1)\" is not a Stripe customer id: expected cus_"),
+        "{}",
+        stderr(&o)
+    );
+    // ...but a database written by hand or by an older mb may hold one, and
+    // the CSV must still neutralise it.
     assert_code(
         &env.run(
             "mb-customer",
@@ -256,12 +277,19 @@ fn csv_cells_are_neutralised_and_list_survives_a_closed_pipe() {
                 "--tier",
                 "pro",
                 "--stripe-customer",
-                "=HYPERLINK(1)",
+                "cus_P1x2",
             ],
             "",
         ),
         0,
     );
+    rusqlite::Connection::open(&env.db)
+        .unwrap()
+        .execute(
+            "UPDATE customers SET stripe_customer_id = '=HYPERLINK(1)'",
+            [],
+        )
+        .unwrap();
     let o = env.run("mb-customer", &["list", "--csv"], "");
     assert!(stdout(&o).contains(",'=HYPERLINK(1),"), "{}", stdout(&o));
     for i in 0..300 {

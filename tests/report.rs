@@ -205,7 +205,7 @@ fn invoice_lines_with_hand_computed_cents() {
     assert_eq!(
         head.join(","),
         "customer_id,stripe_customer_id,period_start,period_end,line,description,quantity,unit,currency,\
-         amount_minor,amount_unrounded,tokens,cost_usd,markup,fx_rate,idempotency_key"
+         amount_minor,amount_unrounded,tokens,cost_usd,markup,fx_rate,idempotency_key,fx_source,fx_date"
     );
     let rows: Vec<Vec<String>> = rdr
         .records()
@@ -311,10 +311,21 @@ fn invoice_rate_comes_from_the_flag_or_the_config_never_a_guess() {
         v["fx"],
         serde_json::json!({"rate": "0.92", "source": "ECB reference rate", "date": "2026-11-30"})
     );
-    let desc = v["lines"][1]["description"].as_str().unwrap();
-    assert!(
-        desc.ends_with("x 0.92 EUR/USD (ECB reference rate, 2026-11-30)"),
-        "{desc}"
+    // The customer reads the description; the rate and its source are
+    // audit fields beside it, never on the invoice (issue 14).
+    let l = &v["lines"][1];
+    assert_eq!(
+        l["description"],
+        "LLM usage above 1,000,000 included tokens: 1,500,100 of 2,500,100 tokens billed pro rata"
+    );
+    assert_eq!(
+        (&l["fx_rate"], &l["fx_source"], &l["fx_date"], &l["markup"]),
+        (
+            &serde_json::json!("0.92"),
+            &serde_json::json!("ECB reference rate"),
+            &serde_json::json!("2026-11-30"),
+            &serde_json::json!("0.2")
+        )
     );
     assert_eq!(v["total_minor"], 49900 + 828 + 14950 + 24950 + 55533);
     // A customer below the allowance needs no rate at all.
@@ -557,10 +568,176 @@ fn series_is_one_tidy_table() {
 }
 
 #[test]
-fn stripe_meter_csv() {
+fn invoice_in_a_zero_decimal_currency_and_fx_dates_far_from_the_month() {
     let env = setup();
+    // JPY has no minor unit: a 4,990 yen plan is amount 4990, not 499000.
+    let cfg = env.write(
+        "jpy.toml",
+        "[billing]\ncurrency = \"JPY\"\n[plans]\nstarter = \"2990\"\npro = \"4990\"\nenterprise = \"8330\"\n",
+    );
     let o = env.run(
         "mb-report",
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "invoice",
+            "--month",
+            "2026-11",
+            "--usd-eur",
+            "150",
+            "--usd-eur-date",
+            "2026-11-30",
+            "--json",
+        ],
+        "",
+    );
+    assert_code(&o, 0);
+    let v = json(&o);
+    let amounts: Vec<(String, i64)> = v["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["description"].as_str().unwrap().to_string(),
+                l["amount_minor"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        amounts[0],
+        (
+            "pro plan 4990 JPY/month, 2026-11-01 to 2026-11-30: 30 of 30 days".to_string(),
+            4990
+        )
+    );
+    // Overage: USD 12.50025 x 1,500,100 / 2,500,100 x 1.2 x 150 = 1350.06...
+    // yen -> 1350.
+    assert_eq!(amounts[1].1, 1350);
+    // globex 4990 x 15/30 = 2495; starter 2990 x 15/30 = 1495.
+    assert_eq!(amounts[2].1, 1495);
+    assert_eq!(amounts[3].1, 2495);
+    // A three-decimal currency is refused with the reason.
+    let kwd = env.write(
+        "kwd.toml",
+        "[billing]\ncurrency = \"KWD\"\n[plans]\npro = \"10\"\n",
+    );
+    let o = env.run(
+        "mb-report",
+        &[
+            "--config",
+            kwd.to_str().unwrap(),
+            "invoice",
+            "--month",
+            "2026-11",
+        ],
+        "",
+    );
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("KWD has three decimals"),
+        "{}",
+        stderr(&o)
+    );
+    // A non-EUR currency without its own plans: refused, not billed in euros.
+    let usd = env.write("usd.toml", "[billing]\ncurrency = \"USD\"\n");
+    let o = env.run(
+        "mb-report",
+        &[
+            "--config",
+            usd.to_str().unwrap(),
+            "invoice",
+            "--month",
+            "2026-11",
+        ],
+        "",
+    );
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("the built-in plans are EUR prices"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A 2024 rate on a 2026 invoice: billed, but warned (exit 1).
+    let o = env.run(
+        "mb-report",
+        &[
+            "invoice",
+            "--month",
+            "2026-11",
+            "--usd-eur",
+            "0.92",
+            "--usd-eur-source",
+            "ECB",
+            "--usd-eur-date",
+            "2024-03-01",
+        ],
+        "",
+    );
+    assert_code(&o, 1);
+    assert_eq!(
+        stderr(&o),
+        "mb-report: the USD rate 0.92 (ECB) is dated 2024-03-01, 975 days from 2026-11 \
+         (2026-11-01 to 2026-11-30); check --usd-eur-date or billing.usd_eur_date, or pass a \
+         current --usd-eur\n"
+    );
+    let text = stdout(&o);
+    assert!(
+        text.starts_with(
+            "Invoice 2026-11: 2026-11-01T00:00:00Z to 2026-12-01T00:00:00Z (UTC); amounts in EUR, \
+             rounded once per line half-up to the minor unit; USD costs converted at 0.92 EUR/USD \
+             (ECB, 2024-03-01)\n"
+        ),
+        "{text}"
+    );
+    // An undated rate from the config is warned about too.
+    let cfg = env.write("undated.toml", "[billing]\nusd_eur = \"0.92\"\n");
+    let o = env.run(
+        "mb-report",
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "invoice",
+            "--month",
+            "2026-11",
+            "--csv",
+        ],
+        "",
+    );
+    assert_code(&o, 1);
+    assert!(
+        stderr(&o).contains("has no date (got \"undated\")"),
+        "{}",
+        stderr(&o)
+    );
+    // No overage customer: nothing to convert, and the header says so.
+    let o = env.run(
+        "mb-report",
+        &["invoice", "--month", "2026-11", "--customer", "globex"],
+        "",
+    );
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o)
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("; no USD costs to convert"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn stripe_meter_csv() {
+    let env = setup();
+    // After the month (the monthly job's time): every day with usage, each
+    // identifier within Stripe's 100 characters (mb-DAY-CUSTOMER-8 hex of
+    // sha256("llm_tokens")), each day as its last second.
+    let o = env.run_at(
+        "mb-report",
+        "2026-12-01T03:00:00Z",
         &[
             "stripe-meter",
             "--month",
@@ -574,11 +751,87 @@ fn stripe_meter_csv() {
     assert_eq!(
         stdout(&o),
         "identifier,timestamp,event_name,payload_stripe_customer_id,payload_value\n\
-         mb-acme-2026-11-02-llm_tokens,1793663999,llm_tokens,cus_ACME,2500000\n\
-         mb-initech-2026-11-05-llm_tokens,1793923199,llm_tokens,cus_INI,999999\n\
-         mb-globex-2026-11-10-llm_tokens,1794355199,llm_tokens,cus_GLOBEX,1000000\n\
-         mb-acme-2026-11-30-llm_tokens,1796083199,llm_tokens,cus_ACME,100\n"
+         mb-2026-11-02-acme-29eef870,1793663999,llm_tokens,cus_ACME,2500000\n\
+         mb-2026-11-05-initech-29eef870,1793923199,llm_tokens,cus_INI,999999\n\
+         mb-2026-11-10-globex-29eef870,1794355199,llm_tokens,cus_GLOBEX,1000000\n\
+         mb-2026-11-30-acme-29eef870,1796083199,llm_tokens,cus_ACME,100\n"
     );
+    // On the 30th itself: it has not ended, so its event would be in the
+    // future; left out, named, exit 1.
+    let o = env.run_at(
+        "mb-report",
+        "2026-11-30T12:00:00Z",
+        &[
+            "stripe-meter",
+            "--month",
+            "2026-11",
+            "--event-name",
+            "llm_tokens",
+        ],
+        "",
+    );
+    assert_code(&o, 1);
+    assert_eq!(stdout(&o).lines().count(), 4);
+    assert_eq!(
+        stderr(&o),
+        "mb-report: 2026-11-30 left out: it has not ended yet: its event would be dated \
+         2026-11-30T23:59:59Z, in the future, and Stripe accepts at most 5 minutes ahead; \
+         upload it after the day\n"
+    );
+    // 35 days late: the 2nd is outside Stripe's window (with an hour's
+    // margin), named; the later days are still sent. As JSON too.
+    let o = env.run_at(
+        "mb-report",
+        "2026-12-07T23:30:00Z",
+        &[
+            "stripe-meter",
+            "--month",
+            "2026-11",
+            "--event-name",
+            "llm_tokens",
+            "--json",
+        ],
+        "",
+    );
+    assert_code(&o, 1);
+    let v = json(&o);
+    assert_eq!(v["report_type"], "stripe_meter");
+    let ids: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["identifier"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "mb-2026-11-05-initech-29eef870",
+            "mb-2026-11-10-globex-29eef870",
+            "mb-2026-11-30-acme-29eef870"
+        ]
+    );
+    assert_eq!(v["left_out"][0]["day"], "2026-11-02");
+    assert!(stderr(&o).starts_with(
+        "mb-report: 2026-11-02 left out: it is older than Stripe's 35-day window for meter events"
+    ));
+    // The longest customer id and event name still fit in 100 characters.
+    let long_event = "e".repeat(100);
+    let o = env.run_at(
+        "mb-report",
+        "2026-12-01T03:00:00Z",
+        &[
+            "stripe-meter",
+            "--month",
+            "2026-11",
+            "--event-name",
+            &long_event,
+        ],
+        "",
+    );
+    assert_code(&o, 0);
+    for l in stdout(&o).lines().skip(1) {
+        assert!(l.split(',').next().unwrap().len() <= 100, "{l}");
+    }
 }
 
 #[test]

@@ -14,4 +14,5 @@ mod pipeline;
 mod report;
 mod sample;
 mod security;
+mod stripe;
 mod tokens;

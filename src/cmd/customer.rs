@@ -48,8 +48,8 @@ pub enum Cmd {
         /// A VM of the customer (repeatable)
         #[arg(long = "vm", value_name = "VM_ID")]
         vms: Vec<String>,
-        /// Stripe customer id (cus_...)
-        #[arg(long, value_name = "ID")]
+        /// Stripe customer id (cus_ and letters or digits)
+        #[arg(long, value_name = "ID", value_parser = stripe_customer_id)]
         stripe_customer: Option<String>,
         /// When the tier takes effect: RFC 3339 or YYYY-MM-DD [default: now]
         #[arg(long, value_name = "DATE")]
@@ -65,8 +65,8 @@ pub enum Cmd {
         /// New status
         #[arg(long, value_parser = STATUSES)]
         status: Option<String>,
-        /// New Stripe customer id
-        #[arg(long, value_name = "ID")]
+        /// New Stripe customer id (cus_ and letters or digits)
+        #[arg(long, value_name = "ID", value_parser = stripe_customer_id)]
         stripe_customer: Option<String>,
         /// Add a VM (repeatable)
         #[arg(long = "add-vm", value_name = "VM_ID")]
@@ -143,6 +143,22 @@ fn check_tier(cfg: &Config, tier: &str) -> Result<()> {
             known.join(", ")
         )))
     }
+}
+
+/// `--stripe-customer`: the shape of a Stripe customer id, `cus_` and
+/// ASCII letters or digits, at most 255 characters (Stripe's limit for
+/// object ids, docs.stripe.com/upgrades "backwards-compatible changes"), so
+/// a typo is caught when it is registered, not when the invoice upload
+/// fails a month later.
+fn stripe_customer_id(s: &str) -> std::result::Result<String, String> {
+    let rest = s.strip_prefix("cus_").unwrap_or("");
+    if rest.is_empty() || s.len() > 255 || !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "{s:?} is not a Stripe customer id: expected cus_ followed by letters or digits \
+             (copy it from the Stripe dashboard, Customers)"
+        ));
+    }
+    Ok(s.to_string())
 }
 
 /// Run mb-customer.

@@ -162,7 +162,7 @@ pub enum Cmd {
         #[arg(long)]
         allow_unpriced: bool,
     },
-    /// Stripe meter-event CSV (identifier,timestamp,event_name,payload_stripe_customer_id,payload_value): billable tokens per customer and day
+    /// Stripe meter-event CSV (identifier,timestamp,event_name,payload_stripe_customer_id,payload_value): billable tokens per customer and day; days Stripe would refuse (not ended yet, older than 35 days) are left out with a warning and exit 1; --json for one JSON object
     StripeMeter {
         /// The month: YYYY-MM or last
         #[arg(long, value_name = "MONTH")]
@@ -213,11 +213,13 @@ EXAMPLES:
     # Daily cost and CPU for a plot
     mb-report series --by day --metric cost_usd --metric cpu_percent --csv
 
-    # Last month's invoice lines for the Stripe upload job, reproducibly
-    mb-report invoice --month last --usd-eur 0.92 --as-of 2026-12-01T03:00:00Z --csv | stripe-upload.sh
+    # Last month's invoice lines for the Stripe upload job; --as-of makes a
+    # re-run reproduce the same CSV, so the upload's ledger sees no change
+    mb-report invoice --month last --usd-eur 0.92 --usd-eur-source ECB --usd-eur-date 2026-11-30 \
+        --as-of 2026-12-01T03:00:00Z --csv | stripe-upload
 
     # Stripe meter events instead (Stripe prices the tokens)
-    mb-report stripe-meter --month last --event-name llm_tokens
+    mb-report stripe-meter --month last --event-name llm_tokens --as-of 2026-12-01T03:00:00Z | stripe-upload
 
     # Pull a VM's events into a central database
     ssh vm1 mb-report events --since 2026-11-01 | mb-ingest --db central.db";
@@ -558,12 +560,21 @@ fn stripe_meter(
     }
     let at = ctx.as_of.unwrap_or(ctx.now);
     let q = query(ctx, period.clone());
-    let m = meter::meter(&ctx.store, &q, period, event_name, at)?;
-    render::csv::stripe_meter(&m, out)?;
+    let m = meter::meter(&ctx.store, &q, period, event_name, at, ctx.now)?;
+    match ctx.format {
+        Format::Json => render::json::stripe_meter(&m, period, ctx.as_of, out)?,
+        // The CSV is the meter-event format itself, also without --csv.
+        Format::Csv | Format::Text => render::csv::stripe_meter(&m, out)?,
+    }
     for c in &m.missing {
         cli::warn(format!(
             "{c}: no Stripe customer id, its usage is left out (mb-customer set {c} --stripe-customer cus_...)"
         ));
     }
-    Ok(Outcome::partial_if(!m.missing.is_empty()))
+    for (day, why) in &m.refused {
+        cli::warn(format!("{day} left out: it {why}"));
+    }
+    Ok(Outcome::partial_if(
+        !m.missing.is_empty() || !m.refused.is_empty(),
+    ))
 }

@@ -10,8 +10,18 @@
 //!   for T billable tokens strictly above the included I: pro-rata, so it does
 //!   not depend on event order or on which events came late;
 //! - each line is computed as an exact fraction of integers and rounded once,
-//!   half away from zero (half-up for these positive amounts), to minor units;
-//!   `amount_unrounded` shows the exact value in minor units to 6 decimals.
+//!   half away from zero (half-up for these positive amounts), to minor units
+//!   of the invoice currency (2 decimals for EUR, none for JPY: see
+//!   [`money::minor_exponent`]); `amount_unrounded` shows the exact value in
+//!   minor units to 6 decimals.
+//!
+//! Each base line carries its own service period (the days of its tier
+//! segment, end exclusive): Stripe prints `period` on the invoice and uses it
+//! for revenue recognition. The description is what the customer reads on the
+//! invoice, so it holds no internal arithmetic (markup, FX source); those are
+//! the separate audit fields `cost_usd`, `markup`, `fx_rate`, `fx_source`,
+//! `fx_date`. A rate dated more than [`FX_MAX_DAYS_AWAY`] days from the
+//! period, or undated, is used but warned about.
 
 use std::collections::BTreeMap;
 
@@ -27,6 +37,9 @@ use crate::output::thousands;
 use crate::store::report::{ApiAgg, ChangeRow, Scope};
 use crate::store::Store;
 use crate::time;
+
+/// A rate dated further than this from the billed month is suspect.
+pub const FX_MAX_DAYS_AWAY: i64 = 7;
 
 /// The USD -> invoice currency rate and where it came from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -96,6 +109,10 @@ pub struct Line {
     pub fx_rate: String,
     /// Deterministic key for the upload's Idempotency-Key.
     pub idempotency_key: String,
+    /// Where the rate came from (overage; audit only, not on the invoice).
+    pub fx_source: String,
+    /// The rate's date (overage; audit only).
+    pub fx_date: String,
 }
 
 /// The invoice of a month.
@@ -212,6 +229,7 @@ pub fn invoice(store: &Store, cfg: &Config, o: &Options) -> Result<Invoice> {
     let days = period.days();
     let ndays = days.len() as i128;
     let currency = cfg.billing.currency.clone();
+    let exp = money::minor_exponent(&currency).map_err(Error::Invalid)?;
     let pstart = time::format_rfc3339(&period.start);
     let pend = time::format_rfc3339(&period.end);
     let included = i128::from(cfg.billing.included_tokens);
@@ -254,15 +272,21 @@ pub fn invoice(store: &Store, cfg: &Config, o: &Options) -> Result<Invoice> {
             })?;
             let (amount, shown) = round_fraction(i128::from(price) * n, ndays);
             let (first, last) = (days[i], days[j]);
+            // The segment's own period: 00:00 of its first day to 00:00 of
+            // the day after its last (the month's end for the last segment).
+            let seg_end = match last.succ_opt() {
+                Some(d) if j + 1 < days.len() => midnight(d, period.tz)?,
+                _ => period.end,
+            };
             lines.push(Line {
                 customer_id: id.clone(),
                 stripe_customer_id: stripe.clone(),
-                period_start: pstart.clone(),
-                period_end: pend.clone(),
+                period_start: time::format_rfc3339(&midnight(first, period.tz)?.max(period.start)),
+                period_end: time::format_rfc3339(&seg_end),
                 line: "base".into(),
                 description: format!(
                     "{tier} plan {} {currency}/month, {first} to {last}: {n} of {ndays} days",
-                    money::format_minor(price)
+                    money::format_minor_exp(price, exp)
                 ),
                 quantity: n.to_string(),
                 unit: "day".into(),
@@ -274,6 +298,8 @@ pub fn invoice(store: &Store, cfg: &Config, o: &Options) -> Result<Invoice> {
                 markup: String::new(),
                 fx_rate: String::new(),
                 idempotency_key: format!("mb-{}-{id}-base-{tier}-{first}", period.label),
+                fx_source: String::new(),
+                fx_date: String::new(),
             });
             i = j + 1;
         }
@@ -290,15 +316,17 @@ pub fn invoice(store: &Store, cfg: &Config, o: &Options) -> Result<Invoice> {
             })?;
             let (m_num, m_den) = frac(Decimal::from(100) + cfg.billing.markup_percent);
             let (r_num, r_den) = frac(fx.rate);
-            // minor = nusd / 1e9 x (t-i)/t x m_num/(m_den x 100) x r_num/r_den x 100
+            // minor = nusd / 1e9 x (t-i)/t x m_num/(m_den x 100) x r_num/r_den x 10^exp
             let num = i128::from(u.cost_nusd)
                 .checked_mul(t - included)
                 .and_then(|x| x.checked_mul(m_num))
-                .and_then(|x| x.checked_mul(r_num));
+                .and_then(|x| x.checked_mul(r_num))
+                .and_then(|x| x.checked_mul(10i128.pow(exp)));
             let den = 1_000_000_000i128
                 .checked_mul(t)
                 .and_then(|x| x.checked_mul(m_den))
-                .and_then(|x| x.checked_mul(r_den));
+                .and_then(|x| x.checked_mul(r_den))
+                .and_then(|x| x.checked_mul(100));
             let (Some(num), Some(den)) = (num, den) else {
                 return Err(Error::Invalid(format!(
                     "customer {id}: overage amount too large to compute exactly"
@@ -312,19 +340,12 @@ pub fn invoice(store: &Store, cfg: &Config, o: &Options) -> Result<Invoice> {
                 period_start: pstart.clone(),
                 period_end: pend.clone(),
                 line: "llm_overage".into(),
+                // What the customer reads; the arithmetic is in the audit fields.
                 description: format!(
-                    "LLM usage above {} included tokens: {} of {} tokens billed pro rata; \
-                     USD {} x {}/{} x {} markup x {} {currency}/USD ({}, {})",
+                    "LLM usage above {} included tokens: {} of {} tokens billed pro rata",
                     thousands(included),
                     thousands(t - included),
                     thousands(t),
-                    money::format_nanos(u.cost_nusd),
-                    t - included,
-                    t,
-                    (Decimal::ONE + markup).normalize(),
-                    fx.rate.normalize(),
-                    fx.source,
-                    fx.date
                 ),
                 quantity: (t - included).to_string(),
                 unit: "token".into(),
@@ -336,8 +357,15 @@ pub fn invoice(store: &Store, cfg: &Config, o: &Options) -> Result<Invoice> {
                 markup: markup.normalize().to_string(),
                 fx_rate: fx.rate.normalize().to_string(),
                 idempotency_key: format!("mb-{}-{id}-llm_overage", period.label),
+                fx_source: fx.source.clone(),
+                fx_date: fx.date.clone(),
             });
             fx_used = Some(fx);
+        }
+    }
+    if let Some(fx) = &fx_used {
+        if let Some(w) = fx_date_warning(fx, period) {
+            warnings.push(w);
         }
     }
     Ok(Invoice {
@@ -350,8 +378,42 @@ pub fn invoice(store: &Store, cfg: &Config, o: &Options) -> Result<Invoice> {
     })
 }
 
+/// A warning when `fx`'s date is missing or more than [`FX_MAX_DAYS_AWAY`]
+/// days from the billed period (a 2024 rate on a 2026 invoice).
+pub fn fx_date_warning(fx: &FxRate, period: &Period) -> Option<String> {
+    let days = period.days();
+    let (first, last) = (*days.first()?, *days.last()?);
+    let fix = "check --usd-eur-date or billing.usd_eur_date, or pass a current --usd-eur";
+    let Ok(d) = chrono::NaiveDate::parse_from_str(fx.date.trim(), "%Y-%m-%d") else {
+        return Some(format!(
+            "the USD rate {} ({}) has no date (got {:?}), so nobody can tell whether it fits {}; {fix}",
+            fx.rate.normalize(),
+            fx.source,
+            fx.date,
+            period.label
+        ));
+    };
+    let away = if d < first {
+        (first - d).num_days()
+    } else if d > last {
+        (d - last).num_days()
+    } else {
+        0
+    };
+    (away > FX_MAX_DAYS_AWAY).then(|| {
+        format!(
+            "the USD rate {} ({}) is dated {d}, {away} days from {} ({first} to {last}); {fix}",
+            fx.rate.normalize(),
+            fx.source,
+            period.label
+        )
+    })
+}
+
 /// The CSV header of invoice lines.
-pub const CSV_HEADER: [&str; 16] = [
+/// `fx_source` and `fx_date` are appended (audit only): readers by column
+/// name, like stripe-upload, keep working.
+pub const CSV_HEADER: [&str; 18] = [
     "customer_id",
     "stripe_customer_id",
     "period_start",
@@ -368,6 +430,8 @@ pub const CSV_HEADER: [&str; 16] = [
     "markup",
     "fx_rate",
     "idempotency_key",
+    "fx_source",
+    "fx_date",
 ];
 
 #[cfg(test)]

@@ -193,6 +193,8 @@ pub fn invoice(inv: &Invoice, out: &mut dyn Write) -> Result<()> {
             l.markup.clone(),
             l.fx_rate.clone(),
             csv_text(&l.idempotency_key),
+            csv_text(&l.fx_source),
+            csv_text(&l.fx_date),
         ])
         .map_err(csv_err)?;
     }

@@ -10,7 +10,9 @@ use crate::config::Billing;
 use crate::error::Result;
 use crate::money::format_nanos;
 use crate::report::invoice::Invoice;
+use crate::report::meter::Meter;
 use crate::report::resource::VmUsage;
+use crate::report::Period;
 use crate::report::{CustomerSummary, SeriesRow, Summary};
 use crate::store::report::ApiAgg;
 use crate::time;
@@ -183,6 +185,25 @@ pub fn invoice(
         "fx": inv.fx,
         "lines": inv.lines,
         "total_minor": inv.lines.iter().map(|l| l.amount_minor).sum::<i64>(),
+    });
+    emit(&v, out)
+}
+
+/// The Stripe meter events with what was left out and why (the same events
+/// as the CSV, for programs).
+pub fn stripe_meter(
+    m: &Meter,
+    period: &Period,
+    as_of: Option<DateTime<Utc>>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let v = json!({
+        "report_type": "stripe_meter",
+        "as_of": as_of.map(|t| time::format_rfc3339(&t)),
+        "period": period,
+        "events": m.events,
+        "left_out": m.refused.iter().map(|(d, why)| json!({"day": d.to_string(), "reason": why})).collect::<Vec<_>>(),
+        "missing_stripe_customer_id": m.missing,
     });
     emit(&v, out)
 }

@@ -239,24 +239,32 @@ pub fn invoice(inv: &Invoice, billing: &Billing, out: &mut dyn Write) -> Result<
     let p = &inv.period;
     writeln!(
         out,
-        "Invoice {}: {} to {} ({}); {} {}, rounded once per line half-up to cents",
+        "Invoice {}: {} to {} ({}); amounts in {}, rounded once per line half-up to the minor unit; {}",
         p.label,
         time::format_rfc3339(&p.start),
         time::format_rfc3339(&p.end),
         tz_label(p.tz, p.start),
         billing.currency,
         match &inv.fx {
-            Some(f) => format!("USD rate {} ({}, {})", f.rate.normalize(), f.source, f.date),
-            None => "no USD conversion needed".into(),
+            Some(f) => format!(
+                "USD costs converted at {} {}/USD ({}, {})",
+                f.rate.normalize(),
+                billing.currency,
+                f.source,
+                f.date
+            ),
+            None => "no USD costs to convert".into(),
         }
     )?;
+    // Validated when the config was loaded; 2 is only a fallback.
+    let exp = crate::money::minor_exponent(&billing.currency).unwrap_or(2);
     let mut rows: Vec<Vec<String>> = Vec::new();
     for l in &inv.lines {
         rows.push(vec![
             l.customer_id.clone(),
             l.line.clone(),
             l.description.clone(),
-            crate::money::format_minor(l.amount_minor),
+            crate::money::format_minor_exp(l.amount_minor, exp),
         ]);
     }
     let total: i64 = inv.lines.iter().map(|l| l.amount_minor).sum();
@@ -264,7 +272,7 @@ pub fn invoice(inv: &Invoice, billing: &Billing, out: &mut dyn Write) -> Result<
         "total".into(),
         String::new(),
         String::new(),
-        crate::money::format_minor(total),
+        crate::money::format_minor_exp(total, exp),
     ]);
     writeln!(out)?;
     write_table(
