@@ -581,10 +581,11 @@ class Run:
     def invoice_item(self, line):
         led = self.ledger.line(line.kind, line.key)
         intents = self.ledger.open_intents(line.kind, line.key)
-        creates = [i for i in intents if i[1] == "create"]
+        creates = [i for i in intents if i[1] in ("create", "adjust")]
         if creates:
-            # A create without a known outcome (a crash, a kill, a lost or
-            # saved error answer): look in Stripe before creating again.
+            # A create (or an adjustment) without a known outcome (a crash, a
+            # kill, a lost or saved error answer): look in Stripe before
+            # creating again.
             st, found = self.find_item(line, {i[3] for i in creates})
             if st == "error":
                 return self.need(line, f"needs reconciliation: {found}; run again")
@@ -592,9 +593,16 @@ class Run:
                 md = found.get("metadata") or {}
                 with self.ledger.tx():
                     self.ledger.close_intents(line.kind, line.key, "ok", f"reconciled: found {found['id']}")
-                    self.ledger.put(line.kind, line.key, line.customer, found["amount"], found["amount"],
-                                    md["mb_request_hash"], found["id"], int(md.get("mb_version") or 1), "sent",
-                                    sent_at=found.get("date"), note="reconciled")
+                    if md.get("mb_adjusts") and led:
+                        # An adjustment item: the original stays the line's item.
+                        billed = led["billed"] + found["amount"]
+                        self.ledger.put(line.kind, line.key, line.customer, billed, billed, md["mb_request_hash"],
+                                        led["stripe_id"], int(md.get("mb_version") or 1), "sent",
+                                        note=f"adjusted by {found['id']} (reconciled)")
+                    else:
+                        self.ledger.put(line.kind, line.key, line.customer, found["amount"], found["amount"],
+                                        md["mb_request_hash"], found["id"], int(md.get("mb_version") or 1),
+                                        "sent", sent_at=found.get("date"), note="reconciled")
                 warn(f"{self.name}:{line.n}: {line.key}: reconciled: Stripe has it as {found['id']}")
                 self.emit(line.key, found["id"], "reconciled")
                 led = self.ledger.line(line.kind, line.key)
@@ -647,10 +655,29 @@ class Run:
                 s2, _, ib = self.http.call("GET", f"/v1/invoices/{inv}")
                 deletable = s2 == 200 and ib.get("status") == "draft"
         elif status == 404:
-            deletable = None  # already gone (deleted by hand)
+            # Gone: deleted by an earlier run whose answer was lost, or by hand.
+            ours = self.ledger.db.execute(
+                "SELECT 1 FROM requests WHERE mode=? AND account=? AND kind=? AND key=? AND purpose='delete' "
+                "AND path=?", (self.ledger.mode, self.ledger.account, line.kind, line.key,
+                               f"/v1/invoiceitems/{led['stripe_id']}")).fetchone()
+            deletable = "gone" if ours else None
         else:
             return self.need(line, f"changed: {change}; cannot look at {led['stripe_id']} (HTTP {status}: "
                              f"{stripe_error(body)}); run again")
+        if deletable == "gone":
+            with self.ledger.tx():
+                self.ledger.close_intents(line.kind, line.key, "ok", "the item was gone: the delete had been done")
+                self.ledger.put(line.kind, line.key, line.customer, led["amount"], 0, led["request_hash"], None,
+                                version, "unknown", note=f"deleted {led['stripe_id']} for a correction")
+            deletable = False
+            done, res = self.send_item(line, version, f"{line.key}.v{version}")
+            if done:
+                self.corrected += 1
+                warn(f"{self.name}:{line.n}: {line.key}: corrected: {change}; re-created as {res.get('id')}")
+                self.emit(line.key, res.get("id"), "re-created")
+            else:
+                self.need(line, f"{led['stripe_id']} was deleted for a correction, but re-creating failed: {res}")
+            return
         if deletable:
             def gone(body):
                 return dict(kind=line.kind, key=line.key, customer=line.customer, amount=led["amount"], billed=0,
@@ -694,8 +721,10 @@ class Run:
             return dict(kind=line.kind, key=line.key, customer=line.customer, amount=new, billed=new,
                         request_hash=line.hash, stripe_id=led["stripe_id"], version=version, state="sent",
                         note=f"adjusted by {body.get('id')} ({diff:+d})")
+        # Journalled with the line's hash, which the item's metadata carries,
+        # so a lost answer is reconciled like a create.
         done, res = self.request(line, "adjust", adj_key, "POST", "/v1/invoiceitems", form, diff,
-                                 request_hash(form), adjusted)
+                                 line.hash, adjusted)
         if done:
             self.corrected += 1
             warn(f"{self.name}:{line.n}: {line.key}: corrected: {change}; it is invoiced, so adjustment "
@@ -1002,5 +1031,11 @@ if __name__ == "__main__":
         sys.exit(2)
     except BrokenPipeError:
         sys.exit(0)
+    except (sqlite3.Error, OSError) as e:
+        # The ledger or a file failed mid-run: fatal, never exit 1 ("needs a
+        # person" with a list) nor a traceback. What was journalled stands;
+        # a re-run reconciles any intent left open.
+        warn(f"fatal: {e}; nothing more was sent; fix it and run again (open intents are reconciled)")
+        sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -576,6 +576,82 @@ fn a_changed_amount_is_refused_then_corrected_pending_or_invoiced() {
 }
 
 #[test]
+fn lost_answers_during_corrections_are_reconciled_not_repeated() {
+    let env = Env::new();
+    let srv = FakeStripe::start(&env);
+    let v1 = good_csv(&env, "v1.csv", &|l| l.to_string());
+    assert_code(&upload(&env, &srv, &v1, &[], Some("sk_test_123")), 0);
+    // The DELETE of a pending correction reaches Stripe, the answer is lost
+    // (no retry with --retry-window 0): the next run sees the item gone and
+    // re-creates it, once.
+    let v2 = good_csv(&env, "v2.csv", &|l| {
+        l.replace(",828,828.038640,", ",1222,1222.000000,")
+    });
+    srv.rules(serde_json::json!([{"method": "DELETE", "action": "drop", "times": 1}]));
+    let o = upload(
+        &env,
+        &srv,
+        &v2,
+        &["--correct", "--retry-window", "0"],
+        Some("sk_test_123"),
+    );
+    assert_code(&o, 1);
+    assert_eq!(
+        srv.items(T).iter().map(|i| i.1).collect::<Vec<_>>(),
+        [49900, 14950]
+    );
+    let o = upload(&env, &srv, &v2, &["--correct"], Some("sk_test_123"));
+    assert_code(&o, 0);
+    assert_eq!(
+        srv.items(T).iter().map(|i| i.1).collect::<Vec<_>>(),
+        [49900, 14950, 1222]
+    );
+    // Invoiced, then the adjustment's answer is lost; a day later (the key
+    // pruned) the re-run finds the adjustment instead of adding another.
+    assert_code(
+        &upload(
+            &env,
+            &srv,
+            &v2,
+            &["--invoice", "include", "--finalize"],
+            Some("sk_test_123"),
+        ),
+        0,
+    );
+    let v3 = good_csv(&env, "v3.csv", &|l| {
+        l.replace(",828,828.038640,", ",1300,1300.000000,")
+    });
+    srv.rules(serde_json::json!([
+        {"path": "/v1/invoiceitems", "customer": "cus_ACME", "action": "drop", "times": 1}
+    ]));
+    let o = upload(
+        &env,
+        &srv,
+        &v3,
+        &["--correct", "--retry-window", "0"],
+        Some("sk_test_123"),
+    );
+    assert_code(&o, 1);
+    srv.advance(25 * 3600);
+    let o = upload(&env, &srv, &v3, &["--correct"], Some("sk_test_123"));
+    assert_code(&o, 0);
+    assert!(
+        stderr(&o).contains(&format!("{ACME_OVER}: reconciled")),
+        "{}",
+        stderr(&o)
+    );
+    let amounts: Vec<i64> = srv.items(T).iter().map(|i| i.1).collect();
+    assert_eq!(amounts, [49900, 14950, 1222, 78], "one adjustment of +0.78");
+    assert_eq!(
+        ledger(
+            &env,
+            &format!("SELECT amount, billed, state FROM lines WHERE key = '{ACME_OVER}'")
+        ),
+        ["1300|1300|sent"]
+    );
+}
+
+#[test]
 fn a_draft_invoice_takes_the_items_when_given() {
     let env = Env::new();
     let srv = FakeStripe::start(&env);
@@ -1033,6 +1109,212 @@ fn meter_events_once_then_cancel_and_reidentify_or_send_the_increase() {
         "{e}"
     );
     assert!(e.contains("sent 1"), "{e}");
+}
+
+/// The report fixture's customers (see tests/report.rs): acme pro all
+/// month with overage, globex starter then pro from the 16th, initech
+/// enterprise until suspended on the 21st.
+fn report_env() -> Env {
+    // Ingested before the monthly job's --as-of (03:00 on the 1st).
+    let env = Env::at("2026-12-01T00:30:00Z");
+    let f = fixture("report/events.jsonl");
+    assert_code(&env.run("mb-ingest", &["-q", f.to_str().unwrap()], ""), 0);
+    for args in [
+        &[
+            "add",
+            "acme",
+            "--tier",
+            "pro",
+            "--effective",
+            "2026-10-01",
+            "--stripe-customer",
+            "cus_ACME",
+        ][..],
+        &[
+            "add",
+            "globex",
+            "--tier",
+            "starter",
+            "--effective",
+            "2026-11-01",
+            "--stripe-customer",
+            "cus_GLOBEX",
+        ],
+        &[
+            "set",
+            "globex",
+            "--tier",
+            "pro",
+            "--effective",
+            "2026-11-16",
+        ],
+        &[
+            "add",
+            "initech",
+            "--tier",
+            "enterprise",
+            "--effective",
+            "2026-10-01",
+            "--stripe-customer",
+            "cus_INI",
+        ],
+        &[
+            "set",
+            "initech",
+            "--status",
+            "suspended",
+            "--effective",
+            "2026-11-21",
+        ],
+    ] {
+        assert_code(&env.run("mb-customer", args, ""), 0);
+    }
+    env
+}
+
+#[test]
+fn mb_report_output_goes_to_stripe_as_produced() {
+    let env = report_env();
+    let srv = FakeStripe::start(&env);
+    // The monthly job at 03:00 on the 1st: the fake's clock is moved there
+    // too, so Stripe's 35-day window is judged at that time whatever the day
+    // the test runs.
+    let job = "2026-12-01T03:00:00Z";
+    let job_t = chrono::DateTime::parse_from_rfc3339(job)
+        .unwrap()
+        .timestamp();
+    srv.advance(job_t - unix_now());
+    let o = env.run_at(
+        "mb-report",
+        job,
+        &[
+            "invoice",
+            "--month",
+            "2026-11",
+            "--usd-eur",
+            "0.92",
+            "--usd-eur-source",
+            "ECB",
+            "--as-of",
+            job,
+            "--csv",
+        ],
+        "",
+    );
+    assert_code(&o, 0);
+    let inv = env.write("invoice.csv", &stdout(&o));
+    let up = run_cmd(
+        upload_cmd(&env, &srv, Some("sk_test_123"))
+            .env("MB_NOW", job)
+            .args(["--invoice", "include", "--finalize"])
+            .arg(&inv),
+        "",
+    );
+    assert_code(&up, 0);
+    let posts = srv.posts("/v1/invoiceitems");
+    assert_eq!(posts.len(), 5);
+    let get = |i: usize, k: &str| -> String {
+        posts[i]
+            .1
+            .iter()
+            .find(|(a, _)| a == k)
+            .map(|(_, b)| b.clone())
+            .unwrap_or_default()
+    };
+    // globex's two segments, each with its own period: 2026-11-01 to the
+    // 15th inclusive (1793491200 .. 1794787199) and the 16th to the 30th
+    // (1794787200 .. 1796083199).
+    assert_eq!(
+        (
+            get(2, "metadata[mb_customer_id]"),
+            get(2, "period[start]"),
+            get(2, "period[end]"),
+            get(2, "amount")
+        ),
+        (
+            "globex".into(),
+            "1793491200".into(),
+            "1794787199".into(),
+            "14950".into()
+        )
+    );
+    assert_eq!(
+        (
+            get(3, "period[start]"),
+            get(3, "period[end]"),
+            get(3, "amount")
+        ),
+        ("1794787200".into(), "1796083199".into(), "24950".into())
+    );
+    // The overage: no internal arithmetic in the description, the audit
+    // fields in metadata.
+    assert_eq!(
+        get(1, "description"),
+        "LLM usage above 1,000,000 included tokens: 1,500,100 of 2,500,100 tokens billed pro rata"
+    );
+    assert_eq!(
+        (
+            get(1, "metadata[mb_fx_source]"),
+            get(1, "metadata[mb_fx_date]"),
+            get(1, "metadata[mb_markup]")
+        ),
+        ("ECB".into(), "2026-11-30".into(), "0.2".into())
+    );
+    let totals: Vec<i64> = srv.state(T)["invoices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["total"].as_i64().unwrap())
+        .collect();
+    assert_eq!(totals, [49900 + 828, 14950 + 24950, 55533]);
+
+    // The meter events of the same month, from stripe-meter to Stripe.
+    let o = env.run_at(
+        "mb-report",
+        job,
+        &[
+            "stripe-meter",
+            "--month",
+            "2026-11",
+            "--event-name",
+            "llm_tokens",
+            "--as-of",
+            job,
+        ],
+        "",
+    );
+    assert_code(&o, 0);
+    let m = env.write("meter.csv", &stdout(&o));
+    let up = run_cmd(
+        upload_cmd(&env, &srv, Some("sk_test_123"))
+            .env("MB_NOW", job)
+            .arg(&m),
+        "",
+    );
+    assert_code(&up, 0);
+    let ev: Vec<(String, String)> = srv.state(T)["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["identifier"].as_str().unwrap().to_string(),
+                e["payload"]["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ev,
+        [
+            (
+                "mb-2026-11-02-acme-29eef870".to_string(),
+                "2500000".to_string()
+            ),
+            ("mb-2026-11-05-initech-29eef870".into(), "999999".into()),
+            ("mb-2026-11-10-globex-29eef870".into(), "1000000".into()),
+            ("mb-2026-11-30-acme-29eef870".into(), "100".into()),
+        ]
+    );
 }
 
 #[test]

@@ -248,17 +248,14 @@ pub fn previews(
         let registered = store.customer_exists(&id)?;
         let mut notes = Vec::new();
         if fx.is_none() {
-            // The line was computed at a rate of 1: say so instead of
-            // the "x 1 EUR/USD" the library writes.
-            let conv = format!(" x 1 {}/USD", cfg.billing.currency);
+            // The line was computed at a rate of 1: say so (the library's
+            // description carries no rate since issue 14).
             for l in lines.iter_mut().filter(|l| l.line == "llm_overage") {
                 l.currency = "USD".into();
                 l.fx_rate = String::new();
-                if let Some(i) = l.description.find(&conv) {
-                    l.description.truncate(i);
-                    l.description
-                        .push_str(" (USD, not converted: no rate configured)");
-                }
+                l.fx_source = String::new();
+                l.description
+                    .push_str(" (USD, not converted: no rate configured)");
             }
             if usage.total_tokens() > 0 {
                 notes.push(format!(
