@@ -367,7 +367,8 @@ impl Sink<'_> {
     fn say(&mut self, msg: String) {
         *self.messages += 1;
         if *self.messages <= MAX_MESSAGES {
-            cli::warn(msg);
+            // Messages quote input, which may carry terminal escapes.
+            cli::warn(crate::output::escape_text(&msg));
         }
     }
 
@@ -381,8 +382,8 @@ impl Sink<'_> {
             writeln!(
                 w,
                 "# {}:{line_no}: {}",
-                self.source,
-                reason.replace('\n', " ")
+                crate::output::escape_text(self.source),
+                crate::output::escape_text(reason)
             )
             .map_err(io)?;
             w.write_all(raw).map_err(io)?;

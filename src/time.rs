@@ -60,13 +60,38 @@ pub fn whole_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// Parse a user-supplied point in time for CLI flags: an RFC 3339 instant,
-/// or a date `YYYY-MM-DD` meaning 00:00 of that day in `tz`.
+/// a date `YYYY-MM-DD` meaning 00:00 of that day in `tz`, or a local date
+/// and time without a zone, as people type them (`2026-11-10T00:00`,
+/// `2026-11-10 08:30`, seconds optional), meaning that wall-clock time in
+/// `tz`. A local time that occurs twice (the hour the clocks go back) is
+/// the first of the two; one that does not exist (the hour skipped when
+/// they go forward) is refused.
 pub fn parse_instant_or_date(s: &str, tz: chrono_tz::Tz) -> Option<DateTime<Utc>> {
     if let Some(t) = parse_rfc3339(s) {
         return Some(t);
     }
-    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
-    start_of_day(d, tz)
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return start_of_day(d, tz);
+    }
+    let naive = parse_local_datetime(s)?;
+    tz.from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// `YYYY-MM-DD[T ]HH:MM[:SS[.fff]]` with no zone.
+fn parse_local_datetime(s: &str) -> Option<chrono::NaiveDateTime> {
+    for f in [
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+    ] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, f) {
+            return Some(t);
+        }
+    }
+    None
 }
 
 /// 00:00 of `d` in `tz`, as UTC. On a day whose midnight does not exist
@@ -125,6 +150,22 @@ mod tests {
         assert_eq!(format_rfc3339(&t), "2026-06-30T22:00:00Z");
         let t = parse_instant_or_date("2026-12-01", tz).unwrap();
         assert_eq!(format_rfc3339(&t), "2026-11-30T23:00:00Z");
+    }
+
+    #[test]
+    fn local_times_without_a_zone_are_in_the_zone() {
+        let tz = parse_tz("Europe/Prague").unwrap();
+        let t = parse_instant_or_date("2026-11-10T00:00", tz).unwrap();
+        assert_eq!(format_rfc3339(&t), "2026-11-09T23:00:00Z");
+        let t = parse_instant_or_date("2026-11-10 08:30:15", tz).unwrap();
+        assert_eq!(format_rfc3339(&t), "2026-11-10T07:30:15Z");
+        // 02:30 on 2026-10-25 happens twice in Prague: the first (CEST).
+        let t = parse_instant_or_date("2026-10-25T02:30", tz).unwrap();
+        assert_eq!(format_rfc3339(&t), "2026-10-25T00:30:00Z");
+        // 02:30 on 2026-03-29 never happens there.
+        assert!(parse_instant_or_date("2026-03-29T02:30", tz).is_none());
+        assert!(parse_instant_or_date("2026-11-10T00:00Z", tz).is_none());
+        assert!(parse_instant_or_date("2026-11-10T25:00", tz).is_none());
     }
 
     #[test]

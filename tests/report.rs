@@ -86,10 +86,11 @@ fn summary_csv_reproduces_the_sectioned_layout() {
     // Hand-checked: a1 (2,500,000 tokens, USD 12.5) + a2 (100, USD 0.00025);
     // a3 is 2026-10-31T23:30Z, outside the UTC month.
     let out = stdout(&o);
-    assert!(out
-        .contains("\nanthropic,claude-sonnet-4-5,1000000,500000,2500000,12.5000,700000,300000\n"));
+    assert!(out.contains(
+        "\nanthropic,claude-sonnet-4-5,1000000,500000,2500000,12.5000,700000,300000,1\n"
+    ));
     assert!(
-        out.contains("\nopenai,gpt-4o,100,0,100,0.0003,0,0\n"),
+        out.contains("\nopenai,gpt-4o,100,0,100,0.0003,0,0,1\n"),
         "0.00025 rounds half away from zero"
     );
     assert!(out.contains("\nTotal API Cost USD,12.5003\n"));
@@ -446,7 +447,7 @@ fn as_of_hides_late_events_and_reruns_are_byte_identical() {
     let after = env.run("mb-report", &args, "");
     assert_eq!(stdout(&after), stdout(&before));
     assert!(stdout(&before).contains("google,gemini-2.5-pro,600000,400000,1000000,3.0000,0,0"));
-    assert!(stdout(&before).starts_with("Report Type,Generated At,Customer ID,Period,Period Start,Period End,Time Zone,As Of,Price Tables,Units\nusage_report,2026-12-02T12:30:00Z,globex,month,"));
+    assert!(stdout(&before).starts_with("Report Type,Generated At,Customer ID,Period,Period Start,Period End,Time Zone,As Of,Price Tables,Units,Tier,Status,Inactive Requests,Inactive Tokens,Inactive Cost USD,Inactive Activity Events,Inactive Resource Samples\nusage_report,2026-12-02T12:30:00Z,globex,month,"));
     // Without the cutoff both late events count; with a cutoff between them one.
     let now = env.run(
         "mb-report",
@@ -685,8 +686,8 @@ fn invoice_in_a_zero_decimal_currency_and_fx_dates_far_from_the_month() {
     let text = stdout(&o);
     assert!(
         text.starts_with(
-            "Invoice 2026-11: 2026-11-01T00:00:00Z to 2026-12-01T00:00:00Z (UTC); amounts in EUR, \
-             rounded once per line half-up to the minor unit; USD costs converted at 0.92 EUR/USD \
+            "Invoice month 2026-11: 2026-11-01 to 2026-11-30, UTC; amounts in EUR, rounded\n    \
+             once per line half-up to the minor unit; USD costs converted at 0.92 EUR/USD\n    \
              (ECB, 2024-03-01)\n"
         ),
         "{text}"
@@ -721,7 +722,7 @@ fn invoice_in_a_zero_decimal_currency_and_fx_dates_far_from_the_month() {
     assert!(
         stdout(&o)
             .lines()
-            .next()
+            .nth(1)
             .unwrap()
             .ends_with("; no USD costs to convert"),
         "{}",
@@ -874,7 +875,7 @@ fn csv_text_cells_are_neutralised() {
     assert_code(&env.run("mb-ingest", &["-q"], &format!("{line}\n")), 0);
     let o = env.run("mb-report", &["--month", "2026-11", "--csv"], "");
     assert!(
-        stdout(&o).contains("\n'=cmd,'@SUM(A1),5,5,10,1.0000,0,0\n"),
+        stdout(&o).contains("\n'=cmd,'@SUM(A1),5,5,10,1.0000,0,0,1\n"),
         "{}",
         stdout(&o)
     );
@@ -896,7 +897,7 @@ fn bad_arguments_and_missing_database() {
             &["--month", "2026-13"],
             "--month \"2026-13\": expected YYYY-MM",
         ),
-        (&["--since", "2026-11-01"], "--until"),
+        (&["--until", "2026-11-01"], "--since"),
         (
             &["--since", "2026-11-02", "--until", "2026-11-01"],
             "is not after --since",
@@ -1020,6 +1021,511 @@ fn as_of_hides_late_resource_samples() {
     assert_eq!(stdout(&after), stdout(&before));
     let plain_after = env.run("mb-report", &plain, "");
     assert_ne!(stdout(&plain_after), stdout(&plain_before));
+}
+
+/// One api event for `customer` at `ts`, 10 tokens, USD 0.1.
+fn api_line(id: &str, ts: &str, customer: &str) -> String {
+    format!(
+        r#"{{"v":1,"kind":"api","id":"{id}","ts":"{ts}","customer_id":"{customer}","vm_id":"vm-x","provider":"openai","model":"gpt-4o","price_key":"gpt-4o","tokens_in":10,"tokens_out":0,"cache_read_tokens":0,"cache_write_tokens":0,"reasoning_tokens":0,"cost_usd":"0.1","priced":true,"price_table":"test-2026-11"}}"#
+    ) + "\n"
+}
+
+#[test]
+fn tier_status_and_usage_while_suspended() {
+    let env = setup();
+    // initech is suspended from 2026-11-21; this request came after.
+    let o = env.run(
+        "mb-ingest",
+        &["-q"],
+        &api_line("late-i", "2026-11-25T10:00:00Z", "initech"),
+    );
+    assert_code(&o, 0);
+    let args = ["--month", "2026-11", "--customer", "initech"];
+    let o = env.run("mb-report", &args, "");
+    assert_code(&o, 1);
+    assert_eq!(
+        stderr(&o),
+        "mb-report: initech: usage recorded while suspended (2026-11-21T00:00:00Z to \
+         2026-12-01T00:00:00Z): 1 requests, 0 activity events, 0 resource samples\n"
+    );
+    let out = stdout(&o);
+    assert!(
+        out.contains("\nCustomer initech  tier enterprise, suspended  [prices: test-2026-11]\n  Changes in the period: status suspended from 2026-11-21 00:00\n  ! Usage while suspended, 2026-11-21 00:00 to 2026-12-01 00:00: 1 request,\n      10 tokens, USD 0.1000; 0 activity events; 0 resource samples\n"),
+        "{out}"
+    );
+    // Active customers say so; the CSV header block and JSON carry it too.
+    let o = env.run("mb-report", &["--month", "2026-11"], "");
+    assert!(stdout(&o).contains("\nCustomer acme  tier pro, active  [prices: test-2026-11]\n"));
+    let mut csv = args.to_vec();
+    csv.push("--csv");
+    let o = env.run("mb-report", &csv, "");
+    assert_code(&o, 1);
+    assert!(stdout(&o).contains(
+        ",USD exact sums shown to 4 decimals; GB=10^9 B; MB=10^6 B,enterprise,suspended,1,10,0.1000,0,0\n"
+    ));
+    let mut js = args.to_vec();
+    js.push("--json");
+    let v = json(&env.run("mb-report", &js, ""));
+    let c = &v["customers"][0];
+    assert_eq!(c["tier"], "enterprise");
+    assert_eq!(c["status"], "suspended");
+    assert_eq!(c["status_at"], "2026-12-01T00:00:00Z");
+    assert_eq!(c["changes"][0]["effective"], "2026-11-21T00:00:00Z");
+    let u = &c["inactive_usage"][0];
+    assert_eq!(u["status"], "suspended");
+    assert_eq!(u["start"], "2026-11-21T00:00:00Z");
+    assert_eq!(u["end"], "2026-12-01T00:00:00Z");
+    assert_eq!(u["api"]["requests"], 1);
+    assert_eq!(u["api"]["total_tokens"], 10);
+    assert_eq!(u["api"]["cost_nusd"], "100000000");
+    // Before the suspension nothing is flagged.
+    let o = env.run(
+        "mb-report",
+        &[
+            "--since",
+            "2026-11-01",
+            "--until",
+            "2026-11-21",
+            "--customer",
+            "initech",
+        ],
+        "",
+    );
+    assert_code(&o, 0);
+    assert!(!stdout(&o).contains("Usage while"));
+}
+
+#[test]
+fn a_typo_is_not_a_new_customer() {
+    let env = setup();
+    for args in [
+        &["--customer", "acmee"][..],
+        &["invoice", "--month", "2026-11", "--customer", "acmee"],
+        &["series", "--customer", "acmee"],
+    ] {
+        let o = env.run("mb-report", args, "");
+        assert_code(&o, 2);
+        assert_eq!(
+            stderr(&o),
+            "mb-report: no customer and no usage named acmee; did you mean acme?\n",
+            "{args:?}"
+        );
+        assert_eq!(stdout(&o), "");
+    }
+    let o = env.run("mb-report", &["--customer", "zzzzzz"], "");
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("no customer and no usage named zzzzzz; see mb-customer list"));
+    // A registered customer without usage in the period is not a typo, and
+    // neither is an unregistered one with usage.
+    let o = env.run(
+        "mb-report",
+        &["--month", "2026-10", "--customer", "globex"],
+        "",
+    );
+    assert_code(&o, 0);
+    let o = env.run(
+        "mb-ingest",
+        &["-q"],
+        &api_line("u1", "2026-11-05T10:00:00Z", "newco"),
+    );
+    assert_code(&o, 0);
+    let o = env.run(
+        "mb-report",
+        &["--month", "2026-11", "--customer", "newco"],
+        "",
+    );
+    assert_code(&o, 1);
+    assert!(stdout(&o).contains("Customer newco (not registered)"));
+}
+
+#[test]
+fn dates_as_people_type_them() {
+    let env = setup();
+    let o = env.run(
+        "mb-report",
+        &["--month", "2026-11", "--tz", "Europe/Prague"],
+        "",
+    );
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).starts_with(
+            "Usage month 2026-11: 2026-11-01 to 2026-11-30, Europe/Prague (+01:00)\n\
+         UTC 2026-10-31T23:00:00Z to 2026-11-30T23:00:00Z\n\
+         Generated 2026-12-02 13:00 CET; all ingested events.\n"
+        ),
+        "{}",
+        stdout(&o)
+    );
+    // The same month read as a local-time range: said once, local.
+    let o = env.run(
+        "mb-report",
+        &[
+            "--since",
+            "2026-11-10T00:00",
+            "--until",
+            "2026-11-20 12:30",
+            "--tz",
+            "Europe/Prague",
+        ],
+        "",
+    );
+    assert_code(&o, 0);
+    let out = stdout(&o);
+    assert!(
+        out.starts_with(
+            "Usage 2026-11-10 00:00 to 2026-11-20 12:30, Europe/Prague (+01:00)\n\
+         UTC 2026-11-09T23:00:00Z to 2026-11-20T11:30:00Z\n"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains(".."), "the range is not repeated: {out}");
+    // --since alone: until now (MB_NOW).
+    let v = json(&env.run("mb-report", &["--since", "2026-11-25", "--json"], ""));
+    assert_eq!(v["period"]["start"], "2026-11-25T00:00:00Z");
+    assert_eq!(v["period"]["end"], "2026-12-02T12:00:00Z");
+    // --as-of takes a local date like --since; JSON stays UTC.
+    let v = json(&env.run(
+        "mb-report",
+        &[
+            "--month",
+            "2026-11",
+            "--tz",
+            "Europe/Prague",
+            "--as-of",
+            "2026-12-02",
+            "--json",
+        ],
+        "",
+    ));
+    assert_eq!(v["as_of"], "2026-12-01T23:00:00Z");
+    // A local time the clocks skip does not exist.
+    let o = env.run(
+        "mb-report",
+        &["--since", "2026-03-29T02:30", "--tz", "Europe/Prague"],
+        "",
+    );
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("--since \"2026-03-29T02:30\": not a date"));
+    // The invoice header too.
+    let o = env.run(
+        "mb-report",
+        &[
+            "invoice",
+            "--month",
+            "2026-11",
+            "--usd-eur",
+            "0.92",
+            "--tz",
+            "Europe/Prague",
+        ],
+        "",
+    );
+    assert!(
+        stdout(&o).starts_with(
+            "Invoice month 2026-11: 2026-11-01 to 2026-11-30, Europe/Prague (+01:00);"
+        ),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn json_is_exact_and_typed_and_missing_is_missing() {
+    let env = setup();
+    let v = json(&env.run("mb-report", &["--month", "2026-11", "--json"], ""));
+    let acme = &v["customers"][0];
+    let r = &acme["resource"];
+    // 1,000,000 + 2,000,000 B in; CPU 300 of 3000 ticks (see above).
+    assert_eq!(r["net_in_bytes"], 3_000_000.0);
+    assert_eq!(r["net_out_bytes"], 300_000.0);
+    assert_eq!(r["cpu_busy_ticks"], 300.0);
+    assert_eq!(r["cpu_total_ticks"], 3000.0);
+    assert_eq!(r["avg_memory_percent_exact"], 160.0 / 3.0);
+    assert_eq!(r["total_network_in_mb"], 3.0, "the old field stays");
+    assert_eq!(acme["api_total"]["cost_nusd"], "12500250000");
+    assert_eq!(acme["api_total"]["cost_usd"], "12.50025");
+    // globex has no samples: missing, not 0.
+    let g = &v["customers"][1]["resource"];
+    assert_eq!(g["total_network_in_mb"], serde_json::Value::Null);
+    assert_eq!(g["net_in_bytes"], serde_json::Value::Null);
+    assert_eq!(g["cpu_busy_ticks"], serde_json::Value::Null);
+
+    // The invoice JSON is typed, not the CSV as strings.
+    let v = json(&env.run(
+        "mb-report",
+        &[
+            "invoice",
+            "--month",
+            "2026-11",
+            "--usd-eur",
+            "0.92",
+            "--json",
+        ],
+        "",
+    ));
+    let lines = v["lines"].as_array().unwrap();
+    let base = lines.iter().find(|l| l["line"] == "base").unwrap();
+    assert!(base["quantity"].is_i64(), "{base}");
+    assert_eq!(base["tokens"], serde_json::Value::Null);
+    assert_eq!(base["cost_usd"], serde_json::Value::Null);
+    assert_eq!(base["fx_rate"], serde_json::Value::Null);
+    assert!(base["amount_minor"].is_i64());
+    let over = lines.iter().find(|l| l["line"] == "llm_overage").unwrap();
+    assert!(over["tokens"].is_i64(), "{over}");
+    assert!(over["quantity"].is_i64());
+    assert_eq!(over["fx_rate"], "0.92");
+    assert!(over["cost_usd"].is_string());
+
+    // One lone sample: CPU and network are missing in text and CSV too.
+    let lone = std::fs::read_to_string(fixture("report/events.jsonl"))
+        .unwrap()
+        .lines()
+        .find(|l| l.contains(r#""id":"vm-a1:b1:1""#))
+        .unwrap()
+        .replace(r#""customer_id":"acme""#, r#""customer_id":"solo""#)
+        .replace(r#""vm_id":"vm-a1""#, r#""vm_id":"vm-s1""#)
+        .replace("vm-a1:b1:1", "vm-s1:b1:1");
+    assert_code(&env.run("mb-ingest", &["-q"], &(lone + "\n")), 0);
+    let o = env.run(
+        "mb-report",
+        &["--month", "2026-11", "--customer", "solo"],
+        "",
+    );
+    assert!(
+        stdout(&o).contains("  Resources: cpu - %, memory 40.0 %, disk 10.0 GB, network in - MB, out - MB;\n      coverage 0.0 % (1 VMs, 1 samples)\n"),
+        "{}",
+        stdout(&o)
+    );
+    let o = env.run(
+        "mb-report",
+        &["--month", "2026-11", "--customer", "solo", "--csv"],
+        "",
+    );
+    assert!(stdout(&o).contains("\ntotal_network_in_mb,\ntotal_network_out_mb,\n"));
+}
+
+#[test]
+fn text_fits_the_terminal_and_colour_only_on_a_tty() {
+    let env = setup();
+    // Not a terminal: 80 columns, no colour.
+    for args in [
+        &["--month", "2026-11"][..],
+        &["invoice", "--month", "2026-11", "--usd-eur", "0.92"],
+    ] {
+        let o = env.run("mb-report", args, "");
+        let out = stdout(&o);
+        for l in out.lines() {
+            assert!(l.chars().count() <= 80, "{args:?}: {l:?} is wider than 80");
+        }
+        assert!(!out.contains('\x1b'), "{out}");
+    }
+    // The invoice moves its long descriptions under the lines.
+    let o = env.run(
+        "mb-report",
+        &["invoice", "--month", "2026-11", "--usd-eur", "0.92"],
+        "",
+    );
+    assert!(
+        stdout(&o).contains("\nCUSTOMER  LINE         AMOUNT EUR\nacme      base             499.00\n    pro plan 499.00 EUR/month, 2026-11-01 to 2026-11-30: 30 of 30 days\n"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains("\n    pro plan "), "{}", stdout(&o));
+    // A wide terminal (COLUMNS) gets one table per customer and the
+    // descriptions inline.
+    let o = run_cmd(
+        env.cmd("mb-report")
+            .env("COLUMNS", "200")
+            .args(["--month", "2026-11"]),
+        "",
+    );
+    assert!(stdout(&o).contains(
+        "\n  PROVIDER   MODEL              REQUESTS  TOKENS IN  TOKENS OUT  CACHE READ  CACHE WRITE  TOTAL TOKENS  COST USD\n"
+    ));
+    let o = run_cmd(
+        env.cmd("mb-report").env("COLUMNS", "250").args([
+            "invoice",
+            "--month",
+            "2026-11",
+            "--usd-eur",
+            "0.92",
+        ]),
+        "",
+    );
+    assert!(stdout(&o).contains("\nCUSTOMER  LINE         DESCRIPTION"));
+    // On a terminal (script(1) gives one): bold headers, unless NO_COLOR.
+    let tty = |no_color: bool| {
+        let cmdline = format!("{} --month 2026-11", bin_path("mb-report").display());
+        // The test's clean environment, for script(1) and its child.
+        let base = env.cmd("mb-report");
+        let mut c = std::process::Command::new("script");
+        c.env_clear().current_dir(env.dir.path());
+        for (k, v) in base.get_envs() {
+            if let Some(v) = v {
+                c.env(k, v);
+            }
+        }
+        c.args(["-qec", &cmdline, "/dev/null"])
+            .env("COLUMNS", "100");
+        if no_color {
+            c.env("NO_COLOR", "1");
+        }
+        stdout(&run_cmd(&mut c, ""))
+    };
+    let coloured = tty(false);
+    assert!(
+        coloured.contains("\x1b[1mCustomer acme\x1b[0m"),
+        "{coloured:?}"
+    );
+    assert!(
+        coloured.contains("\x1b[33msuspended\x1b[0m"),
+        "{coloured:?}"
+    );
+    assert!(coloured.contains("daily cost "), "sparklines on a terminal");
+    let plain = tty(true);
+    assert!(!plain.contains('\x1b'), "{plain:?}");
+    assert!(plain.contains("Customer acme  tier pro"));
+}
+
+#[test]
+fn flags_are_refused_at_parse_time_or_work() {
+    let env = setup();
+    for (args, needle) in [
+        (&["events", "--csv"][..], "unexpected argument '--csv'"),
+        (&["events", "--json"], "unexpected argument '--json'"),
+        (
+            &["invoice", "--month", "2026-11", "--vm", "vm-a1"],
+            "unexpected argument '--vm'",
+        ),
+        (
+            &["--vm", "vm-a1", "invoice", "--month", "2026-11"],
+            "--vm does not apply",
+        ),
+        (&["--csv", "events"], "--csv and --json do not apply"),
+        (&["--csv", "series", "--json"], "exclude each other"),
+    ] {
+        let o = env.run("mb-report", args, "");
+        assert_code(&o, 2);
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+    }
+    // Global options work after the subcommand, with MB_DB unset.
+    let db = env.db.to_str().unwrap().to_string();
+    let o = run_cmd(
+        env.cmd("mb-report").env_remove("MB_DB").args([
+            "invoice",
+            "--month",
+            "2026-11",
+            "--usd-eur",
+            "0.92",
+            "--csv",
+            "--db",
+            &db,
+            "--tz",
+            "UTC",
+        ]),
+        "",
+    );
+    assert_code(&o, 0);
+    assert!(stdout(&o).starts_with("customer_id,"));
+    let o = run_cmd(
+        env.cmd("mb-report").env_remove("MB_DB").args([
+            "events",
+            "--kind",
+            "api",
+            "--db",
+            &db,
+            "--customer",
+            "globex",
+        ]),
+        "",
+    );
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o).lines().count(), 1);
+    // Format and VM before the subcommand apply to it.
+    let o = env.run(
+        "mb-report",
+        &["--json", "series", "--metric", "requests"],
+        "",
+    );
+    assert_code(&o, 0);
+    assert!(stdout(&o).starts_with('['));
+    // Subcommand help shows the global options.
+    for sub in ["invoice", "events", "series", "stripe-meter", "summary"] {
+        let o = env.run("mb-report", &[sub, "--help"], "");
+        assert_code(&o, 0);
+        for flag in ["--db", "--config", "--tz", "--as-of", "--customer"] {
+            assert!(stdout(&o).contains(flag), "{sub} --help lacks {flag}");
+        }
+    }
+}
+
+#[test]
+fn control_characters_are_escaped_in_text_and_exact_in_json_and_csv() {
+    let env = Env::at("2026-12-02T12:00:00Z");
+    let f = fixture("report/injection.jsonl");
+    // mb-ingest rejects the last line, quoting its customer id escaped.
+    let o = env.run("mb-ingest", &[f.to_str().unwrap()], "");
+    assert_code(&o, 1);
+    assert!(!stderr(&o).contains('\x1b'), "{:?}", stderr(&o));
+    assert!(stderr(&o).contains(":4: "), "{}", stderr(&o));
+    let o = env.run("mb-report", &["--month", "2026-11"], "");
+    let out = stdout(&o);
+    for raw in ['\x1b', '\x07', '\u{9b}', '\u{202e}', '\r', '\x08'] {
+        assert!(!out.contains(raw), "{raw:?} in {out:?}");
+        assert!(!stderr(&o).contains(raw), "{raw:?} in {:?}", stderr(&o));
+    }
+    assert!(out.contains(r"gpt\e[2J\e]0;pwned\x07-4o"), "{out}");
+    assert!(out.contains(r"m\x9b31m\u{202e}od"), "{out}");
+    // The newline in the provider does not start a fake customer row.
+    assert_eq!(out.matches("\nCustomer ").count(), 1, "{out}");
+    assert!(out.contains(r"evil\nCustomer fake  tier pro"), "{out}");
+    // JSON and CSV keep the text exact.
+    let v = json(&env.run("mb-report", &["--month", "2026-11", "--json"], ""));
+    let models: Vec<&str> = v["customers"][0]["api"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["model"].as_str().unwrap())
+        .collect();
+    assert!(
+        models.contains(&"gpt\x1b[2J\x1b]0;pwned\x07-4o"),
+        "{models:?}"
+    );
+    let o = env.run("mb-report", &["--month", "2026-11", "--csv"], "");
+    assert!(stdout(&o).contains("gpt\x1b[2J\x1b]0;pwned\x07-4o"));
+    // The events stay exact for another database.
+    let o = env.run("mb-report", &["events", "--kind", "activity"], "");
+    assert!(
+        stdout(&o).contains(r#""pattern_name":"dep\u001b[31mloy""#),
+        "{}",
+        stdout(&o)
+    );
+    // mb-tokens' summary line on stderr (cron mail) is escaped too.
+    let t = fixture("report/injection-tokens.jsonl");
+    let o = env.run(
+        "mb-tokens",
+        &["--customer", "acme", "--vm", "vm-1", t.to_str().unwrap()],
+        "",
+    );
+    assert_code(&o, 1);
+    assert!(!stderr(&o).contains('\x1b'), "{:?}", stderr(&o));
+    assert!(
+        stderr(&o).contains(r"unpriced models: evil\e]0;pwned\x07-model (1)"),
+        "{}",
+        stderr(&o)
+    );
+    // mb-customer list shows stored text escaped (ids are validated, so
+    // this is the last line of defence; a plain list stays plain).
+    let o = env.run(
+        "mb-customer",
+        &["add", "acme", "--tier", "pro", "--effective", "2026-11-01"],
+        "",
+    );
+    assert_code(&o, 0);
+    let o = env.run("mb-customer", &["list"], "");
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("acme"));
+    assert!(!stdout(&o).contains('\x1b'));
 }
 
 /// One resource line of VM `vm` (customer acme) at `ts`.
@@ -1248,14 +1754,20 @@ fn by_vm_breaks_usage_down_per_vm_and_flags_unregistered_vms() {
     assert_code(&o, 1);
     let text = stdout(&o);
     // Local times in the zone; the unregistered VM marked; the total line
-    // sums the disks.
+    // sums the disks; on 80 columns the counters' events get a table of
+    // their own.
     assert!(
         text.contains(
             "\nCustomer acme\n\
-             \x20 VM         SAMPLES  LAST SAMPLE       CPU %  MEM %  DISK GB  IN MB  OUT MB  COVER %  GAPS  RESETS  REBOOTS\n\
-             \x20 vm-a1            5  2026-11-10 15:55    6.0   50.9     12.0    4.5     0.4      0.1     1       0        1\n\
-             \x20 vm-x !           3  2026-11-10 15:40   10.0   30.0      5.0   12.0     1.2      0.0     0       1        0\n\
-             \x20 total (2)        8                      8.7   44.4     17.0   16.5     1.6      0.0     1       1        1\n"
+             \x20 VM         SAMPLES  LAST SAMPLE       CPU %  MEM %  DISK GB  IN MB  OUT MB  COVER %\n\
+             \x20 vm-a1            5  2026-11-10 15:55    6.0   50.9     12.0    4.5     0.4      0.1\n\
+             \x20 vm-x !           3  2026-11-10 15:40   10.0   30.0      5.0   12.0     1.2      0.0\n\
+             \x20 total (2)        8                      8.7   44.4     17.0   16.5     1.6      0.0\n\
+             \n\
+             \x20 VM         GAPS  RESETS  REBOOTS\n\
+             \x20 vm-a1         1       0        1\n\
+             \x20 vm-x !        0       1        0\n\
+             \x20 total (2)     1       1        1\n"
         ),
         "{text}"
     );
@@ -1267,7 +1779,7 @@ fn by_vm_breaks_usage_down_per_vm_and_flags_unregistered_vms() {
     assert_code(&o, 1);
     let text = stdout(&o);
     assert!(
-        text.contains("disk 17.0 GB, network in 16.5 MB, out 1.6 MB"),
+        text.contains("memory 44.4 %, disk 17.0 GB, network in 16.5 MB,\n      out 1.6 MB;"),
         "{text}"
     );
     assert!(text.contains("  ! usage from VMs not registered to acme: vm-x"));

@@ -9,7 +9,7 @@ use crate::cli::{DbArgs, Outcome};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::{is_ident, IDENT_RULE};
-use crate::output::{csv_text, write_table, Align};
+use crate::output::{csv_text, escape_text, write_table, Align};
 use crate::store::customers::{Customer, Update, STATUSES};
 use crate::store::{Mode, Store};
 use crate::time;
@@ -319,16 +319,17 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
 }
 
 fn text_row(c: &Customer) -> Vec<String> {
-    let dash = |s: Option<&str>| s.unwrap_or("-").to_string();
+    // Escaped like all stored text shown on a terminal.
+    let dash = |s: Option<&str>| escape_text(s.unwrap_or("-")).into_owned();
     vec![
-        c.customer_id.clone(),
+        escape_text(&c.customer_id).into_owned(),
         dash(c.tier.as_deref()),
         dash(c.status.as_deref()),
         dash(c.stripe_customer_id.as_deref()),
         if c.vms.is_empty() {
             "-".into()
         } else {
-            c.vms.join(",")
+            escape_text(&c.vms.join(",")).into_owned()
         },
     ]
 }

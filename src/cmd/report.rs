@@ -16,10 +16,11 @@ use crate::cli::{self, Outcome};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::{is_ident, Kind, IDENT_RULE};
+use crate::output::{escape_text, TextStyle};
 use crate::report::invoice::{self, FxRate, Invoice};
 use crate::report::period;
 use crate::report::render::{self, Format};
-use crate::report::{self, glance, meter, Period, Query, Unit};
+use crate::report::{self, glance, meter, standing, Period, Query, Unit};
 use crate::store::{Mode, Store};
 use crate::time;
 
@@ -31,11 +32,13 @@ use crate::time;
     about = "Usage reports and invoices from the mb store, as text, CSV and JSON",
     long_about = "Usage reports and invoices from the mb store, as text, CSV and JSON.\n\n\
 Without a subcommand, prints the usage summary. Periods are half-open [start, end) in the \
---tz zone (IANA, default the config's timezone, else UTC); weeks are ISO weeks. GB = 10^9 \
-bytes, MB = 10^6 bytes. API costs are exact sums in USD, shown to 4 decimals (half away from \
-zero); invoice amounts are rounded once per line, half-up, to cents. With --as-of (an ingest \
-time cutoff) the same database gives byte-identical output even after late events arrive, \
-and \"Generated At\" is the cutoff.",
+--tz zone (IANA, default the config's timezone, else UTC); weeks are ISO weeks. Dates and \
+times are typed as people write them: 2026-11-10 is local midnight, 2026-11-10T08:30 local \
+time, and an RFC 3339 time with a zone is exact. Text output shows local dates and times; \
+CSV and JSON keep UTC. GB = 10^9 bytes, MB = 10^6 bytes. API costs are exact sums in USD, \
+shown to 4 decimals (half away from zero); invoice amounts are rounded once per line, \
+half-up, to cents. With --as-of (an ingest time cutoff) the same database gives \
+byte-identical output even after late events arrive, and \"Generated At\" is the cutoff.",
     after_long_help = EXAMPLES
 )]
 pub struct Args {
@@ -46,21 +49,24 @@ pub struct Args {
     pub common: Common,
 
     #[command(flatten)]
-    pub summary: SummaryArgs,
-}
+    pub view: ViewArgs,
 
-/// Options of the summary.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct SummaryArgs {
     #[command(flatten)]
     pub range: RangeArgs,
 
+    #[command(flatten)]
+    pub summary: SummaryOpts,
+}
+
+/// Options of the summary only.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SummaryOpts {
     /// One line per VM: samples, last sample, CPU, memory, disk, network, coverage, gaps, counter resets and reboots, with the customer's total (disks summed across VMs); VMs the registry does not list for the customer are marked
     #[arg(long)]
     pub by_vm: bool,
 }
 
-/// Options every subcommand takes.
+/// Options every subcommand takes, before or after its name.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Common {
     /// SQLite database file [default: per mb.toml, else /var/lib/mb/usage.db for root, $XDG_DATA_HOME/mb/usage.db otherwise]
@@ -71,28 +77,39 @@ pub struct Common {
     #[arg(long, env = "MB_CONFIG", value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
 
-    /// Only this customer
+    /// Only this customer (a registered one, or one with usage)
     #[arg(long, value_name = "ID", global = true)]
     pub customer: Option<String>,
-
-    /// Only this VM
-    #[arg(long, value_name = "ID", global = true)]
-    pub vm: Option<String>,
 
     /// IANA time zone of periods and dates [default: config timezone, else UTC]
     #[arg(long, value_name = "ZONE", global = true)]
     pub tz: Option<String>,
 
-    /// Ingest-time cutoff: ignore events stored after it (RFC 3339)
-    #[arg(long, value_name = "TIMESTAMP", global = true)]
+    /// Ingest-time cutoff: ignore events stored after it (a date, local time or RFC 3339)
+    #[arg(long, value_name = "T", global = true)]
     pub as_of: Option<String>,
+}
 
+/// The output format and VM filter of the views that have them.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ViewArgs {
+    /// Only this VM
+    #[arg(long, value_name = "ID")]
+    pub vm: Option<String>,
+
+    #[command(flatten)]
+    pub format: FormatArgs,
+}
+
+/// `--csv` / `--json`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct FormatArgs {
     /// CSV instead of a text table
-    #[arg(long, global = true, conflicts_with = "json")]
+    #[arg(long, conflicts_with = "json")]
     pub csv: bool,
 
-    /// JSON instead of a text table
-    #[arg(long, global = true)]
+    /// JSON instead of a text table (exact numbers; see mb-report(1) OUTPUT FORMAT)
+    #[arg(long)]
     pub json: bool,
 }
 
@@ -107,8 +124,8 @@ pub struct RangeArgs {
     #[arg(long, value_name = "DATE", requires = "period")]
     pub date: Option<String>,
 
-    /// Start of a custom range (RFC 3339 or date), with --until
-    #[arg(long, value_name = "T", requires = "until", conflicts_with_all = ["period", "month"])]
+    /// Start of a custom range (a date, local time or RFC 3339); until --until, else until now
+    #[arg(long, value_name = "T", conflicts_with_all = ["period", "month"])]
     pub since: Option<String>,
 
     /// End (exclusive) of a custom range
@@ -124,11 +141,20 @@ pub struct RangeArgs {
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Usage per customer: API by model, resources, activity (the default)
-    Summary(SummaryArgs),
+    Summary {
+        #[command(flatten)]
+        range: RangeArgs,
+        #[command(flatten)]
+        view: ViewArgs,
+        #[command(flatten)]
+        opts: SummaryOpts,
+    },
     /// One tidy table: a row per bucket x customer x metric
     Series {
         #[command(flatten)]
         range: RangeArgs,
+        #[command(flatten)]
+        view: ViewArgs,
         /// Bucket size
         #[arg(long, value_enum, default_value = "day")]
         by: Unit,
@@ -161,6 +187,8 @@ pub enum Cmd {
         /// Invoice priced usage even if some usage has no price (listed as warnings)
         #[arg(long)]
         allow_unpriced: bool,
+        #[command(flatten)]
+        format: FormatArgs,
     },
     /// Stripe meter-event CSV (identifier,timestamp,event_name,payload_stripe_customer_id,payload_value): billable tokens per customer and day; days Stripe would refuse (not ended yet, older than 35 days) are left out with a warning and exit 1; --json for one JSON object
     StripeMeter {
@@ -170,10 +198,12 @@ pub enum Cmd {
         /// The Stripe meter's event name
         #[arg(long, value_name = "NAME")]
         event_name: String,
+        #[command(flatten)]
+        format: FormatArgs,
     },
-    /// The stored events as mb-events(5) lines, to pull into another database
+    /// The stored events as mb-events(5) JSON lines, to pull into another database
     Events {
-        /// Only events at or after this time (RFC 3339 or date)
+        /// Only events at or after this time (a date, local time or RFC 3339)
         #[arg(long, value_name = "T")]
         since: Option<String>,
         /// Only events before this time
@@ -182,6 +212,9 @@ pub enum Cmd {
         /// Only this kind (repeatable)
         #[arg(long, value_enum)]
         kind: Vec<KindArg>,
+        /// Only this VM
+        #[arg(long, value_name = "ID")]
+        vm: Option<String>,
     },
 }
 
@@ -244,6 +277,22 @@ struct Ctx {
     vm: Option<String>,
 }
 
+/// The format asked for by the options before and after the subcommand.
+fn format_of(a: &FormatArgs, b: &FormatArgs) -> Result<Format> {
+    let csv = a.csv || b.csv;
+    let json = a.json || b.json;
+    if csv && json {
+        return Err(Error::Usage("--csv and --json exclude each other".into()));
+    }
+    Ok(if csv {
+        Format::Csv
+    } else if json {
+        Format::Json
+    } else {
+        Format::Text
+    })
+}
+
 /// Run mb-report.
 pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
     let c = &args.common;
@@ -254,52 +303,78 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
         })?,
         None => cfg.timezone,
     };
-    for (flag, v) in [("--customer", &c.customer), ("--vm", &c.vm)] {
+    let now = time::now();
+    let as_of = match &c.as_of {
+        Some(s) => Some(period::parse_point("--as-of", s, tz)?),
+        None => None,
+    };
+    let r = &args.range;
+    if args.command.is_some()
+        && (r.period.is_some() || r.date.is_some() || r.since.is_some() || r.month.is_some())
+    {
+        return Err(Error::Usage(
+            "put the period options after the subcommand (mb-report invoice --month ...)".into(),
+        ));
+    }
+    let top = &args.view;
+    // The VM filter and format given before a subcommand apply to it when
+    // it has them; otherwise they are refused, never silently ignored.
+    let (vm, format) = match &args.command {
+        None => (
+            top.vm.clone(),
+            format_of(&top.format, &FormatArgs::default())?,
+        ),
+        Some(Cmd::Summary { view, .. }) | Some(Cmd::Series { view, .. }) => (
+            view.vm.clone().or_else(|| top.vm.clone()),
+            format_of(&top.format, &view.format)?,
+        ),
+        Some(Cmd::Invoice { format, .. }) => {
+            if top.vm.is_some() {
+                return Err(Error::Usage(
+                    "invoice is per customer; --vm does not apply".into(),
+                ));
+            }
+            (None, format_of(&top.format, format)?)
+        }
+        Some(Cmd::StripeMeter { format, .. }) => {
+            if top.vm.is_some() {
+                return Err(Error::Usage(
+                    "stripe-meter is per customer; --vm does not apply".into(),
+                ));
+            }
+            (None, format_of(&top.format, format)?)
+        }
+        Some(Cmd::Events { vm, .. }) => {
+            if top.format.csv || top.format.json {
+                return Err(Error::Usage(
+                    "events writes mb-events(5) JSON lines; --csv and --json do not apply".into(),
+                ));
+            }
+            (vm.clone().or_else(|| top.vm.clone()), Format::Json)
+        }
+    };
+    for (flag, v) in [("--customer", &c.customer), ("--vm", &vm)] {
         if let Some(v) = v {
             if !is_ident(v) {
                 return Err(Error::Usage(format!("{flag} {v:?} {IDENT_RULE}")));
             }
         }
     }
-    let as_of = match &c.as_of {
-        Some(s) => Some(time::parse_rfc3339(s).ok_or_else(|| {
-            Error::Usage(format!(
-                "--as-of {s:?}: not an RFC 3339 time like 2026-12-01T03:00:00Z"
-            ))
-        })?),
-        None => None,
-    };
-    let format = if c.csv {
-        Format::Csv
-    } else if c.json {
-        Format::Json
-    } else {
-        Format::Text
-    };
-    let now = time::now();
-    let r = &args.summary.range;
-    if args.command.is_some()
-        && (r.period.is_some()
-            || r.date.is_some()
-            || r.since.is_some()
-            || r.month.is_some()
-            || args.summary.by_vm)
-    {
-        return Err(Error::Usage(
-            "put the period options after the subcommand (mb-report invoice --month ...)".into(),
-        ));
-    }
     // Validate the period before touching the database.
     let db = cfg.db_path(c.db.as_deref());
     let plan = match args.command {
-        None => Plan::Summary(
-            resolve_range(&args.summary.range, tz, now)?,
-            args.summary.by_vm,
+        None => Plan::Summary(resolve_range(&args.range, tz, now)?, args.summary.by_vm),
+        Some(Cmd::Summary { range, opts, .. }) => Plan::Summary(
+            resolve_range(&range, tz, now)?,
+            opts.by_vm || args.summary.by_vm,
         ),
-        Some(Cmd::Summary(s)) => Plan::Summary(resolve_range(&s.range, tz, now)?, s.by_vm),
-        Some(Cmd::Series { range, by, metrics }) => {
-            Plan::Series(resolve_range(&range, tz, now)?, by, metrics)
-        }
+        Some(_) if args.summary.by_vm => return Err(Error::Usage(
+            "--by-vm is a view of the summary (mb-report --by-vm, or mb-report summary --by-vm)"
+                .into(),
+        )),
+        Some(Cmd::Series {
+            range, by, metrics, ..
+        }) => Plan::Series(resolve_range(&range, tz, now)?, by, metrics),
         Some(other) => Plan::Other(other),
     };
     let store = Store::open(&db, Mode::ReadOnly)?;
@@ -311,15 +386,21 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
         as_of,
         format,
         customer: c.customer.clone(),
-        vm: c.vm.clone(),
+        vm,
     };
     let cmd = match plan {
-        Plan::Summary(p, by_vm) => return summary(&ctx, p, by_vm, out),
-        Plan::Series(p, by, metrics) => return series(&ctx, p, by, &metrics, out),
+        Plan::Summary(p, by_vm) => {
+            check_customer(&ctx)?;
+            return summary(&ctx, p, by_vm, out);
+        }
+        Plan::Series(p, by, metrics) => {
+            check_customer(&ctx)?;
+            return series(&ctx, p, by, &metrics, out);
+        }
         Plan::Other(cmd) => cmd,
     };
     match cmd {
-        Cmd::Summary(_) | Cmd::Series { .. } => {
+        Cmd::Summary { .. } | Cmd::Series { .. } => {
             unreachable!("invariant: summary and series are planned above")
         }
         Cmd::Invoice {
@@ -329,12 +410,8 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
             usd_eur_date,
             allow_unregistered,
             allow_unpriced,
+            format: _,
         } => {
-            if ctx.vm.is_some() {
-                return Err(Error::Usage(
-                    "invoice is per customer; --vm does not apply".into(),
-                ));
-            }
             let period = period::parse_month(&month, now, tz)?;
             let fx = match usd_eur {
                 Some(r) => Some(FxRate {
@@ -364,6 +441,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
                         .unwrap_or_else(|| "undated".into()),
                 }),
             };
+            check_customer(&ctx)?;
             let opts = invoice::Options {
                 period,
                 fx,
@@ -374,16 +452,21 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
             };
             let inv = invoice::invoice(&ctx.store, &ctx.cfg, &opts)?;
             for w in &inv.warnings {
-                cli::warn(w);
+                cli::warn(escape_text(w));
             }
             render_invoice(&ctx, &inv, out)?;
             Ok(Outcome::partial_if(!inv.warnings.is_empty()))
         }
-        Cmd::StripeMeter { month, event_name } => {
+        Cmd::StripeMeter {
+            month, event_name, ..
+        } => {
             let period = period::parse_month(&month, now, tz)?;
+            check_customer(&ctx)?;
             stripe_meter(&ctx, &period, &event_name, out)
         }
-        Cmd::Events { since, until, kind } => {
+        Cmd::Events {
+            since, until, kind, ..
+        } => {
             let start = match since {
                 Some(s) => period::parse_point("--since", &s, tz)?,
                 None => DateTime::<Utc>::MIN_UTC,
@@ -426,6 +509,45 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
     }
 }
 
+/// A `--customer` that is neither registered nor found in any usage is a
+/// typo, not a new customer: refuse it (exit 2) with the nearest name.
+fn check_customer(ctx: &Ctx) -> Result<()> {
+    let Some(id) = &ctx.customer else {
+        return Ok(());
+    };
+    if ctx.store.customer_exists(id)? {
+        return Ok(());
+    }
+    // All of time (halved: the store rounds the bounds to whole hours).
+    let everything = crate::store::report::Scope {
+        start_ns: i64::MIN / 2,
+        end_ns: i64::MAX / 2,
+        customer: None,
+        vm: None,
+        as_of: None,
+    };
+    let mut known = ctx.store.customers_with_usage(&everything)?;
+    if known.iter().any(|k| k == id) {
+        return Ok(());
+    }
+    known.extend(
+        ctx.store
+            .customers(ctx.now)?
+            .into_iter()
+            .map(|c| c.customer_id),
+    );
+    known.sort();
+    known.dedup();
+    let hint = match standing::did_you_mean(id, &known) {
+        Some(m) => format!("; did you mean {m}?"),
+        None if known.is_empty() => "; the database has no customers and no usage yet".into(),
+        None => "; see mb-customer list".into(),
+    };
+    Err(Error::Invalid(format!(
+        "no customer and no usage named {id}{hint}"
+    )))
+}
+
 fn parse_rate(s: &str) -> Result<Decimal> {
     let d: Decimal = s
         .parse()
@@ -439,12 +561,14 @@ fn parse_rate(s: &str) -> Result<Decimal> {
 }
 
 fn resolve_range(r: &RangeArgs, tz: Tz, now: DateTime<Utc>) -> Result<Period> {
-    if let (Some(s), Some(u)) = (&r.since, &r.until) {
-        return Period::custom(
-            period::parse_point("--since", s, tz)?,
-            period::parse_point("--until", u, tz)?,
-            tz,
-        );
+    if let Some(s) = &r.since {
+        let start = period::parse_point("--since", s, tz)?;
+        let end = match &r.until {
+            Some(u) => period::parse_point("--until", u, tz)?,
+            // Until now: the whole second, so reruns in one second match.
+            None => time::whole_seconds(now),
+        };
+        return Period::custom(start, end, tz);
     }
     if let Some(m) = &r.month {
         return period::parse_month(m, now, tz);
@@ -475,7 +599,9 @@ fn summary(ctx: &Ctx, period: Period, by_vm: bool, out: &mut dyn Write) -> Resul
     let mut suspect = false;
     for (c, p, m, n) in s.unpriced() {
         cli::warn(format!(
-            "{c}: {n} requests of {p}/{m} have no price; their cost is not included (add the model to a price table)"
+            "{c}: {n} requests of {}/{} have no price; their cost is not included (add the model to a price table)",
+            escape_text(&p),
+            escape_text(&m)
         ));
         suspect = true;
     }
@@ -485,6 +611,21 @@ fn summary(ctx: &Ctx, period: Period, by_vm: bool, out: &mut dyn Write) -> Resul
             c.customer_id, c.customer_id
         ));
         suspect = true;
+    }
+    for st in &s.standing {
+        for u in &st.inactive {
+            cli::warn(format!(
+                "{}: usage recorded while {} ({} to {}): {} requests, {} activity events, {} resource samples",
+                st.customer_id,
+                u.status,
+                time::format_rfc3339(&u.start),
+                time::format_rfc3339(&u.end),
+                u.api.requests,
+                u.activity_events,
+                u.resource_samples
+            ));
+            suspect = true;
+        }
     }
     for c in &s.customers {
         if !c.resource.unregistered_vms.is_empty() {
@@ -501,7 +642,7 @@ fn summary(ctx: &Ctx, period: Period, by_vm: bool, out: &mut dyn Write) -> Resul
         match ctx.format {
             Format::Json => render::json::vms(&s, out)?,
             Format::Csv => render::csv::vms(&s, out)?,
-            Format::Text => render::text::vms(&s, ctx.tz, out)?,
+            Format::Text => render::text::vms(&s, ctx.tz, &TextStyle::for_stdout(), out)?,
         }
         return Ok(Outcome::partial_if(suspect));
     }
@@ -515,7 +656,8 @@ fn summary(ctx: &Ctx, period: Period, by_vm: bool, out: &mut dyn Write) -> Resul
             } else {
                 None
             };
-            render::text::summary(&s, glance.as_deref(), out)?
+            let style = TextStyle::for_stdout();
+            render::text::summary(&s, glance.as_deref(), &style, out)?
         }
     }
     Ok(Outcome::partial_if(suspect))
@@ -543,7 +685,7 @@ fn render_invoice(ctx: &Ctx, inv: &Invoice, out: &mut dyn Write) -> Result<()> {
     match ctx.format {
         Format::Csv => render::csv::invoice(inv, out),
         Format::Json => render::json::invoice(inv, billing, ctx.as_of, out),
-        Format::Text => render::text::invoice(inv, billing, out),
+        Format::Text => render::text::invoice(inv, billing, &TextStyle::for_stdout(), out),
     }
 }
 

@@ -53,6 +53,28 @@ pub struct FxRate {
     pub date: String,
 }
 
+/// An integer CSV field as a JSON integer, null when empty (the text kept
+/// were it ever not an integer, rather than lost).
+fn ser_int_or_null<S: serde::Serializer>(v: &str, s: S) -> std::result::Result<S::Ok, S::Error> {
+    if v.is_empty() {
+        s.serialize_none()
+    } else {
+        match v.parse::<i64>() {
+            Ok(n) => s.serialize_i64(n),
+            Err(_) => s.serialize_str(v),
+        }
+    }
+}
+
+/// An exact decimal or text CSV field as a JSON string, null when empty.
+fn ser_text_or_null<S: serde::Serializer>(v: &str, s: S) -> std::result::Result<S::Ok, S::Error> {
+    if v.is_empty() {
+        s.serialize_none()
+    } else {
+        s.serialize_str(v)
+    }
+}
+
 fn ser_dec<S: serde::Serializer>(d: &Decimal, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_str(&d.normalize().to_string())
 }
@@ -74,12 +96,15 @@ pub struct Options {
     pub as_of: Option<DateTime<Utc>>,
 }
 
-/// One invoice line; the CSV columns, in order.
+/// One invoice line; the CSV columns, in order. The fields hold the CSV
+/// text; serialized (JSON: mb-report invoice --json and the dashboard) they
+/// are typed: integers as numbers, what a line does not have as null.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Line {
     /// Customer.
     pub customer_id: String,
     /// Stripe customer id ('' when unknown).
+    #[serde(serialize_with = "ser_text_or_null")]
     pub stripe_customer_id: String,
     /// Period start, RFC 3339.
     pub period_start: String,
@@ -90,6 +115,7 @@ pub struct Line {
     /// What the line is, with its arithmetic.
     pub description: String,
     /// Days (base) or tokens above the allowance (overage).
+    #[serde(serialize_with = "ser_int_or_null")]
     pub quantity: String,
     /// `day` or `token`.
     pub unit: String,
@@ -100,12 +126,16 @@ pub struct Line {
     /// Exact amount in minor units, 6 decimals.
     pub amount_unrounded: String,
     /// Billable tokens of the month (overage).
+    #[serde(serialize_with = "ser_int_or_null")]
     pub tokens: String,
     /// API cost of the month in USD, exact (overage).
+    #[serde(serialize_with = "ser_text_or_null")]
     pub cost_usd: String,
     /// Markup as a fraction (overage).
+    #[serde(serialize_with = "ser_text_or_null")]
     pub markup: String,
     /// USD -> currency rate (overage).
+    #[serde(serialize_with = "ser_text_or_null")]
     pub fx_rate: String,
     /// Deterministic key for the upload's Idempotency-Key.
     pub idempotency_key: String,

@@ -22,6 +22,7 @@ pub mod meter;
 pub mod period;
 pub mod render;
 pub mod resource;
+pub mod standing;
 
 use std::collections::BTreeMap;
 
@@ -243,6 +244,9 @@ pub struct Summary {
     pub as_of: Option<DateTime<Utc>>,
     /// One entry per customer with usage (or the one asked for), sorted.
     pub customers: Vec<CustomerSummary>,
+    /// Each customer's tier, status and usage while inactive, in the
+    /// order of `customers`.
+    pub standing: Vec<standing::Standing>,
 }
 
 impl Summary {
@@ -346,10 +350,12 @@ pub fn summary_with(store: &Store, q: &Query, path: ResourcePath) -> Result<Summ
             activity,
         });
     }
+    let ids: Vec<String> = customers.iter().map(|c| c.customer_id.clone()).collect();
     Ok(Summary {
         period: q.period.clone(),
         generated_at: q.as_of.unwrap_or_else(|| time::whole_seconds(time::now())),
         as_of: q.as_of,
+        standing: standing::standing(store, q, &ids, time::now())?,
         customers,
     })
 }

@@ -267,11 +267,12 @@ pub fn parse_month(s: &str, now: DateTime<Utc>, tz: Tz) -> Result<Period> {
     }
 }
 
-/// Parse a `--since`/`--until`/`--date` value: RFC 3339 or a local date.
+/// Parse a `--since`/`--until`/`--date`/`--as-of` value: RFC 3339, a local
+/// date or a local date and time (see [`time::parse_instant_or_date`]).
 pub fn parse_point(flag: &str, s: &str, tz: Tz) -> Result<DateTime<Utc>> {
     time::parse_instant_or_date(s, tz).ok_or_else(|| {
         Error::Usage(format!(
-            "{flag} {s:?}: not an RFC 3339 time (2026-11-03T10:00:00Z) or a date (2026-11-03)"
+            "{flag} {s:?}: not a date (2026-11-03), a local time (2026-11-03T10:00) or an RFC 3339 time (2026-11-03T10:00:00Z); a local time skipped by a clock change does not exist"
         ))
     })
 }

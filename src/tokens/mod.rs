@@ -565,7 +565,8 @@ impl Processor<'_> {
             let list: Vec<String> = s
                 .unpriced
                 .iter()
-                .map(|(m, n)| format!("{m} ({n})"))
+                // Model names come from the proxy's log: escape them.
+                .map(|(m, n)| format!("{} ({n})", crate::output::escape_text(m)))
                 .collect();
             msg.push_str(&format!(", unpriced models: {}", list.join(", ")));
         }

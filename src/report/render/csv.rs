@@ -11,6 +11,7 @@ use crate::output::{csv_text, fixed};
 use crate::report::invoice::{Invoice, CSV_HEADER};
 use crate::report::meter::Meter;
 use crate::report::{SeriesRow, Summary};
+use crate::store::report::ApiAgg;
 use crate::time;
 
 /// A CSV writer that can also write the blank lines between sections (the
@@ -48,8 +49,12 @@ impl Sections<'_> {
 }
 
 /// The summary in the sectioned layout (DESIGN.md appendix), one block per
-/// customer separated by a blank line.
+/// customer separated by a blank line. Columns are only ever appended:
+/// the header block gained the period, zone, cutoff, price tables, units,
+/// then tier, status and the usage recorded while suspended or cancelled;
+/// API Usage gained "Requests".
 pub fn summary(s: &Summary, out: &mut dyn Write) -> Result<()> {
+    let standing = &s.standing;
     let mut w = Sections { out };
     let gen = time::format_rfc3339(&s.generated_at);
     let as_of = s
@@ -71,7 +76,22 @@ pub fn summary(s: &Summary, out: &mut dyn Write) -> Result<()> {
             "As Of",
             "Price Tables",
             "Units",
+            "Tier",
+            "Status",
+            "Inactive Requests",
+            "Inactive Tokens",
+            "Inactive Cost USD",
+            "Inactive Activity Events",
+            "Inactive Resource Samples",
         ])?;
+        let st = standing.iter().find(|x| x.customer_id == c.customer_id);
+        let mut inactive = ApiAgg::default();
+        let (mut events, mut samples) = (0i64, 0u64);
+        for u in st.map(|x| x.inactive.as_slice()).unwrap_or_default() {
+            inactive.add(&u.api, 1);
+            events += u.activity_events;
+            samples += u.resource_samples;
+        }
         w.write_record([
             "usage_report".to_string(),
             gen.clone(),
@@ -83,6 +103,13 @@ pub fn summary(s: &Summary, out: &mut dyn Write) -> Result<()> {
             as_of.clone(),
             csv_text(&c.price_tables.join(" ")),
             "USD exact sums shown to 4 decimals; GB=10^9 B; MB=10^6 B".to_string(),
+            csv_text(st.and_then(|x| x.tier.as_deref()).unwrap_or_default()),
+            csv_text(st.and_then(|x| x.status.as_deref()).unwrap_or_default()),
+            inactive.requests.to_string(),
+            inactive.total_tokens().to_string(),
+            money4(inactive.cost_nusd),
+            events.to_string(),
+            samples.to_string(),
         ])?;
         w.blank()?;
         w.write_record(["API Usage"])?;
@@ -95,6 +122,7 @@ pub fn summary(s: &Summary, out: &mut dyn Write) -> Result<()> {
             "Cost USD",
             "Cache Read Tokens",
             "Cache Write Tokens",
+            "Requests",
         ])?;
         for m in &c.api {
             let u = &m.usage;
@@ -107,6 +135,7 @@ pub fn summary(s: &Summary, out: &mut dyn Write) -> Result<()> {
                 money4(u.cost_nusd),
                 u.cache_read_tokens.to_string(),
                 u.cache_write_tokens.to_string(),
+                u.requests.to_string(),
             ])?;
         }
         w.blank()?;
@@ -118,6 +147,15 @@ pub fn summary(s: &Summary, out: &mut dyn Write) -> Result<()> {
         w.write_record(["Resource Usage"])?;
         w.write_record(["Metric", "Value"])?;
         let r = &c.resource;
+        // Missing (empty), not 0.0, when no sample interval fell in the
+        // period, as for CPU.
+        let net = |b: f64| {
+            if super::has_network(r) {
+                fixed(b / 1e6, 1)
+            } else {
+                String::new()
+            }
+        };
         for (k, v) in [
             ("avg_cpu_percent", pct(r.avg_cpu_percent)),
             ("avg_memory_percent", pct(r.avg_memory_percent)),
@@ -127,8 +165,8 @@ pub fn summary(s: &Summary, out: &mut dyn Write) -> Result<()> {
                     .map(|b| fixed(b as f64 / 1e9, 1))
                     .unwrap_or_default(),
             ),
-            ("total_network_in_mb", fixed(r.net_in_bytes / 1e6, 1)),
-            ("total_network_out_mb", fixed(r.net_out_bytes / 1e6, 1)),
+            ("total_network_in_mb", net(r.net_in_bytes)),
+            ("total_network_out_mb", net(r.net_out_bytes)),
         ] {
             w.write_record([k.to_string(), v])?;
         }

@@ -1,5 +1,10 @@
 //! JSON views: one object (or array) per run, for programs. Field names
-//! are only ever added, never renamed, so consumers keep working.
+//! are only ever added, never renamed, so consumers keep working. Numbers
+//! are exact: counts, tokens and minor units as JSON integers, money as
+//! exact decimal strings (USD and nano-USD), bytes and ticks unrounded
+//! beside the rounded MB and percent fields of the first version, and a
+//! missing value is `null`, never 0. The fields are documented in
+//! docs/mb-report.md.
 
 use std::io::Write;
 
@@ -11,7 +16,9 @@ use crate::error::Result;
 use crate::money::format_nanos;
 use crate::report::invoice::Invoice;
 use crate::report::meter::Meter;
+use crate::report::render::has_network;
 use crate::report::resource::VmUsage;
+use crate::report::standing::Standing;
 use crate::report::Period;
 use crate::report::{CustomerSummary, SeriesRow, Summary};
 use crate::store::report::ApiAgg;
@@ -36,12 +43,26 @@ fn api(u: &ApiAgg) -> Value {
         "reasoning_tokens": u.reasoning_tokens,
         "total_tokens": u.total_tokens(),
         "cost_usd": format_nanos(u.cost_nusd),
+        "cost_nusd": u.cost_nusd.to_string(),
     })
 }
 
 /// The summary as one JSON object (shared with the dashboard API).
 pub fn summary_value(s: &Summary) -> Value {
-    let customers: Vec<Value> = s.customers.iter().map(customer).collect();
+    let standing = Some(s.standing.as_slice());
+    let customers: Vec<Value> = s
+        .customers
+        .iter()
+        .map(|c| {
+            let mut v = customer(c);
+            if let Some(st) =
+                standing.and_then(|x| x.iter().find(|x| x.customer_id == c.customer_id))
+            {
+                add_standing(&mut v, st);
+            }
+            v
+        })
+        .collect();
     json!({
         "report_type": "usage_report",
         "generated_at": time::format_rfc3339(&s.generated_at),
@@ -52,8 +73,41 @@ pub fn summary_value(s: &Summary) -> Value {
     })
 }
 
+fn add_standing(v: &mut Value, st: &Standing) {
+    v["tier"] = st.tier.clone().into();
+    v["status"] = st.status.clone().into();
+    v["status_at"] = time::format_rfc3339(&st.at).into();
+    v["changes"] = st
+        .changes
+        .iter()
+        .map(|c| {
+            json!({
+                "field": c.field,
+                "value": c.value,
+                "effective": time::format_rfc3339(&c.effective),
+            })
+        })
+        .collect();
+    v["inactive_usage"] = st
+        .inactive
+        .iter()
+        .map(|u| {
+            json!({
+                "status": u.status,
+                "start": time::format_rfc3339(&u.start),
+                "end": time::format_rfc3339(&u.end),
+                "api": api(&u.api),
+                "activity_events": u.activity_events,
+                "resource_samples": u.resource_samples,
+            })
+        })
+        .collect();
+}
+
 fn customer(c: &CustomerSummary) -> Value {
     let r = &c.resource;
+    let net = has_network(r);
+    let ticks = r.total_ticks > 0.0;
     json!({
         "customer_id": c.customer_id,
         "registered": c.registered,
@@ -72,13 +126,16 @@ fn customer(c: &CustomerSummary) -> Value {
             "avg_memory_percent": r.avg_memory_percent.map(|v| (v * 10.0).round() / 10.0),
             "max_disk_gb": r.max_disk_bytes.map(|b| (b as f64 / 1e8).round() / 10.0),
             "max_disk_bytes": r.max_disk_bytes,
-            "total_network_in_mb": (r.net_in_bytes / 1e5).round() / 10.0,
-            "total_network_out_mb": (r.net_out_bytes / 1e5).round() / 10.0,
+            "total_network_in_mb": net.then(|| (r.net_in_bytes / 1e5).round() / 10.0),
+            "total_network_out_mb": net.then(|| (r.net_out_bytes / 1e5).round() / 10.0),
             "coverage_percent": r.coverage.map(|v| (v * 1000.0).round() / 10.0),
-            "net_in_bytes": (r.vms > 0).then_some(r.net_in_bytes as i64),
-            "net_out_bytes": (r.vms > 0).then_some(r.net_out_bytes as i64),
-            "busy_ticks": (r.vms > 0).then_some(r.busy_ticks as i64),
-            "total_ticks": (r.vms > 0).then_some(r.total_ticks as i64),
+            "avg_cpu_percent_exact": r.avg_cpu_percent,
+            "avg_memory_percent_exact": r.avg_memory_percent,
+            "cpu_busy_ticks": ticks.then_some(r.busy_ticks as i64),
+            "cpu_total_ticks": ticks.then_some(r.total_ticks as i64),
+            "net_in_bytes": net.then_some(r.net_in_bytes as i64),
+            "net_out_bytes": net.then_some(r.net_out_bytes as i64),
+            "coverage": r.coverage,
             "cpu_skipped_intervals": r.cpu_skipped_intervals,
             "gaps": r.gaps,
             "counter_resets": r.counter_resets,

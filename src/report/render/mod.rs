@@ -43,3 +43,10 @@ pub(crate) fn money4(n: i64) -> String {
 pub(crate) fn csv_err(e: ::csv::Error) -> Error {
     Error::Stream(e.into())
 }
+
+/// Whether `r` has network figures: some sample interval (with counter
+/// deltas) fell in the period. One lone sample gives none, which is
+/// "missing", not 0 bytes. Coverage is exactly 0 only without intervals.
+pub(crate) fn has_network(r: &crate::report::ResourceUsage) -> bool {
+    r.coverage.is_some_and(|v| v > 0.0) || r.net_in_bytes != 0.0 || r.net_out_bytes != 0.0
+}

@@ -3,16 +3,19 @@
 
 use std::io::Write;
 
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use super::{money4, pct};
 use crate::config::Billing;
 use crate::error::Result;
-use crate::output::{fixed, thousands, write_table, Align};
+use crate::output::{
+    escape_text as esc, fixed, thousands, wrap, write_table, write_table_fit, Align, TextStyle,
+};
 use crate::report::glance::Glance;
 use crate::report::invoice::Invoice;
 use crate::report::period::tz_label;
-use crate::report::{SeriesRow, Summary};
+use crate::report::{Period, SeriesRow, Summary};
 use crate::time;
 
 const SPARKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
@@ -39,42 +42,114 @@ fn or_dash(s: String) -> String {
     }
 }
 
-/// Write a table indented by two spaces.
-fn indented_table(
+/// A local date and time in `tz`, minutes unless the seconds matter:
+/// `2026-11-10 08:30`, `2026-11-10 08:30:15`.
+pub fn local(t: &DateTime<Utc>, tz: Tz) -> String {
+    let l = t.with_timezone(&tz);
+    if t.timestamp_subsec_nanos() == 0 && t.timestamp() % 60 == 0 {
+        l.format("%Y-%m-%d %H:%M").to_string()
+    } else if t.timestamp_subsec_nanos() == 0 {
+        l.format("%Y-%m-%d %H:%M:%S").to_string()
+    } else {
+        l.format("%Y-%m-%d %H:%M:%S%.3f").to_string()
+    }
+}
+
+/// [`local`] with the zone's abbreviation: `2026-12-02 13:00 CET`.
+pub fn local_z(t: &DateTime<Utc>, tz: Tz) -> String {
+    format!("{} {}", local(t, tz), t.with_timezone(&tz).format("%Z"))
+}
+
+/// How a period reads in a header: a calendar period by its label and its
+/// first and last local day (`month 2026-11: 2026-11-01 to 2026-11-30`), a
+/// custom range by its local start and (exclusive) end, once; then the
+/// zone. The UTC instants follow on a line of their own when the zone is
+/// not UTC.
+pub fn period_lines(p: &Period) -> (String, Option<String>) {
+    let zone = tz_label(p.tz, p.start);
+    let what = match p.kind.as_str() {
+        "day" => format!("day {}", p.label),
+        "week" | "month" => {
+            let first = p.start.with_timezone(&p.tz).date_naive();
+            let last = (p.end - chrono::Duration::nanoseconds(1))
+                .with_timezone(&p.tz)
+                .date_naive();
+            format!("{} {}: {first} to {last}", p.kind, p.label)
+        }
+        _ => format!("{} to {}", local(&p.start, p.tz), local(&p.end, p.tz)),
+    };
+    let utc = (p.tz != chrono_tz::UTC).then(|| {
+        format!(
+            "UTC {} to {}",
+            time::format_rfc3339(&p.start),
+            time::format_rfc3339(&p.end)
+        )
+    });
+    (format!("{what}, {zone}"), utc)
+}
+
+/// A no-break space: [`write_wrapped`] does not break a line there (it
+/// keeps "network in 3.0 MB" together) and prints it as a space.
+const NB: char = '\u{a0}';
+
+/// Write `text` word-wrapped to the style's width, continuation lines
+/// indented by `indent` more than the first line's `lead`.
+fn write_wrapped(
     out: &mut dyn Write,
-    headers: &[&str],
-    aligns: &[Align],
-    rows: &[Vec<String>],
+    style: &TextStyle,
+    lead: &str,
+    text: &str,
+    indent: usize,
 ) -> Result<()> {
-    let mut buf = Vec::new();
-    write_table(&mut buf, headers, aligns, rows)?;
-    for l in String::from_utf8_lossy(&buf).lines() {
-        writeln!(out, "  {l}")?;
+    let lw = lead.chars().count();
+    for l in wrap(text, style.width.saturating_sub(lw), indent) {
+        writeln!(out, "{lead}{}", l.replace(NB, " "))?;
     }
     Ok(())
 }
 
-/// The usage summary. `glance` holds the daily sparklines to draw (the
+/// `text` with its spaces made no-break, to wrap as one word.
+fn keep(text: &str) -> String {
+    text.replace(' ', &NB.to_string())
+}
+
+fn plural(n: i64, one: &str, many: &str) -> String {
+    format!(
+        "{} {}",
+        thousands(n.into()),
+        if n == 1 { one } else { many }
+    )
+}
+
+/// The usage summary, with each customer's tier, status and usage while
+/// inactive; `glance` holds the daily sparklines to draw (the
 /// caller decides when they are worth it: terminals, periods over a day).
-pub fn summary(s: &Summary, glance: Option<&[Glance]>, out: &mut dyn Write) -> Result<()> {
+pub fn summary(
+    s: &Summary,
+    glance: Option<&[Glance]>,
+    style: &TextStyle,
+    out: &mut dyn Write,
+) -> Result<()> {
     let p = &s.period;
+    let tz = p.tz;
+    let standing = &s.standing;
+    let (what, utc) = period_lines(p);
+    writeln!(out, "{}", style.bold(&format!("Usage {what}")))?;
+    if let Some(u) = utc {
+        writeln!(out, "{u}")?;
+    }
     writeln!(
         out,
-        "Usage {} {}: {} to {} ({})",
-        p.kind,
-        p.label,
-        time::format_rfc3339(&p.start),
-        time::format_rfc3339(&p.end),
-        tz_label(p.tz, p.start)
+        "Generated {}; {}.",
+        local_z(&s.generated_at, tz),
+        match s.as_of {
+            Some(t) => format!("events ingested up to {}", local_z(&t, tz)),
+            None => "all ingested events".to_string(),
+        }
     )?;
     writeln!(
         out,
-        "Generated {}; {}. Costs: USD, exact sums shown to 4 decimals. GB = 10^9 B, MB = 10^6 B.",
-        time::format_rfc3339(&s.generated_at),
-        match s.as_of {
-            Some(t) => format!("events ingested up to {}", time::format_rfc3339(&t)),
-            None => "all ingested events".to_string(),
-        }
+        "Costs: USD, exact sums shown to 4 decimals. GB = 10^9 B, MB = 10^6 B."
     )?;
     if s.customers.is_empty() {
         writeln!(out, "\nNo usage in this period.")?;
@@ -82,14 +157,77 @@ pub fn summary(s: &Summary, glance: Option<&[Glance]>, out: &mut dyn Write) -> R
     }
     for c in &s.customers {
         writeln!(out)?;
-        let mut head = format!("Customer {}", c.customer_id);
+        let st = standing.iter().find(|x| x.customer_id == c.customer_id);
+        let mut head = style.bold(&format!("Customer {}", c.customer_id));
         if !c.registered {
-            head.push_str(" (not registered)");
+            head.push(' ');
+            head.push_str(&style.warn("(not registered)"));
+        } else if let Some(st) = st {
+            let status = st.status.as_deref().unwrap_or("-");
+            let status = if status == "active" {
+                status.to_string()
+            } else {
+                style.warn(status)
+            };
+            head.push_str(&format!(
+                "  tier {}, {status}",
+                esc(st.tier.as_deref().unwrap_or("-"))
+            ));
         }
         if !c.price_tables.is_empty() {
-            head.push_str(&format!("  [prices: {}]", c.price_tables.join(", ")));
+            head.push_str(&format!("  [prices: {}]", esc(&c.price_tables.join(", "))));
         }
         writeln!(out, "{head}")?;
+        if let Some(st) = st {
+            if !st.changes.is_empty() {
+                let list: Vec<String> = st
+                    .changes
+                    .iter()
+                    .map(|ch| {
+                        format!(
+                            "{} {} from {}",
+                            ch.field,
+                            esc(&ch.value),
+                            local(&ch.effective, tz)
+                        )
+                    })
+                    .collect();
+                write_wrapped(
+                    out,
+                    style,
+                    "  ",
+                    &format!("Changes in the period: {}", list.join("; ")),
+                    4,
+                )?;
+            }
+            for u in &st.inactive {
+                let a = &u.api;
+                let text = [
+                    keep(&format!("! Usage while {},", u.status)),
+                    keep(&format!(
+                        "{} to {}:",
+                        local(&u.start, tz),
+                        local(&u.end, tz)
+                    )),
+                    keep(&format!("{},", plural(a.requests, "request", "requests"))),
+                    keep(&format!("{},", plural(a.total_tokens(), "token", "tokens"))),
+                    keep(&format!("USD {};", money4(a.cost_nusd))),
+                    keep(&format!(
+                        "{};",
+                        plural(u.activity_events, "activity event", "activity events")
+                    )),
+                    keep(&plural(
+                        u.resource_samples as i64,
+                        "resource sample",
+                        "resource samples",
+                    )),
+                ]
+                .join(" ");
+                for l in wrap(&text, style.width.saturating_sub(2), 4) {
+                    writeln!(out, "  {}", style.warn(&l.replace(NB, " ")))?;
+                }
+            }
+        }
         if let Some(g) = glance.and_then(|g| g.iter().find(|g| g.customer_id == c.customer_id)) {
             writeln!(
                 out,
@@ -105,8 +243,8 @@ pub fn summary(s: &Summary, glance: Option<&[Glance]>, out: &mut dyn Write) -> R
                 .map(|m| {
                     let u = &m.usage;
                     vec![
-                        m.provider.clone(),
-                        m.model.clone(),
+                        esc(&m.provider).into_owned(),
+                        esc(&m.model).into_owned(),
                         thousands(u.requests.into()),
                         thousands(u.tokens_in.into()),
                         thousands(u.tokens_out.into()),
@@ -129,8 +267,12 @@ pub fn summary(s: &Summary, glance: Option<&[Glance]>, out: &mut dyn Write) -> R
                 thousands(t.total_tokens().into()),
                 money4(t.cost_nusd) + if t.unpriced_requests > 0 { " *" } else { "" },
             ]);
-            indented_table(
+            // Too wide for the terminal: the totals first, the token
+            // breakdown in a second table.
+            write_table_fit(
                 out,
+                "  ",
+                style.width,
                 &[
                     "PROVIDER",
                     "MODEL",
@@ -154,6 +296,8 @@ pub fn summary(s: &Summary, glance: Option<&[Glance]>, out: &mut dyn Write) -> R
                     Align::Right,
                 ],
                 &rows,
+                2,
+                &[&[2, 7, 8], &[3, 4, 5, 6]],
             )?;
             if t.unpriced_requests > 0 {
                 writeln!(
@@ -165,18 +309,38 @@ pub fn summary(s: &Summary, glance: Option<&[Glance]>, out: &mut dyn Write) -> R
         }
         let r = &c.resource;
         if r.vms > 0 {
-            writeln!(
-                out,
-                "  Resources: cpu {} %, memory {} %, disk {} GB, network in {} MB, out {} MB; coverage {} % ({} VMs, {} samples)",
-                or_dash(pct(r.avg_cpu_percent)),
-                or_dash(pct(r.avg_memory_percent)),
-                or_dash(r.max_disk_bytes.map(|b| fixed(b as f64 / 1e9, 1)).unwrap_or_default()),
-                fixed(r.net_in_bytes / 1e6, 1),
-                fixed(r.net_out_bytes / 1e6, 1),
-                or_dash(r.coverage.map(|v| fixed(v * 100.0, 1)).unwrap_or_default()),
-                r.vms,
-                r.samples
-            )?;
+            // Network is missing, not zero, without a sample interval.
+            let net = |b: f64| {
+                if super::has_network(r) {
+                    fixed(b / 1e6, 1)
+                } else {
+                    "-".to_string()
+                }
+            };
+            let text = [
+                keep(&format!(
+                    "Resources: cpu {} %,",
+                    or_dash(pct(r.avg_cpu_percent))
+                )),
+                keep(&format!("memory {} %,", or_dash(pct(r.avg_memory_percent)))),
+                keep(&format!(
+                    "disk {} GB,",
+                    or_dash(
+                        r.max_disk_bytes
+                            .map(|b| fixed(b as f64 / 1e9, 1))
+                            .unwrap_or_default()
+                    )
+                )),
+                keep(&format!("network in {} MB,", net(r.net_in_bytes))),
+                keep(&format!("out {} MB;", net(r.net_out_bytes))),
+                keep(&format!(
+                    "coverage {} %",
+                    or_dash(r.coverage.map(|v| fixed(v * 100.0, 1)).unwrap_or_default())
+                )),
+                keep(&format!("({} VMs, {} samples)", r.vms, r.samples)),
+            ]
+            .join(" ");
+            write_wrapped(out, style, "  ", &text, 4)?;
             if !r.unregistered_vms.is_empty() {
                 writeln!(
                     out,
@@ -193,17 +357,21 @@ pub fn summary(s: &Summary, glance: Option<&[Glance]>, out: &mut dyn Write) -> R
                 .iter()
                 .map(|a| {
                     vec![
-                        a.activity_type.clone(),
+                        esc(&a.activity_type).into_owned(),
                         thousands(a.count.into()),
                         fixed(a.duration_seconds, 1),
                     ]
                 })
                 .collect();
-            indented_table(
+            write_table_fit(
                 out,
+                "  ",
+                style.width,
                 &["ACTIVITY", "COUNT", "DURATION S"],
                 &[Align::Left, Align::Right, Align::Right],
                 &rows,
+                1,
+                &[],
             )?;
         }
     }
@@ -234,40 +402,55 @@ pub fn series(rows: &[SeriesRow], tz: Tz, out: &mut dyn Write) -> Result<()> {
     )
 }
 
-/// The invoice lines and their total.
-pub fn invoice(inv: &Invoice, billing: &Billing, out: &mut dyn Write) -> Result<()> {
+/// The invoice lines and their total. When the table is wider than the
+/// terminal, each line's description (its arithmetic) moves under the
+/// line, wrapped.
+pub fn invoice(
+    inv: &Invoice,
+    billing: &Billing,
+    style: &TextStyle,
+    out: &mut dyn Write,
+) -> Result<()> {
     let p = &inv.period;
-    writeln!(
-        out,
-        "Invoice {}: {} to {} ({}); amounts in {}, rounded once per line half-up to the minor unit; {}",
-        p.label,
-        time::format_rfc3339(&p.start),
-        time::format_rfc3339(&p.end),
-        tz_label(p.tz, p.start),
+    let (what, utc) = period_lines(p);
+    let mut head = format!(
+        "Invoice {what}; amounts in {}, rounded once per line half-up to the minor unit; {}",
         billing.currency,
         match &inv.fx {
             Some(f) => format!(
                 "USD costs converted at {} {}/USD ({}, {})",
                 f.rate.normalize(),
                 billing.currency,
-                f.source,
-                f.date
+                esc(&f.source),
+                esc(&f.date)
             ),
             None => "no USD costs to convert".into(),
         }
-    )?;
+    );
+    if let Some(u) = utc {
+        head.push_str(&format!("; {u}"));
+    }
+    let lines = wrap(&head, style.width, 4);
+    for (n, l) in lines.iter().enumerate() {
+        if n == 0 {
+            writeln!(out, "{}", style.bold(l))?;
+        } else {
+            writeln!(out, "{l}")?;
+        }
+    }
+    let amount_head = format!("AMOUNT {}", billing.currency);
+    let total: i64 = inv.lines.iter().map(|l| l.amount_minor).sum();
     // Validated when the config was loaded; 2 is only a fallback.
     let exp = crate::money::minor_exponent(&billing.currency).unwrap_or(2);
     let mut rows: Vec<Vec<String>> = Vec::new();
     for l in &inv.lines {
         rows.push(vec![
-            l.customer_id.clone(),
-            l.line.clone(),
-            l.description.clone(),
+            esc(&l.customer_id).into_owned(),
+            esc(&l.line).into_owned(),
+            esc(&l.description).into_owned(),
             crate::money::format_minor_exp(l.amount_minor, exp),
         ]);
     }
-    let total: i64 = inv.lines.iter().map(|l| l.amount_minor).sum();
     rows.push(vec![
         "total".into(),
         String::new(),
@@ -275,23 +458,37 @@ pub fn invoice(inv: &Invoice, billing: &Billing, out: &mut dyn Write) -> Result<
         crate::money::format_minor_exp(total, exp),
     ]);
     writeln!(out)?;
+    let headers = ["CUSTOMER", "LINE", "DESCRIPTION", amount_head.as_str()];
+    let aligns = [Align::Left, Align::Left, Align::Left, Align::Right];
+    if crate::output::table_width(&headers, &rows) <= style.width {
+        return write_table(out, &headers, &aligns, &rows);
+    }
+    // Narrow: CUSTOMER, LINE, AMOUNT, the description under each line.
+    let short: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| vec![r[0].clone(), r[1].clone(), r[3].clone()])
+        .collect();
+    let mut buf = Vec::new();
     write_table(
-        out,
-        &[
-            "CUSTOMER",
-            "LINE",
-            "DESCRIPTION",
-            &format!("AMOUNT {}", billing.currency),
-        ],
-        &[Align::Left, Align::Left, Align::Left, Align::Right],
-        &rows,
-    )
+        &mut buf,
+        &["CUSTOMER", "LINE", amount_head.as_str()],
+        &[Align::Left, Align::Left, Align::Right],
+        &short,
+    )?;
+    let text = String::from_utf8_lossy(&buf);
+    for (n, l) in text.lines().enumerate() {
+        writeln!(out, "{l}")?;
+        if n >= 1 && !rows[n - 1][2].is_empty() {
+            write_wrapped(out, style, "    ", &rows[n - 1][2], 2)?;
+        }
+    }
+    Ok(())
 }
 
 /// The per-VM breakdown: one table per customer, a total line (disks
 /// summed across VMs) and a mark on VMs the registry does not list for the
 /// customer. Times are local to `tz`.
-pub fn vms(s: &Summary, tz: Tz, out: &mut dyn Write) -> Result<()> {
+pub fn vms(s: &Summary, tz: Tz, style: &TextStyle, out: &mut dyn Write) -> Result<()> {
     let p = &s.period;
     writeln!(
         out,
@@ -358,8 +555,12 @@ pub fn vms(s: &Summary, tz: Tz, out: &mut dyn Write) -> Result<()> {
         ]);
         let mut aligns = vec![Align::Left, Align::Right, Align::Left];
         aligns.extend([Align::Right; 9]);
-        indented_table(
+        // Too wide for the terminal: usage first, the counters' events in
+        // a second table.
+        write_table_fit(
             out,
+            "  ",
+            style.width,
             &[
                 "VM",
                 "SAMPLES",
@@ -376,6 +577,8 @@ pub fn vms(s: &Summary, tz: Tz, out: &mut dyn Write) -> Result<()> {
             ],
             &aligns,
             &rows,
+            1,
+            &[&[1, 2, 3, 4, 5, 6, 7, 8], &[9, 10, 11]],
         )?;
         if !r.unregistered_vms.is_empty() {
             writeln!(
@@ -397,7 +600,7 @@ fn skipped_note(n: u64, out: &mut dyn Write) -> Result<()> {
     if n > 0 {
         writeln!(
             out,
-            "  * {} interval{} left out of CPU: the sampler flagged the ticks (cpu_counter_backwards, cpu_total_mismatch)",
+            "  * {} interval{} left out of CPU: mb-sample flagged the ticks wrong",
             thousands(n.into()),
             if n == 1 { "" } else { "s" }
         )?;
