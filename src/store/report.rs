@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 
 use rusqlite::types::Value;
-use rusqlite::{params_from_iter, OptionalExtension, Row};
+use rusqlite::{params, params_from_iter, OptionalExtension, Row};
 
 use super::events::HOUR_NS;
 use super::{resource_rollup, Store};
@@ -482,7 +482,8 @@ impl Store {
                 candidates.push(r.map_err(self.query_err())?);
             }
         }
-        for t in ["resource_usage", "activity_log"] {
+        // Resource samples: from the stream list, not the samples.
+        for t in ["resource_streams", "activity_log"] {
             let mut st = self
                 .conn()
                 .prepare_cached(&format!("SELECT DISTINCT customer_id FROM {t}"))
@@ -494,9 +495,17 @@ impl Store {
         }
         candidates.sort();
         candidates.dedup();
+        let resource_cutoff = match scope.as_of {
+            Some(a) => Some(self.first_rowid_where("resource_usage", |t| t > a)?),
+            None => None,
+        };
         for c in candidates {
+            if self.has_resource_sample(&c, scope, resource_cutoff)? {
+                ids.push(c);
+                continue;
+            }
             let mut found = false;
-            for t in ["api_usage", "resource_usage", "activity_log"] {
+            for t in ["api_usage", "activity_log"] {
                 let mut sql = format!(
                     "SELECT 1 FROM {t} WHERE customer_id = ?1 AND ts_ns >= ?2 AND ts_ns < ?3"
                 );
@@ -521,6 +530,52 @@ impl Store {
             }
         }
         Ok(ids)
+    }
+
+    /// Whether `customer` has a resource sample in the scope's range stored
+    /// below `cutoff` (a rowid): one index seek per VM of the customer.
+    fn has_resource_sample(
+        &self,
+        customer: &str,
+        scope: &Scope,
+        cutoff: Option<i64>,
+    ) -> Result<bool> {
+        let vms: Vec<String> = {
+            let mut st = self
+                .conn()
+                .prepare_cached(
+                    "SELECT vm_id FROM resource_streams WHERE customer_id = ?1 \
+                     AND first_ts_ns < ?2 AND last_ts_ns >= ?3",
+                )
+                .map_err(self.query_err())?;
+            let rows = st
+                .query_map(params![customer, scope.end_ns, scope.start_ns], |r| {
+                    r.get(0)
+                })
+                .map_err(self.query_err())?;
+            rows.collect::<rusqlite::Result<_>>()
+                .map_err(self.query_err())?
+        };
+        let mut st = self
+            .conn()
+            .prepare_cached(
+                "SELECT 1 FROM resource_usage WHERE customer_id = ?1 AND vm_id = ?2 \
+                 AND ts_ns >= ?3 AND ts_ns < ?4 AND rowid < ?5 LIMIT 1",
+            )
+            .map_err(self.query_err())?;
+        for vm in vms {
+            let args = params![
+                customer,
+                vm,
+                scope.start_ns,
+                scope.end_ns,
+                cutoff.unwrap_or(i64::MAX)
+            ];
+            if st.exists(args).map_err(self.query_err())? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Every tier/status change, for invoice proration.
