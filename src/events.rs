@@ -38,6 +38,47 @@ pub const MAX_ID_CHARS: usize = 200;
 /// is a wrong file (a binary, a pretty-printed document) fed by mistake.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 
+/// Physical bounds of one event, far above anything real (mb-events(5),
+/// BOUNDS). A line beyond them is rejected by mb-ingest, and producers
+/// check their lines against the same numbers before writing them, so a
+/// corrupt counter or a hostile line can neither fail a batch nor wrap a
+/// total.
+///
+/// Why sums cannot overflow: every stored value is at most 2^60, so one row
+/// never overflows SQLite's i64, and for api usage mb-ingest also caps each
+/// customer's UTC hour (all models and ingest runs together) at
+/// [`bounds::MAX_HOUR_TOKENS`] = 2^46 tokens and [`bounds::MAX_HOUR_NUSD`]
+/// = 2^49 nano-USD, refusing a line that would pass them. Every api_rollup
+/// row is a part of one customer-hour, so its sums fit; and any sum over
+/// one customer of up to 2^14 = 16,384 hours (1.8 years: a month, a year,
+/// an invoice) is at most 2^14 x 2^49 = 2^63 - 2^49 < i64::MAX nano-USD and
+/// 2^60 tokens.
+pub mod bounds {
+    /// Each token count of one request (tokens_in, tokens_out, cache reads,
+    /// cache writes): 10^9, a thousand times a million-token context.
+    pub const MAX_TOKENS: u64 = 1_000_000_000;
+    /// The cost of one request, nano-USD: USD 100,000 (a million-token
+    /// request at USD 600 per million, the dearest list price, is USD 600).
+    pub const MAX_COST_NUSD: i64 = 100_000 * 1_000_000_000;
+    /// Tokens of one customer in one UTC hour (in + out + cache read +
+    /// cache write, all models): 2^46 = 7.0e13, about 2e10 tokens a second.
+    pub const MAX_HOUR_TOKENS: i64 = 1 << 46;
+    /// Cost of one customer in one UTC hour, nano-USD: 2^49 = USD 562,949.
+    pub const MAX_HOUR_NUSD: i64 = 1 << 49;
+    /// Bytes over one interval, and since boot (net_*_bytes, net_*_cum):
+    /// 2^56 = 7.2e16, a 100 Gbit/s link saturated for 66 days.
+    pub const MAX_BYTES: u64 = 1 << 56;
+    /// CPU ticks over one interval, and since boot: 2^56 (1,024 CPUs at
+    /// 1,000 ticks a second for 2,200 years).
+    pub const MAX_TICKS: u64 = 1 << 56;
+    /// Memory and disk sizes, bytes: 2^60 (1 EiB).
+    pub const MAX_SIZE_BYTES: u64 = 1 << 60;
+    /// CPUs, and ticks per second (USER_HZ): 2^20.
+    pub const MAX_SMALL: u64 = 1 << 20;
+    /// `interval_seconds` and `duration_seconds`: 10^9 s (31.7 years).
+    pub const MAX_SECONDS: f64 = 1e9;
+}
+
 /// The three event kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
@@ -370,10 +411,86 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// A JSON integer, or null, for a `u64` field. JSON's `-0` is an integer
+/// zero (serde_json hands it over as the float -0.0, which would otherwise
+/// be "floating point"), so `-0` (and `-0.0`, indistinguishable from it
+/// here) reads as 0; any other float or a negative number is an error.
+fn uint<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<u64>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a non-negative integer")
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            u64::try_from(v)
+                .map(Some)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            if v == 0.0 && v.is_sign_negative() {
+                Ok(Some(0))
+            } else {
+                Err(E::invalid_type(serde::de::Unexpected::Float(v), &self))
+            }
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(V)
+        }
+    }
+    d.deserialize_option(V)
+}
+
+/// [`uint`] for an `i64` field (`exit_code`): `-0` reads as 0.
+fn int<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<i64>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an integer")
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            i64::try_from(v)
+                .map(Some)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            if v == 0.0 && v.is_sign_negative() {
+                Ok(Some(0))
+            } else {
+                Err(E::invalid_type(serde::de::Unexpected::Float(v), &self))
+            }
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(V)
+        }
+    }
+    d.deserialize_option(V)
+}
+
 /// Every field of every kind, as read from the wire before validation.
 /// Borrowed strings avoid copies for the common unescaped case.
 #[derive(Deserialize, Default)]
 struct Wire<'a> {
+    #[serde(default, deserialize_with = "uint")]
     v: Option<u64>,
     #[serde(borrow)]
     kind: Option<Cow<'a, str>>,
@@ -391,22 +508,37 @@ struct Wire<'a> {
     status: Option<SampleStatus>,
     flags: Option<Vec<String>>,
     boot_id: Option<String>,
+    #[serde(default, deserialize_with = "uint")]
     seq: Option<u64>,
     cpu_percent: Option<f64>,
+    #[serde(default, deserialize_with = "uint")]
     cpu_busy_ticks: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     cpu_total_ticks: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     ncpu: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     clk_tck: Option<u64>,
     memory_percent: Option<f64>,
+    #[serde(default, deserialize_with = "uint")]
     memory_used_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     memory_total_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     disk_used_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     disk_total_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     net_in_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     net_out_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     cpu_busy_ticks_cum: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     cpu_total_ticks_cum: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     net_in_bytes_cum: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     net_out_bytes_cum: Option<u64>,
     errors: Option<Vec<String>>,
 
@@ -414,10 +546,15 @@ struct Wire<'a> {
     provider: Option<String>,
     model: Option<String>,
     price_key: Option<String>,
+    #[serde(default, deserialize_with = "uint")]
     tokens_in: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     tokens_out: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     cache_read_tokens: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     cache_write_tokens: Option<u64>,
+    #[serde(default, deserialize_with = "uint")]
     reasoning_tokens: Option<u64>,
     #[serde(default, deserialize_with = "present", borrow)]
     cost_usd: Option<Option<Cow<'a, str>>>,
@@ -435,6 +572,7 @@ struct Wire<'a> {
     pattern_name: Option<String>,
     command: Option<String>,
     duration_seconds: Option<f64>,
+    #[serde(default, deserialize_with = "int")]
     exit_code: Option<i64>,
     user: Option<String>,
 }
@@ -482,6 +620,30 @@ fn u63(v: Option<u64>, name: &str) -> Result<Option<u64>, FieldError> {
     }
 }
 
+/// `v` if it is at most `max`, else the field's bound error.
+fn at_most(v: Option<u64>, name: &str, max: u64) -> Result<Option<u64>, FieldError> {
+    match v {
+        Some(n) if n > max => Err(FieldError::field(
+            name,
+            format!("{n} is larger than {max}, the bound of mb-events(5) (BOUNDS)"),
+        )),
+        other => Ok(other),
+    }
+}
+
+fn seconds(v: Option<f64>, name: &str) -> Result<Option<f64>, FieldError> {
+    match non_negative(v, name)? {
+        Some(x) if x > bounds::MAX_SECONDS => Err(FieldError::field(
+            name,
+            format!(
+                "{x} is larger than {}, the bound of mb-events(5) (BOUNDS)",
+                bounds::MAX_SECONDS
+            ),
+        )),
+        other => Ok(other),
+    }
+}
+
 fn percent(v: Option<f64>, name: &str) -> Result<Option<f64>, FieldError> {
     match v {
         Some(p) if !(0.0..=100.0).contains(&p) => {
@@ -509,6 +671,16 @@ fn text(v: Option<String>, name: &str, max: usize) -> Result<Option<String>, Fie
         )),
         other => Ok(other),
     }
+}
+
+/// A boot id: 1..=64 printable characters (the kernel's is a 36-character
+/// UUID).
+fn boot_id(v: Option<String>) -> Result<String, FieldError> {
+    let s = nonempty(v, "boot_id", 64)?;
+    if s.chars().any(char::is_control) {
+        return Err(FieldError::field("boot_id", "contains control characters"));
+    }
+    Ok(s)
 }
 
 fn nonempty(v: Option<String>, name: &str, max: usize) -> Result<String, FieldError> {
@@ -546,6 +718,16 @@ fn serde_reason(e: serde_path_to_error::Error<serde_json::Error>) -> FieldError 
     FieldError::field(&field, msg)
 }
 
+impl Event {
+    /// Check a built event as mb-ingest will (`now` bounds `ts`): producers
+    /// call this before writing, so they never emit a line mb-ingest would
+    /// reject. It round-trips through the wire form, so the rules cannot
+    /// drift from [`parse_line`]'s.
+    pub fn check(&self, now: DateTime<Utc>) -> Result<(), FieldError> {
+        parse_line(&self.to_json(), now).map(|_| ())
+    }
+}
+
 /// Parse and validate one line of mb-events(5).
 ///
 /// `now` bounds timestamps in the future (at most one day ahead, to tolerate
@@ -555,6 +737,12 @@ pub fn parse_line(line: &str, now: DateTime<Utc>) -> Result<Event, FieldError> {
         return Err(FieldError::line(format!(
             "line longer than {MAX_LINE_BYTES} bytes"
         )));
+    }
+    if line.starts_with('\u{feff}') {
+        return Err(FieldError::line(
+            "starts with a UTF-8 byte order mark (U+FEFF) in the middle of the input; \
+             remove it (mb-ingest skips one only at the start of a file)",
+        ));
     }
     let trimmed = line.trim_start();
     if !trimmed.starts_with('{') {
@@ -620,6 +808,16 @@ fn validate(w: Wire<'_>, now: DateTime<Utc>) -> Result<Event, FieldError> {
             format!("{ts_s:?} is not RFC 3339 (like \"2026-11-03T10:05:00Z\")"),
         )
     })?;
+    // A leap second (23:59:60.f) is stored as 23:59:59.999999999, the last
+    // instant before the next minute: Unix time and the store's ts_ns have
+    // no leap seconds, and this keeps the event in its own minute, day and
+    // month, and the same line read again equal to the stored one (a
+    // duplicate, not a conflict).
+    let ts = if chrono::Timelike::nanosecond(&ts) >= 1_000_000_000 {
+        chrono::Timelike::with_nanosecond(&ts, 999_999_999).unwrap_or(ts)
+    } else {
+        ts
+    };
     if ts > now + chrono::Duration::days(1) {
         return Err(FieldError::field(
             "ts",
@@ -647,32 +845,36 @@ fn validate(w: Wire<'_>, now: DateTime<Utc>) -> Result<Event, FieldError> {
         vm_id: ident(w.vm_id, "vm_id")?,
     };
     let body = match kind {
-        Kind::Resource => Body::Resource(Resource {
-            interval_seconds: non_negative(w.interval_seconds, "interval_seconds")?,
-            status: req(w.status, "status")?,
-            flags: w.flags.unwrap_or_default(),
-            boot_id: nonempty(w.boot_id, "boot_id", 64)?,
-            seq: req(u63(w.seq, "seq")?, "seq")?,
-            cpu_percent: percent(w.cpu_percent, "cpu_percent")?,
-            cpu_busy_ticks: u63(w.cpu_busy_ticks, "cpu_busy_ticks")?,
-            cpu_total_ticks: u63(w.cpu_total_ticks, "cpu_total_ticks")?,
-            ncpu: u63(w.ncpu, "ncpu")?,
-            clk_tck: u63(w.clk_tck, "clk_tck")?,
-            memory_percent: percent(w.memory_percent, "memory_percent")?,
-            memory_used_bytes: u63(w.memory_used_bytes, "memory_used_bytes")?,
-            memory_total_bytes: u63(w.memory_total_bytes, "memory_total_bytes")?,
-            disk_used_bytes: u63(w.disk_used_bytes, "disk_used_bytes")?,
-            disk_total_bytes: u63(w.disk_total_bytes, "disk_total_bytes")?,
-            net_in_bytes: u63(w.net_in_bytes, "net_in_bytes")?,
-            net_out_bytes: u63(w.net_out_bytes, "net_out_bytes")?,
-            cpu_busy_ticks_cum: u63(w.cpu_busy_ticks_cum, "cpu_busy_ticks_cum")?,
-            cpu_total_ticks_cum: u63(w.cpu_total_ticks_cum, "cpu_total_ticks_cum")?,
-            net_in_bytes_cum: u63(w.net_in_bytes_cum, "net_in_bytes_cum")?,
-            net_out_bytes_cum: u63(w.net_out_bytes_cum, "net_out_bytes_cum")?,
-            errors: w.errors.unwrap_or_default(),
-        }),
+        Kind::Resource => {
+            use bounds::{MAX_BYTES as B, MAX_SIZE_BYTES as S, MAX_SMALL as N, MAX_TICKS as T};
+            Body::Resource(Resource {
+                interval_seconds: seconds(w.interval_seconds, "interval_seconds")?,
+                status: req(w.status, "status")?,
+                flags: w.flags.unwrap_or_default(),
+                boot_id: boot_id(w.boot_id)?,
+                seq: req(u63(w.seq, "seq")?, "seq")?,
+                cpu_percent: percent(w.cpu_percent, "cpu_percent")?,
+                cpu_busy_ticks: at_most(w.cpu_busy_ticks, "cpu_busy_ticks", T)?,
+                cpu_total_ticks: at_most(w.cpu_total_ticks, "cpu_total_ticks", T)?,
+                ncpu: at_most(w.ncpu, "ncpu", N)?,
+                clk_tck: at_most(w.clk_tck, "clk_tck", N)?,
+                memory_percent: percent(w.memory_percent, "memory_percent")?,
+                memory_used_bytes: at_most(w.memory_used_bytes, "memory_used_bytes", S)?,
+                memory_total_bytes: at_most(w.memory_total_bytes, "memory_total_bytes", S)?,
+                disk_used_bytes: at_most(w.disk_used_bytes, "disk_used_bytes", S)?,
+                disk_total_bytes: at_most(w.disk_total_bytes, "disk_total_bytes", S)?,
+                net_in_bytes: at_most(w.net_in_bytes, "net_in_bytes", B)?,
+                net_out_bytes: at_most(w.net_out_bytes, "net_out_bytes", B)?,
+                cpu_busy_ticks_cum: at_most(w.cpu_busy_ticks_cum, "cpu_busy_ticks_cum", T)?,
+                cpu_total_ticks_cum: at_most(w.cpu_total_ticks_cum, "cpu_total_ticks_cum", T)?,
+                net_in_bytes_cum: at_most(w.net_in_bytes_cum, "net_in_bytes_cum", B)?,
+                net_out_bytes_cum: at_most(w.net_out_bytes_cum, "net_out_bytes_cum", B)?,
+                errors: w.errors.unwrap_or_default(),
+            })
+        }
         Kind::Api => {
-            let tokens_out = req(u63(w.tokens_out, "tokens_out")?, "tokens_out")?;
+            let tok = |v: Option<u64>, name: &str| req(at_most(v, name, bounds::MAX_TOKENS)?, name);
+            let tokens_out = tok(w.tokens_out, "tokens_out")?;
             let reasoning_tokens = u63(w.reasoning_tokens, "reasoning_tokens")?.unwrap_or(0);
             if reasoning_tokens > tokens_out {
                 return Err(FieldError::field(
@@ -689,7 +891,17 @@ fn validate(w: Wire<'_>, now: DateTime<Utc>) -> Result<Event, FieldError> {
                 }
                 Some(None) => None,
                 Some(Some(s)) => {
-                    Some(money::parse_nanos(&s).map_err(|r| FieldError::field("cost_usd", r))?)
+                    let n = money::parse_nanos(&s).map_err(|r| FieldError::field("cost_usd", r))?;
+                    if n > bounds::MAX_COST_NUSD {
+                        return Err(FieldError::field(
+                            "cost_usd",
+                            format!(
+                                "{s} is more than {}, the bound of mb-events(5) (BOUNDS)",
+                                money::format_nanos(bounds::MAX_COST_NUSD)
+                            ),
+                        ));
+                    }
+                    Some(n)
                 }
             };
             let priced = req(w.priced, "priced")?;
@@ -714,16 +926,10 @@ fn validate(w: Wire<'_>, now: DateTime<Utc>) -> Result<Event, FieldError> {
                 provider: nonempty(w.provider, "provider", 64)?,
                 model: nonempty(w.model, "model", 200)?,
                 price_key: text(w.price_key, "price_key", 200)?,
-                tokens_in: req(u63(w.tokens_in, "tokens_in")?, "tokens_in")?,
+                tokens_in: tok(w.tokens_in, "tokens_in")?,
                 tokens_out,
-                cache_read_tokens: req(
-                    u63(w.cache_read_tokens, "cache_read_tokens")?,
-                    "cache_read_tokens",
-                )?,
-                cache_write_tokens: req(
-                    u63(w.cache_write_tokens, "cache_write_tokens")?,
-                    "cache_write_tokens",
-                )?,
+                cache_read_tokens: tok(w.cache_read_tokens, "cache_read_tokens")?,
+                cache_write_tokens: tok(w.cache_write_tokens, "cache_write_tokens")?,
                 reasoning_tokens,
                 cost_nusd: cost,
                 priced,
@@ -758,7 +964,7 @@ fn validate(w: Wire<'_>, now: DateTime<Utc>) -> Result<Event, FieldError> {
                 pattern_name: text(w.pattern_name, "pattern_name", 200)?,
                 command: text(w.command, "command", 4096)?,
                 duration_seconds: req(
-                    non_negative(w.duration_seconds, "duration_seconds")?,
+                    seconds(w.duration_seconds, "duration_seconds")?,
                     "duration_seconds",
                 )?,
                 exit_code,

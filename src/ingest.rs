@@ -30,10 +30,11 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 
 use crate::cli;
 use crate::error::{Error, Result};
-use crate::events::{parse_line, Event, Kind};
+use crate::events::{parse_line, Event, Kind, MAX_LINE_BYTES};
 use crate::store::{Counts, InsertResult, Store, Writer};
 use crate::time;
 
@@ -47,6 +48,14 @@ pub const DEFAULT_BATCH_LINES: usize = 50_000;
 /// Lines the reader hands over at a time (memory stays at a few chunks
 /// whatever the transaction size).
 pub const CHUNK_LINES: usize = 4_096;
+
+/// Bytes of line text a chunk holds at most before it is handed over, so a
+/// stream of long lines cannot make a chunk (and the few in flight) large.
+pub const CHUNK_BYTES: usize = 4 << 20;
+
+/// Bytes of a too-long line kept in `rejects` (with its full length and
+/// SHA-256); the rest is read, hashed and dropped, never buffered.
+pub const LONG_LINE_PREFIX: usize = 4096;
 
 /// Longest a transaction stays open: the write lock is released at least
 /// this often, so concurrent writers and cron jobs interleave.
@@ -122,7 +131,12 @@ enum Item {
     Rejected {
         line_no: u64,
         reason: String,
+        /// The line, or for a too-long line its first [`LONG_LINE_PREFIX`]
+        /// bytes.
         raw: Vec<u8>,
+        /// The full line's length and SHA-256 (identifies it in `rejects`).
+        len: u64,
+        sha256: [u8; 32],
     },
 }
 
@@ -347,6 +361,7 @@ pub fn run(store: Option<&mut Store>, sources: &[Source], opts: &Options) -> Res
             &finished,
             err.as_deref(),
         );
+        store.checkpoint();
         result?;
         fin?;
     } else {
@@ -408,9 +423,20 @@ impl Sink<'_> {
                     line_no,
                     reason,
                     raw,
+                    len,
+                    sha256,
                 } => {
                     self.rejected(c, *line_no, reason, raw)?;
-                    w.reject(run_id, self.source, *line_no, reason, raw, &ingested_at)?;
+                    w.reject(
+                        run_id,
+                        self.source,
+                        *line_no,
+                        reason,
+                        raw,
+                        *len,
+                        sha256,
+                        &ingested_at,
+                    )?;
                 }
                 Item::Event {
                     line_no,
@@ -418,6 +444,21 @@ impl Sink<'_> {
                     raw,
                 } => match ins.insert(event, &ingested_at, run_id)? {
                     InsertResult::Inserted => c.inserted += 1,
+                    InsertResult::OverHourBound => {
+                        let reason = over_hour_bound_reason(event);
+                        let line = self.text[raw.clone()].as_bytes();
+                        self.rejected(c, *line_no, &reason, line)?;
+                        w.reject(
+                            run_id,
+                            self.source,
+                            *line_no,
+                            &reason,
+                            line,
+                            line.len() as u64,
+                            &sha256(line),
+                            &ingested_at,
+                        )?;
+                    }
                     InsertResult::Duplicate => c.duplicates += 1,
                     InsertResult::Conflict => {
                         c.conflicts += 1;
@@ -452,6 +493,7 @@ impl Sink<'_> {
                     line_no,
                     reason,
                     raw,
+                    ..
                 } => self.rejected(c, *line_no, reason, raw)?,
                 Item::Event { line_no, event, .. } => {
                     let key = (event.kind(), event.header.id.clone());
@@ -478,6 +520,16 @@ impl Sink<'_> {
         }
         Ok(())
     }
+}
+
+fn over_hour_bound_reason(ev: &Event) -> String {
+    use crate::events::bounds::{MAX_HOUR_NUSD, MAX_HOUR_TOKENS};
+    format!(
+        "customer {:?} would pass the bound of one UTC hour ({MAX_HOUR_TOKENS} tokens or USD {}, \
+         mb-events(5) BOUNDS) with this line; not stored",
+        ev.header.customer_id,
+        crate::money::format_nanos(MAX_HOUR_NUSD)
+    )
 }
 
 fn conflict_msg(source: &str, line_no: u64, ev: &Event) -> String {
@@ -516,6 +568,80 @@ fn read_all(
     }
 }
 
+/// One line read by [`next_line`].
+enum Line {
+    /// The whole line is in the buffer (without its newline).
+    Whole,
+    /// The line was longer than [`MAX_LINE_BYTES`]: the buffer holds its
+    /// first bytes only; its full length and SHA-256.
+    TooLong(u64, [u8; 32]),
+    /// End of input.
+    End,
+}
+
+/// Read one line into `buf` (cleared first), buffering at most
+/// [`MAX_LINE_BYTES`] + 1 bytes of it: the rest of a longer line (a 1 GB
+/// line, or a stream without any newline) is hashed and counted, never
+/// kept, so memory stays bounded on any input.
+fn next_line<R: BufRead>(r: &mut R, buf: &mut Vec<u8>) -> io::Result<Line> {
+    buf.clear();
+    let limit = MAX_LINE_BYTES + 1;
+    let mut hasher: Option<Sha256> = None;
+    let mut total = 0u64;
+    let mut any = false;
+    loop {
+        let avail = match r.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if avail.is_empty() {
+            break;
+        }
+        any = true;
+        let (piece, done) = match memchr(avail) {
+            Some(i) => (&avail[..i], Some(i + 1)),
+            None => (avail, None),
+        };
+        total += piece.len() as u64;
+        if let Some(h) = hasher.as_mut() {
+            h.update(piece);
+        } else if buf.len() + piece.len() > limit {
+            let mut h = Sha256::new();
+            h.update(&buf[..]);
+            h.update(piece);
+            let keep = LONG_LINE_PREFIX.min(buf.len());
+            let take = LONG_LINE_PREFIX - keep;
+            buf.truncate(keep);
+            buf.extend_from_slice(&piece[..take.min(piece.len())]);
+            hasher = Some(h);
+        } else {
+            buf.extend_from_slice(piece);
+        }
+        let used = done.unwrap_or(avail.len());
+        r.consume(used);
+        if done.is_some() {
+            break;
+        }
+    }
+    if !any {
+        return Ok(Line::End);
+    }
+    Ok(match hasher {
+        Some(h) => Line::TooLong(total, h.finalize().into()),
+        None => Line::Whole,
+    })
+}
+
+/// The index of the first newline in `b`.
+fn memchr(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == b'\n')
+}
+
+fn sha256(b: &[u8]) -> [u8; 32] {
+    Sha256::digest(b).into()
+}
+
 fn read_source(
     source: usize,
     name: &str,
@@ -528,36 +654,57 @@ fn read_source(
     let mut r = BufReader::with_capacity(256 * 1024, reader);
     let mut buf = Vec::with_capacity(4096);
     let mut items = Vec::with_capacity(batch);
-    let mut text = String::with_capacity(batch * 512);
+    let mut text = String::with_capacity(64 * 1024);
+    let mut chunk_bytes = 0usize;
     let mut line_no = 0u64;
     loop {
-        buf.clear();
-        let n = r
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| Error::io(name, e))?;
-        if n == 0 {
-            break;
-        }
-        line_no += 1;
-        if buf.last() == Some(&b'\n') {
-            buf.pop();
-            if buf.last() == Some(&b'\r') {
-                buf.pop();
+        let line = next_line(&mut r, &mut buf).map_err(|e| Error::io(name, e))?;
+        match line {
+            Line::End => break,
+            Line::TooLong(len, sha256) => {
+                line_no += 1;
+                chunk_bytes += buf.len();
+                items.push(Item::Rejected {
+                    line_no,
+                    reason: format!(
+                        "line of {len} bytes is longer than {MAX_LINE_BYTES} bytes \
+                         (sha256 {}); its first {} bytes are kept",
+                        hex(&sha256),
+                        buf.len()
+                    ),
+                    raw: std::mem::take(&mut buf),
+                    len,
+                    sha256,
+                });
+            }
+            Line::Whole => {
+                line_no += 1;
+                if buf.last() == Some(&b'\r') {
+                    buf.pop();
+                }
+                // A UTF-8 byte order mark at the start of a file (some
+                // Windows editors write one) is not part of the data.
+                let mut line: &[u8] = &buf;
+                if line_no == 1 {
+                    line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+                }
+                let first = line.iter().find(|b| !b.is_ascii_whitespace());
+                match first {
+                    None | Some(b'#') => continue,
+                    _ => {}
+                }
+                chunk_bytes += line.len();
+                items.push(parse_item(line_no, line, now, &mut text));
             }
         }
-        let first = buf.iter().find(|b| !b.is_ascii_whitespace());
-        match first {
-            None | Some(b'#') => continue,
-            _ => {}
-        }
-        items.push(parse_item(line_no, &buf, now, &mut text));
         // Hand over a full chunk, or whatever is parsed when the input has
         // nothing more buffered: the next read may block on a slow pipe
         // (`mb-sample --watch 300 | mb-ingest`), and lines must not wait
         // there for a chunk to fill.
-        if items.len() >= batch || r.buffer().is_empty() {
+        if items.len() >= batch || chunk_bytes >= CHUNK_BYTES || r.buffer().is_empty() {
             let full = std::mem::replace(&mut items, Vec::with_capacity(batch));
-            let full_text = std::mem::replace(&mut text, String::with_capacity(batch * 512));
+            let full_text = std::mem::replace(&mut text, String::with_capacity(64 * 1024));
+            chunk_bytes = 0;
             used.try_iter().for_each(drop);
             if tx
                 .send(Msg::Batch {
@@ -582,6 +729,11 @@ fn read_source(
     Ok(())
 }
 
+/// Lower-case hex.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 fn parse_item(line_no: u64, buf: &[u8], now: DateTime<Utc>, text_buf: &mut String) -> Item {
     let text = match std::str::from_utf8(buf) {
         Ok(t) => t,
@@ -590,6 +742,8 @@ fn parse_item(line_no: u64, buf: &[u8], now: DateTime<Utc>, text_buf: &mut Strin
                 line_no,
                 reason: format!("not UTF-8 (invalid byte at offset {})", e.valid_up_to()),
                 raw: buf.to_vec(),
+                len: buf.len() as u64,
+                sha256: sha256(buf),
             }
         }
     };
@@ -607,6 +761,8 @@ fn parse_item(line_no: u64, buf: &[u8], now: DateTime<Utc>, text_buf: &mut Strin
             line_no,
             reason: e.to_string(),
             raw: buf.to_vec(),
+            len: buf.len() as u64,
+            sha256: sha256(buf),
         },
     }
 }

@@ -84,6 +84,11 @@ fn start_with(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> Server {
     for (k, v) in vars {
         c.env(k, v);
     }
+    spawn_server(c)
+}
+
+/// Start the server `c` describes and wait for its listening line.
+fn spawn_server(mut c: std::process::Command) -> Server {
     let mut child = c
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -200,11 +205,12 @@ fn page_shows_the_customers_month_with_charts_and_escaping() {
     assert!(b.contains("&lt;b&gt;x&lt;/b&gt;"));
     assert!(!b.contains("<script"), "unescaped markup in the page");
     assert!(!b.contains("<b>"), "unescaped markup in the page");
-    // Charts: cost by model, cost per day, CPU and memory.
-    assert_eq!(b.matches("<svg class=\"chart").count(), 3);
-    assert!(b.contains("<svg class=\"chart hbars\""));
-    assert!(b.contains("<svg class=\"chart bars\""));
-    assert!(b.contains("<svg class=\"chart lines\""));
+    // Charts: cost by model, cost per day, CPU and memory; all text HTML.
+    assert_eq!(b.matches("<figure class=\"chart").count(), 3);
+    assert!(b.contains("<figure class=\"chart hbars\""));
+    assert!(b.contains("<figure class=\"chart bars\""));
+    assert!(b.contains("<figure class=\"chart lines\""));
+    assert!(!b.contains("<text"), "SVG text scales with the chart");
     // Day 03 of the month: 750,000 tokens for USD 4.5 (3.0 + 1.5).
     assert!(b.contains("<title>2026-11-03 00:00: USD 4.5, 750,000 tokens</title>"));
     // Resources and activity, as mb-report prints them.
@@ -217,7 +223,14 @@ fn page_shows_the_customers_month_with_charts_and_escaping() {
     assert!(b.contains("<tr><td>pattern</td><td class=\"n\">1</td><td class=\"n\">600.0</td></tr>"));
     // Invoice preview of November: pro 499.00 for 30 of 30 days; tokens
     // 1,301,000 of 1,000,000 (130.1 %); projection x 30/27.5 = 1,419,272.
-    assert!(b.contains("Invoice preview 2026-11"));
+    assert!(b.contains("<section id=\"invoice\" data-month=\"2026-11\" data-state=\"projected\">"));
+    assert!(
+        b.contains("Invoice preview 2026-11 <small>(projected, 2026-11-01 to 2026-11-30)</small>")
+    );
+    // Tier, status and local dates in the heading.
+    assert!(b.contains("<span class=\"badge\" id=\"tier\">tier pro</span>"));
+    assert!(b.contains("id=\"status\">active since 2026-11-01</span>"));
+    assert!(b.contains("<p class=\"meta\" id=\"span\">2026-11-01 to 2026-11-30 (UTC);"));
     assert!(b.contains("EUR 499.00"));
     assert!(b.contains("1,301,000 of 1,000,000 included (130.1 %)"));
     assert!(b.contains("Projected to month end: 1,419,272 tokens, USD 9.819272727"));
@@ -250,10 +263,28 @@ fn period_selector_steps_through_days_weeks_and_months() {
     assert!(r
         .body
         .contains("<td class=\"n\">1,000</td><td class=\"n\">0.0100</td>"));
-    // A month without usage renders empty charts, not an error.
+    // The previous month shows its own invoice, final: no projection.
+    assert!(r
+        .body
+        .contains("<section id=\"invoice\" data-month=\"2026-10\" data-state=\"final\">"));
+    assert!(!r.body.contains("Projected"));
+    // A month without usage: one empty state per section, no chart, and
+    // missing figures shown as missing, not 0.
     let r = get(&s, "/?month=2026-01");
     assert_eq!(r.status, 200);
-    assert!(r.body.contains("no data in this period"));
+    for msg in [
+        "No API usage in this period.",
+        "No API cost in this period.",
+        "No resource samples in this period.",
+        "No activity in this period.",
+    ] {
+        assert!(
+            r.body.contains(&format!("<p class=\"empty\">{msg}</p>")),
+            "{msg}"
+        );
+    }
+    assert!(!r.body.contains("<svg"));
+    assert!(!r.body.contains("0.0 MB"));
 }
 
 /// The API's summary is byte-for-byte the JSON of mb-report (as values).
@@ -698,50 +729,550 @@ fn keeps_serving_while_ingest_writes_and_stops_on_sigterm() {
     assert_eq!(logged, ["mb-dashboard: shutting down"]);
 }
 
+/// The install command the browser test needs, the same in README,
+/// docs/mb-dashboard.md and .ci/run.
+const BROWSER_SETUP: &str =
+    "apt-get install -y chromium nodejs npm && (cd tests/browser && npm ci)";
+
 /// The end-to-end check in a real headless browser (Debian's chromium
-/// driven by playwright-core, tests/browser/dashboard.mjs). Skipped, with a
-/// message saying how to enable it, where chromium, node or the npm
-/// package are missing. `MB_SCREENSHOT=FILE` also saves a screenshot.
+/// driven by playwright-core, tests/browser/dashboard.mjs), at 1400 and
+/// 800 px. Ignored by a plain `cargo test`, so the summary counts it as
+/// "1 ignored" instead of a silent "ok"; `.ci/run` runs it with
+/// `--ignored`, and then missing chromium, node or playwright-core is a
+/// failure that names the install command. Screenshots are kept in
+/// target/dashboard-browser/.
 #[test]
+#[ignore = "needs chromium, node and tests/browser/node_modules; .ci/run runs it"]
 fn browser_renders_charts_and_switches_period() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("tests/browser");
     let chromium = std::env::var_os("MB_CHROMIUM")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| "/usr/bin/chromium".into());
-    let skip = |why: &str| {
-        eprintln!(
-            "dashboard browser test skipped: {why}; to run it: apt-get install -y chromium nodejs npm \
-             && (cd tests/browser && npm install) (see docs/mb-dashboard.md)"
-        );
+    let missing = |why: &str| -> ! {
+        panic!("dashboard browser test cannot run: {why}; install with: {BROWSER_SETUP}")
     };
     if !chromium.exists() {
-        return skip(&format!("no chromium at {}", chromium.display()));
+        missing(&format!("no chromium at {}", chromium.display()));
     }
     let node_ok = std::process::Command::new("node")
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
     if !node_ok {
-        return skip("node is not installed");
+        missing("node is not installed");
     }
     if !dir.join("node_modules/playwright-core").is_dir() {
-        return skip("tests/browser/node_modules/playwright-core is missing");
+        missing("tests/browser/node_modules/playwright-core is missing");
     }
     let env = fixture_env();
+    // A model name as long as real ones: it used to lose its first letter
+    // at the card's edge.
+    let long = r#"{"v":1,"kind":"api","id":"cpa:00000009:2026-11-27T10:00:00Z","ts":"2026-11-27T10:00:00Z","customer_id":"acme","vm_id":"vm-1","provider":"anthropic","model":"claude-sonnet-4-5-20250929","price_key":"claude-sonnet-4-5","tokens_in":1000,"tokens_out":100,"cache_read_tokens":0,"cache_write_tokens":0,"reasoning_tokens":0,"cost_usd":"0.5","priced":true,"price_table":"builtin-2026-11-01","request_id":"00000009","failed":false,"auth_type":"apikey","client":null,"service_tier":null,"source_format":"usage-queue"}"#;
+    assert_code(&env.run("mb-ingest", &[], &format!("{long}\n")), 0);
     let s = start(&env, &["--customer", "acme"]);
-    let mut c = std::process::Command::new("node");
-    c.arg(dir.join("dashboard.mjs"))
+    let fleet = start(&env, &[]);
+    let artifacts = root.join("target/dashboard-browser");
+    let o = std::process::Command::new("node")
+        .arg(dir.join("dashboard.mjs"))
         .arg(format!("http://{}", s.addr))
-        .env("MB_CHROMIUM", &chromium);
-    if let Some(shot) = std::env::var_os("MB_SCREENSHOT") {
-        c.arg(shot);
-    }
-    let o = c.output().unwrap();
+        .arg(format!("http://{}", fleet.addr))
+        .arg(&artifacts)
+        .env("MB_CHROMIUM", &chromium)
+        .output()
+        .unwrap();
     assert!(
         o.status.success(),
         "browser check failed\nstdout:\n{}\nstderr:\n{}",
         stdout(&o),
         stderr(&o)
     );
-    assert!(stdout(&o).contains("ok: no request leaves the dashboard"));
+    let out = stdout(&o);
+    assert!(out.contains("ok: no request leaves the dashboard"));
+    assert!(out.contains("ok: 800px: no sideways scroll"));
+    for shot in [
+        "1400-month.png",
+        "800-month.png",
+        "800-fleet.png",
+        "800-empty.png",
+    ] {
+        assert!(artifacts.join(shot).is_file(), "{shot} not written");
+    }
+    eprintln!("screenshots in {}", artifacts.display());
+}
+
+/// The fleet view: customers with tier, status and a total row; VMs with
+/// their last sample and a stale mark; the same as JSON.
+#[test]
+fn fleet_view_and_its_json() {
+    let env = fixture_env();
+    // globex has a registered VM that never reported.
+    assert_code(
+        &env.run("mb-customer", &["set", "globex", "--add-vm", "vm-9"], ""),
+        0,
+    );
+    let s = start(&env, &[]);
+    let r = get(&s, "/?period=month&date=2026-11-03");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let b = &r.body;
+    assert!(b.contains("<section id=\"customers\">"));
+    assert!(b.contains("<tr class=\"total\"><td>Total</td>"));
+    assert!(b.contains("1,301,000<br><small>of 1,000,000 (130.1 %)</small>"));
+    assert!(b.contains("<tr class=\"vm state-stale\" data-vm=\"vm-1\">"));
+    assert!(b.contains("<tr class=\"vm state-stale\" data-vm=\"vm-9\">"));
+    assert!(b.contains("<tr class=\"vm state-no_samples\" data-vm=\"vm-7\">"));
+    assert!(b.contains("2026-11-03 10:10 UTC"));
+    assert!(b.contains("2 stale</span>"));
+
+    let v = get(&s, "/api/v1/customers?month=2026-11").json();
+    let c = &v["customers"];
+    assert_eq!(c[0]["customer_id"], "acme");
+    assert_eq!(c[0]["tier"], "pro");
+    assert_eq!(c[0]["status"], "active");
+    assert_eq!(c[0]["tokens"], 1_301_000);
+    assert_eq!(c[0]["cost_usd"], "9.001");
+    assert_eq!(c[0]["net_in_bytes"], 300_000_000);
+    assert_eq!(c[1]["customer_id"], "globex");
+    assert_eq!(c[1]["net_in_bytes"], serde_json::Value::Null);
+    assert_eq!(v["total"]["tokens"], 1_312_000);
+    assert_eq!(v["total"]["cost_usd"], "9.036");
+    assert_eq!(v["total"]["included_tokens"], 2_000_000);
+
+    // Freshness at the fixture's clock: vm-1's last sample is 25 days old.
+    let v = get(&s, "/api/v1/vms").json();
+    let vms = v["vms"].as_array().unwrap();
+    let ids: Vec<&str> = vms.iter().map(|x| x["vm_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["vm-1", "vm-7", "vm-9"]);
+    assert_eq!(vms[0]["state"], "stale");
+    assert_eq!(vms[0]["last_sample"]["ts"], "2026-11-03T10:10:00Z");
+    assert_eq!(vms[0]["last_sample"]["age_seconds"], 2_166_600);
+    assert_eq!(vms[0]["stale_after_seconds"], 600);
+    assert_eq!(vms[0]["api"]["last"], "2026-11-27T09:00:00Z");
+    assert_eq!(vms[0]["api"]["count"], 4);
+    assert_eq!(vms[1]["state"], "no_samples");
+    assert_eq!(vms[2]["state"], "stale");
+    assert_eq!(vms[2]["registered_to"], serde_json::json!(["globex"]));
+    assert_eq!(v["ingest_runs"][0]["inserted"], 12);
+    // `until` moves the cutoff: two minutes after the last sample it is fresh.
+    let v = get(&s, "/api/v1/vms?until=2026-11-03T10:12:00Z&stale_after=5m").json();
+    assert_eq!(v["vms"][0]["state"], "ok");
+    assert_eq!(v["vms"][0]["stale_after_seconds"], 300);
+    assert_eq!(v["vms"][0]["api"]["count"], 2);
+    // mb-report vms computes the same (one library function).
+    let o = env.run("mb-report", &["vms", "--json"], "");
+    assert_code(&o, 1);
+    let cli: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(cli, get(&s, "/api/v1/vms").json());
+    assert!(
+        stderr(&o).contains("2 VMs are stale: vm-1, vm-9"),
+        "{}",
+        stderr(&o)
+    );
+    for bad in [
+        "/api/v1/vms?stale_after=soon",
+        "/api/v1/vms?until=2026-01-01&since=2026-02-01",
+        "/api/v1/vms?foo=1",
+        "/api/v1/customers?since=2026-11-01&month=2026-11",
+    ] {
+        assert_eq!(get(&s, bad).status, 400, "{bad}");
+    }
+
+    // since/until on the summary, as in mb-report.
+    let v = get(
+        &s,
+        "/api/v1/summary?since=2026-11-03&until=2026-11-04&customer=acme",
+    )
+    .json();
+    let o = env.run(
+        "mb-report",
+        &[
+            "--json",
+            "--customer",
+            "acme",
+            "--since",
+            "2026-11-03",
+            "--until",
+            "2026-11-04",
+        ],
+        "",
+    );
+    let mut cli: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let mut api = v.clone();
+    for x in [&mut cli, &mut api] {
+        x.as_object_mut().unwrap().remove("generated_at");
+    }
+    assert_eq!(api, cli);
+    assert_eq!(v["customers"][0]["api_total"]["total_tokens"], 750_000);
+
+    // Scoped: only the customer's VMs, no ingest runs (they describe
+    // everyone's data).
+    let scoped = start(&env, &["--customer", "globex"]);
+    let v = get(&scoped, "/api/v1/vms").json();
+    let ids: Vec<&str> = v["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["vm_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["vm-7", "vm-9"]);
+    assert_eq!(v["ingest_runs"], serde_json::json!([]));
+    assert_eq!(get(&scoped, "/api/v1/vms?customer=acme").status, 403);
+    let v = get(&scoped, "/api/v1/customers").json();
+    assert_eq!(v["customers"].as_array().unwrap().len(), 1);
+}
+
+/// `mb-report vms`: text with stale marks and the ingest runs, CSV, and
+/// exit 1 exactly when a VM is stale.
+#[test]
+fn mb_report_vms_marks_stale_vms_and_exits_1() {
+    let env = fixture_env();
+    let o = env.run("mb-report", &["vms"], "");
+    assert_code(&o, 1);
+    let t = stdout(&o);
+    assert!(
+        t.contains(
+            "Fleet at 2026-11-28 12:00 (UTC); api and activity events since 2026-10-28 12:00."
+        ),
+        "{t}"
+    );
+    // 80 columns in a pipe: freshness first, the other events second.
+    assert!(
+        t.contains(
+            "  VM    CUSTOMER  LAST SAMPLE            AGE  STATE\n\
+             \x20 vm-1  acme      2026-11-03 10:10  25 d 1 h  STALE (> 10 min)\n\
+             \x20 vm-7  globex    -                        -  no samples\n\n\
+             \x20 VM    LAST API          LAST ACTIVITY     STORED BY\n\
+             \x20 vm-1  2026-11-27 09:00  2026-11-04 09:00  run 1\n\
+             \x20 vm-7  2026-11-05 12:00  -                 -\n"
+        ),
+        "{t}"
+    );
+    assert!(t.lines().all(|l| l.chars().count() <= 80), "{t}");
+    let typo = env.run("mb-report", &["vms", "--customer", "acmee"], "");
+    assert_code(&typo, 2);
+    assert!(t.contains("1 of 2 VMs stale."), "{t}");
+    assert!(t.contains("Latest ingest runs:"), "{t}");
+    assert!(
+        stderr(&o).contains("mb-report: 1 VM is stale: vm-1"),
+        "{}",
+        stderr(&o)
+    );
+    // Two minutes after the last sample nothing is stale: exit 0.
+    let o = env.run(
+        "mb-report",
+        &["vms", "--until", "2026-11-03T10:12:00Z", "--csv"],
+        "",
+    );
+    assert_code(&o, 0);
+    let csv = stdout(&o);
+    assert!(csv.starts_with("vm_id,customer_id,registered_to,last_sample,age_seconds,"));
+    assert!(csv.contains("\nvm-1,acme,,2026-11-03T10:10:00Z,120,300,10,60,20000000000,1,2026-11-03T10:00:00Z,2,2026-11-03T10:05:00Z,1,600,ok\n"), "{csv}");
+    // A fixed threshold.
+    let o = env.run(
+        "mb-report",
+        &[
+            "vms",
+            "--until",
+            "2026-11-03T10:12:00Z",
+            "--stale-after",
+            "60",
+        ],
+        "",
+    );
+    assert_code(&o, 1);
+    let o = env.run("mb-report", &["vms", "--stale-after", "soon"], "");
+    assert_code(&o, 2);
+}
+
+/// `/metrics` parses with the official Prometheus parser (prometheus_client
+/// from PyPI), escapes label values, and gives mb-report's figures.
+#[test]
+fn metrics_parse_with_the_prometheus_parser_and_equal_mb_report() {
+    let have = std::process::Command::new("python3")
+        .args(["-c", "import prometheus_client.parser"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "prometheus_client is missing in CI: pip install prometheus_client"
+        );
+        eprintln!("metrics parser test skipped: pip install prometheus_client");
+        return;
+    }
+    let env = fixture_env();
+    // An unpriced model whose name needs every escape of the format.
+    let weird = r#"{"v":1,"kind":"api","id":"cpa:0000000a:2026-11-20T10:00:00Z","ts":"2026-11-20T10:00:00Z","customer_id":"acme","vm_id":"vm-1","provider":"odd","model":"a\"b\\c\nd","price_key":null,"tokens_in":5,"tokens_out":0,"cache_read_tokens":0,"cache_write_tokens":0,"reasoning_tokens":0,"cost_usd":null,"priced":false,"price_table":null,"request_id":"0000000a","failed":false,"auth_type":"apikey","client":null,"service_tier":null,"source_format":"usage-queue"}"#;
+    assert_code(&env.run("mb-ingest", &[], &format!("{weird}\n")), 0);
+    let s = start(&env, &[]);
+    let r = get(&s, "/metrics");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert!(r.body.contains(r#"model="a\"b\\c\nd""#), "{}", r.body);
+    let script = env.write(
+        "parse.py",
+        "import sys, json\n\
+         from prometheus_client.parser import text_string_to_metric_families\n\
+         out = []\n\
+         for f in text_string_to_metric_families(sys.stdin.read()):\n\
+         \x20   for s in f.samples:\n\
+         \x20       out.append([f.name, f.type, s.name, s.labels, s.value])\n\
+         print(json.dumps(out))\n",
+    );
+    let o = run_cmd(std::process::Command::new("python3").arg(&script), &r.body);
+    assert_code(&o, 0);
+    let samples: Vec<(String, String, String, serde_json::Value, f64)> =
+        serde_json::from_str(&stdout(&o)).unwrap();
+    let val = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        let hits: Vec<f64> = samples
+            .iter()
+            .filter(|s| {
+                s.2 == name
+                    && labels.iter().all(|(k, v)| s.3[*k] == *v)
+                    && s.3.as_object().unwrap().len() == labels.len()
+            })
+            .map(|s| s.4)
+            .collect();
+        assert_eq!(hits.len(), 1, "{name} {labels:?}: {hits:?}");
+        hits[0]
+    };
+    // Equal to mb-report for the same month.
+    let o = env.run("mb-report", &["--json", "--month", "2026-11"], "");
+    let rep: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    for c in rep["customers"].as_array().unwrap() {
+        let id = c["customer_id"].as_str().unwrap();
+        let t = &c["api_total"];
+        assert_eq!(
+            val("mb_customer_tokens", &[("customer", id)]),
+            t["total_tokens"].as_f64().unwrap()
+        );
+        let cost: f64 = t["cost_usd"].as_str().unwrap().parse().unwrap();
+        assert_eq!(val("mb_customer_cost_usd", &[("customer", id)]), cost);
+        assert_eq!(
+            val("mb_customer_requests", &[("customer", id)]),
+            t["requests"].as_f64().unwrap()
+        );
+    }
+    assert_eq!(
+        val("mb_customer_tokens", &[("customer", "acme")]),
+        1_301_005.0
+    );
+    let o = env.run(
+        "mb-report",
+        &["--json", "--month", "2026-11", "--vm", "vm-1"],
+        "",
+    );
+    let rep: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let t = &rep["customers"][0]["api_total"];
+    assert_eq!(
+        val("mb_vm_tokens", &[("customer", "acme"), ("vm", "vm-1")]),
+        t["total_tokens"].as_f64().unwrap()
+    );
+    let cost: f64 = t["cost_usd"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        val("mb_vm_cost_usd", &[("customer", "acme"), ("vm", "vm-1")]),
+        cost
+    );
+    // The hostile model survives the round trip exactly.
+    assert_eq!(
+        val(
+            "mb_unpriced_requests",
+            &[
+                ("customer", "acme"),
+                ("provider", "odd"),
+                ("model", "a\"b\\c\nd")
+            ]
+        ),
+        1.0
+    );
+    // Freshness, last interval, ingest.
+    assert_eq!(
+        val(
+            "mb_vm_last_sample_age_seconds",
+            &[("customer", "acme"), ("vm", "vm-1")]
+        ),
+        2_166_600.0
+    );
+    assert_eq!(
+        val(
+            "mb_vm_last_sample_timestamp_seconds",
+            &[("customer", "acme"), ("vm", "vm-1")]
+        ),
+        1_793_700_600.0
+    );
+    assert_eq!(
+        val("mb_vm_stale", &[("customer", "acme"), ("vm", "vm-1")]),
+        1.0
+    );
+    assert_eq!(
+        val("mb_vm_cpu_percent", &[("customer", "acme"), ("vm", "vm-1")]),
+        10.0
+    );
+    assert_eq!(
+        val(
+            "mb_vm_memory_percent",
+            &[("customer", "acme"), ("vm", "vm-1")]
+        ),
+        60.0
+    );
+    assert_eq!(val("mb_ingest_runs", &[("status", "ok")]), 2.0);
+    assert_eq!(
+        val("mb_ingest_lines_total", &[("result", "inserted")]),
+        13.0
+    );
+    assert_eq!(val("mb_ingest_lines_total", &[("result", "rejected")]), 0.0);
+    assert!(samples
+        .iter()
+        .any(|s| s.0 == "mb_ingest_lines" && s.1 == "counter"));
+
+    // Scoped and protected like the API.
+    let tok = env.write("token", "0123456789abcdef0123\n");
+    std::fs::set_permissions(&tok, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let scoped = start(
+        &env,
+        &[
+            "--customer",
+            "globex",
+            "--token-file",
+            tok.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(get(&scoped, "/metrics").status, 401);
+    let r = request(
+        &scoped.addr,
+        "GET",
+        "/metrics",
+        &[("Authorization", "Bearer 0123456789abcdef0123")],
+    );
+    assert_eq!(r.status, 200);
+    assert!(r
+        .body
+        .contains("mb_customer_tokens{customer=\"globex\"} 11000"));
+    assert!(!r.body.contains("acme"), "{}", r.body);
+    assert!(
+        !r.body.contains("mb_ingest"),
+        "ingest series on a scoped dashboard"
+    );
+    assert_eq!(get(&scoped, "/metrics?customer=acme").status, 401);
+}
+
+/// 200 connections that never finish their header, under an open-files
+/// limit of 128: once the header timeout has passed, /healthz answers
+/// within 2 s.
+#[test]
+fn half_open_connections_cannot_starve_the_server() {
+    let env = fixture_env();
+    let mut c = std::process::Command::new("prlimit");
+    c.arg("--nofile=128:128").arg(bin_path("mb-dashboard"));
+    c.args(["--port", "0", "--header-timeout", "2"]);
+    c.env_clear();
+    for (k, v) in env.cmd("mb-dashboard").get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    let s = spawn_server(c);
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        if let Ok(mut t) = TcpStream::connect(&s.addr) {
+            let _ = t.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n");
+            held.push(t);
+        }
+    }
+    assert!(held.len() >= 150, "only {} connections opened", held.len());
+    // The timeout (2 s) passes with the connections still held open.
+    std::thread::sleep(Duration::from_millis(2500));
+    let t0 = Instant::now();
+    let mut s2 = TcpStream::connect(&s.addr).unwrap();
+    s2.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s2.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut got = String::new();
+    let _ = s2.read_to_string(&mut got);
+    assert!(got.starts_with("HTTP/1.1 200"), "no answer: {got:?}");
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    // The server closed the half-open connections it had accepted.
+    let mut closed = 0;
+    for t in &mut held {
+        t.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let mut b = [0u8; 512];
+        match t.read(&mut b) {
+            Ok(0) => closed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => closed += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(closed, held.len());
+    drop(held);
+    // Request size limits: a body is refused, a huge header is 431.
+    let r = request(&s.addr, "GET", "/healthz", &[("Content-Length", "5")]);
+    assert_eq!(r.status, 413);
+    let big = "x".repeat(20_000);
+    let r = request(&s.addr, "GET", "/", &[("X-Big", &big)]);
+    assert_eq!(r.status, 431);
+}
+
+/// Local dates in the configured zone, tier and status on the page, and
+/// the reason when a month has no base fee.
+#[test]
+fn page_gives_local_dates_status_and_why_there_is_no_base_fee() {
+    let env = fixture_env();
+    let cfg = env.write("mb.toml", "timezone = \"Europe/Prague\"\n");
+    let cfg = cfg.to_str().unwrap();
+    for args in [
+        &[
+            "add",
+            "initech",
+            "--tier",
+            "starter",
+            "--effective",
+            "2026-10-01",
+        ][..],
+        &[
+            "set",
+            "initech",
+            "--status",
+            "suspended",
+            "--effective",
+            "2026-10-20",
+        ][..],
+    ] {
+        let o = run_cmd(env.cmd("mb-customer").env("MB_CONFIG", cfg).args(args), "");
+        assert_code(&o, 0);
+    }
+    let s = start_with(&env, &[], &[("MB_CONFIG", cfg)]);
+    let r = get(&s, "/?month=2026-11&customer=initech");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let b = &r.body;
+    assert!(
+        b.contains(
+            "<p class=\"meta\" id=\"span\">2026-11-01 to 2026-11-30 (Europe/Prague (+01:00));"
+        ),
+        "{b}"
+    );
+    assert!(!b.contains("T23:00:00Z"), "UTC instants in the page");
+    assert!(b.contains("updated 2026-11-28 13:00:00 CET"));
+    assert!(b.contains("<span class=\"badge\" id=\"tier\">tier starter</span>"));
+    assert!(b.contains("id=\"status\">suspended since 2026-10-20</span>"));
+    assert!(b.contains(
+        "<tr id=\"no-base\"><td>Base fee: none <small>(the customer is suspended since 2026-10-20)</small></td>"
+    ));
+    // October has 19 active days: a base fee, final.
+    let r = get(&s, "/?month=2026-10&customer=initech");
+    assert!(r
+        .body
+        .contains("data-month=\"2026-10\" data-state=\"final\""));
+    assert!(r.body.contains("Base fee: starter plan"), "{}", r.body);
+    // A custom range shows local times.
+    let r = get(
+        &s,
+        "/?customer=acme&since=2026-11-03T09:00:00Z&until=2026-11-03T15:00:00Z",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r
+        .body
+        .contains("data-kind=\"custom\">2026-11-03 10:00 to 2026-11-03 16:00</strong>"));
 }

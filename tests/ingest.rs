@@ -504,7 +504,9 @@ fn closed_stderr_is_not_a_panic() {
     }
     let st = child.wait().unwrap();
     assert_eq!(st.code(), Some(1), "rejected lines, no panic (101)");
-    assert_eq!(env.query("SELECT count(*) FROM rejects"), ["1000"]);
+    // 1000 identical bad lines: counted 1000 times, recorded once.
+    assert_eq!(env.query("SELECT count(*) FROM rejects"), ["1"]);
+    assert_eq!(env.query("SELECT rejected FROM ingest_runs"), ["1000"]);
 }
 
 #[test]
@@ -765,4 +767,358 @@ fn ingested_at_never_goes_back_with_the_clock() {
             "1|1795870800000000000"
         ]
     );
+}
+
+/// An api line at the physical bounds of mb-events(5): every token count
+/// 10^9 and the cost USD 100,000, in the hour 2026-11-03T10.
+fn maximal_api_line(id: &str, minute: u32) -> String {
+    format!(
+        r#"{{"v":1,"kind":"api","id":"{id}","ts":"2026-11-03T10:{minute:02}:00Z","customer_id":"acme","vm_id":"vm-1","provider":"openai","model":"gpt-4o","price_key":"gpt-4o","tokens_in":1000000000,"tokens_out":1000000000,"cache_read_tokens":1000000000,"cache_write_tokens":1000000000,"reasoning_tokens":0,"cost_usd":"100000","priced":true,"price_table":"t","request_id":null,"failed":false,"auth_type":"apikey","client":null,"service_tier":null,"source_format":"test"}}"#
+    )
+}
+
+#[test]
+fn a_poison_line_is_one_reject_and_never_fails_the_batch() {
+    let env = Env::new();
+    let mut text = api_lines("ok", 30);
+    // The contract's old i64 maximum, and far beyond it: each is a reject
+    // with its line number; the 30 valid lines around them are stored.
+    let poison = api_lines("p", 1)
+        .trim_end()
+        .replace("\"tokens_in\":1", "\"tokens_in\":9223372036854775807")
+        .replace("\"id\":\"p-0\"", "\"id\":\"poison\"");
+    text.insert_str(0, &format!("{poison}\n"));
+    text.push_str(&poison.replace("9223372036854775807", "1000000001"));
+    text.push('\n');
+    text.push_str(&api_lines("q", 1).replace(
+        "\"cost_usd\":\"0.000000001\"",
+        "\"cost_usd\":\"100000.000000001\"",
+    ));
+    let f = env.write("in.jsonl", &text);
+    let o = env.run("mb-ingest", &[f.to_str().unwrap()], "");
+    assert_code(&o, 1);
+    let err = stderr(&o);
+    assert!(
+        err.contains(
+            "in.jsonl:1: field \"tokens_in\": 9223372036854775807 is larger than 1000000000"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("in.jsonl:32: field \"tokens_in\""), "{err}");
+    assert!(err.contains("in.jsonl:33: field \"cost_usd\""), "{err}");
+    assert!(
+        err.ends_with("read 33, inserted 30, duplicates 0, conflicts 0, rejected 3\n"),
+        "{err}"
+    );
+    assert_eq!(env.query("SELECT count(*) FROM api_usage"), ["30"]);
+}
+
+#[test]
+fn a_maximal_customer_hour_keeps_every_report_and_the_invoice_exact() {
+    let env = Env::at("2026-12-02T12:00:00Z");
+    let cfg = fixture("e2e/mb.toml");
+    let mut c = env.cmd("mb-customer");
+    c.env("MB_CONFIG", &cfg).args([
+        "add",
+        "acme",
+        "--tier",
+        "pro",
+        "--effective",
+        "2026-10-01",
+        "--stripe-customer",
+        "cus_ACME",
+    ]);
+    assert_code(&run_cmd(&mut c, ""), 0);
+    // Three runs of maximal lines for one customer-hour. USD 100,000 each:
+    // the hour's bound of 2^49 nano-USD (USD 562,949.953421312) takes five;
+    // the sixth and seventh are rejects naming the line, whichever run
+    // brings them, and a re-run of a file stores nothing twice.
+    let mut stored = 0i128;
+    let mut stored_tokens = 0i128;
+    for (run, ids) in [(0, 0..3), (1, 3..5), (2, 5..7)] {
+        let text: String = ids
+            .clone()
+            .map(|i| maximal_api_line(&format!("max-{i}"), i as u32) + "\n")
+            .collect();
+        let f = env.write(&format!("run{run}.jsonl"), &text);
+        for again in [false, true] {
+            let o = env.run("mb-ingest", &[f.to_str().unwrap()], "");
+            let fits = ids.clone().filter(|i| *i < 5).count();
+            let over = ids.len() - fits;
+            assert_code(&o, if over > 0 { 1 } else { 0 });
+            let summary = if again {
+                format!("inserted 0, duplicates {fits}, conflicts 0, rejected {over}")
+            } else {
+                format!("inserted {fits}, duplicates 0, conflicts 0, rejected {over}")
+            };
+            assert!(stderr(&o).contains(&summary), "{}", stderr(&o));
+            if over > 0 {
+                assert!(
+                    stderr(&o).contains("would pass the bound of one UTC hour"),
+                    "{}",
+                    stderr(&o)
+                );
+            }
+            if !again {
+                stored += fits as i128 * 100_000_000_000_000;
+                stored_tokens += fits as i128 * 4_000_000_000;
+            }
+        }
+    }
+    assert_eq!(stored, 500_000_000_000_000);
+    // Sums stay INTEGER and exact.
+    assert_eq!(
+        env.query(
+            "SELECT typeof(sum(cost_nusd)), sum(cost_nusd), sum(tokens_in + tokens_out + \
+             cache_read_tokens + cache_write_tokens) FROM api_rollup"
+        ),
+        [format!("integer|{stored}|{stored_tokens}")]
+    );
+    assert_eq!(
+        env.query(
+            "SELECT count(*) FROM api_rollup WHERE typeof(tokens_in) <> 'integer' \
+             OR typeof(cost_nusd) <> 'integer'"
+        ),
+        ["0"]
+    );
+    assert_eq!(
+        env.query("SELECT sum(inserted) FROM ingest_runs"),
+        ["5"],
+        "the audit counts the stored rows"
+    );
+    let report = |args: &[&str]| {
+        let mut c = env.cmd("mb-report");
+        c.env("MB_CONFIG", &cfg).args(args);
+        run_cmd(&mut c, "")
+    };
+    // The summary (one customer and all), text, CSV and JSON.
+    for extra in [
+        &["--customer", "acme"][..],
+        &[][..],
+        &["--csv"][..],
+        &["--json"][..],
+    ] {
+        let mut a = vec!["summary", "--month", "2026-11"];
+        a.extend_from_slice(extra);
+        let o = report(&a);
+        assert_code(&o, 0);
+    }
+    let o = report(&["summary", "--month", "2026-11", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let t = &v["customers"][0]["api_total"];
+    assert_eq!(t["requests"], 5);
+    assert_eq!(t["total_tokens"].as_i64().unwrap() as i128, stored_tokens);
+    assert_eq!(t["cost_usd"], "500000");
+    for by in ["hour", "day", "month"] {
+        let o = report(&["series", "--month", "2026-11", "--by", by, "--csv"]);
+        assert_code(&o, 0);
+    }
+    // The invoice: overage = cost x (T - I) / T x 1.2 x 0.92, in cents,
+    // half up, computed here exactly in i128.
+    let o = report(&["invoice", "--month", "2026-11", "--csv"]);
+    assert_code(&o, 0);
+    let mut rdr = csv::Reader::from_reader(o.stdout.as_slice());
+    let rows: Vec<Vec<String>> = rdr
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect())
+        .collect();
+    let ov = rows.iter().find(|r| r[4] == "llm_overage").unwrap();
+    let included = 50_000i128;
+    // cents = nusd / 1e9 USD x 100 x (T - I) / T x 120/100 x 92/100
+    let num = stored * 100 * (stored_tokens - included) * 120 * 92;
+    let den = 1_000_000_000i128 * stored_tokens * 100 * 100;
+    let cents = (2 * num + den) / (2 * den);
+    assert_eq!(ov[9], cents.to_string(), "{ov:?}");
+    assert_eq!(ov[11], stored_tokens.to_string());
+    let o = report(&[
+        "stripe-meter",
+        "--month",
+        "2026-11",
+        "--event-name",
+        "tokens",
+    ]);
+    assert_code(&o, 0);
+}
+
+#[test]
+fn a_too_long_line_keeps_a_prefix_its_length_and_hash_and_reruns_add_nothing() {
+    let env = Env::new();
+    // 3 MiB of one line between valid ones, and a last line with no newline
+    // at all of 2 MiB: both rejected with their length and SHA-256, the
+    // valid lines stored.
+    let long = format!("{{\"v\":1,\"pad\":\"{}\"}}", "x".repeat(3 << 20));
+    let tail = "y".repeat(2 << 20);
+    let mut text = api_lines("a", 2);
+    text.push_str(&long);
+    text.push('\n');
+    text.push_str(&api_lines("b", 2));
+    text.push_str("not json\n");
+    text.push_str(&tail);
+    let f = env.write("long.jsonl", &text);
+    for run in 0..3 {
+        let o = env.run("mb-ingest", &[f.to_str().unwrap()], "");
+        assert_code(&o, 1);
+        let err = stderr(&o);
+        assert!(
+            err.contains(&format!(
+                "long.jsonl:3: line of {} bytes is longer than 1048576 bytes",
+                long.len()
+            )),
+            "{err}"
+        );
+        assert!(err.contains("long.jsonl:7: line of 2097152 bytes"), "{err}");
+        let ins = if run == 0 { 4 } else { 0 };
+        assert!(
+            err.ends_with(&format!(
+                "read 7, inserted {ins}, duplicates {}, conflicts 0, rejected 3\n",
+                4 - ins
+            )),
+            "{err}"
+        );
+    }
+    // Each distinct bad line once, however many runs.
+    let rows = env.query(
+        "SELECT line_no, line_len, length(line), hex(line_sha256) FROM rejects ORDER BY line_no",
+    );
+    use sha2::Digest;
+    let h = |s: &str| hex_upper(&sha2::Sha256::digest(s.as_bytes()));
+    assert_eq!(
+        rows,
+        [
+            format!("3|{}|4096|{}", long.len(), h(&long)),
+            format!("6|8|8|{}", h("not json")),
+            format!("7|{}|4096|{}", tail.len(), h(&tail)),
+        ]
+    );
+    assert_eq!(
+        env.query("SELECT count(*), sum(rejected), sum(inserted) FROM ingest_runs"),
+        ["3|9|4"]
+    );
+}
+
+fn hex_upper(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02X}")).collect()
+}
+
+#[test]
+fn conflicts_are_recorded_once_per_source() {
+    let env = Env::new();
+    let a = env.write("a.jsonl", &api_lines("c", 3));
+    assert_code(&env.run("mb-ingest", &[a.to_str().unwrap()], ""), 0);
+    let changed = api_lines("c", 3).replace("\"tokens_in\":1,", "\"tokens_in\":2,");
+    let b = env.write("b.jsonl", &changed);
+    for _ in 0..3 {
+        let o = env.run("mb-ingest", &[b.to_str().unwrap()], "");
+        assert_code(&o, 1);
+        assert!(stderr(&o).contains("conflicts 3"), "{}", stderr(&o));
+    }
+    assert_eq!(env.query("SELECT count(*) FROM conflicts"), ["3"]);
+}
+
+#[test]
+fn readme_states_the_real_transaction_size() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let n = mb::ingest::DEFAULT_BATCH_LINES;
+    let shown = format!("{},{:03}", n / 1000, n % 1000);
+    assert!(
+        readme.contains(&format!("transactions of {shown} (`--batch`)")),
+        "README must say the default transaction size, {shown} lines"
+    );
+}
+
+#[test]
+fn a_leap_second_is_stored_once_and_reingested_as_a_duplicate() {
+    let env = Env::new();
+    let line = api_lines("leap", 1).replace("2026-11-03T10:00:00Z", "2016-12-31T23:59:60.5Z");
+    assert!(line.contains("23:59:60.5Z"));
+    let f = env.write("leap.jsonl", &line);
+    let o = env.run("mb-ingest", &[f.to_str().unwrap()], "");
+    assert_code(&o, 0);
+    let o = env.run("mb-ingest", &[f.to_str().unwrap()], "");
+    assert_code(&o, 0);
+    assert!(
+        stderr(&o).contains("inserted 0, duplicates 1, conflicts 0"),
+        "{}",
+        stderr(&o)
+    );
+    // Stored as the last instant of 23:59:59, still in 2016.
+    assert_eq!(
+        env.query("SELECT ts_ns FROM api_usage"),
+        ["1483228799999999999"]
+    );
+    let o = env.run("mb-report", &["events"], "");
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("\"ts\":\"2016-12-31T23:59:59.999999999Z\""));
+}
+
+#[test]
+fn minus_zero_integers_and_a_leading_bom_are_accepted() {
+    let env = Env::new();
+    let mut text = String::from("\u{feff}");
+    text.push_str(
+        &api_lines("z", 2)
+            .replacen("\"tokens_out\":0", "\"tokens_out\":-0", 1)
+            .replacen("\"reasoning_tokens\":0", "\"reasoning_tokens\":-0", 2),
+    );
+    let f = env.write("bom.jsonl", &text);
+    let o = env.run("mb-ingest", &[f.to_str().unwrap()], "");
+    assert_code(&o, 0);
+    assert_eq!(
+        env.query("SELECT typeof(tokens_out), tokens_out FROM api_usage ORDER BY id"),
+        ["integer|0", "integer|0"]
+    );
+    // A BOM anywhere else is named, not mistaken for bad JSON.
+    let mid = format!("{}\u{feff}{}", api_lines("m", 1), api_lines("n", 1));
+    let f = env.write("mid.jsonl", &mid);
+    let o = env.run("mb-ingest", &[f.to_str().unwrap()], "");
+    assert_code(&o, 1);
+    assert!(
+        stderr(&o).contains("mid.jsonl:2: starts with a UTF-8 byte order mark (U+FEFF)"),
+        "{}",
+        stderr(&o)
+    );
+    // Other negative or fractional numbers stay rejects.
+    let bad = api_lines("x", 1).replace("\"tokens_out\":0", "\"tokens_out\":-0.5");
+    let o = env.run("mb-ingest", &[], &bad);
+    assert_code(&o, 1);
+    assert!(
+        stderr(&o).contains("field \"tokens_out\": invalid type: floating point `-0.5`"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_report_during_database_creation_waits_for_the_creator() {
+    let env = Env::new();
+    // The file exists but is empty, as while mb-ingest is creating it.
+    env.write("data/usage.db", "");
+    let mut c = env.cmd("mb-report");
+    c.args(["events"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let o = env.run("mb-ingest", &[], &api_lines("w", 3));
+    assert_code(&o, 0);
+    let o = child.wait_with_output().unwrap();
+    // It waited for the schema and reported what was committed by then
+    // (the rows may land a moment after the schema), with no error.
+    assert_code(&o, 0);
+    assert_eq!(stderr(&o), "");
+    assert!(stdout(&o).lines().count() <= 3);
+    // With nobody creating it, it says so (after a bounded wait).
+    let env = Env::new();
+    env.write("data/usage.db", "");
+    let t0 = Instant::now();
+    let o = env.run("mb-report", &["events"], "");
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("empty or still being created"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(t0.elapsed() < Duration::from_secs(30));
 }

@@ -1045,8 +1045,8 @@ fn tier_status_and_usage_while_suspended() {
     assert_code(&o, 1);
     assert_eq!(
         stderr(&o),
-        "mb-report: initech: usage recorded while suspended (2026-11-21T00:00:00Z to \
-         2026-12-01T00:00:00Z): 1 requests, 0 activity events, 0 resource samples\n"
+        "mb-report: initech: usage recorded while suspended (2026-11-21 00:00 UTC to \
+         2026-12-01 00:00 UTC): 1 requests, 0 activity events, 0 resource samples\n"
     );
     let out = stdout(&o);
     assert!(

@@ -1092,3 +1092,85 @@ fn real_proc_line_is_accepted_by_mb_ingest() {
     assert!(stderr(&ing).contains("inserted 2"), "{}", stderr(&ing));
     assert_eq!(line(&o2)["status"], "ok");
 }
+
+/// A state that parses but holds values no run writes (a seq at 2^63, a
+/// boot id that is empty, 10 KB long or has control characters) is corrupt:
+/// a first run with a warning, and a line mb-ingest accepts.
+#[test]
+fn implausible_state_values_are_a_corrupt_state() {
+    let good = {
+        let t = Tree::new();
+        t.sample_at(NOW);
+        t.state_json()
+    };
+    let long = "b".repeat(10_000);
+    let cases: Vec<(&str, Value)> = vec![
+        ("seq", json!(9_223_372_036_854_775_808u64)),
+        ("seq", json!(9_223_372_036_854_775_807u64)),
+        ("boot_id", json!("")),
+        ("boot_id", json!(long)),
+        ("boot_id", json!("6f1c\u{1b}[2J")),
+    ];
+    for (field, value) in cases {
+        let t = Tree::new();
+        let mut st = good.clone();
+        st[field] = value.clone();
+        t.env.write("state/sample.state", &st.to_string());
+        let o = t.run_at(T300, &[]);
+        assert_code(&o, 0);
+        let v = line(&o);
+        assert_eq!(
+            (v["status"].as_str(), v["seq"].as_u64()),
+            (Some("first"), Some(1)),
+            "{field} = {value}"
+        );
+        let err = v["errors"][0].as_str().unwrap();
+        assert!(
+            err.contains("corrupt") && err.ends_with("treated as a first run"),
+            "{err}"
+        );
+        // What mb-sample wrote, mb-ingest stores.
+        let o = t.env.run(
+            "mb-ingest",
+            &["--db", t.env.path("u.db").to_str().unwrap()],
+            &stdout(&o),
+        );
+        assert_code(&o, 0);
+    }
+}
+
+/// A FIFO in place of /proc/stat (or any kernel file) is an error of that
+/// source, never a hang: the other sources are still sampled.
+#[test]
+fn a_fifo_in_place_of_a_kernel_file_is_an_error_not_a_hang() {
+    let t = Tree::new();
+    let stat = t.p("proc/stat");
+    fs::remove_file(&stat).unwrap();
+    let ok = std::process::Command::new("mkfifo")
+        .arg(&stat)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "mkfifo");
+    let mut c = t.env.cmd("mb-sample");
+    c.env("MB_NOW", NOW)
+        .args(t.args())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("mb-sample hangs on a FIFO");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_code(&o, 0);
+    let v = line(&o);
+    let err = v["errors"][0].as_str().unwrap();
+    assert!(err.contains("proc/stat: not a regular file"), "{err}");
+    assert_eq!(v["memory_percent"], 25.0);
+}

@@ -179,8 +179,9 @@ pub fn parse_duration(s: &str) -> Result<f64> {
         return Err(bad("not a number of seconds like 12 or 0.25"));
     }
     let v: f64 = s.parse().map_err(|_| bad("not a number of seconds"))?;
-    if !v.is_finite() || v > 1e12 {
-        return Err(bad("too large"));
+    // mb-ingest's bound (mb-events(5) BOUNDS): never write a line it rejects.
+    if !v.is_finite() || v > crate::events::bounds::MAX_SECONDS {
+        return Err(bad("larger than 1000000000 s, the bound of mb-events(5)"));
     }
     Ok(v)
 }

@@ -21,18 +21,27 @@ use crate::events::{is_ident, IDENT_RULE};
     long_about = "Serve the usage dashboard and its JSON API, read-only, on 127.0.0.1.\n\n\
 The page shows, for a day, ISO week or month (selector and previous/next links): API cost and \
 tokens by provider and model, cost per day (per hour for a day), CPU and memory over time, disk \
-and network totals, activity by type, and the invoice preview of the current month (base fee, \
-tokens against the allowance, overage projected linearly to the month end). It reloads every \
-minute. Charts are inline SVG drawn by the server; the page loads nothing from the network and \
-runs no script.\n\n\
+and network totals, activity by type, the customer's tier and status, and the invoice of the \
+viewed month (final for a past month; for the current one the overage so far, projected linearly \
+to the month end). Dates are local to the configured zone. Without --customer the page is the \
+operator's fleet view: per customer tier, status, cost, tokens against the allowance and \
+resources with a total row, and per VM its last sample, stale VMs (no sample for more than two \
+intervals) marked. It reloads every minute. Charts are drawn by the server; the page loads \
+nothing from the network and runs no script.\n\n\
 JSON API (the same library as mb-report, so the figures agree; GET only):\n  \
 /api/v1/summary?period=day|week|month&date=YYYY-MM-DD&customer=ID  (or month=YYYY-MM|current|last): \
 exactly `mb-report --json` for that period and customer;\n  \
 /api/v1/series?...&by=hour|day|week|month&metric=NAME (repeatable): `mb-report series --json`;\n  \
 /api/v1/invoice?month=YYYY-MM|current|last&customer=ID: the invoice preview;\n  \
+/api/v1/customers?(period as for summary): the fleet view's customer rows and total;\n  \
+/api/v1/vms?since=T&until=T&stale_after=15m: `mb-report vms --json`;\n  \
+/metrics: Prometheus text format (month-to-date gauges, sample ages, ingest counts);\n  \
 /healthz: `ok` when the database can be opened (no token needed).\n\
-Bad requests get 4xx with a one-line message ({\"error\": ...} from the API); a database \
-failure is 503.\n\n\
+Every period parameter set also accepts since=T&until=T as in mb-report. Bad requests get 4xx \
+with a one-line message ({\"error\": ...} from the API); a database failure is 503. A request \
+header must arrive within --header-timeout (also the keep-alive idle timeout); at most \
+--max-connections are open (fewer when the open-files limit is low); heads over 16 KiB get 431 \
+and request bodies 413.\n\n\
 Security: the database is opened read-only. Binding an address that is not loopback needs \
 --allow-remote and an access token (--token-file, or the MB_DASHBOARD_TOKEN environment \
 variable; at least 16 characters); otherwise the tool refuses to start (exit 2). With a token, \
@@ -68,6 +77,14 @@ pub struct Args {
     /// File holding the access token, refused unless only its owner can read it (chmod 600) [default: $MB_DASHBOARD_TOKEN]
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+
+    /// Seconds a client has to send a whole request header; also the idle timeout of a kept-alive connection
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout: u64,
+
+    /// Most connections open at once (lowered to fit the open-files limit); more are closed at once
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub max_connections: u64,
 }
 
 const EXAMPLES: &str = "\
@@ -123,6 +140,10 @@ pub fn run(args: Args, _out: &mut dyn Write) -> Result<Outcome> {
         customer: args.customer,
         token,
         allow_remote: args.allow_remote,
+        limits: dashboard::server::Limits {
+            header_timeout: std::time::Duration::from_secs(args.header_timeout),
+            max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        },
     })?;
     Ok(Outcome::Success)
 }

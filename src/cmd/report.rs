@@ -37,7 +37,9 @@ times are typed as people write them: 2026-11-10 is local midnight, 2026-11-10T0
 time, and an RFC 3339 time with a zone is exact. Text output shows local dates and times; \
 CSV and JSON keep UTC. GB = 10^9 bytes, MB = 10^6 bytes. API costs are exact sums in USD, \
 shown to 4 decimals (half away from zero); invoice amounts are rounded once per line, \
-half-up, to cents. With --as-of (an ingest time cutoff) the same database gives \
+half-up, to cents. CSV columns and JSON fields are only ever added, never renamed \
+(docs/mb-report.md lists them). Text fits the terminal (COLUMNS, else its width, else 80) and \
+is coloured only on a terminal without NO_COLOR. With --as-of (an ingest time cutoff) the same database gives \
 byte-identical output even after late events arrive, and \"Generated At\" is the cutoff.",
     after_long_help = EXAMPLES
 )]
@@ -108,7 +110,7 @@ pub struct FormatArgs {
     #[arg(long, conflicts_with = "json")]
     pub csv: bool,
 
-    /// JSON instead of a text table (exact numbers; see mb-report(1) OUTPUT FORMAT)
+    /// JSON instead of a text table (exact numbers, null for missing; fields in docs/mb-report.md)
     #[arg(long)]
     pub json: bool,
 }
@@ -201,6 +203,23 @@ pub enum Cmd {
         #[command(flatten)]
         format: FormatArgs,
     },
+    /// Fleet freshness: every VM's last sample, api and activity event and ingest run, stale marks (exit 1 when a VM is stale), and the latest ingest runs
+    Vms {
+        /// Start of the window searched for api and activity events (RFC 3339 or date) [default: 31 days before --until]
+        #[arg(long, value_name = "T")]
+        since: Option<String>,
+        /// Measure ages at this time, ignoring later samples and events [default: now]
+        #[arg(long, value_name = "T")]
+        until: Option<String>,
+        /// A VM is stale after this long without a sample: seconds, or with s, m, h or d (15m) [default: two of its sampling intervals]
+        #[arg(long, value_name = "DURATION")]
+        stale_after: Option<String>,
+        /// How many of the latest ingest runs to list
+        #[arg(long, value_name = "N", default_value_t = report::fleet::DEFAULT_RUNS)]
+        runs: usize,
+        #[command(flatten)]
+        format: FormatArgs,
+    },
     /// The stored events as mb-events(5) JSON lines, to pull into another database
     Events {
         /// Only events at or after this time (a date, local time or RFC 3339)
@@ -242,6 +261,9 @@ EXAMPLES:
 
     # The ISO week containing a date, as JSON
     mb-report --period week --date 2026-11-03 --json
+
+    # Since 08:00 this morning, Prague time, until now
+    mb-report --since 2026-11-10T08:00 --tz Europe/Prague
 
     # Daily cost and CPU for a plot
     mb-report series --by day --metric cost_usd --metric cpu_percent --csv
@@ -340,6 +362,14 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
             if top.vm.is_some() {
                 return Err(Error::Usage(
                     "stripe-meter is per customer; --vm does not apply".into(),
+                ));
+            }
+            (None, format_of(&top.format, format)?)
+        }
+        Some(Cmd::Vms { format, .. }) => {
+            if top.vm.is_some() {
+                return Err(Error::Usage(
+                    "vms lists every VM; --vm does not apply".into(),
                 ));
             }
             (None, format_of(&top.format, format)?)
@@ -464,6 +494,16 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
             check_customer(&ctx)?;
             stripe_meter(&ctx, &period, &event_name, out)
         }
+        Cmd::Vms {
+            since,
+            until,
+            stale_after,
+            runs,
+            ..
+        } => {
+            check_customer(&ctx)?;
+            vms(&ctx, since, until, stale_after, runs, out)
+        }
         Cmd::Events {
             since, until, kind, ..
         } => {
@@ -509,16 +549,69 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
     }
 }
 
+fn vms(
+    ctx: &Ctx,
+    since: Option<String>,
+    until: Option<String>,
+    stale_after: Option<String>,
+    runs: usize,
+    out: &mut dyn Write,
+) -> Result<Outcome> {
+    let mut o = report::fleet::Options::at(ctx.now);
+    o.customer.clone_from(&ctx.customer);
+    o.runs = runs;
+    if let Some(u) = until {
+        o.until = period::parse_point("--until", &u, ctx.tz)?;
+        o.bounded = true;
+    }
+    o.since = match since {
+        Some(s) => period::parse_point("--since", &s, ctx.tz)?,
+        None => o.until - chrono::Duration::days(report::fleet::LOOKBACK_DAYS),
+    };
+    if o.since >= o.until {
+        return Err(Error::Usage("--since must be before --until".into()));
+    }
+    if let Some(s) = stale_after {
+        o.stale_after = Some(report::fleet::parse_duration(&s).ok_or_else(|| {
+            Error::Usage(format!(
+                "--stale-after {s:?}: expected seconds, or a number with s, m, h or d (15m)"
+            ))
+        })?);
+    }
+    let f = report::fleet::fleet(&ctx.store, &o)?;
+    match ctx.format {
+        Format::Json => render::json::vms(&f, out)?,
+        Format::Csv => render::csv::vms(&f, out)?,
+        Format::Text => render::text::vms(&f, ctx.tz, &TextStyle::for_stdout(), out)?,
+    }
+    let stale: Vec<&str> = f
+        .vms
+        .iter()
+        .filter(|v| v.state == report::fleet::State::Stale)
+        .map(|v| v.vm_id.as_str())
+        .collect();
+    if !stale.is_empty() {
+        cli::warn(format!(
+            "{} VM{} stale: {}",
+            stale.len(),
+            if stale.len() == 1 { " is" } else { "s are" },
+            stale.join(", ")
+        ));
+    }
+    Ok(Outcome::partial_if(!stale.is_empty()))
+}
+
 /// A `--customer` that is neither registered nor found in any usage is a
 /// typo, not a new customer: refuse it (exit 2) with the nearest name.
 fn check_customer(ctx: &Ctx) -> Result<()> {
     let Some(id) = &ctx.customer else {
         return Ok(());
     };
-    if ctx.store.customer_exists(id)? {
+    if ctx.store.customer_exists(id)? || ctx.store.has_usage(id)? {
         return Ok(());
     }
-    // All of time (halved: the store rounds the bounds to whole hours).
+    // A typo: find the nearest name among everyone known, over all of time
+    // (halved: the store rounds the bounds to whole hours).
     let everything = crate::store::report::Scope {
         start_ns: i64::MIN / 2,
         end_ns: i64::MAX / 2,
@@ -527,9 +620,6 @@ fn check_customer(ctx: &Ctx) -> Result<()> {
         as_of: None,
     };
     let mut known = ctx.store.customers_with_usage(&everything)?;
-    if known.iter().any(|k| k == id) {
-        return Ok(());
-    }
     known.extend(
         ctx.store
             .customers(ctx.now)?
@@ -618,8 +708,8 @@ fn summary(ctx: &Ctx, period: Period, by_vm: bool, out: &mut dyn Write) -> Resul
                 "{}: usage recorded while {} ({} to {}): {} requests, {} activity events, {} resource samples",
                 st.customer_id,
                 u.status,
-                time::format_rfc3339(&u.start),
-                time::format_rfc3339(&u.end),
+                render::text::local_z(&u.start, s.period.tz),
+                render::text::local_z(&u.end, s.period.tz),
                 u.api.requests,
                 u.activity_events,
                 u.resource_samples
@@ -640,9 +730,9 @@ fn summary(ctx: &Ctx, period: Period, by_vm: bool, out: &mut dyn Write) -> Resul
     }
     if by_vm {
         match ctx.format {
-            Format::Json => render::json::vms(&s, out)?,
-            Format::Csv => render::csv::vms(&s, out)?,
-            Format::Text => render::text::vms(&s, ctx.tz, &TextStyle::for_stdout(), out)?,
+            Format::Json => render::json::by_vm(&s, out)?,
+            Format::Csv => render::csv::by_vm(&s, out)?,
+            Format::Text => render::text::by_vm(&s, ctx.tz, &TextStyle::for_stdout(), out)?,
         }
         return Ok(Outcome::partial_if(suspect));
     }

@@ -17,10 +17,12 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use super::data::Preview;
+use super::fleet::{CustomerRow, Customers};
 use super::request::{encode, Selection};
 use super::svg;
 use crate::money::{format_minor, format_nanos_places};
 use crate::output::{fixed, thousands};
+use crate::report::fleet::{human_age as age, Fleet, State};
 use crate::report::period::tz_label;
 use crate::report::{CustomerSummary, Period, SeriesRow, Summary, Unit};
 use crate::time;
@@ -43,6 +45,42 @@ pub fn esc(s: &str) -> String {
 
 const CSS: &str = include_str!("dashboard.css");
 
+/// Who the page is about: the registry's view of the customer.
+#[derive(Debug, Clone, Default)]
+pub struct Who {
+    /// Registered at all.
+    pub registered: bool,
+    /// Tier in effect (at the period's end, or now).
+    pub tier: Option<String>,
+    /// Status in effect.
+    pub status: Option<String>,
+    /// Since when the status is in effect.
+    pub status_since: Option<DateTime<Utc>>,
+}
+
+/// Whether the invoice shown is final, a projection, or not started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvoiceState {
+    /// The month is over: the figures are the invoice.
+    Final,
+    /// The current month: usage so far, projected to the month end.
+    Projected,
+    /// A month that has not started.
+    Future,
+}
+
+/// The invoice of the viewed month.
+pub struct InvoiceView {
+    /// The month.
+    pub month: Period,
+    /// Final, projected or future.
+    pub state: InvoiceState,
+    /// The preview, or why it is unavailable.
+    pub preview: Result<Preview, String>,
+    /// Why there is no base fee, when there is none.
+    pub no_base_reason: String,
+}
+
 /// Everything the page shows.
 pub struct PageData<'a> {
     /// The selection (period, customer).
@@ -61,8 +99,12 @@ pub struct PageData<'a> {
     pub buckets: &'a [Period],
     /// Their unit.
     pub bucket_unit: Unit,
-    /// The current month's invoice preview, or why it is unavailable.
-    pub preview: Option<(Period, Result<Preview, String>)>,
+    /// The selected customer's tier and status.
+    pub who: Option<Who>,
+    /// The viewed month's invoice (customer pages).
+    pub invoice: Option<InvoiceView>,
+    /// The fleet view (pages without a customer).
+    pub fleet: Option<(&'a Customers, &'a Fleet)>,
 }
 
 /// The link to a selection, relative to the page.
@@ -83,12 +125,51 @@ fn local_date(t: DateTime<Utc>, tz: Tz) -> String {
     t.with_timezone(&tz).format("%Y-%m-%d").to_string()
 }
 
+/// A local date and time in `tz`, to the minute, with the zone's
+/// abbreviation: `2026-11-03 10:05 CET`.
+fn local_time(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string()
+}
+
+/// The period as people say it, in the zone: `2026-11-01 to 2026-11-30`
+/// for whole local days (the end is exclusive, so the last day shown is
+/// the one before it), else local times to the minute.
+pub fn span(p: &Period) -> String {
+    let tz = p.tz;
+    let (s, e) = (p.start.with_timezone(&tz), p.end.with_timezone(&tz));
+    let midnight = |t: &chrono::DateTime<Tz>| t.format("%H:%M:%S%.f").to_string() == "00:00:00";
+    if midnight(&s) && midnight(&e) {
+        let last = (p.end - chrono::Duration::nanoseconds(1)).with_timezone(&tz);
+        let (a, b) = (s.format("%Y-%m-%d"), last.format("%Y-%m-%d"));
+        if a.to_string() == b.to_string() {
+            a.to_string()
+        } else {
+            format!("{a} to {b}")
+        }
+    } else {
+        format!(
+            "{} to {}",
+            s.format("%Y-%m-%d %H:%M"),
+            e.format("%Y-%m-%d %H:%M")
+        )
+    }
+}
+
+/// A missing value: shown as missing, never as 0.
+fn missing(why: &str) -> String {
+    format!(
+        "<span class=\"missing\" title=\"{}\">&mdash;</span>",
+        esc(why)
+    )
+}
+
 fn money4(n: i64) -> String {
     format_nanos_places(n, 4)
 }
 
 fn pct(v: Option<f64>) -> String {
-    v.map(|x| fixed(x, 1) + " %").unwrap_or_else(|| "-".into())
+    v.map(|x| fixed(x, 1) + " %")
+        .unwrap_or_else(|| missing("not measured in this period"))
 }
 
 /// Render the page.
@@ -115,10 +196,35 @@ pub fn page(d: &PageData) -> String {
         "<header><h1>Usage <span class=\"who\" id=\"customer\">{}</span></h1>",
         esc(&who)
     );
+    if let Some(w) = &d.who {
+        h.push_str("<p class=\"badges\" id=\"registry\">");
+        if w.registered {
+            let _ = write!(
+                h,
+                "<span class=\"badge\" id=\"tier\">tier {}</span>\
+<span class=\"badge status-{st}\" id=\"status\">{st}{since}</span>",
+                w.tier.as_deref().map_or_else(|| "none".to_string(), esc),
+                st = esc(w.status.as_deref().unwrap_or("no status")),
+                since = w
+                    .status_since
+                    .map(|t| format!(" since {}", esc(&local_date(t, d.tz))))
+                    .unwrap_or_default()
+            );
+        } else {
+            h.push_str(
+                "<span class=\"badge status-unregistered\" id=\"status\">not registered</span>",
+            );
+        }
+        h.push_str("</p>");
+    }
     h.push_str("<nav class=\"units\" aria-label=\"period length\">");
     let date = local_date(p.start, d.tz);
     for u in [Unit::Day, Unit::Week, Unit::Month] {
-        let cls = if u == sel.unit { " class=\"on\"" } else { "" };
+        let cls = if u == sel.unit && p.kind != "custom" {
+            " class=\"on\""
+        } else {
+            ""
+        };
         let _ = write!(
             h,
             "<a{cls} data-unit=\"{u}\" href=\"{href}\">{label}</a>",
@@ -149,7 +255,11 @@ pub fn page(d: &PageData) -> String {
         h,
         "<strong id=\"period\" data-kind=\"{}\">{}</strong>",
         esc(&p.kind),
-        esc(&p.label)
+        esc(&if p.kind == "custom" {
+            span(p)
+        } else {
+            p.label.clone()
+        })
     );
     if let Ok(next) = p.next() {
         let _ = write!(
@@ -171,22 +281,33 @@ pub fn page(d: &PageData) -> String {
     );
     let _ = write!(
         h,
-        "<p class=\"meta\">{} to {} ({}); updated {} UTC, refreshes every minute. \
+        "<p class=\"meta\" id=\"span\">{} ({}); updated {}, refreshes every minute. \
 Costs in USD (exact sums shown to 4 decimals), GB = 10<sup>9</sup> B, MB = 10<sup>6</sup> B.</p></header><main>",
-        esc(&time::format_rfc3339(&p.start)),
-        esc(&time::format_rfc3339(&p.end)),
+        esc(&span(p)),
         esc(&tz_label(p.tz, p.start)),
-        esc(&d.now.format("%Y-%m-%d %H:%M:%S").to_string())
+        esc(&d.now.with_timezone(&d.tz).format("%Y-%m-%d %H:%M:%S %Z").to_string())
     );
     match &sel.customer {
         Some(id) => {
             let c = d.summary.customers.iter().find(|c| &c.customer_id == id);
             customer_sections(&mut h, d, c);
         }
-        None => overview(&mut h, d),
+        None => {
+            if let Some((c, f)) = d.fleet {
+                fleet_view(&mut h, d, c, f);
+            }
+        }
     }
     let api = {
-        let mut q = format!("api/v1/summary?period={}&date={}", sel.unit.as_str(), date);
+        let mut q = if p.kind == "custom" {
+            format!(
+                "api/v1/summary?since={}&until={}",
+                encode(&time::format_rfc3339(&p.start)),
+                encode(&time::format_rfc3339(&p.end))
+            )
+        } else {
+            format!("api/v1/summary?period={}&date={}", sel.unit.as_str(), date)
+        };
         if let (Some(c), false) = (&sel.customer, d.scoped) {
             q.push_str("&customer=");
             q.push_str(&encode(c));
@@ -203,39 +324,144 @@ Costs in USD (exact sums shown to 4 decimals), GB = 10<sup>9</sup> B, MB = 10<su
     h
 }
 
-/// The list of customers with usage in the period (unscoped dashboards).
-fn overview(h: &mut String, d: &PageData) {
-    h.push_str("<section id=\"customers\"><h2>Customers</h2>");
-    if d.summary.customers.is_empty() {
-        h.push_str("<p class=\"empty\">No usage in this period.</p></section>");
-        return;
-    }
-    h.push_str(
-        "<table><thead><tr><th>Customer</th><th class=\"n\">Requests</th><th class=\"n\">Tokens</th>\
-<th class=\"n\">Cost USD</th><th class=\"n\">CPU</th><th class=\"n\">Activities</th></tr></thead><tbody>",
-    );
+fn opt_num(v: Option<i64>, f: impl Fn(i64) -> String, why: &str) -> String {
+    v.map(f).unwrap_or_else(|| missing(why))
+}
+
+fn mb(bytes: i64) -> String {
+    fixed(bytes as f64 / 1e6, 1) + " MB"
+}
+
+fn gb(bytes: i64) -> String {
+    fixed(bytes as f64 / 1e9, 1) + " GB"
+}
+
+/// One row of the fleet's customer table.
+fn customer_row(h: &mut String, d: &PageData, r: &CustomerRow) {
     let date = local_date(d.sel.period.start, d.tz);
-    for c in &d.summary.customers {
-        let t = &c.api_total;
-        let _ = write!(
-            h,
-            "<tr><td><a href=\"{}\">{}</a>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
-<td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-            href(d.sel.unit, Some(&date), Some(&c.customer_id), false),
-            esc(&c.customer_id),
-            if c.registered {
+    let total = r.customer_id.is_none();
+    let name = match &r.customer_id {
+        Some(id) => format!(
+            "<a href=\"{}\">{}</a>{}",
+            href(d.sel.unit, Some(&date), Some(id), false),
+            esc(id),
+            if r.registered {
                 ""
             } else {
                 " <small>(not registered)</small>"
-            },
-            thousands(t.requests.into()),
-            thousands(t.total_tokens().into()),
-            money4(t.cost_nusd),
-            pct(c.resource.avg_cpu_percent),
-            thousands(c.activity.iter().map(|a| i128::from(a.count)).sum()),
+            }
+        ),
+        None => "Total".into(),
+    };
+    let share = if r.included_tokens > 0 {
+        format!(
+            "<br><small>of {} ({} %)</small>",
+            thousands(r.included_tokens.into()),
+            fixed(r.tokens as f64 / r.included_tokens as f64 * 100.0, 1)
+        )
+    } else {
+        String::new()
+    };
+    let status = r.status.as_deref().unwrap_or(if total { "" } else { "-" });
+    let no_samples = "no samples in this period";
+    let _ = write!(
+        h,
+        "<tr{cls}><td>{name}</td><td>{tier}<br><span class=\"status-{st}\">{st}</span></td>\
+<td class=\"n\">{tokens}{share}</td><td class=\"n\">{cost}</td><td class=\"n\">{cpu}</td>\
+<td class=\"n\">{mem}</td><td class=\"n\">{disk}</td><td class=\"n\">{nin}<br>{nout}</td></tr>",
+        cls = if total { " class=\"total\"" } else { "" },
+        tier = esc(r.tier.as_deref().unwrap_or("")),
+        st = esc(status),
+        tokens = thousands(r.tokens.into()),
+        cost = esc(&money4(crate::money::parse_nanos(&r.cost_usd).unwrap_or(0))),
+        cpu = if total && r.avg_cpu_percent.is_none() {
+            missing(no_samples)
+        } else {
+            pct(r.avg_cpu_percent)
+        },
+        mem = if total {
+            missing("memory has no fleet total")
+        } else {
+            pct(r.avg_memory_percent)
+        },
+        disk = opt_num(r.max_disk_bytes, gb, no_samples),
+        nin = opt_num(r.net_in_bytes, |b| mb(b) + " in", no_samples),
+        nout = opt_num(r.net_out_bytes, |b| mb(b) + " out", no_samples),
+    );
+}
+
+/// The operator's fleet view (dashboards without `--customer`).
+fn fleet_view(h: &mut String, d: &PageData, c: &Customers, f: &Fleet) {
+    h.push_str("<section id=\"customers\"><h2>Customers</h2>");
+    if c.customers.is_empty() {
+        h.push_str(&svg::empty("No customers and no usage in this period."));
+    } else {
+        h.push_str(
+            "<div class=\"scroll\"><table><thead><tr><th>Customer</th><th>Tier, status</th>\
+<th class=\"n\">Tokens of allowance</th><th class=\"n\">Cost USD</th><th class=\"n\">CPU</th>\
+<th class=\"n\">Memory</th><th class=\"n\">Disk (max)</th><th class=\"n\">Network</th></tr></thead><tbody>",
         );
+        for r in &c.customers {
+            customer_row(h, d, r);
+        }
+        customer_row(h, d, &c.total);
+        h.push_str("</tbody></table></div>");
     }
-    h.push_str("</tbody></table></section>");
+    h.push_str("</section>");
+
+    let stale = f.stale();
+    let _ = write!(
+        h,
+        "<section id=\"vms\"><h2>VMs{}</h2>",
+        if stale > 0 {
+            format!(" <span class=\"badge status-stale\">{stale} stale</span>")
+        } else {
+            String::new()
+        }
+    );
+    if f.vms.is_empty() {
+        h.push_str(&svg::empty("No VM has reported yet."));
+    } else {
+        h.push_str(
+            "<div class=\"scroll\"><table><thead><tr><th>VM</th><th>Customer</th><th>Last sample</th>\
+<th class=\"n\">Age</th><th class=\"n\">CPU</th><th class=\"n\">Memory</th><th>State</th></tr></thead><tbody>",
+        );
+        for v in &f.vms {
+            let (last, ago, cpu, mem) = match &v.last_sample {
+                Some(s) => (
+                    esc(&local_time(s.ts, d.tz)),
+                    esc(&age(s.age_seconds)),
+                    pct(s.cpu_percent),
+                    pct(s.memory_percent),
+                ),
+                None => (
+                    missing("no sample ever"),
+                    missing("no sample ever"),
+                    missing("no sample ever"),
+                    missing("no sample ever"),
+                ),
+            };
+            let state = match v.state {
+                State::Ok => "ok".to_string(),
+                State::Stale => format!(
+                    "stale <small>(no sample for over {})</small>",
+                    esc(&age(v.stale_after_seconds))
+                ),
+                State::NoSamples => "no samples".to_string(),
+            };
+            let _ = write!(
+                h,
+                "<tr class=\"vm state-{}\" data-vm=\"{}\"><td>{}</td><td>{}</td><td>{last}</td>\
+<td class=\"n\">{ago}</td><td class=\"n\">{cpu}</td><td class=\"n\">{mem}</td><td>{state}</td></tr>",
+                v.state.as_str(),
+                esc(&v.vm_id),
+                esc(&v.vm_id),
+                v.customer_id.as_deref().map_or_else(|| missing("unknown"), esc),
+            );
+        }
+        h.push_str("</tbody></table></div>");
+    }
+    h.push_str("</section>");
 }
 
 /// Label of a chart bucket.
@@ -286,25 +512,26 @@ fn customer_sections(h: &mut String, d: &PageData, c: Option<&CustomerSummary>) 
             )
         })
         .collect();
-    h.push_str(&svg::hbars("API cost by model, USD", &items));
+    h.push_str(&svg::hbars(
+        "API cost by model, USD",
+        &items,
+        "No API usage in this period.",
+    ));
     if !c.api.is_empty() {
+        // Provider and model share a cell that may wrap, so the table
+        // fits an 800 px window without scrolling sideways.
         h.push_str(
-            "<table><thead><tr><th>Provider</th><th>Model</th><th class=\"n\">Requests</th>\
+            "<table class=\"models\"><thead><tr><th>Provider / model</th><th class=\"n\">Requests</th>\
 <th class=\"n\">Tokens in</th><th class=\"n\">Tokens out</th><th class=\"n\">Cache read</th>\
 <th class=\"n\">Cache write</th><th class=\"n\">Total tokens</th><th class=\"n\">Cost USD</th></tr></thead><tbody>",
         );
-        let row = |h: &mut String,
-                   a: &str,
-                   b: &str,
-                   u: &crate::store::report::ApiAgg,
-                   total: bool| {
+        let row = |h: &mut String, name: &str, u: &crate::store::report::ApiAgg, total: bool| {
             let _ = write!(
                 h,
-                "<tr{}><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+                "<tr{}><td class=\"name\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
 <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}{}</td></tr>",
                 if total { " class=\"total\"" } else { "" },
-                esc(a),
-                esc(b),
+                name,
                 thousands(u.requests.into()),
                 thousands(u.tokens_in.into()),
                 thousands(u.tokens_out.into()),
@@ -316,9 +543,14 @@ fn customer_sections(h: &mut String, d: &PageData, c: Option<&CustomerSummary>) 
             );
         };
         for m in &c.api {
-            row(h, &m.provider, &m.model, &m.usage, false);
+            let name = format!(
+                "<span class=\"provider\">{}</span>/<wbr><span class=\"model\">{}</span>",
+                esc(&m.provider),
+                esc(&m.model)
+            );
+            row(h, &name, &m.usage, false);
         }
-        row(h, "total", "", &c.api_total, true);
+        row(h, "total", &c.api_total, true);
         h.push_str("</tbody></table>");
         if c.api_total.unpriced_requests > 0 {
             let _ = write!(
@@ -367,70 +599,83 @@ fn customer_sections(h: &mut String, d: &PageData, c: Option<&CustomerSummary>) 
             &labels,
             &costs,
             &tips,
-            ""
+            "",
+            "No API cost in this period."
         )
     );
 
     // CPU and memory over time, then the totals.
-    let cpu: Vec<Option<f64>> = d
-        .buckets
-        .iter()
-        .map(|b| value(d.series, b, "cpu_percent"))
-        .collect();
-    let mem: Vec<Option<f64>> = d
-        .buckets
-        .iter()
-        .map(|b| value(d.series, b, "memory_percent"))
-        .collect();
-    let _ = write!(
-        h,
-        "<section id=\"resources\"><h2>CPU and memory</h2>{}",
-        svg::lines(
+    let r = &c.resource;
+    h.push_str("<section id=\"resources\"><h2>CPU and memory</h2>");
+    if r.samples == 0 && r.vms == 0 {
+        h.push_str(&svg::empty("No resource samples in this period."));
+    } else {
+        let cpu: Vec<Option<f64>> = d
+            .buckets
+            .iter()
+            .map(|b| value(d.series, b, "cpu_percent"))
+            .collect();
+        let mem: Vec<Option<f64>> = d
+            .buckets
+            .iter()
+            .map(|b| value(d.series, b, "memory_percent"))
+            .collect();
+        h.push_str(&svg::lines(
             &format!("CPU and memory per {unit_word}, percent"),
             &labels,
             &[
                 svg::Line {
                     name: "CPU %",
                     class: "cpu",
-                    values: cpu
+                    values: cpu,
                 },
                 svg::Line {
                     name: "memory %",
                     class: "mem",
-                    values: mem
+                    values: mem,
                 },
             ],
             Some(100.0),
-            "%"
-        )
-    );
-    let r = &c.resource;
-    let _ = write!(
-        h,
-        "<dl class=\"totals\"><div><dt>Average CPU</dt><dd>{}</dd></div>\
+            "%",
+            "No CPU or memory figure in this period.",
+        ));
+        // Network and coverage come from sampling intervals: without one
+        // (a single first sample) they are unknown, not zero.
+        let intervals = r.coverage.is_some_and(|c| c > 0.0);
+        let net = |b: f64| {
+            if intervals {
+                fixed(b / 1e6, 1) + " MB"
+            } else {
+                missing("no complete sampling interval in this period")
+            }
+        };
+        let _ = write!(
+            h,
+            "<dl class=\"totals\"><div><dt>Average CPU</dt><dd>{}</dd></div>\
 <div><dt>Average memory</dt><dd>{}</dd></div>\
 <div><dt>Disk used (max)</dt><dd>{}</dd></div>\
-<div><dt>Network in</dt><dd>{} MB</dd></div>\
-<div><dt>Network out</dt><dd>{} MB</dd></div>\
-<div><dt>Coverage</dt><dd>{} <small>({} VMs, {} samples)</small></dd></div></dl></section>",
-        pct(r.avg_cpu_percent),
-        pct(r.avg_memory_percent),
-        r.max_disk_bytes
-            .map(|b| fixed(b as f64 / 1e9, 1) + " GB")
-            .unwrap_or_else(|| "-".into()),
-        fixed(r.net_in_bytes / 1e6, 1),
-        fixed(r.net_out_bytes / 1e6, 1),
-        r.coverage
-            .map(|v| fixed(v * 100.0, 1) + " %")
-            .unwrap_or_else(|| "-".into()),
-        r.vms,
-        r.samples
-    );
+<div><dt>Network in</dt><dd>{}</dd></div>\
+<div><dt>Network out</dt><dd>{}</dd></div>\
+<div><dt>Coverage</dt><dd>{} <small>({} VM{}, {} samples)</small></dd></div></dl>",
+            pct(r.avg_cpu_percent),
+            pct(r.avg_memory_percent),
+            opt_num(r.max_disk_bytes, gb, "not measured in this period"),
+            net(r.net_in_bytes),
+            net(r.net_out_bytes),
+            r.coverage
+                .map(|v| fixed(v * 100.0, 1) + " %")
+                .unwrap_or_else(|| missing("no complete sampling interval in this period")),
+            r.vms,
+            if r.vms == 1 { "" } else { "s" },
+            r.samples
+        );
+    }
+    h.push_str("</section>");
 
     // Activity by type.
     h.push_str("<section id=\"activity\"><h2>Activity by type</h2>");
     if c.activity.is_empty() {
-        h.push_str("<p class=\"empty\">No activity in this period.</p>");
+        h.push_str(&svg::empty("No activity in this period."));
     } else {
         h.push_str(
             "<table><thead><tr><th>Type</th><th class=\"n\">Count</th>\
@@ -449,18 +694,25 @@ fn customer_sections(h: &mut String, d: &PageData, c: Option<&CustomerSummary>) 
     }
     h.push_str("</section>");
 
-    if let Some((month, pv)) = &d.preview {
-        invoice_section(h, month, pv);
+    if let Some(inv) = &d.invoice {
+        invoice_section(h, inv);
     }
 }
 
-fn invoice_section(h: &mut String, month: &Period, pv: &Result<Preview, String>) {
+fn invoice_section(h: &mut String, inv: &InvoiceView) {
+    let (title, state) = match inv.state {
+        InvoiceState::Final => ("Invoice", "final"),
+        InvoiceState::Projected => ("Invoice preview", "projected"),
+        InvoiceState::Future => ("Invoice", "not started"),
+    };
     let _ = write!(
         h,
-        "<section id=\"invoice\"><h2>Invoice preview {}</h2>",
-        esc(&month.label)
+        "<section id=\"invoice\" data-month=\"{m}\" data-state=\"{s}\"><h2>{title} {m} <small>({s}, {span})</small></h2>",
+        m = esc(&inv.month.label),
+        s = state,
+        span = esc(&span(&inv.month))
     );
-    let p = match pv {
+    let p = match &inv.preview {
         Ok(p) => p,
         Err(e) => {
             let _ = write!(
@@ -483,7 +735,11 @@ fn invoice_section(h: &mut String, month: &Period, pv: &Result<Preview, String>)
         );
     }
     if !p.lines.iter().any(|l| l.line == "base") {
-        h.push_str("<tr><td>Base fee</td><td class=\"n\">none</td></tr>");
+        let _ = write!(
+            h,
+            "<tr id=\"no-base\"><td>Base fee: none <small>({})</small></td><td class=\"n\">{cur} 0.00</td></tr>",
+            esc(&inv.no_base_reason)
+        );
     }
     let _ = write!(
         h,
@@ -501,28 +757,42 @@ fn invoice_section(h: &mut String, month: &Period, pv: &Result<Preview, String>)
     );
     let _ = write!(
         h,
-        "<tr><td>Overage so far</td><td class=\"n\">{ocur} {}</td></tr>",
+        "<tr><td>Overage{}</td><td class=\"n\">{ocur} {}</td></tr>",
+        if inv.state == InvoiceState::Projected {
+            " so far"
+        } else {
+            ""
+        },
         format_minor(p.overage_minor)
     );
-    if let (Some(t), Some(c), Some(o)) = (
-        p.projected_tokens,
-        &p.projected_cost_usd,
-        p.projected_overage_minor,
-    ) {
+    if inv.state == InvoiceState::Final && p.overage_currency == p.currency {
         let _ = write!(
             h,
-            "<tr class=\"projected\"><td>Projected to month end: {} tokens, USD {}</td>\
-<td class=\"n\">overage {ocur} {}</td></tr>",
-            thousands(t.into()),
-            esc(c),
-            format_minor(o)
+            "<tr class=\"total\"><td>Total</td><td class=\"n\">{cur} {}</td></tr>",
+            format_minor(p.base_minor + p.overage_minor)
         );
-        if p.overage_currency == p.currency {
+    }
+    if inv.state == InvoiceState::Projected {
+        if let (Some(t), Some(c), Some(o)) = (
+            p.projected_tokens,
+            &p.projected_cost_usd,
+            p.projected_overage_minor,
+        ) {
             let _ = write!(
                 h,
-                "<tr class=\"total\"><td>Projected total</td><td class=\"n\">{cur} {}</td></tr>",
-                format_minor(p.base_minor + o)
+                "<tr class=\"projected\"><td>Projected to month end: {} tokens, USD {}</td>\
+<td class=\"n\">overage {ocur} {}</td></tr>",
+                thousands(t.into()),
+                esc(c),
+                format_minor(o)
             );
+            if p.overage_currency == p.currency {
+                let _ = write!(
+                    h,
+                    "<tr class=\"total\"><td>Projected total</td><td class=\"n\">{cur} {}</td></tr>",
+                    format_minor(p.base_minor + o)
+                );
+            }
         }
     }
     h.push_str("</tbody></table>");

@@ -31,8 +31,11 @@
 pub mod auth;
 pub mod cache;
 pub mod data;
+pub mod fleet;
 pub mod html;
+pub mod metrics;
 pub mod request;
+pub mod server;
 pub mod svg;
 
 use std::net::{IpAddr, SocketAddr};
@@ -77,6 +80,8 @@ pub struct Options {
     pub token: Option<Token>,
     /// Whether a non-loopback address was explicitly allowed.
     pub allow_remote: bool,
+    /// Header-read timeout and connection cap.
+    pub limits: server::Limits,
 }
 
 struct App {
@@ -228,25 +233,40 @@ async fn run_server(o: Options) -> Result<()> {
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(Error::Stream)?;
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let _ = &mut stop_rx;
     cli::warn(format!("listening on http://{bound}/"));
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+    let cap = server::effective_cap(o.limits.max_connections);
+    if cap < o.limits.max_connections {
+        cli::warn(format!(
+            "at most {cap} connections (the open-files limit less {} for the database)",
+            server::FD_RESERVE
+        ));
+    }
+    let serving = server::run(listener, router, o.limits, stop_rx.clone());
+    let signal = async move {
         tokio::select! {
             _ = term.recv() => {},
             _ = int.recv() => {},
         }
         cli::warn("shutting down");
         let _ = stop_tx.send(true);
-    });
+    };
     let grace = async move {
         let _ = stop_rx.wait_for(|v| *v).await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
+    tokio::pin!(serving);
     tokio::select! {
-        r = server => r.map_err(Error::Stream)?,
-        _ = grace => cli::warn(format!(
-            "requests still open {} s after the signal; exiting",
-            SHUTDOWN_GRACE.as_secs()
-        )),
+        _ = &mut serving => {}
+        _ = signal => {
+            tokio::select! {
+                _ = &mut serving => {}
+                _ = grace => cli::warn(format!(
+                    "requests still open {} s after the signal; exiting",
+                    SHUTDOWN_GRACE.as_secs()
+                )),
+            }
+        }
     }
     Ok(())
 }
@@ -258,6 +278,9 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/v1/summary", get(api_summary))
         .route("/api/v1/series", get(api_series))
         .route("/api/v1/invoice", get(api_invoice))
+        .route("/api/v1/customers", get(api_customers))
+        .route("/api/v1/vms", get(api_vms))
+        .route("/metrics", get(metrics_page))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(Arc::clone(&app), guard))
         .with_state(app)
@@ -286,6 +309,15 @@ async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
 }
 
 async fn admit(app: &App, req: Request, next: Next) -> Response<Body> {
+    // GET requests carry no body; refuse one rather than read it.
+    let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    if has_body {
+        return HttpError::new(413, "request bodies are not accepted").html();
+    }
     let query = req.uri().query().map(str::to_string);
     if query
         .as_ref()
@@ -388,10 +420,50 @@ fn json_ok(v: &impl serde::Serialize) -> Response<Body> {
     }
 }
 
+/// The registry's view of `id` at `at`: tier, status and since when.
+fn who(store: &Store, id: &str, at: chrono::DateTime<chrono::Utc>) -> Result<html::Who, Error> {
+    let Some(c) = store.customer(id, at)? else {
+        return Ok(html::Who::default());
+    };
+    let since = store
+        .customer_history(id)?
+        .into_iter()
+        .filter(|h| h.field == "status")
+        .filter_map(|h| time::parse_rfc3339(&h.effective))
+        .rfind(|t| *t <= at);
+    Ok(html::Who {
+        registered: true,
+        tier: c.tier,
+        status: c.status,
+        status_since: since,
+    })
+}
+
+/// Why a month's invoice has no base fee, in words for the customer.
+fn no_base_reason(w: &html::Who, month: &crate::report::Period, cfg: &Config) -> String {
+    if !w.registered {
+        return "not registered, nothing is invoiced".into();
+    }
+    match (w.status.as_deref(), w.tier.as_deref()) {
+        (Some(st), _) if st != "active" => match w.status_since {
+            Some(t) => format!(
+                "the customer is {st} since {}",
+                t.with_timezone(&month.tz).format("%Y-%m-%d")
+            ),
+            None => format!("the customer is {st}"),
+        },
+        (_, None) => format!("no tier in effect in {}", month.label),
+        (_, Some(t)) if !cfg.plans.contains_key(t) => {
+            format!("tier {t} has no price in [plans]")
+        }
+        _ => format!("no billable day in {}", month.label),
+    }
+}
+
 async fn page(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response<Body> {
     let r = with_store(&app, move |store, app| {
         let p = Params::parse(q.as_deref())?;
-        p.only(&["period", "date", "month", "customer"], &[])?;
+        p.only(&request::with_period(&["customer"]), &[])?;
         let now = time::now();
         let sel = request::selection(&p, now, app.tz, app.customer.as_deref())?;
         let summary =
@@ -399,15 +471,33 @@ async fn page(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response<Bo
         data::check_known(&summary, sel.customer.as_deref(), app.customer.is_some())?;
         let by = request::default_bucket(sel.unit);
         let buckets = sel.period.buckets(by).map_err(HttpError::from)?;
-        let (series, preview) = match &sel.customer {
+        let mut series = Arc::new(Vec::new());
+        let (mut who_, mut invoice, mut fleet_data) = (None, None, None);
+        match &sel.customer {
             Some(c) => {
                 let metrics: Vec<String> = ["cost_usd", "tokens", "cpu_percent", "memory_percent"]
                     .iter()
                     .map(|s| s.to_string())
                     .collect();
-                let series =
+                series =
                     data::series_cached(&app.cache, store, &sel.period, Some(c), by, &metrics)?;
-                let month = data::current_month(now, app.tz)?;
+                let one_ns = chrono::Duration::nanoseconds(1);
+                who_ = Some(who(store, c, now.min(sel.period.end - one_ns))?);
+                // The invoice of the viewed month: the month holding the
+                // start of the period on screen.
+                let month = crate::report::Period::containing(
+                    crate::report::Unit::Month,
+                    sel.period.start,
+                    app.tz,
+                )
+                .map_err(HttpError::from)?;
+                let state = if now >= month.end {
+                    html::InvoiceState::Final
+                } else if now < month.start {
+                    html::InvoiceState::Future
+                } else {
+                    html::InvoiceState::Projected
+                };
                 let pv = data::previews_cached(&app.cache, store, &app.cfg, &month, Some(c), now)
                     .map_err(|e| match e {
                         Error::Usage(m) | Error::Invalid(m) => m,
@@ -421,10 +511,21 @@ async fn page(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response<Bo
                             .pop()
                             .ok_or_else(|| "no invoice data".to_string())
                     });
-                (series, Some((month, pv)))
+                let w_month = who(store, c, now.min(month.end - one_ns))?;
+                invoice = Some(html::InvoiceView {
+                    no_base_reason: no_base_reason(&w_month, &month, &app.cfg),
+                    month,
+                    state,
+                    preview: pv,
+                });
             }
-            None => (Arc::new(Vec::new()), None),
-        };
+            None => {
+                let customers = fleet::customers(store, &app.cfg, &summary, None, now)?;
+                let f =
+                    crate::report::fleet::fleet(store, &crate::report::fleet::Options::at(now))?;
+                fleet_data = Some((customers, f));
+            }
+        }
         Ok(html::page(&html::PageData {
             sel: &sel,
             scoped: app.customer.is_some(),
@@ -434,7 +535,9 @@ async fn page(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response<Bo
             series: &series,
             buckets: &buckets,
             bucket_unit: by,
-            preview,
+            who: who_,
+            invoice,
+            fleet: fleet_data.as_ref().map(|(c, f)| (c, f)),
         }))
     })
     .await;
@@ -447,7 +550,7 @@ async fn page(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response<Bo
 async fn api_summary(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response<Body> {
     let r = with_store(&app, move |store, app| {
         let p = Params::parse(q.as_deref())?;
-        p.only(&["period", "date", "month", "customer"], &[])?;
+        p.only(&request::with_period(&["customer"]), &[])?;
         let sel = request::selection(&p, time::now(), app.tz, app.customer.as_deref())?;
         let s = data::summary_cached(&app.cache, store, &sel.period, sel.customer.as_deref())?;
         data::check_known(&s, sel.customer.as_deref(), app.customer.is_some())?;
@@ -464,7 +567,7 @@ async fn api_series(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Respo
     let r = with_store(&app, move |store, app| {
         let p = Params::parse(q.as_deref())?;
         p.only(
-            &["period", "date", "month", "customer", "by", "metric"],
+            &request::with_period(&["customer", "by", "metric"]),
             &["metric"],
         )?;
         let sel = request::selection(&p, time::now(), app.tz, app.customer.as_deref())?;
@@ -514,5 +617,137 @@ async fn api_invoice(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Resp
     match r {
         Ok(v) => json_ok(&v),
         Err(e) => e.json(),
+    }
+}
+
+/// The fleet freshness options of a request: `since`, `until` (default:
+/// the last 31 days to now) and `stale_after`.
+fn fleet_options(
+    p: &Params,
+    now: chrono::DateTime<chrono::Utc>,
+    tz: Tz,
+    customer: Option<String>,
+) -> Result<crate::report::fleet::Options, HttpError> {
+    use crate::report::fleet::{parse_duration, Options, LOOKBACK_DAYS};
+    let mut o = Options::at(now);
+    if let Some(u) = request::point(p, "until", tz)? {
+        o.until = u;
+        o.bounded = true;
+    }
+    o.since = match request::point(p, "since", tz)? {
+        Some(s) => s,
+        None => o.until - chrono::Duration::days(LOOKBACK_DAYS),
+    };
+    if o.until <= o.since {
+        return Err(HttpError::bad_request("until is not after since"));
+    }
+    if o.until - o.since > chrono::Duration::days(request::MAX_RANGE_DAYS) {
+        return Err(HttpError::bad_request(format!(
+            "since..until is longer than {} days",
+            request::MAX_RANGE_DAYS
+        )));
+    }
+    if let Some(v) = p.get("stale_after") {
+        o.stale_after = Some(parse_duration(v).ok_or_else(|| {
+            HttpError::bad_request("stale_after: expected seconds, or a number with s, m, h or d")
+        })?);
+    }
+    o.customer = customer;
+    Ok(o)
+}
+
+async fn api_vms(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response<Body> {
+    let r = with_store(&app, move |store, app| {
+        let p = Params::parse(q.as_deref())?;
+        p.only(&["since", "until", "customer", "stale_after"], &[])?;
+        let customer = request::customer(&p, app.customer.as_deref())?;
+        let o = fleet_options(&p, time::now(), app.tz, customer)?;
+        Ok(crate::report::fleet::fleet(store, &o)?)
+    })
+    .await;
+    match r {
+        Ok(v) => json_ok(&v),
+        Err(e) => e.json(),
+    }
+}
+
+async fn api_customers(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response<Body> {
+    let r = with_store(&app, move |store, app| {
+        let p = Params::parse(q.as_deref())?;
+        p.only(&request::with_period(&["customer"]), &[])?;
+        let now = time::now();
+        let sel = request::selection(&p, now, app.tz, app.customer.as_deref())?;
+        let s = data::summary_cached(&app.cache, store, &sel.period, sel.customer.as_deref())?;
+        data::check_known(&s, sel.customer.as_deref(), app.customer.is_some())?;
+        Ok(fleet::customers(
+            store,
+            &app.cfg,
+            &s,
+            sel.customer.as_deref(),
+            now,
+        )?)
+    })
+    .await;
+    match r {
+        Ok(v) => json_ok(&v),
+        Err(e) => e.json(),
+    }
+}
+
+async fn metrics_page(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response<Body> {
+    let r = with_store(&app, move |store, app| {
+        let p = Params::parse(q.as_deref())?;
+        p.only(&[], &[])?;
+        let now = time::now();
+        let month = data::current_month(now, app.tz).map_err(HttpError::from)?;
+        let scope = app.customer.clone();
+        let summary = data::summary_cached(&app.cache, store, &month, scope.as_deref())?;
+        let (start, end) = (month.start_ns(), month.end_ns());
+        let by_vm = store.last_events(
+            crate::store::fleet::EventTable::Api,
+            start,
+            end,
+            scope.as_deref(),
+        )?;
+        let o = crate::report::fleet::Options {
+            customer: scope.clone(),
+            ..crate::report::fleet::Options::at(now)
+        };
+        let fleet = crate::report::fleet::fleet(store, &o)?;
+        let (runs, last_run) = if scope.is_some() {
+            (None, Vec::new())
+        } else {
+            let last = store
+                .last_finished_runs()?
+                .into_iter()
+                .filter_map(|(st, t)| {
+                    time::parse_rfc3339(&t).map(|t| {
+                        (
+                            st,
+                            t.timestamp() as f64 + f64::from(t.timestamp_subsec_micros()) / 1e6,
+                        )
+                    })
+                })
+                .collect();
+            (Some(store.run_totals()?), last)
+        };
+        Ok(metrics::render(&metrics::Input {
+            month: &month,
+            summary: &summary,
+            included_tokens: app.cfg.billing.included_tokens,
+            by_vm: &by_vm,
+            fleet: &fleet,
+            runs: runs.as_ref(),
+            last_run: &last_run,
+        }))
+    })
+    .await;
+    match r {
+        Ok(body) => respond(StatusCode::OK, metrics::CONTENT_TYPE, body),
+        Err(e) => respond(
+            e.status_code(),
+            "text/plain; charset=utf-8",
+            format!("{}\n", e.msg),
+        ),
     }
 }

@@ -178,6 +178,9 @@ pub fn customer(p: &Params, scoped: Option<&str>) -> Result<Option<String>, Http
 /// or `period=day|week|month` with an optional `date` inside it (default:
 /// now).
 pub fn period(p: &Params, now: DateTime<Utc>, tz: Tz) -> Result<(Period, Unit), HttpError> {
+    if p.get("since").is_some() || p.get("until").is_some() {
+        return custom(p, now, tz);
+    }
     if let Some(m) = p.get("month") {
         if p.get("period").is_some() || p.get("date").is_some() {
             return Err(HttpError::bad_request(
@@ -210,6 +213,61 @@ pub fn period(p: &Params, now: DateTime<Utc>, tz: Tz) -> Result<(Period, Unit), 
     };
     let per = Period::containing(unit, at, tz)
         .map_err(|_| HttpError::bad_request("date is outside the supported range"))?;
+    Ok((per, unit))
+}
+
+/// The period parameters every period endpoint takes, plus `extra`.
+pub fn with_period<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["period", "date", "month", "since", "until"];
+    v.extend_from_slice(extra);
+    v
+}
+
+/// Longest custom range accepted, days: bounded work per request (an
+/// hourly series of it is under 10,000 buckets).
+pub const MAX_RANGE_DAYS: i64 = 400;
+
+/// A point in time of a query: RFC 3339, or a local date (midnight).
+pub fn point(p: &Params, key: &str, tz: Tz) -> Result<Option<DateTime<Utc>>, HttpError> {
+    match p.get(key) {
+        None | Some("") => Ok(None),
+        Some(v) => period::parse_point(key, v, tz).map(Some).map_err(|_| {
+            HttpError::bad_request(format!(
+                "{key} {}: expected YYYY-MM-DD or an RFC 3339 time",
+                quote(v)
+            ))
+        }),
+    }
+}
+
+/// `since=T&until=T` as in mb-report: a custom `[since, until)` range in
+/// the zone (`until` defaults to now). It excludes `month`, `period` and
+/// `date`.
+fn custom(p: &Params, now: DateTime<Utc>, tz: Tz) -> Result<(Period, Unit), HttpError> {
+    if p.get("month").is_some() || p.get("period").is_some() || p.get("date").is_some() {
+        return Err(HttpError::bad_request(
+            "give either since/until, or month, or period with date",
+        ));
+    }
+    let Some(since) = point(p, "since", tz)? else {
+        return Err(HttpError::bad_request("until needs since"));
+    };
+    let until = point(p, "until", tz)?.unwrap_or(now);
+    if until <= since {
+        return Err(HttpError::bad_request("until is not after since"));
+    }
+    if until - since > chrono::Duration::days(MAX_RANGE_DAYS) {
+        return Err(HttpError::bad_request(format!(
+            "since..until is longer than {MAX_RANGE_DAYS} days"
+        )));
+    }
+    let per = Period::custom(since, until, tz).map_err(HttpError::from)?;
+    // Charts of a custom range: hours up to two days, else days.
+    let unit = if until - since <= chrono::Duration::days(2) {
+        Unit::Day
+    } else {
+        Unit::Month
+    };
     Ok((per, unit))
 }
 

@@ -16,6 +16,7 @@
 //!
 //! Units in every output: GB = 10^9 bytes, MB = 10^6 bytes.
 
+pub mod fleet;
 pub mod glance;
 pub mod invoice;
 pub mod meter;
@@ -188,7 +189,7 @@ fn resources_by_customer(
             vms.push((vm.as_str(), *a));
             it.next();
         }
-        let registered = store.registered_vms(&c)?;
+        let registered = store.customer_vms(&c)?;
         let mut elsewhere = Vec::new();
         for (vm, _) in &vms {
             if !registered.iter().any(|v| v == vm) && store.vm_registered_elsewhere(vm, &c)? {

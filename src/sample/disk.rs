@@ -184,11 +184,11 @@ pub fn from_mounts(text: &str) -> Vec<Mount> {
 /// Read the default mount list under `proc_root`.
 pub fn default_mounts(proc_root: &Path) -> Result<Vec<Mount>, String> {
     let mi = proc_root.join("self/mountinfo");
-    match fs::read_to_string(&mi) {
+    match super::source::read_regular(&mi) {
         Ok(t) => Ok(from_mountinfo(&t)),
         Err(e1) => {
             let m = proc_root.join("mounts");
-            fs::read_to_string(&m)
+            super::source::read_regular(&m)
                 .map(|t| from_mounts(&t))
                 .map_err(|e2| {
                     format!(

@@ -101,7 +101,7 @@ pub fn glob_match(pat: &str, s: &str) -> bool {
 }
 
 fn read_text(path: &Path, errors: &mut Vec<String>) -> Option<String> {
-    match std::fs::read_to_string(path) {
+    match source::read_regular(path) {
         Ok(t) => Some(t),
         Err(e) => {
             errors.push(format!("{}: {e}", path.display()));
@@ -137,7 +137,7 @@ pub fn read(opts: &Options, wall_ms: i64) -> Result<Reading> {
     let boot_path = p.join("sys/kernel/random/boot_id");
     let boot_id = read_text(&boot_path, &mut errors)
         .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty() && s.len() <= 64);
+        .filter(|s| !s.is_empty() && s.len() <= 64 && !s.chars().any(char::is_control));
     let stat_path = p.join("stat");
     let stat_text = read_text(&stat_path, &mut errors);
     let stat = parsed(&stat_path, stat_text, source::parse_stat, &mut errors);
@@ -260,6 +260,8 @@ impl Sampler {
         let reading = read(&self.opts, wall_ms)?;
         let mut iv = compute::compute(&reading, prev.as_ref(), &self.ctx);
         iv.body.errors.extend(notes);
+        let clamped = clamp_to_bounds(&mut iv.body);
+        iv.body.errors.extend(clamped);
         if let Some(why) = &self.cannot_save {
             iv.body.errors.push(format!("state not saved: {why}"));
         }
@@ -276,6 +278,13 @@ impl Sampler {
             },
             body: Body::Resource(iv.body),
         };
+        // The same validation as mb-ingest: never emit a line it would
+        // reject (exit 2 with the state untouched instead).
+        ev.check(now).map_err(|e| {
+            Error::Invalid(format!(
+                "the sample would be rejected by mb-ingest ({e}); nothing written, state not advanced"
+            ))
+        })?;
         let mut line = ev.to_json();
         match &self.spool {
             // Durable before the state moves: a failed write is exit 2 with
@@ -306,6 +315,56 @@ impl Sampler {
         }
         Ok(Outcome::Success)
     }
+}
+
+/// Null every value beyond the bounds of mb-events(5) (a corrupt or
+/// hostile counter), with a note for the line's errors, so the line stays
+/// one mb-ingest accepts and the other values are kept.
+fn clamp_to_bounds(r: &mut crate::events::Resource) -> Vec<String> {
+    use crate::events::bounds::{MAX_BYTES, MAX_SECONDS, MAX_SIZE_BYTES, MAX_SMALL, MAX_TICKS};
+    let mut notes = Vec::new();
+    let mut cap = |v: &mut Option<u64>, name: &str, max: u64| {
+        if let Some(n) = *v {
+            if n > max {
+                notes.push(format!(
+                    "{name} {n} is beyond the bound {max} of mb-events(5); written as null"
+                ));
+                *v = None;
+            }
+        }
+    };
+    cap(&mut r.cpu_busy_ticks, "cpu_busy_ticks", MAX_TICKS);
+    cap(&mut r.cpu_total_ticks, "cpu_total_ticks", MAX_TICKS);
+    cap(&mut r.cpu_busy_ticks_cum, "cpu_busy_ticks_cum", MAX_TICKS);
+    cap(&mut r.cpu_total_ticks_cum, "cpu_total_ticks_cum", MAX_TICKS);
+    cap(&mut r.ncpu, "ncpu", MAX_SMALL);
+    cap(&mut r.clk_tck, "clk_tck", MAX_SMALL);
+    cap(
+        &mut r.memory_used_bytes,
+        "memory_used_bytes",
+        MAX_SIZE_BYTES,
+    );
+    cap(
+        &mut r.memory_total_bytes,
+        "memory_total_bytes",
+        MAX_SIZE_BYTES,
+    );
+    cap(&mut r.disk_used_bytes, "disk_used_bytes", MAX_SIZE_BYTES);
+    cap(&mut r.disk_total_bytes, "disk_total_bytes", MAX_SIZE_BYTES);
+    cap(&mut r.net_in_bytes, "net_in_bytes", MAX_BYTES);
+    cap(&mut r.net_out_bytes, "net_out_bytes", MAX_BYTES);
+    cap(&mut r.net_in_bytes_cum, "net_in_bytes_cum", MAX_BYTES);
+    cap(&mut r.net_out_bytes_cum, "net_out_bytes_cum", MAX_BYTES);
+    if r.cpu_busy_ticks.is_none() || r.cpu_total_ticks.is_none() {
+        r.cpu_percent = None;
+    }
+    if r.interval_seconds.is_some_and(|x| x > MAX_SECONDS) {
+        notes.push(format!(
+            "interval_seconds beyond the bound {MAX_SECONDS} of mb-events(5); written as null"
+        ));
+        r.interval_seconds = None;
+    }
+    notes
 }
 
 #[cfg(test)]

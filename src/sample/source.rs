@@ -314,6 +314,27 @@ pub struct IfaceSys {
     pub virtual_: bool,
 }
 
+/// Read a /proc or /sys file, which must be a regular file: it is opened
+/// non-blocking and checked with fstat before reading, so a FIFO (or a
+/// device) put in its place is an error, never a hang. At most 64 MiB.
+pub fn read_regular(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a FIFO or a device in place of a kernel file?)",
+        ));
+    }
+    let mut s = String::new();
+    f.take(64 << 20).read_to_string(&mut s)?;
+    Ok(s)
+}
+
 /// Look `name` up under `<sys_root>/class/net`. An interface sysfs does not
 /// know (a container whose /sys belongs to another network namespace) is
 /// taken as physical, except `lo`: counting a real NIC's traffic matters
@@ -330,7 +351,7 @@ pub fn iface_sys(sys_root: &Path, name: &str) -> IfaceSys {
         }
         Err(_) => name == "lo",
     };
-    let ifindex = fs::read_to_string(link.join("ifindex"))
+    let ifindex = read_regular(&link.join("ifindex"))
         .ok()
         .and_then(|s| s.trim().parse().ok());
     IfaceSys { ifindex, virtual_ }

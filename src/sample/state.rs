@@ -110,6 +110,33 @@ pub enum Loaded {
     Valid(Box<State>),
 }
 
+/// Why a state that parsed cannot be a real one, if so: values that would
+/// make the next line one mb-ingest rejects (mb-events(5)), which no run of
+/// mb-sample writes. Such a state is corrupt: a first run, with a warning.
+fn implausible(st: &State) -> Option<String> {
+    use crate::events::bounds::{MAX_BYTES, MAX_TICKS};
+    // The next line's seq is this one + 1, and must fit SQLite's INTEGER.
+    if st.seq >= i64::MAX as u64 {
+        return Some(format!("seq {} is out of range", st.seq));
+    }
+    if let Some(b) = &st.boot_id {
+        if b.is_empty() || b.len() > 64 || b.chars().any(char::is_control) {
+            return Some("boot id is not 1..=64 printable characters".into());
+        }
+    }
+    if let Some(c) = &st.cpu {
+        if c.busy_cum > MAX_TICKS || c.total_cum > MAX_TICKS {
+            return Some("cumulative CPU ticks beyond the contract's bound".into());
+        }
+    }
+    if let Some(n) = &st.net {
+        if n.in_cum > MAX_BYTES || n.out_cum > MAX_BYTES {
+            return Some("cumulative network bytes beyond the contract's bound".into());
+        }
+    }
+    None
+}
+
 /// Read the state at `path` for this `vm_id` / `machine_id`.
 pub fn load(path: &Path, vm_id: &str, machine_id: Option<&str>) -> Loaded {
     let text = match fs::read(path) {
@@ -139,6 +166,9 @@ pub fn load(path: &Path, vm_id: &str, machine_id: Option<&str>) -> Loaded {
     };
     if st.vm_id != vm_id {
         return Loaded::Invalid(format!("written for VM {:?}, this is {vm_id:?}", st.vm_id));
+    }
+    if let Some(why) = implausible(&st) {
+        return Loaded::Invalid(format!("corrupt ({why})"));
     }
     if let (Some(a), Some(b)) = (st.machine_id.as_deref(), machine_id) {
         if a != b {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use rusqlite::{params, Connection, OptionalExtension, Row, Statement};
 
-use crate::events::{Activity, Api, Body, Event, Header, Kind, Resource, SampleStatus};
+use crate::events::{bounds, Activity, Api, Body, Event, Header, Kind, Resource, SampleStatus};
 use crate::time;
 
 /// What happened to one event.
@@ -21,6 +21,9 @@ pub enum InsertResult {
     Duplicate,
     /// The same id with different content was already stored.
     Conflict,
+    /// Not stored: the line would take its customer's UTC hour past
+    /// [`bounds::MAX_HOUR_TOKENS`] or [`bounds::MAX_HOUR_NUSD`] (a reject).
+    OverHourBound,
 }
 
 fn i(v: u64) -> i64 {
@@ -104,6 +107,17 @@ impl<'c> Inserter<'c> {
     ) -> rusqlite::Result<InsertResult> {
         let conn = self.conn;
         let h = &ev.header;
+        if let Body::Api(a) = &ev.body {
+            if !self.rollup.borrow_mut().admits(conn, h, a)? {
+                // Over the customer-hour bound, unless it is a re-sent line
+                // (whose usage is already counted in the hour).
+                return Ok(match get(conn, Kind::Api, &h.id)? {
+                    Some(stored) if stored == *ev => InsertResult::Duplicate,
+                    Some(_) => InsertResult::Conflict,
+                    None => InsertResult::OverHourBound,
+                });
+            }
+        }
         let n = match &ev.body {
             Body::Api(a) => stmt(conn, &mut self.api, API_INSERT)?.execute(params![
                 h.id,
@@ -218,6 +232,10 @@ pub(crate) struct ApiRollup {
     strings: HashMap<String, u32>,
     names: Vec<String>,
     sums: HashMap<RollupKey, RollupSums>,
+    /// Per (customer, UTC hour) touched by this transaction: the tokens and
+    /// nano-USD of the hour, stored before it plus added by it, for the
+    /// customer-hour bounds (see [`crate::events::bounds`]).
+    hours: HashMap<(u32, i64), (i64, i64)>,
 }
 
 /// customer_id, provider, model, price_key, price_table (interned; a
@@ -246,6 +264,38 @@ impl ApiRollup {
         self.names.push(s.to_owned());
         self.strings.insert(s.to_owned(), n);
         n
+    }
+
+    /// Whether `a` fits in its customer's hour: the hour's stored totals
+    /// (read once per transaction and hour) plus this transaction's plus
+    /// the line's stay within the bounds. Every value being bounded by
+    /// validation, none of these sums can overflow.
+    fn admits(&mut self, conn: &Connection, h: &Header, a: &Api) -> rusqlite::Result<bool> {
+        let ts = ts_ns(h);
+        let key = (self.intern(&h.customer_id), ts - ts.rem_euclid(HOUR_NS));
+        let (tokens, nusd) = match self.hours.get(&key) {
+            Some(v) => *v,
+            None => {
+                let stored = conn
+                    .prepare_cached(
+                        "SELECT coalesce(sum(tokens_in + tokens_out + cache_read_tokens \
+                         + cache_write_tokens), 0), coalesce(sum(cost_nusd), 0) \
+                         FROM api_rollup WHERE customer_id = ?1 AND hour_ns = ?2",
+                    )?
+                    .query_row(params![h.customer_id, key.1], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                    });
+                // Rows stored before the bounds existed may not even sum:
+                // then the hour is full.
+                let v = stored.unwrap_or((i64::MAX, i64::MAX));
+                self.hours.insert(key, v);
+                v
+            }
+        };
+        let line_tokens = i(a.total_tokens());
+        let line_nusd = a.cost_nusd.unwrap_or(0);
+        Ok(tokens <= bounds::MAX_HOUR_TOKENS - line_tokens
+            && nusd <= bounds::MAX_HOUR_NUSD - line_nusd)
     }
 
     /// Add one stored api event.
@@ -277,12 +327,19 @@ impl ApiRollup {
         add(&mut e.cache_write, i(a.cache_write_tokens))?;
         add(&mut e.reasoning, i(a.reasoning_tokens))?;
         add(&mut e.cost_nusd, a.cost_nusd.unwrap_or(0))?;
+        let cust = key[0];
+        if let Some((t, c)) = self.hours.get_mut(&(cust, hour)) {
+            *t += i(a.total_tokens());
+            *c += a.cost_nusd.unwrap_or(0);
+        }
         Ok(())
     }
 
     /// Add the sums to api_rollup, in key order (so the upserts walk its
     /// primary key forward), and forget them.
     pub(crate) fn flush(&mut self, conn: &Connection, ingest_hour_ns: i64) -> rusqlite::Result<()> {
+        // The next transaction reads the hours again (other writers).
+        self.hours.clear();
         if self.sums.is_empty() {
             return Ok(());
         }

@@ -13,6 +13,7 @@
 
 pub mod customers;
 mod events;
+pub mod fleet;
 pub mod report;
 pub mod resource_rollup;
 pub mod schema;
@@ -31,6 +32,10 @@ pub use events::InsertResult;
 /// the write lock for tens of milliseconds; a minute covers a checkpoint, a
 /// slow disk and a dozen queued cron jobs without "database is locked".
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a reader waits for a database that another process is
+/// creating (version 0) before saying so.
+const CREATION_WAIT: Duration = Duration::from_secs(10);
 
 /// Whether a store is opened for writing (creating and migrating) or only
 /// for reading (reports, dashboard).
@@ -93,6 +98,7 @@ impl Store {
                             .into(),
                     });
                 }
+                wait_for_creator(path);
                 Connection::open_with_flags(
                     path,
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -157,12 +163,17 @@ impl Store {
                     format!("journal_mode is {jm:?} (is the file on a network filesystem?)"),
                 ));
             }
+            // journal_size_limit: a WAL that grew under many writers (622 MB
+            // beside a 278 MB database) is cut back to 64 MiB when it is
+            // next reset, instead of keeping its peak size forever; see
+            // also [`Store::checkpoint`].
             // FULL: a committed batch survives a power cut, because the
             // producers have already advanced their state past those lines.
             self.conn
                 .execute_batch(
                     "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; \
-                     PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;",
+                     PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY; \
+                     PRAGMA journal_size_limit=67108864;",
                 )
                 .map_err(self.err("setting pragmas"))?;
         } else {
@@ -213,9 +224,27 @@ impl Store {
             .map_err(self.err("reading schema version"))
     }
 
+    /// Copy the WAL back into the database without waiting for anyone
+    /// (`PRAGMA wal_checkpoint(PASSIVE)`), at the end of an ingest run, so
+    /// the WAL can be reset (and cut to journal_size_limit) by the next
+    /// writer instead of growing while writers keep it busy. Best effort.
+    pub fn checkpoint(&self) {
+        let _ = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+    }
+
     fn check_version(&self) -> Result<()> {
         let v = self.user_version()?;
         let cur = schema::current_version();
+        if v == 0 {
+            return Err(Error::db(
+                &self.path,
+                "schema",
+                "the database is empty or still being created; run mb-ingest (or mb-customer) \
+                 first, or wait for the one creating it",
+            ));
+        }
         if v > cur {
             return Err(Error::SchemaTooNew {
                 path: self.path.clone(),
@@ -461,7 +490,11 @@ impl Writer<'_> {
         }
     }
 
-    /// Record a rejected line verbatim.
+    /// Record a rejected line: verbatim, or for a too-long line its first
+    /// bytes, with the full line's length and SHA-256. A line already
+    /// recorded for this source (same SHA-256: a re-run) is not recorded
+    /// again.
+    #[allow(clippy::too_many_arguments)]
     pub fn reject(
         &self,
         run_id: i64,
@@ -469,19 +502,33 @@ impl Writer<'_> {
         line_no: u64,
         reason: &str,
         line: &[u8],
+        len: u64,
+        sha256: &[u8; 32],
         at: &str,
     ) -> Result<()> {
         self.tx
             .prepare_cached(
-                "INSERT INTO rejects (run_id, source, line_no, reason, line, rejected_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT OR IGNORE INTO rejects (run_id, source, line_no, reason, line, \
+                 rejected_at, line_len, line_sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
-            .and_then(|mut s| s.execute(params![run_id, source, line_no as i64, reason, line, at]))
+            .and_then(|mut s| {
+                s.execute(params![
+                    run_id,
+                    source,
+                    line_no as i64,
+                    reason,
+                    line,
+                    at,
+                    i64::try_from(len).unwrap_or(i64::MAX),
+                    &sha256[..]
+                ])
+            })
             .map_err(self.err("recording a rejected line"))?;
         Ok(())
     }
 
-    /// Record a conflicting line verbatim.
+    /// Record a conflicting line verbatim, once per source (a re-run of the
+    /// same line adds nothing).
     #[allow(clippy::too_many_arguments)]
     pub fn conflict(
         &self,
@@ -493,10 +540,12 @@ impl Writer<'_> {
         line: &str,
         at: &str,
     ) -> Result<()> {
+        use sha2::Digest;
+        let sha: [u8; 32] = sha2::Sha256::digest(line.as_bytes()).into();
         self.tx
             .prepare_cached(
-                "INSERT INTO conflicts (run_id, kind, id, source, line_no, line, recorded_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT OR IGNORE INTO conflicts (run_id, kind, id, source, line_no, line, \
+                 recorded_at, line_sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -506,7 +555,8 @@ impl Writer<'_> {
                     source,
                     line_no as i64,
                     line,
-                    at
+                    at,
+                    &sha[..]
                 ])
             })
             .map_err(self.err("recording a conflict"))?;
@@ -573,6 +623,28 @@ impl EventInserter<'_> {
         self.inner
             .insert(ev, ingested_at, run_id)
             .map_err(|e| Error::db(self.path, "storing an event", e))
+    }
+}
+
+/// A database being created by a concurrent mb-ingest (or mb-customer) is
+/// an empty file, or reads as version 0, until its first migration
+/// commits: wait for the creator, up to [`CREATION_WAIT`], before the real
+/// read-only connection is opened (a connection opened on the empty file
+/// would keep its stale view). After that, `check_version` says what is
+/// wrong.
+fn wait_for_creator(path: &Path) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < CREATION_WAIT {
+        let v: Option<i64> = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .ok()
+            .and_then(|c| {
+                let _ = c.busy_timeout(Duration::from_secs(1));
+                c.query_row("PRAGMA user_version", [], |r| r.get(0)).ok()
+            });
+        if v.is_some_and(|v| v > 0) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

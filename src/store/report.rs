@@ -424,7 +424,7 @@ impl Store {
     }
 
     /// The VMs the registry lists for `customer`, sorted.
-    pub fn registered_vms(&self, customer: &str) -> Result<Vec<String>> {
+    pub fn customer_vms(&self, customer: &str) -> Result<Vec<String>> {
         let mut st = self
             .conn()
             .prepare_cached("SELECT vm_id FROM customer_vms WHERE customer_id = ?1 ORDER BY vm_id")
@@ -458,6 +458,21 @@ impl Store {
             .map_err(self.query_err())?;
         rows.collect::<rusqlite::Result<_>>()
             .map_err(self.query_err())
+    }
+
+    /// Whether any usage event of `customer` is stored, at any time: one
+    /// index probe per table (each is indexed by customer first).
+    pub fn has_usage(&self, customer: &str) -> Result<bool> {
+        for t in ["api_usage", "resource_usage", "activity_log"] {
+            let mut st = self
+                .conn()
+                .prepare_cached(&format!("SELECT 1 FROM {t} WHERE customer_id = ?1 LIMIT 1"))
+                .map_err(self.query_err())?;
+            if st.exists([customer]).map_err(self.query_err())? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Customers with any usage event in `[start_ns, end_ns)` (respecting

@@ -301,7 +301,20 @@ DROP TABLE ingest_runs;
 ALTER TABLE ingest_runs_new RENAME TO ingest_runs;
 CREATE INDEX ingest_runs_running ON ingest_runs (status) WHERE status = 'running';
 "#,
-    // 6: the resource rollup (store::resource_rollup): exact hourly sums per
+    // 6: rejects and conflicts once per source and line content. A re-run
+    // of a file with bad lines recorded them again every time (21 runs: 7x
+    // the distinct lines). Each row now carries the SHA-256 of the full
+    // line (and rejects its full length: a too-long line keeps only its
+    // first 4096 bytes), unique per source, and mb-ingest inserts with OR
+    // IGNORE. Rows from before have no hash and are left as they are.
+    r#"
+ALTER TABLE rejects ADD COLUMN line_len INTEGER;
+ALTER TABLE rejects ADD COLUMN line_sha256 BLOB;
+CREATE UNIQUE INDEX rejects_source_line ON rejects (source, line_sha256);
+ALTER TABLE conflicts ADD COLUMN line_sha256 BLOB;
+CREATE UNIQUE INDEX conflicts_source_line ON conflicts (source, line_sha256);
+"#,
+    // 7: the resource rollup (store::resource_rollup): exact hourly sums per
     // customer, VM, hour of the sample and ingest hour, kept by mb-ingest in
     // the transaction that stores the samples, so reports and the dashboard
     // read whole hours from it instead of every sample. resource_streams

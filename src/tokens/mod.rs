@@ -618,7 +618,8 @@ fn check(ev: &Event, now: DateTime<Utc>) -> std::result::Result<(), String> {
     if let Some(t) = &a.service_tier {
         len(t, "service_tier", 64)?;
     }
-    let max = i64::MAX as u64;
+    // The physical bounds of mb-events(5), which mb-ingest enforces.
+    let max = events::bounds::MAX_TOKENS;
     for (v, f) in [
         (a.tokens_in, "tokens_in"),
         (a.tokens_out, "tokens_out"),
@@ -626,8 +627,18 @@ fn check(ev: &Event, now: DateTime<Utc>) -> std::result::Result<(), String> {
         (a.cache_write_tokens, "cache_write_tokens"),
     ] {
         if v > max {
-            return Err(format!("{f} {v} is larger than {max}"));
+            return Err(format!(
+                "{f} {v} is larger than {max}, the bound of mb-events(5); corrupt counts?"
+            ));
         }
+    }
+    if a.cost_nusd
+        .is_some_and(|c| c > events::bounds::MAX_COST_NUSD)
+    {
+        return Err(format!(
+            "cost of one request above USD {}, the bound of mb-events(5); corrupt counts?",
+            crate::money::format_nanos(events::bounds::MAX_COST_NUSD)
+        ));
     }
     Ok(())
 }

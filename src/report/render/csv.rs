@@ -8,6 +8,7 @@ use std::io::Write;
 use super::{csv_err, money4, pct};
 use crate::error::Result;
 use crate::output::{csv_text, fixed};
+use crate::report::fleet::Fleet;
 use crate::report::invoice::{Invoice, CSV_HEADER};
 use crate::report::meter::Meter;
 use crate::report::{SeriesRow, Summary};
@@ -265,9 +266,63 @@ pub fn stripe_meter(m: &Meter, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
+/// Fleet freshness, one row per VM (the ingest runs are in the JSON and
+/// text views). Times are RFC 3339 UTC; missing values are empty cells.
+pub fn vms(f: &Fleet, out: &mut dyn Write) -> Result<()> {
+    let mut w = ::csv::Writer::from_writer(&mut *out);
+    w.write_record([
+        "vm_id",
+        "customer_id",
+        "registered_to",
+        "last_sample",
+        "age_seconds",
+        "interval_seconds",
+        "cpu_percent",
+        "memory_percent",
+        "disk_used_bytes",
+        "last_sample_run_id",
+        "last_api",
+        "api_events",
+        "last_activity",
+        "activity_events",
+        "stale_after_seconds",
+        "state",
+    ])
+    .map_err(csv_err)?;
+    let t =
+        |t: Option<&chrono::DateTime<chrono::Utc>>| t.map(time::format_rfc3339).unwrap_or_default();
+    let num = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
+    for v in &f.vms {
+        let s = v.last_sample.as_ref();
+        w.write_record([
+            csv_text(&v.vm_id),
+            csv_text(v.customer_id.as_deref().unwrap_or("")),
+            csv_text(&v.registered_to.join(" ")),
+            t(s.map(|s| &s.ts)),
+            s.map(|s| s.age_seconds.to_string()).unwrap_or_default(),
+            num(s.and_then(|s| s.interval_seconds)),
+            num(s.and_then(|s| s.cpu_percent)),
+            num(s.and_then(|s| s.memory_percent)),
+            s.and_then(|s| s.disk_used_bytes)
+                .map(|b| b.to_string())
+                .unwrap_or_default(),
+            s.map(|s| s.run_id.to_string()).unwrap_or_default(),
+            t(v.api.last.as_ref()),
+            v.api.count.to_string(),
+            t(v.activity.last.as_ref()),
+            v.activity.count.to_string(),
+            v.stale_after_seconds.to_string(),
+            v.state.as_str().to_string(),
+        ])
+        .map_err(csv_err)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
 /// The per-VM breakdown: one row per customer and VM, exact values (bytes,
 /// ticks, UTC times), empty where there is no value.
-pub fn vms(s: &Summary, out: &mut dyn Write) -> Result<()> {
+pub fn by_vm(s: &Summary, out: &mut dyn Write) -> Result<()> {
     let mut w = ::csv::Writer::from_writer(out);
     w.write_record([
         "customer_id",

@@ -171,7 +171,7 @@ fn vm(v: &VmUsage) -> Value {
 
 /// The per-VM breakdown: per customer, its VMs and the total (disks
 /// summed across VMs).
-pub fn vms(s: &Summary, out: &mut dyn Write) -> Result<()> {
+pub fn by_vm(s: &Summary, out: &mut dyn Write) -> Result<()> {
     let customers: Vec<Value> = s
         .customers
         .iter()
@@ -244,6 +244,12 @@ pub fn invoice(
         "total_minor": inv.lines.iter().map(|l| l.amount_minor).sum::<i64>(),
     });
     emit(&v, out)
+}
+
+/// Fleet freshness as one object: `{since, until, stale_after_seconds,
+/// vms: [...], ingest_runs: [...]}` (the dashboard's `/api/v1/vms` too).
+pub fn vms(f: &crate::report::fleet::Fleet, out: &mut dyn Write) -> Result<()> {
+    emit(f, out)
 }
 
 /// The Stripe meter events with what was left out and why (the same events

@@ -12,6 +12,7 @@ use crate::error::Result;
 use crate::output::{
     escape_text as esc, fixed, thousands, wrap, write_table, write_table_fit, Align, TextStyle,
 };
+use crate::report::fleet::{human_age, Fleet, State};
 use crate::report::glance::Glance;
 use crate::report::invoice::Invoice;
 use crate::report::period::tz_label;
@@ -229,12 +230,14 @@ pub fn summary(
             }
         }
         if let Some(g) = glance.and_then(|g| g.iter().find(|g| g.customer_id == c.customer_id)) {
-            writeln!(
-                out,
-                "  daily cost {}  cpu {}",
-                sparkline(&g.cost_usd),
-                sparkline(&g.cpu_percent)
-            )?;
+            let (cost, cpu) = (sparkline(&g.cost_usd), sparkline(&g.cpu_percent));
+            let one = format!("  daily cost {cost}  cpu {cpu}");
+            if one.chars().count() <= style.width {
+                writeln!(out, "{one}")?;
+            } else {
+                // A 31-day month does not fit 80 columns on one line.
+                writeln!(out, "  daily cost {cost}\n  daily cpu  {cpu}")?;
+            }
         }
         if !c.api.is_empty() {
             let mut rows: Vec<Vec<String>> = c
@@ -485,10 +488,147 @@ pub fn invoice(
     Ok(())
 }
 
+/// Fleet freshness (`mb-report vms`): one line per VM, then the latest
+/// ingest runs. Times are local to `tz`, to the minute.
+pub fn vms(f: &Fleet, tz: Tz, style: &TextStyle, out: &mut dyn Write) -> Result<()> {
+    let local = |t: &chrono::DateTime<chrono::Utc>| {
+        t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string()
+    };
+    writeln!(
+        out,
+        "Fleet at {} ({}); api and activity events since {}.",
+        local(&f.until),
+        tz_label(tz, f.until),
+        local(&f.since)
+    )?;
+    if f.vms.is_empty() {
+        writeln!(out, "\nNo VM is registered or has reported.")?;
+    } else {
+        let rows: Vec<Vec<String>> = f
+            .vms
+            .iter()
+            .map(|v| {
+                let s = v.last_sample.as_ref();
+                vec![
+                    esc(&v.vm_id).into_owned(),
+                    esc(v.customer_id.as_deref().unwrap_or("-")).into_owned(),
+                    s.map_or_else(|| "-".into(), |s| local(&s.ts)),
+                    s.map_or_else(|| "-".into(), |s| human_age(s.age_seconds)),
+                    v.api.last.as_ref().map_or_else(|| "-".into(), local),
+                    v.activity.last.as_ref().map_or_else(|| "-".into(), local),
+                    s.map_or_else(|| "-".into(), |s| format!("run {}", s.run_id)),
+                    match v.state {
+                        State::Ok => "ok".into(),
+                        State::Stale if s.is_none() => "STALE (never sampled)".into(),
+                        State::Stale => {
+                            format!("STALE (> {})", human_age(v.stale_after_seconds))
+                        }
+                        State::NoSamples => "no samples".into(),
+                    },
+                ]
+            })
+            .collect();
+        writeln!(out)?;
+        // Too wide for the terminal: freshness first, the other events in
+        // a second table.
+        write_table_fit(
+            out,
+            "  ",
+            style.width,
+            &[
+                "VM",
+                "CUSTOMER",
+                "LAST SAMPLE",
+                "AGE",
+                "LAST API",
+                "LAST ACTIVITY",
+                "STORED BY",
+                "STATE",
+            ],
+            &[
+                Align::Left,
+                Align::Left,
+                Align::Left,
+                Align::Right,
+                Align::Left,
+                Align::Left,
+                Align::Left,
+                Align::Left,
+            ],
+            &rows,
+            1,
+            &[&[1, 2, 3, 7], &[4, 5, 6]],
+        )?;
+        let stale = f.stale();
+        writeln!(
+            out,
+            "\n{stale} of {} VM{} stale.",
+            f.vms.len(),
+            if f.vms.len() == 1 { "" } else { "s" }
+        )?;
+    }
+    if !f.ingest_runs.is_empty() {
+        writeln!(out, "\nLatest ingest runs:")?;
+        let rows: Vec<Vec<String>> = f
+            .ingest_runs
+            .iter()
+            .map(|r| {
+                let t =
+                    |s: &str| time::parse_rfc3339(s).map_or_else(|| s.to_string(), |t| local(&t));
+                vec![
+                    r.run_id.to_string(),
+                    t(&r.started_at),
+                    r.finished_at.as_deref().map_or_else(|| "-".into(), t),
+                    r.status.clone(),
+                    thousands(r.read.into()),
+                    thousands(r.inserted.into()),
+                    thousands(r.duplicates.into()),
+                    thousands(r.conflicts.into()),
+                    thousands(r.rejected.into()),
+                    esc(&r.source).into_owned(),
+                ]
+            })
+            .collect();
+        write_table_fit(
+            out,
+            "  ",
+            style.width,
+            &[
+                "RUN",
+                "STARTED",
+                "FINISHED",
+                "STATUS",
+                "READ",
+                "INSERTED",
+                "DUPLICATES",
+                "CONFLICTS",
+                "REJECTED",
+                "SOURCE",
+            ],
+            &[
+                Align::Right,
+                Align::Left,
+                Align::Left,
+                Align::Left,
+                Align::Right,
+                Align::Right,
+                Align::Right,
+                Align::Right,
+                Align::Right,
+                Align::Left,
+            ],
+            &rows,
+            1,
+            &[&[1, 2, 3, 9], &[4, 5, 6, 7, 8]],
+        )?;
+    }
+    Ok(())
+}
+
 /// The per-VM breakdown: one table per customer, a total line (disks
 /// summed across VMs) and a mark on VMs the registry does not list for the
 /// customer. Times are local to `tz`.
-pub fn vms(s: &Summary, tz: Tz, style: &TextStyle, out: &mut dyn Write) -> Result<()> {
+pub fn by_vm(s: &Summary, tz: Tz, style: &TextStyle, out: &mut dyn Write) -> Result<()> {
     let p = &s.period;
     writeln!(
         out,
