@@ -126,7 +126,7 @@ mod tests {
     fn a_commit_by_another_connection_empties_the_cache() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("c.db");
-        let w = Store::open(&db, Mode::ReadWrite).unwrap();
+        let mut w = Store::open(&db, Mode::ReadWrite).unwrap();
         let cache = Cache::new(db.clone());
         let calls = Cell::new(0);
         let get = || {
@@ -139,12 +139,11 @@ mod tests {
         };
         assert_eq!(*get(), 1);
         assert_eq!(*get(), 1, "unchanged database: served from the cache");
-        w.writer().unwrap().commit().unwrap();
         // An empty transaction changes nothing; a real write does.
-        let tx = w.writer().unwrap();
-        tx.reject(1, "t", 1, "r", b"x", "2026-11-01T00:00:00.000000Z")
+        w.writer().unwrap().commit().unwrap();
+        assert_eq!(*get(), 1);
+        w.begin_run("test", "stdin", "2026-11-01T00:00:00.000000Z")
             .unwrap();
-        tx.commit().unwrap();
         assert_eq!(*get(), 2, "a commit elsewhere invalidates");
         assert_eq!(*get(), 2);
         assert_eq!(cache.len(), 1);
