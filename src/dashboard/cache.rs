@@ -17,7 +17,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use crate::error::Result;
 use crate::store::{Mode, Store};
 
 /// Most entries kept; reaching it empties the cache (a burst of distinct
@@ -67,10 +66,10 @@ impl Cache {
 
     /// The value under `key` computed while the database was as it is now,
     /// or `f()` (stored for the next request).
-    pub fn get<T, F>(&self, key: String, f: F) -> Result<Arc<T>>
+    pub fn get<T, E, F>(&self, key: String, f: F) -> std::result::Result<Arc<T>, E>
     where
         T: Any + Send + Sync,
-        F: FnOnce() -> Result<T>,
+        F: FnOnce() -> std::result::Result<T, E>,
     {
         // Read the counter before computing: a commit during `f` then makes
         // the stored value look older than the database, never newer.
@@ -133,7 +132,7 @@ mod tests {
             cache
                 .get("k".into(), || {
                     calls.set(calls.get() + 1);
-                    Ok(calls.get())
+                    Ok::<_, crate::error::Error>(calls.get())
                 })
                 .unwrap()
         };

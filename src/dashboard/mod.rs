@@ -462,83 +462,93 @@ fn no_base_reason(w: &html::Who, month: &crate::report::Period, cfg: &Config) ->
 
 async fn page(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response<Body> {
     let r = with_store(&app, move |store, app| {
-        let p = Params::parse(q.as_deref())?;
-        p.only(&request::with_period(&["customer"]), &[])?;
+        // The page depends on the clock (the invoice projection, stale
+        // marks) as well as the data: cached per second until a commit.
         let now = time::now();
-        let sel = request::selection(&p, now, app.tz, app.customer.as_deref())?;
-        let summary =
-            data::summary_cached(&app.cache, store, &sel.period, sel.customer.as_deref())?;
-        data::check_known(&summary, sel.customer.as_deref(), app.customer.is_some())?;
-        let by = request::default_bucket(sel.unit);
-        let buckets = sel.period.buckets(by).map_err(HttpError::from)?;
-        let mut series = Arc::new(Vec::new());
-        let (mut who_, mut invoice, mut fleet_data) = (None, None, None);
-        match &sel.customer {
-            Some(c) => {
-                let metrics: Vec<String> = ["cost_usd", "tokens", "cpu_percent", "memory_percent"]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect();
-                series =
-                    data::series_cached(&app.cache, store, &sel.period, Some(c), by, &metrics)?;
-                let one_ns = chrono::Duration::nanoseconds(1);
-                who_ = Some(who(store, c, now.min(sel.period.end - one_ns))?);
-                // The invoice of the viewed month: the month holding the
-                // start of the period on screen.
-                let month = crate::report::Period::containing(
-                    crate::report::Unit::Month,
-                    sel.period.start,
-                    app.tz,
-                )
-                .map_err(HttpError::from)?;
-                let state = if now >= month.end {
-                    html::InvoiceState::Final
-                } else if now < month.start {
-                    html::InvoiceState::Future
-                } else {
-                    html::InvoiceState::Projected
-                };
-                let pv = data::previews_cached(&app.cache, store, &app.cfg, &month, Some(c), now)
-                    .map_err(|e| match e {
-                        Error::Usage(m) | Error::Invalid(m) => m,
-                        other => {
-                            cli::warn(format!("invoice preview: {other}"));
-                            "the usage database is not available right now".into()
-                        }
-                    })
-                    .and_then(|mut p| {
-                        p.customers
-                            .pop()
-                            .ok_or_else(|| "no invoice data".to_string())
+        let key = format!("page\0{q:?}\0{}", now.timestamp());
+        let body = app.cache.get(key, || -> Result<String, HttpError> {
+            let p = Params::parse(q.as_deref())?;
+            p.only(&request::with_period(&["customer"]), &[])?;
+            let sel = request::selection(&p, now, app.tz, app.customer.as_deref())?;
+            let summary =
+                data::summary_cached(&app.cache, store, &sel.period, sel.customer.as_deref())?;
+            data::check_known(&summary, sel.customer.as_deref(), app.customer.is_some())?;
+            let by = request::default_bucket(sel.unit);
+            let buckets = sel.period.buckets(by).map_err(HttpError::from)?;
+            let mut series = Arc::new(Vec::new());
+            let (mut who_, mut invoice, mut fleet_data) = (None, None, None);
+            match &sel.customer {
+                Some(c) => {
+                    let metrics: Vec<String> =
+                        ["cost_usd", "tokens", "cpu_percent", "memory_percent"]
+                            .iter()
+                            .map(|s| s.to_string())
+                            .collect();
+                    series =
+                        data::series_cached(&app.cache, store, &sel.period, Some(c), by, &metrics)?;
+                    let one_ns = chrono::Duration::nanoseconds(1);
+                    who_ = Some(who(store, c, now.min(sel.period.end - one_ns))?);
+                    // The invoice of the viewed month: the month holding the
+                    // start of the period on screen.
+                    let month = crate::report::Period::containing(
+                        crate::report::Unit::Month,
+                        sel.period.start,
+                        app.tz,
+                    )
+                    .map_err(HttpError::from)?;
+                    let state = if now >= month.end {
+                        html::InvoiceState::Final
+                    } else if now < month.start {
+                        html::InvoiceState::Future
+                    } else {
+                        html::InvoiceState::Projected
+                    };
+                    let pv =
+                        data::previews_cached(&app.cache, store, &app.cfg, &month, Some(c), now)
+                            .map_err(|e| match e {
+                                Error::Usage(m) | Error::Invalid(m) => m,
+                                other => {
+                                    cli::warn(format!("invoice preview: {other}"));
+                                    "the usage database is not available right now".into()
+                                }
+                            })
+                            .and_then(|mut p| {
+                                p.customers
+                                    .pop()
+                                    .ok_or_else(|| "no invoice data".to_string())
+                            });
+                    let w_month = who(store, c, now.min(month.end - one_ns))?;
+                    invoice = Some(html::InvoiceView {
+                        no_base_reason: no_base_reason(&w_month, &month, &app.cfg),
+                        month,
+                        state,
+                        preview: pv,
                     });
-                let w_month = who(store, c, now.min(month.end - one_ns))?;
-                invoice = Some(html::InvoiceView {
-                    no_base_reason: no_base_reason(&w_month, &month, &app.cfg),
-                    month,
-                    state,
-                    preview: pv,
-                });
+                }
+                None => {
+                    let customers = fleet::customers(store, &app.cfg, &summary, None, now)?;
+                    let f = crate::report::fleet::fleet(
+                        store,
+                        &crate::report::fleet::Options::at(now),
+                    )?;
+                    fleet_data = Some((customers, f));
+                }
             }
-            None => {
-                let customers = fleet::customers(store, &app.cfg, &summary, None, now)?;
-                let f =
-                    crate::report::fleet::fleet(store, &crate::report::fleet::Options::at(now))?;
-                fleet_data = Some((customers, f));
-            }
-        }
-        Ok(html::page(&html::PageData {
-            sel: &sel,
-            scoped: app.customer.is_some(),
-            tz: app.tz,
-            now,
-            summary: &summary,
-            series: &series,
-            buckets: &buckets,
-            bucket_unit: by,
-            who: who_,
-            invoice,
-            fleet: fleet_data.as_ref().map(|(c, f)| (c, f)),
-        }))
+            Ok(html::page(&html::PageData {
+                sel: &sel,
+                scoped: app.customer.is_some(),
+                tz: app.tz,
+                now,
+                summary: &summary,
+                series: &series,
+                buckets: &buckets,
+                bucket_unit: by,
+                who: who_,
+                invoice,
+                fleet: fleet_data.as_ref().map(|(c, f)| (c, f)),
+            }))
+        })?;
+        Ok(String::clone(&body))
     })
     .await;
     match r {

@@ -194,6 +194,9 @@ impl Stream<'_> {
 
     /// The samples in `[a, b)`, in stream order.
     fn range(&self, a: i64, b: i64) -> rusqlite::Result<Vec<Point>> {
+        if a >= b {
+            return Ok(Vec::new());
+        }
         self.query(
             "ts_ns >= ?3 AND ts_ns < ?4",
             Self::ASC,
@@ -520,6 +523,8 @@ fn stream_rollup(s: &Stream, w: &Window) -> rusqlite::Result<VmAcc> {
     // The start edge: samples of [start, h0) and the one before them.
     let before = s.last_before(w.start_ns)?;
     let edge = s.range(w.start_ns, h0)?;
+    // (An hour-aligned start has no start edge: range() answers that
+    // without a query.)
     if edge.is_empty() {
         // The first sample at or after start is in the rollup with its
         // whole interval, which may reach back before start.
