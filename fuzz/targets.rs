@@ -42,6 +42,7 @@ fn options() -> &'static Options {
         default_target: Some(("acme".into(), "vm-1".into())),
         key_map: None,
         now: now(),
+        hasher: mb::tokens::client::ClientHasher::new(b"fuzz"),
     })
 }
 

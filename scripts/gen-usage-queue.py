@@ -6,7 +6,7 @@ version 2 with token_breakdown) mixed with the early v6.9 shape, several
 providers and models (one unknown to the price table), failed requests and
 distinct request ids. Used by scripts/bench-tokens.sh.
 
-usage: scripts/gen-usage-queue.py [MEGABYTES]   (default 256)
+usage: scripts/gen-usage-queue.py [MEGABYTES]   (default 256; 300 MB is about 300,000 records)
 """
 import json
 import random

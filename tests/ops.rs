@@ -381,6 +381,9 @@ fn run_line(env: &Env, line: &str) -> Output {
         .env("HOME", env.dir.path())
         .env("MB_NOW", NOW)
         .env("MB_CONFIG", env.path("empty-mb.toml"))
+        // mb-tokens' client-key secret in the test's directory, not the
+        // machine's /var/lib/mb (the default for root).
+        .env("MB_CLIENT_KEY", env.path("client.key"))
         .current_dir(env.dir.path())
         .arg("-c")
         .arg(command_of(line));
@@ -592,7 +595,7 @@ fn install_stages_a_systemd_layout_under_destdir() {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(units.len(), 9, "{units:?}");
+    assert_eq!(units.len(), 10, "{units:?}");
     let lr = fs::read_to_string(root.join("etc/logrotate.d/mb")).unwrap();
     assert!(lr.contains("su mb mb"), "{lr}");
 
@@ -767,7 +770,7 @@ fn systemd_units_pass_systemd_analyze() {
         fs::copy(e.path(), &to).unwrap();
         files.push(to);
     }
-    assert_eq!(files.len(), 9);
+    assert_eq!(files.len(), 10);
     let o = Command::new(sa)
         .arg("verify")
         .arg("--man=no")

@@ -60,6 +60,9 @@ impl Env {
             .env("MB_NOW", &self.now)
             .env("MB_DB", &self.db)
             .env("MB_CONFIG", &empty)
+            // mb-tokens' client-key secret, kept in the test's directory
+            // (the default is /var/lib/mb/client.key for root).
+            .env("MB_CLIENT_KEY", self.dir.path().join("client.key"))
             .current_dir(self.dir.path());
         c
     }

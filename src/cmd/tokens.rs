@@ -1,6 +1,6 @@
 //! mb-tokens: priced `kind: "api"` lines from CLIProxyAPI and provider logs.
 
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,6 +10,8 @@ use crate::cli::{self, Outcome};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::output::{write_table, Align};
+use crate::store::{Mode, Store};
+use crate::tokens::client::{self, ClientHasher};
 use crate::tokens::input::Format;
 use crate::tokens::prices::{per_million, PriceTable};
 use crate::tokens::pull::{self, PullOptions, Url};
@@ -81,6 +83,17 @@ pub struct ReadArgs {
     /// Write the lines as one complete file into DIR (temp file, fsync, rename) for `mb-ingest --spool DIR`, instead of stdout; --state is saved only once that file is durable
     #[arg(long, value_name = "DIR")]
     pub spool: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub client_key: ClientKeyArgs,
+}
+
+/// Where the secret of the keyed `client` hash lives.
+#[derive(Debug, clap::Args)]
+pub struct ClientKeyArgs {
+    /// Secret keying the `client` hash, created 0600 on first use [default: `client_key` in mb.toml, else <state_dir>/client.key: /var/lib/mb/client.key for root, $XDG_STATE_HOME/mb/client.key otherwise]
+    #[arg(long, env = "MB_CLIENT_KEY", value_name = "FILE")]
+    pub client_key: Option<PathBuf>,
 }
 
 /// Price-table arguments shared by reading and `prices`.
@@ -104,6 +117,54 @@ pub enum Command {
     /// Drain CLIProxyAPI's usage queue into a JSONL file, durably (fsync before each next pull)
     #[command(after_long_help = PULL_EXAMPLES)]
     Pull(PullArgs),
+    /// Price stored usage that was stored unpriced, now that the price table covers its model
+    #[command(
+        long_about = "Price stored usage that was stored unpriced, now that the price table covers its model.\n\n\
+Reads every api row of the database with priced = false (since --since), prices those whose \
+model the effective table (built-in plus --prices) now knows, with the rules mb-tokens uses for \
+new lines, and in one transaction updates the rows and the api_rollup and records each change \
+(row id, old and new cost and price key, price table) in reprice_log under one reprice_runs \
+row. A priced row is never touched, so a second run changes nothing. Rows whose tokens upstream \
+could not classify (source_format usage-queue-unclassified) are never priced.\n\n\
+Prints what it priced, per customer, model and price key. Exit status: 0 when no unpriced row is \
+left in the range, 1 when some still are (their models are listed on stderr), 2 on a usage or \
+database error (nothing is changed).",
+        after_long_help = REPRICE_EXAMPLES
+    )]
+    Reprice(RepriceArgs),
+    /// Print the keyed `client` hash of proxy keys read from standard input, one per line (for --key-map)
+    #[command(after_long_help = CLIENT_HASH_EXAMPLES)]
+    ClientHash(ClientHashArgs),
+}
+
+/// `mb-tokens reprice`.
+#[derive(Debug, clap::Args)]
+pub struct RepriceArgs {
+    #[command(flatten)]
+    pub db: crate::cli::DbArgs,
+
+    /// Prices merged over the built-in table (LiteLLM format); repeatable
+    #[arg(long = "prices", value_name = "FILE")]
+    pub prices: Vec<PathBuf>,
+
+    /// Only rows whose event time is at or after T (RFC 3339, or a date: its start in UTC)
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+
+    /// Show what would be priced; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `mb-tokens client-hash`.
+#[derive(Debug, clap::Args)]
+pub struct ClientHashArgs {
+    #[command(flatten)]
+    pub client_key: ClientKeyArgs,
+
+    /// Configuration file [default: /etc/mb/mb.toml or $XDG_CONFIG_HOME/mb/mb.toml]
+    #[arg(long, env = "MB_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// `mb-tokens prices`.
@@ -188,19 +249,41 @@ EXAMPLES:
     mb-tokens prices --json > prices.json
     mb-tokens --prices prices.json usage.jsonl | mb-ingest";
 
+const REPRICE_EXAMPLES: &str = "\
+EXAMPLES:
+    # The invoice refused unpriced usage: add the price, look, then reprice
+    mb-tokens reprice --prices /etc/mb/prices.json --dry-run
+    mb-tokens reprice --prices /etc/mb/prices.json
+    mb-report invoice --month 2026-11
+
+    # What was repriced, and when
+    sqlite3 /var/lib/mb/usage.db 'SELECT * FROM reprice_runs'";
+
+const CLIENT_HASH_EXAMPLES: &str = "\
+EXAMPLES:
+    # The client value of a proxy key, for a --key-map row (the key stays out of argv)
+    printf '%s\\n' \"$PROXY_KEY\" | mb-tokens client-hash";
+
 const PULL_EXAMPLES: &str = "\
 EXAMPLES:
-    # Run next to the proxy, forever (records stay in the queue 60 s by default)
+    # The documented way: a service next to the proxy, pulling every 10 s
+    # (records stay queued only 60 s by default; scripts/systemd/mb-tokens-pull.service)
+    systemctl enable --now mb-tokens-pull.service
+
+    # The same by hand, in the foreground
     mb-tokens pull --key-file /etc/mb/cliproxy.key --out /var/log/cliproxy/usage.jsonl
 
-    # Drain once from cron, every minute
-    * * * * * mb-tokens pull --once --key-file /etc/mb/cliproxy.key --out /var/log/cliproxy/usage.jsonl";
+    # Drain what is queued now and stop (tests, catching up; not for cron: a
+    # minute between runs is all the margin a 60 s retention leaves)
+    mb-tokens pull --once --key-file /etc/mb/cliproxy.key --out /var/log/cliproxy/usage.jsonl";
 
 /// Run mb-tokens.
 pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
     match args.command {
         Some(Command::Prices(p)) => prices(p, out),
         Some(Command::Pull(p)) => pull_cmd(p),
+        Some(Command::Reprice(r)) => reprice(r, out),
+        Some(Command::ClientHash(c)) => client_hash(c, out),
         None => read(args.read, out),
     }
 }
@@ -220,8 +303,9 @@ fn load_table(p: &PriceArgs) -> Result<(Config, TokensConfig, PriceTable)> {
 
 fn read(a: ReadArgs, out: &mut dyn Write) -> Result<Outcome> {
     let (cfg, sec, table) = load_table(&a.prices)?;
+    let hasher = load_hasher(&cfg, &sec, &a.client_key)?;
     let key_map = match a.key_map.as_ref().or(sec.key_map.as_ref()) {
-        Some(p) => Some(KeyMap::load(p)?),
+        Some(p) => Some(KeyMap::load(p, &hasher)?),
         None => None,
     };
     let default_target = if key_map.is_some() && a.customer.is_none() && cfg.customer_id.is_none() {
@@ -261,6 +345,7 @@ fn read(a: ReadArgs, out: &mut dyn Write) -> Result<Outcome> {
         default_target,
         key_map,
         now: crate::time::now(),
+        hasher,
     };
     // The state may only move past what is delivered: with --spool, a
     // durable file that mb-ingest --spool takes (nothing can be lost); on
@@ -283,6 +368,172 @@ fn read(a: ReadArgs, out: &mut dyn Write) -> Result<Outcome> {
         st.save(opts.now)?;
     }
     Ok(Outcome::partial_if(stats.partial()))
+}
+
+/// The keyed `client` hasher: `--client-key`, else `client_key` in mb.toml,
+/// else `<state_dir>/client.key`, created on first use.
+fn load_hasher(cfg: &Config, sec: &TokensConfig, a: &ClientKeyArgs) -> Result<ClientHasher> {
+    let path = a
+        .client_key
+        .clone()
+        .or_else(|| sec.client_key.clone())
+        .unwrap_or_else(|| client::default_path(&cfg.state_dir()));
+    ClientHasher::load_or_create(&path)
+}
+
+fn client_hash(c: ClientHashArgs, out: &mut dyn Write) -> Result<Outcome> {
+    let cfg = Config::load(c.config.as_deref())?;
+    let sec: TokensConfig = cfg.section("tokens")?;
+    let hasher = load_hasher(&cfg, &sec, &c.client_key)?;
+    let mut n = 0u64;
+    for (i, line) in std::io::stdin().lock().lines().enumerate() {
+        let line = line.map_err(|e| Error::io("stdin", e))?;
+        let key = line.strip_suffix('\r').unwrap_or(&line);
+        if key.is_empty() {
+            cli::warn(format!("stdin:{}: empty line skipped", i + 1));
+            continue;
+        }
+        writeln!(out, "{}", hasher.hash(key))?;
+        n += 1;
+    }
+    if n == 0 {
+        return Err(Error::Usage(
+            "no key on standard input; pipe the proxy keys in, one per line".into(),
+        ));
+    }
+    Ok(Outcome::Success)
+}
+
+fn reprice(r: RepriceArgs, out: &mut dyn Write) -> Result<Outcome> {
+    let (cfg, db) = r.db.resolve()?;
+    let sec: TokensConfig = cfg.section("tokens")?;
+    let mut table = PriceTable::builtin()?;
+    let mut names = vec![crate::tokens::prices::BUILTIN_NAME.to_string()];
+    for f in sec.prices.iter().chain(r.prices.iter()) {
+        let name = table.merge_file(f).map_err(|e| match e {
+            Error::Invalid(m) => Error::Usage(format!("--prices {m}")),
+            other => other,
+        })?;
+        names.push(name);
+    }
+    let since_ns = match &r.since {
+        None => None,
+        Some(s) => {
+            let t = crate::time::parse_instant_or_date(s, chrono_tz::UTC).ok_or_else(|| {
+                Error::Usage(format!(
+                    "--since {s:?}: expected RFC 3339 (2026-11-01T00:00:00Z) or a date (2026-11-01)"
+                ))
+            })?;
+            Some(crate::time::to_unix_nanos(&t).ok_or_else(|| {
+                Error::Usage(format!("--since {s:?}: outside the years 1678..2261"))
+            })?)
+        }
+    };
+    let mode = if r.dry_run {
+        Mode::ReadOnly
+    } else {
+        Mode::ReadWrite
+    };
+    if r.dry_run && !db.exists() {
+        return Err(Error::Usage(format!("{}: no database here", db.display())));
+    }
+    let store = Store::open(&db, mode)?;
+    let now = crate::time::format_fixed_micros(&crate::time::now());
+    let o = crate::tokens::reprice::run(&store, &table, &names, since_ns, r.dry_run, &now)?;
+    print_reprice(&o, r.dry_run, out)?;
+    for (m, n) in &o.still_unpriced {
+        cli::warn(format!(
+            "still unpriced: {} ({n} rows): add it with --prices FILE and run reprice again",
+            crate::output::escape_text(m)
+        ));
+    }
+    if o.unclassified > 0 {
+        cli::warn(format!(
+            "{} rows have tokens upstream could not classify (source_format {}); they stay \
+             unpriced (bill them by hand, or with mb-report invoice --allow-unpriced)",
+            o.unclassified,
+            crate::tokens::usage::UNCLASSIFIED_QUEUE
+        ));
+    }
+    for id in &o.overflow {
+        cli::warn(format!(
+            "row {id}: the cost does not fit in 64 bits of nano-USD; corrupt counts? left unpriced"
+        ));
+    }
+    if o.committed.raced > 0 {
+        cli::warn(format!(
+            "{} rows were priced by another run meanwhile and left as they were",
+            o.committed.raced
+        ));
+    }
+    Ok(Outcome::partial_if(
+        !o.still_unpriced.is_empty() || o.unclassified > 0 || !o.overflow.is_empty(),
+    ))
+}
+
+fn print_reprice(
+    o: &crate::tokens::reprice::Outcome,
+    dry_run: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    use crate::money::format_nanos;
+    let mut groups: std::collections::BTreeMap<(&str, &str, &str), (u64, i64)> = Default::default();
+    for c in &o.changes {
+        let g = groups
+            .entry((&c.row.customer_id, &c.row.model, &c.price_key))
+            .or_default();
+        g.0 += 1;
+        g.1 = g.1.saturating_add(c.cost_nusd);
+    }
+    let total: i64 = o
+        .changes
+        .iter()
+        .map(|c| c.cost_nusd)
+        .fold(0, i64::saturating_add);
+    let head = if dry_run {
+        format!(
+            "# dry run: {} rows would be priced, USD {}; nothing changed",
+            o.changes.len(),
+            format_nanos(total)
+        )
+    } else if let Some(id) = o.committed.reprice_id {
+        format!(
+            "# {} rows priced, USD {} (reprice_runs.reprice_id {id})",
+            o.committed.rows,
+            format_nanos(o.committed.cost_nusd)
+        )
+    } else {
+        "# nothing to price".to_string()
+    };
+    writeln!(out, "{head}")?;
+    if groups.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = groups
+        .iter()
+        .map(|((c, m, k), (n, cost))| {
+            vec![
+                crate::output::escape_text(c).into_owned(),
+                crate::output::escape_text(m).into_owned(),
+                crate::output::escape_text(k).into_owned(),
+                n.to_string(),
+                format_nanos(*cost),
+            ]
+        })
+        .collect();
+    write_table(
+        out,
+        &["CUSTOMER", "MODEL", "PRICE_KEY", "ROWS", "COST_USD"],
+        &[
+            Align::Left,
+            Align::Left,
+            Align::Left,
+            Align::Right,
+            Align::Right,
+        ],
+        &rows,
+    )?;
+    Ok(())
 }
 
 fn prices(p: PricesArgs, out: &mut dyn Write) -> Result<Outcome> {
@@ -311,20 +562,29 @@ fn prices(p: PricesArgs, out: &mut dyn Write) -> Result<Outcome> {
                     format!("cache_creation_input_token_cost{suffix}"),
                     r.cache_write,
                 );
-                if suffix.is_empty() {
-                    rate(
-                        "cache_creation_input_token_cost_above_1hr".into(),
-                        r.cache_write_1h,
-                    );
-                }
+                rate(
+                    format!("cache_creation_input_token_cost_above_1hr{suffix}"),
+                    r.cache_write_1h,
+                );
                 rate(
                     format!("output_cost_per_reasoning_token{suffix}"),
                     r.reasoning,
+                );
+                rate(format!("input_cost_per_image_token{suffix}"), r.input_image);
+                rate(
+                    format!("output_cost_per_image_token{suffix}"),
+                    r.output_image,
                 );
             };
             put(&mut rate, &e.base, "");
             for (th, r) in &e.tiers {
                 put(&mut rate, r, &format!("_above_{}k_tokens", th / 1000));
+            }
+            for (st, tr) in &e.service {
+                put(&mut rate, &tr.base, &format!("_{st}"));
+                for (th, r) in &tr.tiers {
+                    put(&mut rate, r, &format!("_above_{}k_tokens_{st}", th / 1000));
+                }
             }
             if let Some(d) = &e.deprecation_date {
                 fields.push(format!("\"deprecation_date\": {}", q(d)));

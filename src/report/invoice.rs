@@ -249,8 +249,8 @@ pub fn invoice(store: &Store, cfg: &Config, o: &Options) -> Result<Invoice> {
             ));
         } else {
             return Err(Error::Invalid(format!(
-                "{msg}; add the models to a price table (mb-tokens --prices) and re-price, \
-                 or pass --allow-unpriced"
+                "{msg}; add the models to a price table and price what is stored with \
+                 `mb-tokens reprice --db DB --prices FILE`, or pass --allow-unpriced"
             )));
         }
     }

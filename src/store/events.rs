@@ -210,10 +210,44 @@ impl<'c> Inserter<'c> {
         // The id exists: compare content. This path is only taken for re-sent
         // lines, so its extra SELECT does not slow a fresh ingest.
         match get(conn, ev.kind(), &h.id)? {
-            Some(stored) if stored == *ev => Ok(InsertResult::Duplicate),
+            Some(stored) if same_content(conn, &stored, ev)? => Ok(InsertResult::Duplicate),
             _ => Ok(InsertResult::Conflict),
         }
     }
+}
+
+/// Whether a re-sent event is the stored one. Equal events are; so is an
+/// api event that differs only where a later mb changed what it writes for
+/// the same request, never in what is billed:
+///
+/// - `client` in the other hashing scheme: rows stored before the keyed
+///   hash hold the 16-hex-digit plain SHA-256 prefix, lines written since
+///   hold the 32-hex-digit keyed hash of the same key. The id already pins
+///   the request (its timestamp and request id), so the two are one event;
+///   the stored value is kept.
+/// - price fields of a row `mb-tokens reprice` priced: the stored row is
+///   priced, the re-read line (priced by the table of its day) is not.
+fn same_content(conn: &Connection, stored: &Event, ev: &Event) -> rusqlite::Result<bool> {
+    if stored == ev {
+        return Ok(true);
+    }
+    let (Body::Api(s), Body::Api(e)) = (&stored.body, &ev.body) else {
+        return Ok(false);
+    };
+    let mut e = e.clone();
+    if crate::tokens::client::same_client(s.client.as_deref(), e.client.as_deref()) {
+        e.client.clone_from(&s.client);
+    }
+    if s.priced && !e.priced && e.cost_nusd.is_none() && e.price_key.is_none() {
+        if !crate::store::Store::was_repriced(conn, &stored.header.id)? {
+            return Ok(false);
+        }
+        e.priced = true;
+        e.cost_nusd = s.cost_nusd;
+        e.price_key.clone_from(&s.price_key);
+        e.price_table.clone_from(&s.price_table);
+    }
+    Ok(stored.header == ev.header && *s == e)
 }
 
 /// One hour in nanoseconds (the rollup bucket).

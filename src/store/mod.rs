@@ -15,6 +15,7 @@ pub mod customers;
 mod events;
 pub mod fleet;
 pub mod report;
+pub mod reprice;
 pub mod resource_rollup;
 pub mod schema;
 

@@ -314,7 +314,35 @@ CREATE UNIQUE INDEX rejects_source_line ON rejects (source, line_sha256);
 ALTER TABLE conflicts ADD COLUMN line_sha256 BLOB;
 CREATE UNIQUE INDEX conflicts_source_line ON conflicts (source, line_sha256);
 "#,
-    // 7: the resource rollup (store::resource_rollup): exact hourly sums per
+    // 7: the audit trail of `mb-tokens reprice`. A reprice run prices
+    // stored `priced = 0` api rows that a price table now covers; it
+    // updates the rows and api_rollup in one transaction and records here
+    // what it changed, so a changed invoice can always be explained: one
+    // reprice_runs row per run that changed something, one reprice_log row
+    // per api row (its old and new cost and price key, and the table that
+    // priced it). Priced rows are never touched, so a row appears here at
+    // most once.
+    r#"
+CREATE TABLE reprice_runs (
+    reprice_id    INTEGER PRIMARY KEY,
+    repriced_at   TEXT    NOT NULL,
+    price_tables  TEXT    NOT NULL,
+    since_ns      INTEGER,
+    rows          INTEGER NOT NULL,
+    cost_nusd     INTEGER NOT NULL
+);
+CREATE TABLE reprice_log (
+    reprice_id     INTEGER NOT NULL REFERENCES reprice_runs (reprice_id),
+    id             TEXT    NOT NULL,
+    old_cost_nusd  INTEGER,
+    new_cost_nusd  INTEGER NOT NULL,
+    old_price_key  TEXT,
+    new_price_key  TEXT    NOT NULL,
+    price_table    TEXT    NOT NULL
+);
+CREATE UNIQUE INDEX reprice_log_id ON reprice_log (id);
+"#,
+    // 8: the resource rollup (store::resource_rollup): exact hourly sums per
     // customer, VM, hour of the sample and ingest hour, kept by mb-ingest in
     // the transaction that stores the samples, so reports and the dashboard
     // read whole hours from it instead of every sample. resource_streams

@@ -18,11 +18,13 @@
 //! unknown model is emitted unpriced (`priced: false`, `cost_usd: null`)
 //! with one warning per model, so usage is never lost nor billed as 0.
 
+pub mod client;
 pub mod input;
 pub mod prices;
 pub mod provider;
 pub mod pull;
 pub mod queue;
+pub mod reprice;
 pub mod reqlog;
 pub mod snapshot;
 pub mod state;
@@ -35,11 +37,11 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use crate::cli;
 use crate::error::{Error, Result};
 use crate::events::{self, Api, Body, Event, Header};
+use client::ClientHasher;
 use input::{Format, Line, LineReader};
 use prices::{LookupCache, PriceTable};
 use state::{Resume, State};
@@ -55,31 +57,31 @@ pub struct TokensConfig {
     pub prices: Vec<PathBuf>,
     /// The `--key-map` CSV, when one proxy serves several customers.
     pub key_map: Option<PathBuf>,
+    /// The secret keying the `client` hash (`--client-key`).
+    pub client_key: Option<PathBuf>,
 }
 
 /// Bad-line messages printed per run before only counting.
 const MAX_REPORTED: u64 = 100;
 
-/// The `client` value: the first 16 hex digits (64 bits) of the SHA-256 of
-/// the proxy client key, never the key itself (DESIGN.md section 10). It is
-/// what `printf %s KEY | sha256sum | cut -c1-16` prints.
-pub fn client_hash(key: &str) -> String {
-    let d = Sha256::digest(key.as_bytes());
-    d[..8].iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// `--key-map`: client key (or its hash) -> (customer_id, vm_id).
 #[derive(Debug, Default)]
 pub struct KeyMap {
+    /// By keyed hash (what `client` holds now).
     by_hash: HashMap<String, (String, String)>,
+    /// By the legacy plain-SHA-256 value, for maps written before the keyed
+    /// hash (see [`client`]).
+    by_legacy: HashMap<String, (String, String)>,
 }
 
 impl KeyMap {
     /// Read the CSV `client key or hash, customer_id, vm_id`. A first row
-    /// whose second field is `customer_id` is a header. A field of 16 or 64
-    /// hex digits is taken as a hash (the 16-digit `client` value or a full
-    /// sha256sum), anything else as a key in clear, hashed on loading.
-    pub fn load(path: &Path) -> Result<KeyMap> {
+    /// whose second field is `customer_id` is a header. A field of 32 hex
+    /// digits is a keyed hash (the `client` value, `mb-tokens client-hash`),
+    /// one of 16 or 64 hex digits a legacy hash (the old 16-digit `client`
+    /// value or a full sha256sum), anything else a key in clear, hashed on
+    /// loading.
+    pub fn load(path: &Path, hasher: &ClientHasher) -> Result<KeyMap> {
         let mut rdr = csv::ReaderBuilder::new()
             .has_headers(false)
             .trim(csv::Trim::All)
@@ -113,13 +115,15 @@ impl KeyMap {
                 return Err(bad("empty client key".into()));
             }
             let is_hex = key.bytes().all(|b| b.is_ascii_hexdigit());
-            let hash = if is_hex && (key.len() == 16 || key.len() == 64) {
-                key[..16].to_ascii_lowercase()
+            let (map, hash) = if is_hex && key.len() == client::KEYED_LEN {
+                (&mut m.by_hash, key.to_ascii_lowercase())
+            } else if is_hex && (key.len() == 16 || key.len() == 64) {
+                (&mut m.by_legacy, key[..16].to_ascii_lowercase())
             } else {
-                client_hash(key)
+                (&mut m.by_hash, hasher.hash(key))
             };
             let target = (cust.to_string(), vm.to_string());
-            if let Some(old) = m.by_hash.insert(hash, target.clone()) {
+            if let Some(old) = map.insert(hash, target.clone()) {
                 if old != target {
                     return Err(bad(
                         "this client is already mapped to another customer/VM".into()
@@ -130,9 +134,16 @@ impl KeyMap {
         Ok(m)
     }
 
-    /// The customer and VM for a client hash.
-    pub fn get(&self, hash: &str) -> Option<&(String, String)> {
-        self.by_hash.get(hash)
+    /// The customer and VM for a client key, by its keyed hash `hash`,
+    /// else by its legacy hash.
+    pub fn get(&self, hash: &str, key: &str) -> Option<&(String, String)> {
+        self.by_hash.get(hash).or_else(|| {
+            if self.by_legacy.is_empty() {
+                None
+            } else {
+                self.by_legacy.get(&client::legacy_hash(key))
+            }
+        })
     }
 }
 
@@ -148,6 +159,8 @@ pub struct Options {
     pub key_map: Option<KeyMap>,
     /// The clock (bounds timestamps like mb-ingest does).
     pub now: DateTime<Utc>,
+    /// Keys the `client` hash.
+    pub hasher: ClientHasher,
 }
 
 /// Counts of a run.
@@ -161,6 +174,12 @@ pub struct Stats {
     pub suspect: u64,
     /// Lines emitted unpriced, per model.
     pub unpriced: BTreeMap<String, u64>,
+    /// Lines emitted unpriced because upstream could not classify their
+    /// tokens (counted in `suspect` too, through their note).
+    pub unclassified: u64,
+    /// Inputs skipped as carrying no billable usage, by kind
+    /// (`count_tokens` request logs).
+    pub skipped: BTreeMap<&'static str, u64>,
 }
 
 impl Stats {
@@ -189,6 +208,8 @@ pub struct Processor<'a> {
     pub stats: Stats,
     reported: u64,
     line: Vec<u8>,
+    /// Request logs without upstream sections (commercial mode), reported once.
+    no_upstream: u64,
 }
 
 impl<'a> Processor<'a> {
@@ -202,6 +223,7 @@ impl<'a> Processor<'a> {
             stats: Stats::default(),
             reported: 0,
             line: Vec::with_capacity(1024),
+            no_upstream: 0,
         }
     }
 
@@ -232,12 +254,12 @@ impl<'a> Processor<'a> {
             if let Some(h) = self.clients.get(k) {
                 return h.clone();
             }
-            let h = client_hash(k);
+            let h = self.opts.hasher.hash(k);
             self.clients.insert(k.to_string(), h.clone());
             h
         });
-        let target = match (&self.opts.key_map, &client) {
-            (Some(km), Some(h)) => km.get(h).or(self.opts.default_target.as_ref()),
+        let target = match (&self.opts.key_map, &client, rec.client_key.as_deref()) {
+            (Some(km), Some(h), Some(k)) => km.get(h, k).or(self.opts.default_target.as_ref()),
             _ => self.opts.default_target.as_ref(),
         };
         let Some((customer_id, vm_id)) = target.cloned() else {
@@ -252,16 +274,28 @@ impl<'a> Processor<'a> {
             );
             return Ok(());
         };
-        let price = self.cache.get(&self.opts.table, &rec.model);
+        // The tier upstream reports as applied (the response tier, else the
+        // requested one), priced at its own rates where the entry has them.
+        let service = rec
+            .service_tier
+            .as_deref()
+            .and_then(prices::service_tier_name);
+        let price = if rec.unclassified.is_some() {
+            None
+        } else {
+            self.cache.get(&self.opts.table, &rec.model)
+        };
         let (price_key, price_table, cost) = match price {
-            Some(p) => (
-                Some(p.key.clone()),
-                Some(p.table.clone()),
-                p.cost_nanos(&rec.tokens),
-            ),
+            Some(p) => {
+                let (cost, used) = p.cost_nanos_at(&rec.tokens, service);
+                (Some(p.key_for(service, used)), Some(p.table.clone()), cost)
+            }
             None => (None, None, None),
         };
-        let priced = if rec.tokens.is_zero() {
+        let priced = if rec.unclassified.is_some() {
+            self.stats.unclassified += 1;
+            None
+        } else if rec.tokens.is_zero() {
             // Nothing used costs exactly 0 whatever the price.
             Some(0)
         } else if price_key.is_some() {
@@ -282,7 +316,8 @@ impl<'a> Processor<'a> {
             if *n == 1 {
                 let msg = format!(
                     "{name}:{line}: no price for model {:?} (provider {}); its lines are written \
-                     with priced false and cost_usd null: add it with --prices FILE",
+                     with priced false and cost_usd null: add it with --prices FILE (and \
+                     `mb-tokens reprice` what is already stored)",
                     rec.model, rec.provider
                 );
                 self.report(msg);
@@ -435,6 +470,7 @@ impl<'a> Processor<'a> {
             client_key: None,
             service_tier: d.service_tier,
             source_format: Format::Provider.as_str(),
+            unclassified: None,
         };
         self.emit(name, d.line, rec, d.note)
     }
@@ -445,8 +481,18 @@ impl Processor<'_> {
     pub fn read_whole(&mut self, name: &str, text: &str, format: Format) -> Result<()> {
         match format {
             Format::UsageSnapshot => match snapshot::parse(text) {
-                Ok(items) => {
-                    for it in items {
+                Ok(snap) => {
+                    if snap.ambiguous > 0 {
+                        cli::warn(format!(
+                            "{name}: {} Claude-model records name no executor (the legacy \
+                             snapshot has no provider field); they are read with Anthropic's \
+                             token rules, which is wrong if Antigravity or the Gemini CLI served \
+                             them (cached tokens counted twice, thinking dropped): see \
+                             docs/mb-tokens.md, \"Legacy snapshots\"",
+                            snap.ambiguous
+                        ));
+                    }
+                    for it in snap.items {
                         match it {
                             snapshot::Item::Ok(line, rec, note) => {
                                 self.emit(name, line, *rec, note)?
@@ -458,7 +504,25 @@ impl Processor<'_> {
                 Err(why) => self.bad(name, 1, &why),
             },
             Format::RequestLog => match reqlog::parse(text, name) {
-                Ok((rec, note)) => self.emit(name, 1, rec, note)?,
+                Ok(reqlog::Parsed::Records(recs)) => {
+                    for (line, rec, note) in recs {
+                        self.emit(name, line, rec, note)?;
+                    }
+                }
+                Ok(reqlog::Parsed::Skip(kind)) => *self.stats.skipped.entry(kind).or_default() += 1,
+                Ok(reqlog::Parsed::NoUpstream(line)) => {
+                    self.stats.bad += 1;
+                    self.no_upstream += 1;
+                    if self.no_upstream == 1 {
+                        self.report(format!(
+                            "{name}:{line}: the request log has no upstream section (API REQUEST, \
+                             API RESPONSE or API WEBSOCKET TIMELINE), as CLIProxyAPI writes them \
+                             with `commercial-mode: true`: set commercial-mode: false in its \
+                             config.yaml to read request logs, or read the usage queue \
+                             (mb-tokens pull); further such files are only counted"
+                        ));
+                    }
+                }
                 Err((line, why)) => self.bad(name, line, &why),
             },
             // Line formats never come here; treat them as lines for safety.
@@ -555,11 +619,20 @@ impl Processor<'_> {
             return;
         }
         let mut msg = format!("{} lines written", s.emitted);
+        for (kind, n) in &s.skipped {
+            msg.push_str(&format!(", {n} {kind} skipped (no billable usage)"));
+        }
         if s.bad > 0 {
             msg.push_str(&format!(", {} bad records skipped", s.bad));
         }
         if s.suspect > 0 {
             msg.push_str(&format!(", {} with inconsistent counts", s.suspect));
+        }
+        if s.unclassified > 0 {
+            msg.push_str(&format!(
+                ", {} unpriced with unclassified tokens",
+                s.unclassified
+            ));
         }
         if !s.unpriced.is_empty() {
             let list: Vec<String> = s

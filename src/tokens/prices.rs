@@ -81,6 +81,59 @@ pub struct Rates {
     pub cache_write_1h: Option<Decimal>,
     /// Reasoning tokens, when priced apart from output.
     pub reasoning: Option<Decimal>,
+    /// Image input tokens (`input_cost_per_image_token`): the input rate of
+    /// an image model that has no text input rate.
+    pub input_image: Option<Decimal>,
+    /// Image output tokens (`output_cost_per_image_token`): the output rate
+    /// of an image-generation model (`gpt-image-*`), whose output is images.
+    pub output_image: Option<Decimal>,
+}
+
+impl Rates {
+    /// Each rate of `over` where it has one, else this one's.
+    fn overlaid(&self, over: &Rates) -> Rates {
+        let pick = |o: Option<Decimal>, b: Option<Decimal>| o.or(b);
+        Rates {
+            input: pick(over.input, self.input),
+            output: pick(over.output, self.output),
+            cache_read: pick(over.cache_read, self.cache_read),
+            cache_write: pick(over.cache_write, self.cache_write),
+            cache_write_1h: pick(over.cache_write_1h, self.cache_write_1h),
+            reasoning: pick(over.reasoning, self.reasoning),
+            input_image: pick(over.input_image, self.input_image),
+            output_image: pick(over.output_image, self.output_image),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        *self == Rates::default()
+    }
+}
+
+/// The rates of one service tier (`_priority`, `_flex`, `_batches`
+/// fields): its base rates and long-context tiers. A rate the tier lacks is
+/// the default tier's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TierRates {
+    /// Rates below every long-context threshold.
+    pub base: Rates,
+    /// Long-context tiers of this service tier, ascending.
+    pub tiers: Vec<(u64, Rates)>,
+}
+
+/// The service tiers LiteLLM prices apart, by field suffix.
+pub const SERVICE_TIERS: &[&str] = &["priority", "flex", "batches"];
+
+/// The LiteLLM service-tier name for a tier a record reports (`priority`,
+/// `flex`, `batch`), or `None` for the default rate (`default`, `auto`,
+/// `standard`, `scale`, anything else).
+pub fn service_tier_name(reported: &str) -> Option<&'static str> {
+    match reported.trim().to_ascii_lowercase().as_str() {
+        "priority" => Some("priority"),
+        "flex" => Some("flex"),
+        "batch" | "batches" => Some("batches"),
+        _ => None,
+    }
 }
 
 /// One price-table entry.
@@ -93,6 +146,8 @@ pub struct Price {
     /// Long-context tiers: (threshold in prompt tokens, rates), ascending.
     /// A rate missing from a tier is the base rate.
     pub tiers: Vec<(u64, Rates)>,
+    /// Service-tier rates by LiteLLM suffix (`priority`, `flex`, `batches`).
+    pub service: BTreeMap<String, TierRates>,
     /// `litellm_provider`, informational.
     pub provider: Option<String>,
     /// `deprecation_date`, informational.
@@ -133,27 +188,53 @@ impl Tokens {
 }
 
 impl Price {
-    /// The rates that apply to a request with `prompt` prompt tokens: the
-    /// highest tier whose threshold it passes (strictly), else the base.
-    fn rates_for(&self, prompt: u64) -> Rates {
+    /// The rates that apply to a request with `prompt` prompt tokens at
+    /// service tier `service` (a LiteLLM suffix, see [`service_tier_name`]):
+    /// the highest long-context tier whose threshold it passes (strictly),
+    /// else the base; for a service tier the entry prices, that tier's rate
+    /// of the same threshold first, then the default tier's. Returns whether
+    /// the service tier's rates were used.
+    fn rates_for(&self, prompt: u64, service: Option<&str>) -> (Rates, bool) {
+        let above = |tiers: &[(u64, Rates)]| {
+            tiers
+                .iter()
+                .rev()
+                .find(|(n, _)| prompt > *n)
+                .map(|(_, r)| r.clone())
+        };
         let mut r = self.base.clone();
-        if let Some((_, t)) = self.tiers.iter().rev().find(|(n, _)| prompt > *n) {
-            let pick = |tier: Option<Decimal>, base: Option<Decimal>| tier.or(base);
-            r.input = pick(t.input, r.input);
-            r.output = pick(t.output, r.output);
-            r.cache_read = pick(t.cache_read, r.cache_read);
-            r.cache_write = pick(t.cache_write, r.cache_write);
-            r.cache_write_1h = pick(t.cache_write_1h, r.cache_write_1h);
-            r.reasoning = pick(t.reasoning, r.reasoning);
+        if let Some(t) = above(&self.tiers) {
+            r = r.overlaid(&t);
         }
-        r
+        let Some(st) = service.and_then(|s| self.service.get(s)) else {
+            return (r, false);
+        };
+        // Below the thresholds the tier's base wins over the default base;
+        // above one, the tier's long-context rate, else the default one.
+        let passed = self.tiers.iter().any(|(n, _)| prompt > *n)
+            || st.tiers.iter().any(|(n, _)| prompt > *n);
+        if !passed {
+            r = r.overlaid(&st.base);
+        }
+        if let Some(t) = above(&st.tiers) {
+            r = r.overlaid(&t);
+        }
+        (r, true)
     }
 
-    /// The exact cost in USD as a decimal (unrounded).
+    /// The exact cost in USD as a decimal (unrounded), at the default tier.
     pub fn cost(&self, t: &Tokens) -> Decimal {
-        let r = self.rates_for(t.prompt());
-        let input = r.input.unwrap_or_default();
-        let output = r.output.unwrap_or_default();
+        self.cost_at(t, None).0
+    }
+
+    /// The exact cost at service tier `service`, and whether that tier's
+    /// rates were used (false: the entry has none, the default applied).
+    pub fn cost_at(&self, t: &Tokens, service: Option<&str>) -> (Decimal, bool) {
+        let (r, used) = self.rates_for(t.prompt(), service);
+        // An image model (gpt-image-*) has image-token rates in place of
+        // text ones: its output is images, its input mostly text.
+        let input = r.input.or(r.input_image).unwrap_or_default();
+        let output = r.output.or(r.output_image).unwrap_or_default();
         // Missing cache rates resolve to the input rate (LiteLLM's rule).
         let cache_read = r.cache_read.unwrap_or(input);
         let cache_write = r.cache_write.unwrap_or(input);
@@ -173,17 +254,35 @@ impl Price {
         if let Some(rr) = reasoning_rate {
             sum += d(t.reasoning.min(t.output)) * rr;
         }
-        sum
+        (sum, used)
     }
 
     /// The cost in nano-USD, rounded half-up only if it has more than nine
     /// fraction digits. `None` if it does not fit an i64 (over 9.2 billion
     /// dollars: a corrupt record, reported by the caller).
     pub fn cost_nanos(&self, t: &Tokens) -> Option<i64> {
-        let nanos = self.cost(t) * Decimal::from(1_000_000_000u64);
-        nanos
+        self.cost_nanos_at(t, None).0
+    }
+
+    /// [`Price::cost_nanos`] at a service tier, with whether its rates were
+    /// used.
+    pub fn cost_nanos_at(&self, t: &Tokens, service: Option<&str>) -> (Option<i64>, bool) {
+        let (cost, used) = self.cost_at(t, service);
+        let nanos = cost * Decimal::from(1_000_000_000u64);
+        let n = nanos
             .round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero)
-            .to_i64()
+            .to_i64();
+        (n, used)
+    }
+
+    /// The `price_key` written on a line priced at service tier `service`
+    /// when its rates were used: `KEY#TIER` (`gpt-5.4#priority`), so the
+    /// line shows which tier's rate applied; the plain key otherwise.
+    pub fn key_for(&self, service: Option<&str>, used: bool) -> String {
+        match service {
+            Some(s) if used => format!("{}#{s}", self.key),
+            _ => self.key.clone(),
+        }
     }
 }
 
@@ -216,10 +315,38 @@ fn raw_decimal(raw: &RawValue) -> std::result::Result<Decimal, String> {
 /// Split `input_cost_per_token_above_200k_tokens` into the base field and
 /// the threshold in tokens.
 fn split_tier(field: &str) -> Option<(&str, u64)> {
-    let (base, rest) = field.split_once("_above_")?;
+    let (base, rest) = field.rsplit_once("_above_")?;
     let n = rest.strip_suffix("k_tokens")?;
     let n: u64 = n.parse().ok()?;
     Some((base, n.checked_mul(1000)?))
+}
+
+/// Split a service-tier suffix off a field name:
+/// `input_cost_per_token_above_272k_tokens_priority` ->
+/// (`input_cost_per_token_above_272k_tokens`, Some("priority")).
+fn split_service(field: &str) -> (&str, Option<&'static str>) {
+    for t in SERVICE_TIERS {
+        if let Some(base) = field.strip_suffix(t).and_then(|f| f.strip_suffix('_')) {
+            return (base, Some(t));
+        }
+    }
+    (field, None)
+}
+
+/// True for the LiteLLM rate fields mb prices with (after removing a
+/// service-tier and a long-context suffix).
+fn is_priced_field(f: &str) -> bool {
+    matches!(
+        f,
+        "input_cost_per_token"
+            | "output_cost_per_token"
+            | "cache_read_input_token_cost"
+            | "cache_creation_input_token_cost"
+            | "cache_creation_input_token_cost_above_1hr"
+            | "output_cost_per_reasoning_token"
+            | "input_cost_per_image_token"
+            | "output_cost_per_image_token"
+    )
 }
 
 /// Set the rate named by a LiteLLM field; false if the field is not a rate
@@ -232,6 +359,8 @@ fn set_rate(r: &mut Rates, field: &str, v: Decimal) -> bool {
         "cache_creation_input_token_cost" => &mut r.cache_write,
         "cache_creation_input_token_cost_above_1hr" => &mut r.cache_write_1h,
         "output_cost_per_reasoning_token" => &mut r.reasoning,
+        "input_cost_per_image_token" => &mut r.input_image,
+        "output_cost_per_image_token" => &mut r.output_image,
         _ => return false,
     };
     *slot = Some(v);
@@ -247,8 +376,8 @@ impl PriceTable {
     }
 
     /// Read a LiteLLM-format file and merge it over the table. Returns the
-    /// number of entries taken and skipped (no per-token prices).
-    pub fn merge_file(&mut self, path: &Path) -> Result<(usize, usize)> {
+    /// table name written in `price_table` (`FILE@<12 hex of its sha256>`).
+    pub fn merge_file(&mut self, path: &Path) -> Result<String> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let digest = Sha256::digest(text.as_bytes());
         let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
@@ -258,7 +387,8 @@ impl PriceTable {
             .unwrap_or_else(|| path.display().to_string());
         let base: String = base.chars().take(160).collect();
         let name = format!("{base}@{hex}");
-        self.merge_json(&text, &name, &path.display().to_string())
+        self.merge_json(&text, &name, &path.display().to_string())?;
+        Ok(name)
     }
 
     /// Merge a LiteLLM-format document named `table` (for `price_table`);
@@ -289,8 +419,10 @@ impl PriceTable {
                 provider: None,
                 deprecation_date: None,
                 table: table.to_string(),
+                service: BTreeMap::new(),
             };
             let mut tiers: BTreeMap<u64, Rates> = BTreeMap::new();
+            let mut service: BTreeMap<&str, (Rates, BTreeMap<u64, Rates>)> = BTreeMap::new();
             for (field, v) in &fields {
                 match field.as_str() {
                     "litellm_provider" => {
@@ -307,26 +439,48 @@ impl PriceTable {
                 if !is_rate || v.get() == "null" {
                     continue;
                 }
-                if let Some((base, n)) = split_tier(field) {
-                    let d = raw_decimal(v).map_err(|e| bad(format!("{key}.{field}: {e}")))?;
-                    set_rate(tiers.entry(n).or_default(), base, d);
-                } else if matches!(
-                    field.as_str(),
-                    "input_cost_per_token"
-                        | "output_cost_per_token"
-                        | "cache_read_input_token_cost"
-                        | "cache_creation_input_token_cost"
-                        | "cache_creation_input_token_cost_above_1hr"
-                        | "output_cost_per_reasoning_token"
-                ) {
-                    let d = raw_decimal(v).map_err(|e| bad(format!("{key}.{field}: {e}")))?;
-                    set_rate(&mut price.base, field, d);
+                let (rest, st) = split_service(field);
+                let (name, threshold) = match split_tier(rest) {
+                    Some((b, n)) => (b, Some(n)),
+                    None => (rest, None),
+                };
+                if !is_priced_field(name) {
+                    continue;
                 }
+                let d = raw_decimal(v).map_err(|e| bad(format!("{key}.{field}: {e}")))?;
+                let slot = match st {
+                    Some(st) => {
+                        let (b, t) = service.entry(st).or_default();
+                        match threshold {
+                            Some(n) => t.entry(n).or_default(),
+                            None => b,
+                        }
+                    }
+                    None => match threshold {
+                        Some(n) => tiers.entry(n).or_default(),
+                        None => &mut price.base,
+                    },
+                };
+                set_rate(slot, name, d);
             }
-            if price.base.input.is_none() || price.base.output.is_none() {
+            let has_in = price.base.input.is_some() || price.base.input_image.is_some();
+            let has_out = price.base.output.is_some() || price.base.output_image.is_some();
+            if !has_in || !has_out {
                 skipped += 1;
                 continue;
             }
+            price.service = service
+                .into_iter()
+                .map(|(k, (b, t))| {
+                    (
+                        k.to_string(),
+                        TierRates {
+                            base: b,
+                            tiers: t.into_iter().filter(|(_, r)| !r.is_empty()).collect(),
+                        },
+                    )
+                })
+                .collect();
             price.tiers = tiers.into_iter().collect();
             self.entries.insert(key, price);
             taken += 1;

@@ -72,6 +72,8 @@ struct Acc {
     hasher: Sha256,
     line: u64,
     offset: u64,
+    /// A Gemini chunk with a finishReason was seen (the stream is over).
+    finished: bool,
 }
 
 /// Groups provider lines into requests.
@@ -197,6 +199,7 @@ impl Acc {
             hasher: Sha256::new(),
             line,
             offset,
+            finished: false,
         }
     }
 
@@ -268,6 +271,20 @@ impl Parser {
             return fed;
         }
         let mut v: Value = match serde_json::from_str(json) {
+            // A Gemini stream requested with `alt=json` is one JSON array of
+            // the chunks instead of SSE: read its elements in order.
+            Ok(Value::Array(items)) => {
+                for item in items {
+                    let text = item.to_string();
+                    let f = self.feed(text.as_bytes(), line_no, offset);
+                    fed.done.extend(f.done);
+                    if f.error.is_some() {
+                        fed.error = f.error;
+                        return fed;
+                    }
+                }
+                return fed;
+            }
             Ok(v) => v,
             Err(e) => {
                 let hint = if e.is_eof() {
@@ -417,10 +434,18 @@ impl Parser {
                 }
             }
             _ if v.get("usageMetadata").is_some() || v.get("candidates").is_some() => {
+                // Chunks of one stream share a responseId. Without one (raw
+                // captures of some Gemini paths), consecutive chunks form one
+                // stream until a chunk carries a finishReason, which ends it:
+                // counting each chunk would bill the running totals again
+                // and again.
                 let key = Key::Gemini(s(&v, "responseId").unwrap_or_default());
-                if !same(&self.pending, &key) || key == Key::Gemini(String::new()) {
+                let open_anon = key == Key::Gemini(String::new())
+                    && same(&self.pending, &key)
+                    && self.pending.as_ref().is_some_and(|a| !a.finished);
+                if !same(&self.pending, &key) || (key == Key::Gemini(String::new()) && !open_anon) {
                     self.close(&mut fed);
-                    let mut a = Acc::new(key, Family::Google, line_no, offset);
+                    let mut a = Acc::new(key.clone(), Family::Google, line_no, offset);
                     a.ts = env_ts.or_else(|| rfc_ts(&v, "createTime"));
                     self.pending = Some(a);
                 }
@@ -433,6 +458,18 @@ impl Parser {
                         // Running totals: the last chunk wins.
                         a.counts = gemini_usage(m);
                     }
+                    let finish = v["candidates"].as_array().is_some_and(|c| {
+                        c.iter()
+                            .any(|c| c.get("finishReason").is_some_and(|f| !f.is_null()))
+                    });
+                    if finish {
+                        a.finished = true;
+                    }
+                }
+                if key == Key::Gemini(String::new())
+                    && self.pending.as_ref().is_some_and(|a| a.finished)
+                {
+                    self.close(&mut fed);
                 }
             }
             ("error", _) => {

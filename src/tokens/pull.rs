@@ -360,12 +360,52 @@ pub struct PullStats {
     pub lost_bytes: u64,
 }
 
+/// Upstream's `usage-statistics-enabled` (GET
+/// /v0/management/usage-statistics-enabled, `{"usage-statistics-enabled":
+/// BOOL}`), when the proxy answers it. It defaults to false, and while it
+/// is false nothing is ever queued.
+fn statistics_enabled(o: &PullOptions) -> Option<bool> {
+    let r = get(
+        &o.url,
+        "/v0/management/usage-statistics-enabled",
+        &o.key,
+        o.timeout,
+    )
+    .ok()?;
+    if r.status != 200 || !r.complete {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+    v.get("usage-statistics-enabled")
+        .or_else(|| v.get("value"))
+        .and_then(serde_json::Value::as_bool)
+}
+
+/// Warn when upstream says statistics are off: the queue then stays empty
+/// whatever the traffic.
+fn warn_if_disabled(o: &PullOptions) {
+    if statistics_enabled(o) == Some(false) {
+        cli::warn(
+            "pull: CLIProxyAPI reports usage-statistics-enabled: false, so it queues no usage \
+             at all; set usage-statistics-enabled: true in its config.yaml (or PUT \
+             /v0/management/usage-statistics-enabled)",
+        );
+    }
+}
+
+/// The longest retention upstream allows (`redis-usage-queue-retention-
+/// seconds`, at most 3600): an empty queue for longer than this while the
+/// proxy runs is worth a look.
+const MAX_RETENTION: Duration = Duration::from_secs(3600);
+
 /// Pull until stopped (or, with `once`, until the queue is empty).
 pub fn run(o: &PullOptions) -> Result<PullStats> {
     let mut out = open_out(&o.out)?;
     let mut st = PullStats::default();
     let path = format!("/v0/management/usage-queue?count={}", o.count);
     let mut failed_in_row = 0u32;
+    warn_if_disabled(o);
+    let mut empty_since = std::time::Instant::now();
     loop {
         let mut drained = true;
         match get(&o.url, &path, &o.key, o.timeout) {
@@ -407,6 +447,12 @@ pub fn run(o: &PullOptions) -> Result<PullStats> {
                 if !recs.is_empty() {
                     append(&mut out, &o.out, &recs)?;
                     st.saved += recs.len() as u64;
+                    empty_since = std::time::Instant::now();
+                } else if empty_since.elapsed() > MAX_RETENTION {
+                    // Empty for longer than any retention: ask again whether
+                    // upstream queues anything at all.
+                    warn_if_disabled(o);
+                    empty_since = std::time::Instant::now();
                 }
                 if !r.complete || cut > 0 {
                     st.failures += 1;

@@ -21,7 +21,8 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use super::usage::{self, RawCounts, Record};
+use super::prices::Tokens;
+use super::usage::{self, Family, RawCounts, Record};
 
 #[derive(Deserialize)]
 struct Queue<'a> {
@@ -56,13 +57,16 @@ struct QTokens {
     reasoning_tokens: Option<u64>,
     cached_tokens: Option<u64>,
     cache_read_tokens: Option<u64>,
+    cache_read_tokens_present: Option<bool>,
     cache_creation_tokens: Option<u64>,
+    cache_creation_1h_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
 struct Breakdown<'a> {
     #[serde(borrow)]
     quality: Option<Cow<'a, str>>,
+    total_tokens: Option<u64>,
     input: Option<BInput>,
     output: Option<BOutput>,
 }
@@ -117,49 +121,57 @@ pub fn parse(line: &[u8]) -> Result<Parsed, String> {
             usage::family_of_executor(provider_raw),
         )
     };
-    let complete = q
-        .token_breakdown
-        .as_ref()
-        .filter(|b| b.quality.as_deref() == Some("complete"));
-    let (tokens, note) = match complete {
+    let legacy = legacy_tokens(family, &raw_tokens);
+    let (tokens, note, unclassified) = match &q.token_breakdown {
+        Some(b) if b.quality.as_deref() == Some("complete") => {
+            let mut t = breakdown_tokens(b);
+            t.cache_write_1h = raw_tokens
+                .cache_creation_1h_tokens
+                .unwrap_or(0)
+                .min(t.cache_write);
+            (t, None, None)
+        }
         Some(b) => {
-            let i = b.input.as_ref();
-            let o = b.output.as_ref();
-            let out = o.and_then(|o| o.total_tokens).unwrap_or(0);
-            let t = super::prices::Tokens {
-                input: i.and_then(|i| i.uncached_tokens).unwrap_or(0),
-                output: out,
-                cache_read: i.and_then(|i| i.cache_read_tokens).unwrap_or(0),
-                cache_write: i.and_then(|i| i.cache_write_tokens).unwrap_or(0),
-                cache_write_1h: 0,
-                reasoning: o.and_then(|o| o.reasoning_tokens).unwrap_or(0).min(out),
-            };
-            (t, None)
+            // "unclassified" or "inconsistent": upstream could not split
+            // the total into buckets (sdk/cliproxy/usage/accounting.go).
+            // The legacy `tokens` fields are used when they add up to the
+            // reported total; otherwise nothing can be priced honestly.
+            let total = b.total_tokens.unwrap_or(0);
+            let (lt, lnote) = legacy.clone();
+            let quality = b.quality.as_deref().unwrap_or("");
+            if total == 0 || legacy_total(family, &raw_tokens) == total {
+                (lt, lnote, None)
+            } else {
+                let mut t = breakdown_tokens(b);
+                let classified = t.prompt().saturating_add(t.output);
+                // The part upstream could not classify goes to tokens_in,
+                // so the line's total is the reported one; the line is
+                // unpriced, and `reprice` leaves it alone.
+                t.input = t.input.saturating_add(total.saturating_sub(classified));
+                let unclassified = total.saturating_sub(classified);
+                (
+                    t,
+                    Some(format!(
+                        "token_breakdown quality {quality:?}: {unclassified} of {total} tokens are \
+                         unclassified and the legacy counts do not add up to the total; written \
+                         unpriced with the total (unclassified tokens in tokens_in)"
+                    )),
+                    Some(total),
+                )
+            }
         }
-        None => {
-            let t = &raw_tokens;
-            // cache_read_tokens when the record has it (v7.0.3+), else the
-            // older cached_tokens (for Claude: reads, or writes if no reads).
-            let cache_read = t.cache_read_tokens.or(t.cached_tokens).unwrap_or(0);
-            usage::normalise(
-                family,
-                RawCounts {
-                    input: t.input_tokens.unwrap_or(0),
-                    output: t.output_tokens.unwrap_or(0),
-                    reasoning: t.reasoning_tokens.unwrap_or(0),
-                    cache_read,
-                    cache_write: t.cache_creation_tokens.unwrap_or(0),
-                    cache_write_1h: 0,
-                },
-            )
-        }
+        None => (legacy.0, legacy.1, None),
     };
     let tier = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(str::to_string);
     let service_tier = tier(q.response_service_tier.as_deref())
         .or_else(|| tier(q.service_tier.as_deref()).filter(|s| s != "default" && s != "auto"));
     let request_id = q.request_id.as_deref().filter(|r| !r.is_empty());
+    let mut id = usage::cpa_id(request_id, ts_raw, line);
+    if request_id.is_some() && is_additional(model, q.alias.as_deref()) {
+        id = usage::additional_id(&id, model, line);
+    }
     let rec = Record {
-        id: usage::cpa_id(request_id, ts_raw, line),
+        id,
         ts,
         request_id: request_id.map(str::to_string),
         provider,
@@ -173,9 +185,108 @@ pub fn parse(line: &[u8]) -> Result<Parsed, String> {
             .filter(|k| !k.is_empty())
             .map(str::to_string),
         service_tier,
-        source_format: "usage-queue",
+        source_format: if unclassified.is_some() {
+            usage::UNCLASSIFIED_QUEUE
+        } else {
+            "usage-queue"
+        },
+        unclassified,
     };
     Ok((rec, note))
+}
+
+/// The non-overlapping buckets of a v2 breakdown.
+fn breakdown_tokens(b: &Breakdown) -> Tokens {
+    let i = b.input.as_ref();
+    let o = b.output.as_ref();
+    let out = o.and_then(|o| o.total_tokens).unwrap_or(0);
+    Tokens {
+        input: i.and_then(|i| i.uncached_tokens).unwrap_or(0),
+        output: out,
+        cache_read: i.and_then(|i| i.cache_read_tokens).unwrap_or(0),
+        cache_write: i.and_then(|i| i.cache_write_tokens).unwrap_or(0),
+        cache_write_1h: 0,
+        reasoning: o.and_then(|o| o.reasoning_tokens).unwrap_or(0).min(out),
+    }
+}
+
+/// The cache reads of a `tokens` object, by queue shape (docs/mb-tokens.md,
+/// "Upstream shapes"):
+///
+/// - v6.9.38 to v7.0.2 have only `cached_tokens` (for Claude: reads, or
+///   writes when there were no reads; the record cannot tell);
+/// - v7.0.3 to v7.2.66 always marshal `cache_read_tokens`, but only the
+///   Claude parser fills it: for the other providers the count is in
+///   `cached_tokens` and `cache_read_tokens` is 0;
+/// - v7.2.67 fills it for every provider, v7.2.74 adds
+///   `cache_read_tokens_present: true`.
+///
+/// So: Claude takes `cache_read_tokens` whenever the field exists (its
+/// `cached_tokens` may be writes); the others take it when upstream flags
+/// it present, else the larger of the two fields (equal from v7.2.67 on,
+/// `cached_tokens` before).
+fn cache_reads(family: Family, t: &QTokens) -> u64 {
+    let cached = t.cached_tokens.unwrap_or(0);
+    match (family, t.cache_read_tokens) {
+        (_, None) => cached,
+        (Family::Anthropic, Some(r)) => r,
+        (_, Some(r)) if t.cache_read_tokens_present == Some(true) => r,
+        (_, Some(r)) => r.max(cached),
+    }
+}
+
+/// The record's legacy `tokens` object under its executor's rules.
+fn legacy_tokens(family: Family, t: &QTokens) -> (Tokens, Option<String>) {
+    let (mut tokens, note) = usage::normalise(
+        family,
+        RawCounts {
+            input: t.input_tokens.unwrap_or(0),
+            output: t.output_tokens.unwrap_or(0),
+            reasoning: t.reasoning_tokens.unwrap_or(0),
+            cache_read: cache_reads(family, t),
+            cache_write: t.cache_creation_tokens.unwrap_or(0),
+            cache_write_1h: 0,
+        },
+    );
+    tokens.cache_write_1h = t
+        .cache_creation_1h_tokens
+        .unwrap_or(0)
+        .min(tokens.cache_write);
+    (tokens, note)
+}
+
+/// The total the legacy fields imply, as upstream computes `total_tokens`
+/// from v7.2.97 on: Claude input + output + cache reads + cache writes
+/// (all separate), OpenAI-style input + output (cache and reasoning are
+/// subsets), Gemini input + output + thoughts (thoughts are separate).
+fn legacy_total(family: Family, t: &QTokens) -> u64 {
+    let (i, o, r) = (
+        t.input_tokens.unwrap_or(0),
+        t.output_tokens.unwrap_or(0),
+        t.reasoning_tokens.unwrap_or(0),
+    );
+    match family {
+        Family::Anthropic => i
+            .saturating_add(o)
+            .saturating_add(t.cache_read_tokens.unwrap_or(0))
+            .saturating_add(t.cache_creation_tokens.unwrap_or(0)),
+        Family::OpenAi => i.saturating_add(o),
+        Family::Google => i.saturating_add(o).saturating_add(r),
+    }
+}
+
+/// An additional record of one request (`PublishAdditionalModel` in
+/// upstream's internal/runtime/executor/helps/usage_helpers.go): the Codex
+/// image tool's usage, published with the same timestamp and request id as
+/// the text record, under the image model (`gpt-image-*`) while `alias`
+/// stays what the client asked for. A client asking for an image model
+/// itself has an image alias, so its record is a main one.
+fn is_additional(model: &str, alias: Option<&str>) -> bool {
+    let image = |m: &str| {
+        let m = m.rsplit('/').next().unwrap_or(m).to_ascii_lowercase();
+        m.starts_with("gpt-image") || m.starts_with("chatgpt-image") || m.starts_with("dall-e")
+    };
+    image(model) && alias.is_some_and(|a| !a.is_empty() && !image(a))
 }
 
 /// A reason for a line serde rejected: the field path for type errors, the

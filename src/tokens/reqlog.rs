@@ -95,13 +95,36 @@ pub fn request_id_of(name: &str) -> Option<String> {
     (id.len() == 8 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_ascii_lowercase())
 }
 
+/// What one request-log file holds.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Usage records (one; several for a websocket session), each with the
+    /// line it comes from and a note on inconsistent counts.
+    Records(Vec<(u64, Record, Option<String>)>),
+    /// A request with no billable usage, skipped (its kind, for the summary).
+    Skip(&'static str),
+    /// A file with the request but no upstream section at all: what
+    /// CLIProxyAPI writes with `commercial-mode: true`.
+    NoUpstream(u64),
+}
+
+/// True for a token-counting request (`/v1/messages/count_tokens`, Gemini
+/// `:countTokens`): it returns a count and bills nothing.
+fn is_count_tokens(url: &str) -> bool {
+    let path = url.split('?').next().unwrap_or(url);
+    path.ends_with("/count_tokens") || path.ends_with(":countTokens")
+}
+
 /// Parse one request-log file. `Err((line, reason))` for bad input.
-pub fn parse(text: &str, file_name: &str) -> Result<(Record, Option<String>), (u64, String)> {
+pub fn parse(text: &str, file_name: &str) -> Result<Parsed, (u64, String)> {
     let secs = sections(text);
     let info = secs.iter().find(|s| s.name == "REQUEST INFO").ok_or((
         1,
         "no \"=== REQUEST INFO ===\" section; not a request log".to_string(),
     ))?;
+    if field(&info.lines, "URL").is_some_and(is_count_tokens) {
+        return Ok(Parsed::Skip("count_tokens requests"));
+    }
     let ts_raw = field(&info.lines, "Timestamp")
         .ok_or((info.line, "REQUEST INFO has no Timestamp".to_string()))?;
     let ts = crate::time::parse_rfc3339(ts_raw)
@@ -111,6 +134,24 @@ pub fn parse(text: &str, file_name: &str) -> Result<(Record, Option<String>), (u
         .filter(|s| s.name.starts_with("API RESPONSE"))
         .collect();
     if responses.is_empty() {
+        if let Some(ws) = secs.iter().find(|s| s.name == "API WEBSOCKET TIMELINE") {
+            return websocket(&secs, info, ws, ts_raw, ts, file_name, text);
+        }
+        // A request answered 2xx without any upstream section cannot have
+        // been served: its upstream part was not logged (commercial mode).
+        // A failed one may simply never have reached an upstream.
+        let upstream = secs
+            .iter()
+            .any(|s| s.name.starts_with("API ") || s.name == "WEBSOCKET TIMELINE");
+        let served = secs
+            .iter()
+            .find(|s| s.name == "RESPONSE")
+            .and_then(|s| field(&s.lines, "Status"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u16>().ok())
+            .is_some_and(|c| (200..300).contains(&c));
+        if !upstream && served {
+            return Ok(Parsed::NoUpstream(info.line));
+        }
         let why = if secs.iter().any(|s| s.name == "API ERROR RESPONSE") {
             "only an API ERROR RESPONSE"
         } else {
@@ -233,8 +274,93 @@ pub fn parse(text: &str, file_name: &str) -> Result<(Record, Option<String>), (u
         client_key: None,
         service_tier: done.as_ref().and_then(|d| d.service_tier.clone()),
         source_format: "request-log",
+        unclassified: None,
     };
-    Ok((rec, done.and_then(|d| d.note)))
+    Ok(Parsed::Records(vec![(1, rec, done.and_then(|d| d.note))]))
+}
+
+/// A websocket session (Codex over websockets): the upstream frames are
+/// logged only in `=== API WEBSOCKET TIMELINE ===`, each as `Timestamp:`,
+/// `Event: api.websocket.response` (or `.request`, ...) and the frame
+/// (`AppendAPIWebsocketResponse` in upstream's
+/// internal/runtime/executor/helps/logging_helpers.go). Every response
+/// frame goes through the provider parser; each `response.completed` is one
+/// request of the session. The first keeps the file's id, later ones get
+/// `:2`, `:3`, ...
+fn websocket(
+    secs: &[Section],
+    info: &Section,
+    ws: &Section,
+    ts_raw: &str,
+    ts: chrono::DateTime<chrono::Utc>,
+    file_name: &str,
+    text: &str,
+) -> Result<Parsed, (u64, String)> {
+    let request_id = request_id_of(file_name);
+    let base = usage::cpa_id(request_id.as_deref(), ts_raw, text.as_bytes());
+    let req_model = secs
+        .iter()
+        .find(|s| s.name == "REQUEST BODY")
+        .and_then(|s| model_in_json(&s.lines.join("\n")));
+    let mut p = provider::Parser::new();
+    let mut done = Vec::new();
+    let mut in_response = false;
+    for (i, l) in ws.lines.iter().enumerate() {
+        let t = l.trim();
+        if let Some(ev) = t.strip_prefix("Event:") {
+            in_response = ev.trim() == "api.websocket.response";
+            continue;
+        }
+        if t.is_empty() || t.starts_with("Timestamp:") || !in_response {
+            continue;
+        }
+        let f = p.feed(t.as_bytes(), ws.line + 1 + i as u64, 0);
+        done.extend(f.done.into_iter().map(|d| (ws.line + 1 + i as u64, d)));
+    }
+    done.extend(p.finish().map(|d| (ws.line, d)));
+    // Frames that are not usage (deltas, rate-limit notices) make groups
+    // without counts only when a stream was cut; keep those with a model.
+    let mut out = Vec::new();
+    for (n, (line, d)) in done.into_iter().enumerate() {
+        let Some(model) = d.model.clone().or_else(|| req_model.clone()) else {
+            continue;
+        };
+        let id = if n == 0 {
+            base.clone()
+        } else {
+            format!("{base}:{}", n + 1)
+        };
+        out.push((
+            line,
+            Record {
+                id,
+                ts,
+                request_id: request_id.clone(),
+                provider: match d.family {
+                    Family::Anthropic => "anthropic",
+                    Family::Google => "google",
+                    Family::OpenAi => "openai",
+                }
+                .into(),
+                model,
+                tokens: d.tokens,
+                failed: d.failed,
+                auth_type: "unknown",
+                client_key: None,
+                service_tier: d.service_tier.clone(),
+                source_format: "request-log",
+                unclassified: None,
+            },
+            d.note,
+        ));
+    }
+    if out.is_empty() {
+        return Err((
+            info.line,
+            "API WEBSOCKET TIMELINE: no response.completed frame with usage".into(),
+        ));
+    }
+    Ok(Parsed::Records(out))
 }
 
 #[cfg(test)]

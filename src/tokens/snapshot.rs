@@ -69,9 +69,48 @@ pub enum Item {
     Bad(u64, String),
 }
 
+/// The executor a snapshot's `apis` key names, if it names one: the key is
+/// the client's proxy key, an endpoint, or (proxies without keys) the
+/// provider itself; an endpoint of the form `/api/provider/NAME/...` names
+/// the provider too.
+fn executor_of_key(key: &str) -> Option<&str> {
+    const EXECUTORS: &[&str] = &[
+        "claude",
+        "codex",
+        "gemini",
+        "gemini-cli",
+        "vertex",
+        "aistudio",
+        "antigravity",
+        "qwen",
+        "iflow",
+        "kimi",
+        "xai",
+    ];
+    let k = key.trim();
+    if let Some(e) = EXECUTORS.iter().find(|e| k.eq_ignore_ascii_case(e)) {
+        return Some(e);
+    }
+    let rest = k.split_once("/api/provider/")?.1;
+    let name = rest.split('/').next()?;
+    EXECUTORS
+        .iter()
+        .find(|e| name.eq_ignore_ascii_case(e))
+        .copied()
+}
+
+/// A parsed snapshot: its items, and how many Claude-model records had no
+/// executor named (the Antigravity / Gemini CLI ambiguity, warned once).
+pub struct Snapshot {
+    /// Records and bad details, in document order of keys.
+    pub items: Vec<Item>,
+    /// Claude-model records whose executor the snapshot does not name.
+    pub ambiguous: u64,
+}
+
 /// Read a whole snapshot document. `Err` when the document itself is not a
 /// snapshot (then nothing in it can be trusted).
-pub fn parse(text: &str) -> Result<Vec<Item>, String> {
+pub fn parse(text: &str) -> Result<Snapshot, String> {
     let top: Top = serde_json::from_str(text).map_err(|e| {
         format!(
             "line {} column {}: not a usage snapshot: {}",
@@ -96,19 +135,27 @@ pub fn parse(text: &str) -> Result<Vec<Item>, String> {
         newlines.partition_point(|&n| n < off) as u64 + 1
     };
     let mut items = Vec::new();
+    let mut ambiguous = 0;
     for (key, api) in &apis {
-        let client = (!key.is_empty() && !key.contains(' ')).then(|| key.clone());
+        let executor = executor_of_key(key);
+        let client =
+            (executor.is_none() && !key.is_empty() && !key.contains(' ')).then(|| key.clone());
         for (model, m) in api.models.iter().flatten() {
             for raw in m.details.iter().flatten() {
                 let line = line_of(raw);
-                match detail(client.as_deref(), key, model, raw) {
-                    Ok((r, note)) => items.push(Item::Ok(line, Box::new(r), note)),
+                match detail(client.as_deref(), executor, key, model, raw) {
+                    Ok((r, note)) => {
+                        if executor.is_none() && r.provider == "anthropic" {
+                            ambiguous += 1;
+                        }
+                        items.push(Item::Ok(line, Box::new(r), note))
+                    }
                     Err(e) => items.push(Item::Bad(line, e)),
                 }
             }
         }
     }
-    Ok(items)
+    Ok(Snapshot { items, ambiguous })
 }
 
 fn strip_pos(s: &str) -> String {
@@ -120,6 +167,7 @@ fn strip_pos(s: &str) -> String {
 
 fn detail(
     client: Option<&str>,
+    executor: Option<&str>,
     key: &str,
     model: &str,
     raw: &RawValue,
@@ -143,9 +191,18 @@ fn detail(
         return Err("empty model name".into());
     }
     let t = d.tokens.ok_or("field \"tokens\": missing")?;
-    let vendor = usage::provider_of_model(model);
+    // The token rules follow the executor (Antigravity serving a Claude
+    // model reports Gemini-style usage); only when the snapshot does not
+    // name it is the model's vendor the guess.
+    let (vendor, family) = match executor {
+        Some(e) => (usage::normalise_provider(e), usage::family_of_executor(e)),
+        None => {
+            let v = usage::provider_of_model(model);
+            (v.to_string(), usage::family_of_vendor(v))
+        }
+    };
     let (tokens, note) = usage::normalise(
-        usage::family_of_vendor(vendor),
+        family,
         RawCounts {
             input: t.input_tokens.unwrap_or(0),
             output: t.output_tokens.unwrap_or(0),
@@ -170,7 +227,7 @@ fn detail(
             id: usage::hash_id("snapshot", &bytes),
             ts,
             request_id: None,
-            provider: vendor.to_string(),
+            provider: vendor,
             model: model.to_string(),
             tokens,
             failed: d.failed.unwrap_or(false),
@@ -178,6 +235,7 @@ fn detail(
             client_key: client.map(str::to_string),
             service_tier: None,
             source_format: "usage-snapshot",
+            unclassified: None,
         },
         note,
     ))
@@ -190,7 +248,7 @@ mod tests {
     #[test]
     fn flattens_and_locates() {
         let doc = "{\"usage\":{\"apis\":{\"k1\":{\"models\":{\"gpt-4o-mini\":{\"details\":[\n{\"timestamp\":\"2026-02-11T10:20:31.5+08:00\",\"tokens\":{\"input_tokens\":610,\"output_tokens\":92,\"cached_tokens\":0},\"failed\":false},\n{\"timestamp\":\"bad\",\"tokens\":{}}]}}}}}}";
-        let items = parse(doc).unwrap();
+        let items = parse(doc).unwrap().items;
         assert_eq!(items.len(), 2);
         match &items[0] {
             Item::Ok(line, r, _) => {

@@ -192,7 +192,16 @@ pub struct Record {
     pub service_tier: Option<String>,
     /// The input format (`source_format` on output).
     pub source_format: &'static str,
+    /// The reported total, when upstream could not classify the tokens into
+    /// buckets: the line is then written unpriced and `reprice` skips it.
+    pub unclassified: Option<u64>,
 }
+
+/// `source_format` of a queue record whose tokens upstream could not
+/// classify (quality `unclassified` or `inconsistent` and legacy counts
+/// that do not add up): its `tokens_in` holds the unclassified part, so no
+/// price table can price it. `mb-tokens reprice` skips these rows.
+pub const UNCLASSIFIED_QUEUE: &str = "usage-queue-unclassified";
 
 /// Map CLIProxyAPI's `auth_type` (and request-log `type=`) to the contract's
 /// values.
@@ -220,6 +229,20 @@ pub fn hash_id_from(prefix: &str, digest: &[u8]) -> String {
         s.push_str(&format!("{b:02x}"));
     }
     s
+}
+
+/// The id of an additional record of one request (the Codex image tool's
+/// usage): the main record's id, `:`, and the model, so the main record
+/// keeps exactly the id it always had and logs already ingested stay
+/// duplicates. A hash of the record when that would be too long.
+pub fn additional_id(main: &str, model: &str, bytes: &[u8]) -> String {
+    if main.len() + 1 + model.len() <= crate::events::MAX_ID_CHARS
+        && !model.chars().any(char::is_control)
+    {
+        format!("{main}:{model}")
+    } else {
+        hash_id("cpa", bytes)
+    }
 }
 
 /// The CLIProxyAPI id: `cpa:<timestamp as written>:<request_id>`, or a hash
