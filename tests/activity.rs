@@ -220,18 +220,6 @@ fn bad_arguments_exit_2_and_write_nothing() {
             ],
             "--redact: invalid redaction pattern \"(\"",
         ),
-        (
-            &[
-                "run", "--type", "BAD", "--spool", "spool", "--", "touch", "ran",
-            ],
-            "--type \"BAD\"",
-        ),
-        (
-            &[
-                "run", "--spool", "spool", "--redact", "[", "--", "touch", "ran",
-            ],
-            "--redact: invalid redaction pattern",
-        ),
     ];
     for (args, msg) in cases {
         let o = act(&env, args, "");
@@ -239,9 +227,6 @@ fn bad_arguments_exit_2_and_write_nothing() {
         assert_eq!(stdout(&o), "", "{args:?}");
         assert!(stderr(&o).contains(msg), "{args:?}: {}", stderr(&o));
     }
-    // A bad `run` neither runs the command nor creates the spool.
-    assert!(!env.path("ran").exists());
-    assert!(!env.path("spool").exists());
     // No customer anywhere: a usage error naming the fixes.
     let o = env.run(
         "mb-activity",
@@ -254,6 +239,105 @@ fn bad_arguments_exit_2_and_write_nothing() {
         "{}",
         stderr(&o)
     );
+}
+
+/// `run` with `args` (no identity flags added) around a command that
+/// creates `ran` and exits 3.
+fn run_marked(env: &Env, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
+    let _ = fs::remove_file(env.path("ran"));
+    let mut c = env.cmd("mb-activity");
+    c.env("LOGNAME", "alice");
+    for (k, v) in extra_env {
+        c.env(k, v);
+    }
+    c.args(args)
+        .args(["--", "sh", "-c", "touch ran; echo out; exit 3"]);
+    run_cmd(&mut c, "")
+}
+
+#[test]
+fn metering_problems_never_stop_the_command() {
+    let env = Env::new();
+    let typo = env.write(
+        "typo.toml",
+        "customer_id = \"acme\"\n[activity]\nredcat = ['x']\n",
+    );
+    let typo = typo.to_str().unwrap();
+    env.write("not-a-dir", "");
+    let cases: &[(&[&str], &str)] = &[
+        // No customer anywhere (the test config is empty).
+        (&["run", "--spool", "spool"], "no customer configured"),
+        // A typo in mb.toml.
+        (&["--config", typo, "run", "--spool", "spool"], "redcat"),
+        // Bad metering arguments.
+        (
+            &[
+                "--customer",
+                "acme",
+                "run",
+                "--type",
+                "BAD",
+                "--spool",
+                "spool",
+            ],
+            "--type \"BAD\"",
+        ),
+        (
+            &[
+                "--customer",
+                "acme",
+                "--redact",
+                "[",
+                "run",
+                "--spool",
+                "spool",
+            ],
+            "--redact: invalid redaction pattern",
+        ),
+        // An unwritable spool, written before exiting or by the detached
+        // writer (whose stderr is still ours).
+        (
+            &[
+                "--customer",
+                "acme",
+                "run",
+                "--wait",
+                "--spool",
+                "not-a-dir/spool",
+            ],
+            "event not recorded",
+        ),
+        (
+            &["--customer", "acme", "run", "--spool", "not-a-dir/spool"],
+            "event not recorded",
+        ),
+    ];
+    for (args, says) in cases {
+        let o = run_marked(&env, args, &[]);
+        // The command ran, its output and status are the caller's.
+        assert_code(&o, 3);
+        assert!(env.path("ran").exists(), "{args:?}");
+        assert_eq!(stdout(&o), "out\n", "{args:?}");
+        // One warning, naming the cause.
+        let err = stderr(&o);
+        assert_eq!(err.matches("mb-activity: ").count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("mb-activity: "), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(spool_files(&env.path("spool")).is_empty(), "{args:?}");
+    }
+    let o = run_marked(&env, &["run", "--spool", "spool"], &[]);
+    assert_eq!(
+        stderr(&o),
+        "mb-activity: not recording this command: no customer configured: \
+         pass --customer ID, set MB_CUSTOMER_ID, or put customer_id = \"ID\" in mb.toml\n"
+    );
+    // A command that cannot start is still the shell's 127, with one
+    // warning for the metering and bash's message.
+    let mut c = env.cmd("mb-activity");
+    c.args(["run", "--", "/nonexistent/mb-nothing"]);
+    let o = run_cmd(&mut c, "");
+    assert_code(&o, 127);
+    assert!(stderr(&o).ends_with("/nonexistent/mb-nothing: command not found\n"));
 }
 
 #[test]
@@ -383,6 +467,121 @@ fn every_redaction_rule_applies_before_writing() {
         "{}",
         stderr(&o)
     );
+}
+
+/// One form of tests/fixtures/activity/redaction.jsonl.
+#[derive(serde::Deserialize)]
+struct Form {
+    form: String,
+    argv: Vec<String>,
+    command: String,
+    secrets: Vec<String>,
+    redacted: String,
+}
+
+#[test]
+fn redaction_corpus_through_run_ingest_and_report() {
+    let text = fs::read_to_string(crate::util::fixture("activity/redaction.jsonl")).unwrap();
+    let forms: Vec<Form> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    assert!(forms.len() >= 60, "{} forms", forms.len());
+    assert!(forms.iter().filter(|f| f.secrets.is_empty()).count() >= 15);
+    let env = Env::new();
+    let spool = env.path("spool");
+    // An empty PATH: no wrapped command can start (127), so nothing of the
+    // corpus runs, and `run` still records each one, as it does a typo.
+    let nothing = env.path("empty-path");
+    fs::create_dir_all(&nothing).unwrap();
+    for (i, f) in forms.iter().enumerate() {
+        assert_eq!(
+            mb::activity::shell_join(&f.argv),
+            f.command,
+            "{}: `command` is not how run joins `argv`",
+            f.form
+        );
+        for s in &f.secrets {
+            assert!(
+                f.command.contains(s.as_str()),
+                "{}: secret {s:?} not in the command",
+                f.form
+            );
+        }
+        if f.secrets.is_empty() {
+            assert_eq!(
+                f.redacted, f.command,
+                "{}: a kept form must be unchanged",
+                f.form
+            );
+        }
+        let mut c = env.cmd("mb-activity");
+        c.env("LOGNAME", "alice")
+            .env("PATH", &nothing)
+            .args(ID)
+            .args([
+                "run",
+                "--wait",
+                "--name",
+                &format!("form-{i:03}"),
+                "--spool",
+            ])
+            .arg(&spool)
+            .arg("--")
+            .args(&f.argv);
+        let o = run_cmd(&mut c, "");
+        assert_code(&o, 127);
+    }
+    ingest_spool(&env, &spool);
+
+    let stored: std::collections::HashMap<String, String> = env
+        .query("SELECT pattern_name, command FROM activity_log_v")
+        .into_iter()
+        .map(|r| {
+            let (n, c) = r.split_once('|').unwrap();
+            (n.to_string(), c.to_string())
+        })
+        .collect();
+    let o = env.run("mb-report", &["events", "--kind", "activity"], "");
+    assert_code(&o, 0);
+    let report = stdout(&o);
+    let reported: std::collections::HashMap<String, String> = report
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["pattern_name"].as_str().unwrap().to_string(),
+                v["command"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(stored.len(), forms.len());
+    assert_eq!(reported.len(), forms.len());
+    // The database file itself (and its WAL) holds no secret anywhere.
+    let mut db_bytes = fs::read(&env.db).unwrap();
+    if let Ok(wal) = fs::read(env.db.with_extension("db-wal")) {
+        db_bytes.extend(wal);
+    }
+    let db_text = String::from_utf8_lossy(&db_bytes);
+    for (i, f) in forms.iter().enumerate() {
+        let name = format!("form-{i:03}");
+        assert_eq!(stored[&name], f.redacted, "{}: stored row", f.form);
+        assert_eq!(reported[&name], f.redacted, "{}: mb-report events", f.form);
+        for s in &f.secrets {
+            assert!(
+                !stored[&name].contains(s.as_str()),
+                "{}: {s:?} stored",
+                f.form
+            );
+            assert!(!report.contains(s.as_str()), "{}: {s:?} reported", f.form);
+            assert!(
+                !db_text.contains(s.as_str()),
+                "{}: {s:?} in the database file",
+                f.form
+            );
+        }
+    }
 }
 
 #[test]
@@ -890,6 +1089,7 @@ fn bash_hook_is_silent_when_the_binary_is_gone() {
     fs::copy(crate::util::bin_path("mb-activity"), &copy).unwrap();
     let o = run_cmd(
         env.cmd("mb-activity")
+            .args(ID)
             .args(["init", "bash", "--spool", spool.to_str().unwrap()]),
         "",
     );
@@ -961,6 +1161,93 @@ fn zsh_hook_records_interactive_commands() {
     );
     let d = ev[2]["duration_seconds"].as_f64().unwrap();
     assert!((0.2..2.0).contains(&d), "{d}");
+}
+
+#[test]
+fn init_embeds_identity_config_and_redaction_into_the_hook() {
+    let env = Env::new();
+    let spool = env.path("spool");
+    let cfg = env.write("conf/mb.toml", "[activity]\nredact = ['proj-[0-9]+']\n");
+    let mut c = env.cmd("mb-activity");
+    c.current_dir(env.path("conf")).args([
+        "--customer",
+        "globex",
+        "--vm",
+        "vm-9",
+        "--config",
+        "mb.toml",
+        "--redact",
+        "acct-[0-9]+",
+        "init",
+        "bash",
+        "--spool",
+        spool.to_str().unwrap(),
+    ]);
+    let o = run_cmd(&mut c, "");
+    assert_code(&o, 0);
+    assert_eq!(stderr(&o), "");
+    let hook = stdout(&o);
+    assert!(
+        hook.contains(&format!(
+            "__mb_activity_args=('--customer' 'globex' '--vm' 'vm-9' '--config' '{}' \
+             '--redact' 'acct-[0-9]+' '--spool' '{}')",
+            cfg.display(),
+            spool.display()
+        )),
+        "{hook}"
+    );
+    assert!(!hook.contains("records nothing"), "{hook}");
+    // A shell without MB_CUSTOMER_ID or MB_VM_ID records with them.
+    let rc = format!("PS1='$ '\n{hook}");
+    let out = shell_without_identity(&env, &rc, "echo acct-42 proj-7\nexit\n");
+    assert!(!out.contains("mb-activity"), "{out}");
+    let ev = wait_for_events(&spool, 1);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0]["customer_id"], "globex");
+    assert_eq!(ev[0]["vm_id"], "vm-9");
+    assert_eq!(ev[0]["command"], "echo *** ***");
+}
+
+#[test]
+fn a_hook_without_a_customer_says_so_once_per_shell() {
+    let env = Env::new();
+    let spool = env.path("spool");
+    let mut c = env.cmd("mb-activity");
+    c.args(["init", "bash", "--spool", spool.to_str().unwrap()]);
+    let o = run_cmd(&mut c, "");
+    assert_code(&o, 0);
+    let hook = stdout(&o);
+    let rc = format!("PS1='$ '\n{hook}");
+    let out = shell_without_identity(&env, &rc, "true\ntrue\ntrue\nexit\n");
+    let warning = "mb-activity: the shell hook records nothing: no customer configured";
+    assert_eq!(out.matches(warning).count(), 1, "{out}");
+    // Sourcing it again in the same shell is a no-op (already installed).
+    let rc = format!("PS1='$ '\n{hook}\n{hook}");
+    let out = shell_without_identity(&env, &rc, "true\nexit\n");
+    assert_eq!(out.matches(warning).count(), 1, "{out}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(spool_files(&spool).is_empty());
+    // zsh too.
+    let mut c = env.cmd("mb-activity");
+    c.args(["init", "zsh", "--spool", spool.to_str().unwrap()]);
+    let zhook = stdout(&run_cmd(&mut c, ""));
+    assert!(zhook.contains(warning), "{zhook}");
+}
+
+/// An interactive bash under a pty with no MB_CUSTOMER_ID / MB_VM_ID;
+/// returns what the terminal showed (stdout and stderr).
+fn shell_without_identity(env: &Env, rc: &str, input: &str) -> String {
+    let rcfile = env.write("rc", rc);
+    let cmdline = format!("bash --noprofile --rcfile {} -i", rcfile.display());
+    let mut c = with_env(env, "script");
+    c.args(["-qfec", &cmdline, "/dev/null"])
+        .env_remove("MB_NOW")
+        .env("TERM", "dumb")
+        .env("LOGNAME", "alice");
+    let o = run_cmd(&mut c, input);
+    let text = String::from_utf8_lossy(&o.stdout).replace('\r', "");
+    assert!(o.status.success(), "{text}\n{}", stderr(&o));
+    text
 }
 
 #[test]

@@ -248,3 +248,231 @@ fn stripe_upload_refuses_a_key_file_others_can_read() {
         stderr(&o)
     );
 }
+
+// ---------------------------------------------------------------- VMs the customer controls
+
+/// One priced `api` line (mb-events(5)).
+fn api_line(id: &str, customer: &str, vm: &str, tokens_in: i64, cost: &str) -> String {
+    format!(
+        "{{\"v\":1,\"kind\":\"api\",\"id\":\"{id}\",\"ts\":\"2026-11-10T10:00:00Z\",\
+         \"customer_id\":\"{customer}\",\"vm_id\":\"{vm}\",\"provider\":\"anthropic\",\
+         \"model\":\"claude-sonnet-4-5\",\"price_key\":\"claude-sonnet-4-5\",\
+         \"tokens_in\":{tokens_in},\"tokens_out\":0,\"cache_read_tokens\":0,\
+         \"cache_write_tokens\":0,\"reasoning_tokens\":0,\"cost_usd\":\"{cost}\",\
+         \"priced\":true,\"price_table\":\"t1\",\"request_id\":\"{id}\",\"failed\":false,\
+         \"auth_type\":\"apikey\",\"client\":null,\"service_tier\":null,\
+         \"source_format\":\"usage-queue\"}}\n"
+    )
+}
+
+/// (customer, amount_minor) of the overage lines of `csv`.
+fn overage(csv: &[u8]) -> Vec<(String, String)> {
+    let mut rdr = csv::Reader::from_reader(csv);
+    rdr.records()
+        .map(|r| r.unwrap())
+        .filter(|r| &r[4] == "llm_overage")
+        .map(|r| (r[0].to_string(), r[9].to_string()))
+        .collect()
+}
+
+#[test]
+fn usage_claiming_another_customer_than_the_registry_lists_for_the_vm_is_kept_out() {
+    let env = Env::new();
+    for (id, vm) in [("acme", "vm-1"), ("globex", "vm-2")] {
+        let o = env.run(
+            "mb-customer",
+            &[
+                "add",
+                id,
+                "--tier",
+                "pro",
+                "--vm",
+                vm,
+                "--effective",
+                "2026-11-01",
+            ],
+            "",
+        );
+        assert_code(&o, 0);
+    }
+    let lines = [
+        // acme's own VM: 2,000,000 tokens, USD 10.
+        api_line("a1", "acme", "vm-1", 2_000_000, "10"),
+        // From acme's VM, claiming globex: suspect.
+        api_line("f1", "globex", "vm-1", 3_000_000, "30"),
+        // globex's own VM: 1,500,000 tokens, USD 6.
+        api_line("g1", "globex", "vm-2", 1_500_000, "6"),
+        // A VM the registry does not list is not checked.
+        api_line("u1", "globex", "vm-9", 0, "0"),
+    ]
+    .concat();
+    let o = env.run("mb-ingest", &[], &lines);
+    assert_code(&o, 0);
+    let inv = |extra: &[&str]| {
+        let mut args = vec![
+            "invoice",
+            "--month",
+            "2026-11",
+            "--usd-eur",
+            "0.92",
+            "--csv",
+        ];
+        args.extend_from_slice(extra);
+        env.run("mb-report", &args, "")
+    };
+    let warning = "mb-report: usage claiming a customer the registry does not list for its VM \
+                   in 2026-11: globex from VM vm-1 (1 requests; the registry lists it for acme)";
+
+    // Default: flagged (exit 1) and left out. acme: 10 x 1,000,000 /
+    // 2,000,000 x 1.2 x 0.92 = 5.52 EUR. globex without vm-1's claim:
+    // 6 x 500,000 / 1,500,000 x 1.2 x 0.92 = 2.208 -> 221 cents.
+    let o = inv(&[]);
+    assert_code(&o, 1);
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "{warning}; not invoiced (check the VM with mb-report --vm, fix the registry with \
+             mb-customer, or pass --allow-vm-mismatch)\n"
+        )
+    );
+    assert_eq!(
+        overage(&o.stdout),
+        [
+            ("acme".into(), "552".into()),
+            ("globex".into(), "221".into())
+        ]
+    );
+
+    // Allowed: invoiced as claimed. globex: 36 x 3,500,000 / 4,500,000 x
+    // 1.2 x 0.92 = 30.912 EUR -> 3091 cents.
+    let o = inv(&["--allow-vm-mismatch"]);
+    assert_code(&o, 1);
+    assert_eq!(
+        stderr(&o),
+        format!("{warning}; invoiced as claimed (--allow-vm-mismatch)\n")
+    );
+    assert_eq!(
+        overage(&o.stdout),
+        [
+            ("acme".into(), "552".into()),
+            ("globex".into(), "3091".into())
+        ]
+    );
+
+    // Once the registry says globex rents vm-1 too, nothing is suspect.
+    let o = env.run("mb-customer", &["set", "globex", "--add-vm", "vm-1"], "");
+    assert_code(&o, 0);
+    let o = inv(&[]);
+    assert_code(&o, 0);
+    assert_eq!(stderr(&o), "");
+    assert_eq!(
+        overage(&o.stdout),
+        [
+            ("acme".into(), "552".into()),
+            ("globex".into(), "3091".into())
+        ]
+    );
+}
+
+#[test]
+fn the_central_store_keeps_what_it_pulled_when_the_vm_database_changes() {
+    // The VM's own database, fed by its producers.
+    let vm = Env::new();
+    let lines = [
+        api_line("p1", "acme", "vm-1", 1_000, "0.5"),
+        api_line("p2", "acme", "vm-1", 2_000, "1"),
+        api_line("p3", "acme", "vm-1", 3_000, "1.5"),
+    ]
+    .concat();
+    assert_code(&vm.run("mb-ingest", &[], &lines), 0);
+    let act = vm.run(
+        "mb-activity",
+        &[
+            "--customer",
+            "acme",
+            "--vm",
+            "vm-1",
+            "record",
+            "--type",
+            "operation",
+            "--name",
+            "backup",
+            "--duration",
+            "60",
+            "--at",
+            "2026-11-10T11:00:00Z",
+        ],
+        "",
+    );
+    assert_code(
+        &vm.run("mb-ingest", &[], &String::from_utf8(act.stdout).unwrap()),
+        0,
+    );
+
+    // The billing host pulls: `mb-report events | mb-ingest --db central`.
+    let central = Env::new();
+    let pull = || {
+        let o = vm.run("mb-report", &["events"], "");
+        assert_code(&o, 0);
+        central.run("mb-ingest", &[], &String::from_utf8(o.stdout).unwrap())
+    };
+    let o = pull();
+    assert_code(&o, 0);
+    let snapshot = "SELECT id, tokens_in, cost_nusd FROM api_usage ORDER BY id";
+    let before_api = central.query(snapshot);
+    let before_act = central.query("SELECT id, duration_seconds FROM activity_log ORDER BY id");
+    assert_eq!(before_api.len(), 3);
+    assert_eq!(before_act.len(), 1);
+
+    // Root on the VM edits its database with sqlite3: more tokens, a
+    // cheaper cost, a longer backup, and a row deleted.
+    let sql = "UPDATE api_usage SET tokens_in = tokens_in * 10 WHERE id = 'p1'; \
+               UPDATE api_usage SET cost_nusd = 1 WHERE id = 'p2'; \
+               UPDATE activity_log SET duration_seconds = 6000 WHERE pattern_name = 'backup'; \
+               DELETE FROM api_usage WHERE id = 'p3';";
+    let o = Command::new("sqlite3")
+        .arg(&vm.db)
+        .arg(sql)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // Pulling again changes nothing stored; the changed lines are
+    // conflicts, kept verbatim and reported (exit 1).
+    let o = pull();
+    assert_code(&o, 1);
+    let kept = "is already stored with different content; the stored event is kept and this \
+                line is recorded in the conflicts table";
+    let act_id = &before_act[0][..before_act[0].find('|').unwrap()];
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "mb-ingest: stdin:1: conflict: api id \"p1\" {kept}\n\
+             mb-ingest: stdin:2: conflict: api id \"p2\" {kept}\n\
+             mb-ingest: stdin:3: conflict: activity id \"{act_id}\" {kept}\n\
+             mb-ingest: read 3, inserted 0, duplicates 0, conflicts 3, rejected 0\n"
+        )
+    );
+    assert_eq!(central.query(snapshot), before_api);
+    assert_eq!(
+        central.query("SELECT id, duration_seconds FROM activity_log ORDER BY id"),
+        before_act
+    );
+    let conflicts = central.query("SELECT id, line FROM conflicts ORDER BY id");
+    assert_eq!(conflicts.len(), 3, "{conflicts:?}");
+    assert!(conflicts[0].starts_with("act:"), "{conflicts:?}");
+    assert!(
+        conflicts[0].contains("\"duration_seconds\":6000"),
+        "{conflicts:?}"
+    );
+    assert!(conflicts[1].starts_with("p1|"), "{conflicts:?}");
+    assert!(
+        conflicts[1].contains("\"tokens_in\":10000,"),
+        "{conflicts:?}"
+    );
+    assert!(conflicts[2].starts_with("p2|"), "{conflicts:?}");
+    assert!(
+        conflicts[2].contains("\"cost_usd\":\"0.000000001\""),
+        "{conflicts:?}"
+    );
+}

@@ -56,21 +56,37 @@ pub fn quote(s: &str) -> String {
 
 /// The hook script for `shell`, calling the binary at `bin` and passing
 /// `extra` (already-split arguments such as `--spool DIR`) to every
-/// `mb-activity hook` call.
-pub fn script(shell: Shell, bin: &Path, extra: &[String]) -> String {
+/// `mb-activity hook` call. A `warning` (why the hook cannot record) is
+/// printed on stderr once, when an interactive shell loads the hook.
+pub fn script(shell: Shell, bin: &Path, extra: &[String], warning: Option<&str>) -> String {
     let bin = quote(&bin.to_string_lossy());
     let args = extra.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ");
+    let warn = match warning {
+        // One line, control characters made visible: it goes to a terminal.
+        Some(w) => {
+            let line: String = w
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect();
+            format!("builtin printf '%s\\n' {} >&2\n", quote(&line))
+        }
+        None => String::new(),
+    };
     let template = match shell {
         Shell::Bash => BASH,
         Shell::Zsh => ZSH,
     };
-    template.replace("@BIN@", &bin).replace("@ARGS@", &args)
+    template
+        .replace("@BIN@", &bin)
+        .replace("@ARGS@", &args)
+        .replace("@WARN@\n", &warn)
 }
 
 const BASH: &str = r#"# mb-activity hook for bash: eval "$(mb-activity init bash)" in ~/.bashrc.
 # Records each command line typed at the prompt (with its duration and exit
 # status) in the background; lines starting with a space are not recorded.
 if [[ $- == *i* && -z ${__mb_activity_bin-} && -n ${EPOCHREALTIME-} ]]; then
+@WARN@
 __mb_activity_bin=@BIN@
 __mb_activity_args=(@ARGS@)
 __mb_activity_t0=
@@ -112,6 +128,7 @@ const ZSH: &str = r#"# mb-activity hook for zsh: eval "$(mb-activity init zsh)" 
 # Records each command line typed at the prompt (with its duration and exit
 # status) in the background; lines starting with a space are not recorded.
 if [[ -o interactive ]] && (( ! ${+_mb_activity_bin} )) && zmodload zsh/datetime 2>/dev/null; then
+@WARN@
 typeset -g _mb_activity_bin=@BIN@
 typeset -ga _mb_activity_args=(@ARGS@)
 typeset -g _mb_activity_t0= _mb_activity_line=
@@ -147,6 +164,11 @@ mod tests {
             Shell::Bash,
             Path::new("/opt/it's/mb-activity"),
             &["--spool".into(), "/tmp/a b".into()],
+            Some("no customer\x1b[2J"),
+        );
+        assert!(
+            s.contains("builtin printf '%s\\n' 'no customer?[2J' >&2\n__mb_activity_bin="),
+            "{s}"
         );
         assert!(
             s.contains(r"__mb_activity_bin='/opt/it'\''s/mb-activity'"),
@@ -156,7 +178,7 @@ mod tests {
             s.contains("__mb_activity_args=('--spool' '/tmp/a b')"),
             "{s}"
         );
-        let z = script(Shell::Zsh, Path::new("/bin/mb-activity"), &[]);
+        let z = script(Shell::Zsh, Path::new("/bin/mb-activity"), &[], None);
         assert!(z.contains("typeset -ga _mb_activity_args=()"), "{z}");
         assert!(!z.contains("@BIN@") && !z.contains("@ARGS@"), "{z}");
     }

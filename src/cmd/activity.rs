@@ -22,14 +22,21 @@ use crate::time;
     long_about = "Record what users do on the VM (commands, patterns, operations) with durations, \
 as kind \"activity\" lines of mb-events(5).\n\n\
 `record` prints one event on stdout, for `| mb-ingest`. `run` wraps a command (its stdin, stdout \
-and stderr untouched, its exit status returned) and `init` prints a bash or zsh hook that records \
+and stderr untouched, its exit status returned; a metering problem such as no customer, a bad \
+mb.toml or an unwritable spool is one warning and never stops the command) and `init` prints a bash or zsh hook that records \
 every interactive command; both write to the spool directory instead of stdout, as complete files \
 that `mb-ingest --spool DIR` loads. `run` returns as soon as the command ends and leaves the \
 durable (fsynced) spool write to a detached process; --wait writes before returning.\n\n\
-Secrets are masked with *** before anything is written: URL passwords, Authorization/X-Api-Key/\
-Cookie headers, --password/--token/--secret/--api-key options, NAME=value assignments whose name \
-contains TOKEN, SECRET, PASSWORD, PASSWD, KEY or CREDENTIAL, and sk-/AKIA/ghp_/xox/AIza/glpat- \
-style keys; plus the patterns of [activity] redact in mb.toml and --redact. Command text is \
+Secrets are masked with *** before anything is written: PEM private keys, URL passwords, \
+Authorization/Cookie/PRIVATE-TOKEN/X-...-Token headers, JSON fields such as \"password\" and \
+\"private_key\", --password/--token/--secret/--api-key and -D...password= options, the password \
+options of mysql (-pPW), sshpass, docker/podman/az login (-p), redis-cli (-a), curl (-u user:PW), \
+ldapsearch (-w), openssl (pass:PW), kubectl --from-literal, aws/npm config set, echo PW | ... \
+--password-stdin, .netrc lines, NAME=value assignments whose name contains TOKEN, SECRET, PASS, KEY, \
+CREDENTIAL, SIG or an AUTH/_PWD part (PGPASSWORD, MYSQL_PWD, REDISCLI_AUTH), and the key formats \
+of Stripe, OpenAI, Anthropic, AWS, GitHub, GitLab, Slack, npm, PyPI, Vault, Google and JWTs; plus \
+the patterns of [activity] redact in mb.toml and --redact. Flags such as --password-stdin, git \
+hashes, UUIDs and sha256 sums are kept. Command text is \
 capped at 4 KiB. Lines typed with a leading space are not recorded by the hooks.\n\n\
 The spool is --spool DIR, else [activity] spool in mb.toml, else STATE_DIR/spool \
 (/var/lib/mb/spool for root, $XDG_STATE_HOME/mb/spool otherwise); it is created with mode 0700.",
@@ -139,7 +146,8 @@ pub struct InitArgs {
     #[arg(value_enum, value_name = "SHELL")]
     pub shell: hook::Shell,
 
-    /// Spool directory the hook writes to [default: as for run]
+    /// Spool directory the hook writes to [default: as for run]. The global --customer, --vm,
+    /// --config and --redact given to init are embedded in the hook too
     #[arg(long, value_name = "DIR")]
     pub spool: Option<PathBuf>,
 }
@@ -293,21 +301,39 @@ fn record(args: &Args, r: &RecordArgs, out: &mut dyn Write) -> Result<Outcome> {
 }
 
 fn run_cmd(args: &Args, r: &RunArgs, out: &mut dyn Write) -> Result<Outcome> {
-    activity::check_type(&r.activity_type)?;
-    if let Some(n) = &r.name {
-        activity::check_pattern_name(n)?;
+    // Metering never stops the user's work: whatever keeps the event from
+    // being recorded (no customer, a typo in mb.toml, a bad --redact or
+    // --type) is one warning, and the command runs all the same, its
+    // status ours. A wrapped nightly backup must not be skipped because of
+    // a config mistake. Everything is checked before the command runs; the
+    // event is built after it, by the detached writer (see `finish`).
+    let ctx = run_context(args, r);
+    if let Err(e) = &ctx {
+        cli::warn(format!(
+            "not recording this command: {}",
+            e.to_string().trim_end()
+        ));
     }
-    // Everything that can reject the arguments or the configuration comes
-    // before the command runs; the event is built after it, by the
-    // detached writer (see `finish`).
-    let ctx = Context::load(args)?;
-    out.flush()?;
+    // Our stdout is the command's: nothing of ours may be pending in it.
+    let _ = out.flush();
     let ts = time::now();
     let fin = activity::run::run(&r.command).map_err(Error::Stream)?;
     if let Some(msg) = &fin.spawn_error {
         cli::warn(msg);
     }
-    finish(&ctx, r, ts, &fin, r.wait)
+    match ctx {
+        Ok(ctx) => finish(&ctx, r, ts, &fin, r.wait),
+        Err(_) => Ok(Outcome::Exit(exit_status(&fin))),
+    }
+}
+
+/// Everything `run` needs to record the command, or why it cannot.
+fn run_context(args: &Args, r: &RunArgs) -> Result<Context> {
+    activity::check_type(&r.activity_type)?;
+    if let Some(n) = &r.name {
+        activity::check_pattern_name(n)?;
+    }
+    Context::load(args)
 }
 
 /// The command's own status is ours (like a shell's).
@@ -370,16 +396,38 @@ fn write_event(dir: &Path, line: &str) {
 }
 
 fn init(args: &Args, i: &InitArgs, out: &mut dyn Write) -> Result<Outcome> {
-    let _ = args;
     let bin = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;
+    // The options given to `init` are the hook's: every `mb-activity hook`
+    // call gets them. Paths are made absolute, so the hook works from any
+    // directory.
+    let absolute = |p: &Path| -> Result<String> {
+        let abs = std::path::absolute(p).map_err(|e| Error::io(p, e))?;
+        Ok(abs.to_string_lossy().into_owned())
+    };
     let mut extra = Vec::new();
-    if let Some(dir) = &i.spool {
-        // An absolute path, so the hook works from any directory.
-        let abs = std::path::absolute(dir).map_err(|e| Error::io(dir, e))?;
-        extra.push("--spool".to_string());
-        extra.push(abs.to_string_lossy().into_owned());
+    if let Some(c) = &args.customer {
+        extra.extend(["--customer".to_string(), c.clone()]);
     }
-    out.write_all(hook::script(i.shell, &bin, &extra).as_bytes())?;
+    if let Some(v) = &args.vm {
+        extra.extend(["--vm".to_string(), v.clone()]);
+    }
+    if let Some(c) = &args.config {
+        extra.extend(["--config".to_string(), absolute(c)?]);
+    }
+    for p in &args.redact {
+        extra.extend(["--redact".to_string(), p.clone()]);
+    }
+    if let Some(dir) = &i.spool {
+        extra.extend(["--spool".to_string(), absolute(dir)?]);
+    }
+    // The hook runs in the background with its output discarded, so a hook
+    // that cannot record (no customer, a bad mb.toml) would be silent for
+    // ever. Check now, as the hook would, and have the hook say it once
+    // when the shell loads it.
+    let warning = Context::load(args)
+        .err()
+        .map(|e| format!("mb-activity: the shell hook records nothing: {e}"));
+    out.write_all(hook::script(i.shell, &bin, &extra, warning.as_deref()).as_bytes())?;
     Ok(Outcome::Success)
 }
 

@@ -189,6 +189,10 @@ pub enum Cmd {
         /// Invoice priced usage even if some usage has no price (listed as warnings)
         #[arg(long)]
         allow_unpriced: bool,
+        /// Invoice usage from a VM the registry lists for another customer than the one its
+        /// events claim (left out of the invoice and listed as warnings by default)
+        #[arg(long)]
+        allow_vm_mismatch: bool,
         #[command(flatten)]
         format: FormatArgs,
     },
@@ -440,6 +444,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
             usd_eur_date,
             allow_unregistered,
             allow_unpriced,
+            allow_vm_mismatch,
             format: _,
         } => {
             let period = period::parse_month(&month, now, tz)?;
@@ -477,6 +482,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
                 fx,
                 allow_unregistered,
                 allow_unpriced,
+                allow_vm_mismatch,
                 customer: ctx.customer.clone(),
                 as_of: ctx.as_of,
             };

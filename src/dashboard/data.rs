@@ -214,6 +214,7 @@ pub fn previews(
         fx: Some(fx.clone().unwrap_or(usd)),
         allow_unregistered: true,
         allow_unpriced: true,
+        allow_vm_mismatch: false,
         customer: customer.map(str::to_string),
         as_of: None,
     };

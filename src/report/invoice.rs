@@ -90,6 +90,9 @@ pub struct Options {
     pub allow_unregistered: bool,
     /// Bill priced usage only (with a warning) instead of failing on unpriced usage.
     pub allow_unpriced: bool,
+    /// Invoice usage whose VM the registry lists for another customer
+    /// (see report::provenance), instead of leaving it out.
+    pub allow_vm_mismatch: bool,
     /// Only this customer.
     pub customer: Option<String>,
     /// Ingest cutoff.
@@ -200,7 +203,9 @@ pub fn invoice(store: &Store, cfg: &Config, o: &Options) -> Result<Invoice> {
         .into_iter()
         .filter(|c| o.customer.as_deref().is_none_or(|x| x == c.customer_id))
         .collect();
-    let api = store.api_totals(&scope)?;
+    let mut api = store.api_totals(&scope)?;
+    let provenance =
+        super::provenance::screen(store, &scope, &mut api, o.allow_vm_mismatch, &period.label)?;
     let mut usage: BTreeMap<String, ApiAgg> = BTreeMap::new();
     let mut unpriced: Vec<String> = Vec::new();
     for (k, v) in &api {
@@ -212,7 +217,7 @@ pub fn invoice(store: &Store, cfg: &Config, o: &Options) -> Result<Invoice> {
             ));
         }
     }
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<String> = provenance.into_iter().collect();
     // Usage of customers that are not registered cannot be billed.
     let with_usage = match &o.customer {
         Some(c) => vec![c.clone()],

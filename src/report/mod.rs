@@ -21,6 +21,7 @@ pub mod glance;
 pub mod invoice;
 pub mod meter;
 pub mod period;
+pub mod provenance;
 pub mod render;
 pub mod resource;
 pub mod standing;
