@@ -141,16 +141,27 @@ if [ -z "$BIN_SRC" ]; then
         command -v cargo >/dev/null 2>&1 ||
             die "no built binaries in $BIN_SRC and no cargo to build them" \
                 "install Rust (https://rustup.rs) or pass --bin-src DIR with the mb-* binaries"
-        say "building: cargo build --release --locked (in $SRC)"
-        [ "$DRY_RUN" = yes ] || (cd "$SRC" && cargo build --release --locked) ||
-            die "cargo build failed" "see the compiler output above"
+        # Said before it starts: a release build takes minutes (README,
+        # "Install", has the measured times), and cargo's own progress
+        # follows on stderr.
+        say "building: cargo build --release --locked (in $SRC); this takes several minutes, progress follows"
+        if [ "$DRY_RUN" = yes ]; then
+            echo "+ (cd $SRC && cargo build --release --locked)"
+        else
+            (cd "$SRC" && cargo build --release --locked) ||
+                die "cargo build failed" "see the compiler output above"
+        fi
     fi
     # mb-activity runs around every wrapped and interactive command: a
     # static build starts faster (scripts/build-static-activity.sh says
     # why). Where it cannot be built, the dynamic one is installed.
     ACTIVITY_BIN=$BIN_SRC/mb-activity
-    if [ "$DRY_RUN" = no ] && command -v cargo >/dev/null 2>&1; then
-        if static=$("$SRC/scripts/build-static-activity.sh"); then
+    if command -v cargo >/dev/null 2>&1; then
+        say "mb-activity: building a static executable (scripts/build-static-activity.sh; another few minutes the first time)"
+        if [ "$DRY_RUN" = yes ]; then
+            echo "+ $SRC/scripts/build-static-activity.sh"
+            ACTIVITY_BIN="$SRC/target/$(rustc -vV 2>/dev/null | sed -n 's/^host: //p')/release/mb-activity"
+        elif static=$("$SRC/scripts/build-static-activity.sh"); then
             ACTIVITY_BIN=$SRC/$static
             say "mb-activity: static build ($static)"
         else
@@ -198,6 +209,20 @@ run mkdir -p "$R$MAN_DIR/man1" "$R$MAN_DIR/man5"
 for m in "$SRC"/man/*.1; do run install -m 0644 "$m" "$R$MAN_DIR/man1/"; done
 for m in "$SRC"/man/*.5; do run install -m 0644 "$m" "$R$MAN_DIR/man5/"; done
 
+# Shell completions, generated from the clap definitions (completions/,
+# kept current by the man-page test), where bash-completion, zsh and fish
+# look for them under the prefix.
+COMP_BASH=$PREFIX/share/bash-completion/completions
+COMP_ZSH=$PREFIX/share/zsh/site-functions
+COMP_FISH=$PREFIX/share/fish/vendor_completions.d
+say "shell completions -> $R$COMP_BASH, $R$COMP_ZSH, $R$COMP_FISH"
+run mkdir -p "$R$COMP_BASH" "$R$COMP_ZSH" "$R$COMP_FISH"
+for b in $BINS; do
+    run install -m 0644 "$SRC/completions/$b.bash" "$R$COMP_BASH/$b"
+    run install -m 0644 "$SRC/completions/_$b" "$R$COMP_ZSH/_$b"
+    run install -m 0644 "$SRC/completions/$b.fish" "$R$COMP_FISH/$b.fish"
+done
+
 # setup_cron.sh, the units and the example config stay available for later.
 run mkdir -p "$R$SHARE"
 run install -m 0755 "$SRC/scripts/setup_cron.sh" "$R$SHARE/setup_cron.sh"
@@ -224,7 +249,10 @@ if [ -e "$CONF" ]; then
 else
     say "config -> $CONF"
     run mkdir -p "$R$CONFIG_DIR"
-    if [ "$DRY_RUN" = no ]; then
+    if [ "$DRY_RUN" = yes ]; then
+        echo "+ write $CONF from scripts/mb.toml.example (state_dir $STATE_DIR, customer ${CUSTOMER:-unset}, vm $VM)"
+        [ -n "$CUSTOMER" ] || say "warning: no --customer: set customer_id in $CONF before the jobs run" >&2
+    else
         {
             sed -e "s|/var/lib/mb|$STATE_DIR|g" \
                 -e "s|^customer_id = \"CUSTOMER\"|customer_id = \"${CUSTOMER:-CUSTOMER}\"|" \
@@ -251,6 +279,8 @@ if [ "$LOGROTATE_DIR" != none ]; then
     run mkdir -p "$R$LOGROTATE_DIR"
     if [ "$DRY_RUN" = no ]; then
         subst <"$SRC/scripts/logrotate/mb" >"$LR" && chmod 0644 "$LR" || die "cannot write $LR" "pass --logrotate-dir DIR or none"
+    else
+        echo "+ write $LR from scripts/logrotate/mb"
     fi
     say "logrotate -> $LR"
 fi

@@ -47,8 +47,10 @@ Options (environment variable in brackets):
   --bin-dir DIR       where the mb-* binaries are [MB_BIN_DIR]
                       (default: the directory of mb-ingest on PATH, else /usr/local/bin)
   --state-dir DIR     state files, spool, logs [MB_STATE_DIR]
-                      (default: /var/lib/mb as root, $XDG_STATE_HOME/mb otherwise)
-  --spool DIR         mb-activity spool [MB_SPOOL] (default: STATE_DIR/spool)
+                      (default: state_dir of the config, else /var/lib/mb as root,
+                      $XDG_STATE_HOME/mb otherwise)
+  --spool DIR         mb-activity spool [MB_SPOOL] (default: the spool mb-activity
+                      uses: [activity] spool of the config, else STATE_DIR/spool)
   --log-dir DIR       job logs [MB_LOG_DIR] (default: STATE_DIR/log)
   --reports-dir DIR   report CSV files [MB_REPORTS_DIR] (default: STATE_DIR/reports)
   --db PATH           database [MB_DB] (default: the tools' own default)
@@ -121,7 +123,10 @@ done
 
 # ---------------------------------------------------------------- the crontab
 
-command -v crontab >/dev/null 2>&1 ||
+# --dry-run only prints: without a crontab command it shows the block alone.
+HAVE_CRONTAB=yes
+command -v crontab >/dev/null 2>&1 || HAVE_CRONTAB=no
+[ "$HAVE_CRONTAB" = yes ] || [ "$DRY_RUN" = yes ] ||
     die "no crontab command on PATH" \
         "install cron (Debian/Ubuntu: apt-get install cron; RHEL/Fedora: dnf install cronie), or use the systemd units (scripts/install.sh --systemd)"
 
@@ -130,6 +135,11 @@ trap 'rm -rf "$TMP"' EXIT HUP INT TERM
 
 # The current crontab; "no crontab for USER" is an empty one.
 read_crontab() {
+    if [ "$HAVE_CRONTAB" = no ]; then
+        say "no crontab command here: showing the mb block alone" >&2
+        : >"$TMP/current"
+        return 0
+    fi
     if crontab -l >"$TMP/current" 2>"$TMP/err"; then
         return 0
     fi
@@ -219,14 +229,41 @@ if [ -z "$BIN_DIR" ]; then
         BIN_DIR=/usr/local/bin
     fi
 fi
-if [ -z "$STATE_DIR" ]; then
-    if [ "$(id -u)" -eq 0 ]; then
-        STATE_DIR=/var/lib/mb
-    else
-        STATE_DIR=${XDG_STATE_HOME:-${HOME:?HOME is not set}/.local/state}/mb
-    fi
+# The spool mb-activity writes to when it is given no --spool: [activity]
+# spool, else state_dir/spool, of the config it reads (--config, else the
+# tools' default file), else the default state directory's spool. The cron
+# job must read that same directory, so it is the default here too.
+toml_key() { # toml_key FILE SECTION KEY: a string value ('' = top level)
+    awk -v want="$2" -v key="$3" '
+        /^[ \t]*\[/ { sec = $0; gsub(/^[ \t]*\[[ \t]*|[ \t]*\].*$/, "", sec); next }
+        sec == want && $0 ~ "^[ \t]*" key "[ \t]*=" {
+            v = $0; sub(/^[^=]*=[ \t]*/, "", v)
+            if (v ~ /^"/) { sub(/^"/, "", v); sub(/".*$/, "", v) }
+            else if (v ~ /^\047/) { sub(/^\047/, "", v); sub(/\047.*$/, "", v) }
+            else next
+            print v; exit
+        }' "$1" 2>/dev/null
+}
+if [ "$(id -u)" -eq 0 ]; then
+    DEFAULT_STATE=/var/lib/mb
+    TOOL_CONFIG=${CONFIG:-/etc/mb/mb.toml}
+else
+    DEFAULT_STATE=${XDG_STATE_HOME:-${HOME:?HOME is not set}/.local/state}/mb
+    TOOL_CONFIG=${CONFIG:-${XDG_CONFIG_HOME:-$HOME/.config}/mb/mb.toml}
 fi
-SPOOL=${SPOOL:-$STATE_DIR/spool}
+CFG_STATE=
+CFG_SPOOL=
+if [ -r "$TOOL_CONFIG" ]; then
+    CFG_STATE=$(toml_key "$TOOL_CONFIG" "" state_dir)
+    CFG_SPOOL=$(toml_key "$TOOL_CONFIG" activity spool)
+fi
+TOOL_SPOOL=${CFG_SPOOL:-${CFG_STATE:-$DEFAULT_STATE}/spool}
+GIVEN_STATE=$STATE_DIR
+GIVEN_SPOOL=$SPOOL
+STATE_DIR=${STATE_DIR:-${CFG_STATE:-$DEFAULT_STATE}}
+if [ -z "$SPOOL" ]; then
+    if [ -z "$GIVEN_STATE" ]; then SPOOL=$TOOL_SPOOL; else SPOOL=$STATE_DIR/spool; fi
+fi
 LOG_DIR=${LOG_DIR:-$STATE_DIR/log}
 REPORTS_DIR=${REPORTS_DIR:-$STATE_DIR/reports}
 
@@ -281,6 +318,14 @@ if [ -n "$DB" ]; then
     writable_or_creatable "$(dirname "$DB")" ||
         die "the database directory $(dirname "$DB") is not writable" \
             "create it for this user with mode 0700, or pass another --db"
+fi
+if [ "$SPOOL" != "$TOOL_SPOOL" ]; then
+    # --state-dir or --spool chose another spool than mb-activity's: say
+    # how to make them one, or `mb-activity run` events would never load.
+    if [ -r "$TOOL_CONFIG" ]; then where="$TOOL_CONFIG"; else where="$TOOL_CONFIG (create it)"; fi
+    if [ -n "$GIVEN_SPOOL" ]; then line="[activity] spool = \"$SPOOL\""; else line="state_dir = \"$STATE_DIR\""; fi
+    say "warning: mb-activity writes its events to $TOOL_SPOOL but this crontab loads $SPOOL;" \
+        "put $line in $where${CONFIG:+ (passed to every job)}, or pass --spool $SPOOL to every mb-activity call" >&2
 fi
 if [ "$TOKENS" = yes ] && [ ! -e "$TOKENS_LOG" ]; then
     say "warning: $TOKENS_LOG does not exist yet; the tokens job logs an error until it does (or use --no-tokens)" >&2

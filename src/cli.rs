@@ -105,15 +105,19 @@ pub fn main_wrapper<A: Parser>(
 }
 
 /// `--db` and `--config`, shared by every tool that touches the store.
+///
+/// Both are `global`: a tool with subcommands accepts them before or after
+/// the subcommand (`mb-customer list --db X` as well as `mb-customer --db X
+/// list`), and each subcommand's `--help` and man page lists them.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DbArgs {
     /// SQLite database file [default: /var/lib/mb/usage.db for root,
     /// $XDG_DATA_HOME/mb/usage.db otherwise, or `db` in mb.toml]
-    #[arg(long, env = "MB_DB", value_name = "PATH")]
+    #[arg(long, env = "MB_DB", value_name = "PATH", global = true)]
     pub db: Option<PathBuf>,
 
     /// Configuration file [default: /etc/mb/mb.toml or $XDG_CONFIG_HOME/mb/mb.toml; absent means built-in defaults]
-    #[arg(long, env = "MB_CONFIG", value_name = "FILE")]
+    #[arg(long, env = "MB_CONFIG", value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
 }
 

@@ -68,7 +68,9 @@ pub enum Error {
         supported: i64,
     },
 
-    /// A domain rule was violated (unknown customer, bad tier, ...).
+    /// A domain rule was violated (unknown customer, bad tier, ...), or the
+    /// system refused something the arguments asked for correctly (a port
+    /// in use). Unlike [`Error::Usage`] it gets no "try --help" hint.
     #[error("{0}")]
     Invalid(String),
 }
@@ -101,6 +103,20 @@ impl Error {
         }
     }
 
+    /// The error for a database SQLite could not open. SQLite only says
+    /// "unable to open database file"; when the cause is a permission,
+    /// say so, with the file's owner and mode and who we are, because that
+    /// is what the admin has to fix (`sudo -u mb`, or `chmod`).
+    pub fn db_open(path: &std::path::Path, e: impl std::fmt::Display) -> Self {
+        match permission_problem(path) {
+            Some(why) => Error::Db {
+                path: path.to_path_buf(),
+                msg: format!("cannot open: {why}"),
+            },
+            None => Error::db(path, "cannot open", e),
+        }
+    }
+
     /// Build an [`Error::Db`] for `path` with a context message.
     pub fn db(path: impl Into<PathBuf>, ctx: &str, e: impl std::fmt::Display) -> Self {
         Error::Db {
@@ -108,4 +124,65 @@ impl Error {
             msg: format!("{ctx}: {e}"),
         }
     }
+}
+
+/// Why the current user cannot read `path` (or its WAL side files, or
+/// create them in its directory), if a permission is the reason.
+fn permission_problem(path: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let denied = |p: &std::path::Path| -> Option<String> {
+        match std::fs::File::open(p) {
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                let m = std::fs::metadata(p).ok();
+                let (owner, mode) = m.map_or((String::from("?"), 0), |m| {
+                    (user_name(m.uid()), m.mode() & 0o7777)
+                });
+                Some(format!(
+                    "permission denied: {} is owned by {owner} (mode {mode:04o}) and this runs \
+                     as {}; run as {owner} (sudo -u {owner} ...) or ask for read access",
+                    p.display(),
+                    user_name(rustix::process::geteuid().as_raw())
+                ))
+            }
+            _ => None,
+        }
+    };
+    // SQLite also opens the WAL side files (`-wal`, `-shm`) next to it.
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        if let Some(why) = denied(std::path::Path::new(&p)) {
+            return Some(why);
+        }
+    }
+    // A directory we cannot enter hides the file itself.
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty())?;
+            let owner = std::fs::metadata(dir)
+                .map(|m| user_name(m.uid()))
+                .unwrap_or_else(|_| "?".into());
+            Some(format!(
+                "permission denied: the directory {} (owned by {owner}) is not readable by {}",
+                dir.display(),
+                user_name(rustix::process::geteuid().as_raw())
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// The login name of `uid` from /etc/passwd, else the number.
+fn user_name(uid: u32) -> String {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            let id = f.nth(1)?.parse::<u32>().ok()?;
+            (id == uid).then(|| name.to_string())
+        })
+        .next()
+        .unwrap_or_else(|| format!("uid {uid}"))
 }

@@ -800,3 +800,135 @@ fn systemd_units_pass_systemd_analyze() {
         }
     }
 }
+
+#[test]
+fn install_dry_run_shows_the_real_plan_and_completions_are_installed() {
+    let env = Env::new();
+    let shims = shim_bins(&env);
+    let args = |root: &Path, dry: bool| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "--cron",
+            "--destdir",
+            root.to_str().unwrap(),
+            "--bin-src",
+            shims.to_str().unwrap(),
+            "--customer",
+            "acme",
+            "--vm",
+            "vm-acme-1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if dry {
+            a.push("--dry-run".into());
+        }
+        a
+    };
+    let plan = |root: &Path, dry: bool| -> Vec<String> {
+        let a = args(root, dry);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let o = sh(&env, &[], &script("install.sh"), &a, &[]);
+        assert_code(&o, 0);
+        // What install.sh says it does, with the root made comparable; the
+        // last line differs on purpose ("dry run, nothing changed").
+        stdout(&o)
+            .lines()
+            .filter(|l| l.starts_with("install.sh: ") && !l.starts_with("install.sh: done"))
+            .map(|l| l.replace(root.to_str().unwrap(), "ROOT"))
+            .collect()
+    };
+    let dry = plan(&env.path("dry"), true);
+    let real = plan(&env.path("real"), false);
+    assert_eq!(dry, real);
+    assert!(!env.path("dry").exists());
+    let root = env.path("real/usr/local/share");
+    for (f, head) in [
+        ("bash-completion/completions/mb-report", "_mb__report()"),
+        ("zsh/site-functions/_mb-customer", "#compdef mb-customer"),
+        (
+            "fish/vendor_completions.d/mb-tokens.fish",
+            "complete -c mb-tokens",
+        ),
+    ] {
+        let text = fs::read_to_string(root.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(text.contains(head), "{f}: {}", &text[..text.len().min(200)]);
+        assert_eq!(mode(&root.join(f)), 0o644, "{f}");
+    }
+    // Every subcommand page is installed.
+    assert!(root.join("man/man1/mb-report-invoice.1").exists());
+    assert!(root.join("man/man1/mb-customer-undo.1").exists());
+}
+
+#[test]
+fn setup_cron_dry_run_needs_no_crontab_and_follows_the_config_spool() {
+    let env = Env::new();
+    let cfg = env.write(
+        "mb.toml",
+        &format!(
+            "state_dir = \"{}\"   # shared with mb-activity\n",
+            env.path("st").display()
+        ),
+    );
+    // No crontab stub on PATH: the dry run still prints the block.
+    let args: Vec<String> = vec![
+        "--dry-run".into(),
+        "--customer".into(),
+        "acme".into(),
+        "--vm".into(),
+        "vm-1".into(),
+        "--bin-dir".into(),
+        bin_dir().to_string_lossy().into_owned(),
+        "--config".into(),
+        cfg.to_string_lossy().into_owned(),
+        "--no-tokens".into(),
+    ];
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = sh(&env, &[], &script("setup_cron.sh"), &a, &[]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains(BEGIN), "{}", stdout(&o));
+    // The spool job reads the spool mb-activity writes: state_dir/spool
+    // of the config, without --spool or --state-dir.
+    let spool = format!("--spool {}/spool ", env.path("st").display());
+    assert!(stdout(&o).contains(&spool), "{}", stdout(&o));
+    assert_eq!(
+        stderr(&o),
+        "setup_cron.sh: no crontab command here: showing the mb block alone\n"
+    );
+    let o = env
+        .cmd("mb-activity")
+        .env("MB_CONFIG", &cfg)
+        .args([
+            "run",
+            "--wait",
+            "--customer",
+            "acme",
+            "--vm",
+            "vm-1",
+            "--",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert_eq!(fs::read_dir(env.path("st/spool")).unwrap().count(), 1);
+    // A --state-dir that mb-activity does not know of is warned about, with
+    // the line that makes them agree.
+    let mut args2 = args.clone();
+    args2.extend([
+        "--state-dir".into(),
+        env.path("other").to_string_lossy().into_owned(),
+    ]);
+    let a: Vec<&str> = args2.iter().map(String::as_str).collect();
+    let o = sh(&env, &[], &script("setup_cron.sh"), &a, &[]);
+    assert_code(&o, 0);
+    assert!(
+        stderr(&o).contains(&format!(
+            "put state_dir = \"{}\" in {}",
+            env.path("other").display(),
+            cfg.display()
+        )),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -190,13 +190,15 @@ EXAMPLES:
     */5 * * * *  mb-ingest --spool ~/.local/state/mb/spool
 
     # Wrap a job: its output and exit status pass through unchanged
-    mb-activity run --type operation --name nightly-backup -- restic backup /srv
+    mb-activity run --type operation --name nightly-backup -- \\
+        restic backup /srv
 
     # A pipeline stage stays a pipeline stage
     zcat access.log.gz | mb-activity run -- grep -c ' 500 ' > errors.txt
 
     # Report a pattern that ran for 95.5 s, straight into the database
-    mb-activity record --type pattern --name rag-query --duration 95.5 --exit-code 0 | mb-ingest
+    mb-activity record --type pattern --name rag-query --duration 95.5 \\
+        --exit-code 0 | mb-ingest
 
     # Mask internal account numbers too
     mb-activity --redact 'acct-[0-9]+' run -- ./invoice.sh acct-1234";

@@ -23,8 +23,12 @@ use crate::time;
     long_about = "Keep the customer registry: tiers, dated status history, VMs, Stripe ids.\n\n\
 Tier and status changes are kept as dated history, because invoices prorate the base fee by \
 days from it. --effective takes an RFC 3339 instant or a date (00:00 of that day in the \
-configured timezone) and defaults to now. Valid tiers are the plans of the config file \
-(built in: starter, pro, enterprise).",
+configured timezone) and defaults to now; confirmations show it in that zone. Valid tiers \
+are the plans of the config file (built in: starter, pro, enterprise).\n\n\
+A change recorded by mistake is withdrawn with `undo CHANGE_ID` (the ids are in `show`): the \
+change stays in the history, marked withdrawn, and invoices ignore it. Customers are not \
+renamed or deleted, because their id is in every stored usage event and in the invoice lines' \
+Stripe idempotency keys; end a customer with `set ID --status cancelled`.",
     after_long_help = EXAMPLES
 )]
 pub struct Args {
@@ -90,13 +94,21 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Show one customer and its tier/status history
+    /// Show one customer and its tier/status history (with change ids)
     Show {
         /// Customer id
         id: String,
         /// JSON instead of text
         #[arg(long)]
         json: bool,
+    },
+    /// Withdraw a tier or status change recorded by mistake (kept in the history, marked withdrawn)
+    Undo {
+        /// The change id, from `mb-customer show ID`
+        change_id: i64,
+        /// Why, kept with the withdrawal
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
     },
 }
 
@@ -109,10 +121,44 @@ EXAMPLES:
     mb-customer set acme --tier enterprise --effective 2026-12-01
     mb-customer set acme --status suspended --effective 2026-12-15
 
+    # A change recorded by mistake: find its id, withdraw it
+    mb-customer show acme
+    mb-customer undo 7 --reason 'meant 2027-01-01'
+
     # List for people, for programs
     mb-customer list
     mb-customer list --csv > customers.csv
     mb-customer show acme --json";
+
+/// How a confirmation shows an effective time: as the admin typed it, in
+/// the configured zone (a bare date for local midnight), with the UTC
+/// instant as a detail: `2026-11-01 (Europe/Prague; 2026-10-31T23:00:00Z)`.
+fn local(t: &DateTime<Utc>, tz: chrono_tz::Tz) -> String {
+    let l = t.with_timezone(&tz);
+    let shown = if l.format("%H:%M:%S%.f").to_string() == "00:00:00" {
+        l.format("%Y-%m-%d").to_string()
+    } else if l.format("%S%.f").to_string() == "00" {
+        l.format("%Y-%m-%d %H:%M").to_string()
+    } else {
+        l.format("%Y-%m-%d %H:%M:%S").to_string()
+    };
+    format!("{shown} ({tz}; {})", time::format_rfc3339(t))
+}
+
+/// A time in the configured zone without the UTC detail (tables).
+fn local_short(rfc3339: &str, tz: chrono_tz::Tz) -> String {
+    match time::parse_rfc3339(rfc3339) {
+        Some(t) => {
+            let l = t.with_timezone(&tz);
+            if l.format("%H:%M:%S%.f").to_string() == "00:00:00" {
+                l.format("%Y-%m-%d").to_string()
+            } else {
+                l.format("%Y-%m-%d %H:%M:%S").to_string()
+            }
+        }
+        None => rfc3339.to_string(),
+    }
+}
 
 fn when(s: Option<&str>, cfg: &Config, now: DateTime<Utc>, flag: &str) -> Result<DateTime<Utc>> {
     match s {
@@ -182,8 +228,8 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
             let mut store = Store::open(&db_path, Mode::ReadWrite)?;
             store.add_customer(&id, &tier, &vms, stripe_customer.as_deref(), eff, now)?;
             crate::cli::warn(format!(
-                "added {id}: tier {tier} from {}",
-                time::format_rfc3339(&eff)
+                "added {id}: tier {tier}, status active from {}",
+                local(&eff, cfg.timezone)
             ));
         }
         Cmd::Set {
@@ -215,6 +261,8 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
             }
             let eff = when(effective.as_deref(), &cfg, now, "--effective")?;
             let mut store = Store::open(&db_path, Mode::ReadWrite)?;
+            // The state the change replaces, for the confirmation.
+            let before = store.customer(&id, eff)?;
             let up = Update {
                 tier,
                 status,
@@ -222,10 +270,77 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
                 add_vms,
                 remove_vms,
             };
-            store.update_customer(&id, &up, eff, now)?;
+            let ids = store.update_customer(&id, &up, eff, now)?;
+            let before = before.unwrap_or_else(|| Customer {
+                customer_id: id.clone(),
+                tier: None,
+                status: None,
+                stripe_customer_id: None,
+                vms: Vec::new(),
+                created_at: String::new(),
+            });
+            for (field, change_id) in ids {
+                let (old, new) = match field {
+                    "tier" => (before.tier.as_deref(), up.tier.as_deref()),
+                    _ => (before.status.as_deref(), up.status.as_deref()),
+                };
+                let new = new.unwrap_or("-");
+                let what = match old {
+                    Some(o) if o == new => format!("{field} stays {new} (it already was)"),
+                    Some(o) => format!("{field} {o} -> {new}"),
+                    None => format!("{field} {new}"),
+                };
+                crate::cli::warn(format!(
+                    "changed {id}: {what} from {} (change {change_id}; `mb-customer undo {change_id}` withdraws it)",
+                    local(&eff, cfg.timezone)
+                ));
+            }
+            if let Some(s) = &up.stripe_customer_id {
+                let old = before.stripe_customer_id.as_deref().unwrap_or("none");
+                crate::cli::warn(format!("changed {id}: stripe customer {old} -> {s}"));
+            }
+            for vm in &up.add_vms {
+                if before.vms.contains(vm) {
+                    crate::cli::warn(format!("{id}: VM {vm} was already registered"));
+                } else {
+                    crate::cli::warn(format!("changed {id}: added VM {vm}"));
+                }
+            }
+            for vm in &up.remove_vms {
+                crate::cli::warn(format!("changed {id}: removed VM {vm}"));
+            }
+        }
+        Cmd::Undo { change_id, reason } => {
+            if let Some(r) = &reason {
+                if r.chars().any(char::is_control) || r.chars().count() > 200 {
+                    return Err(Error::Usage(
+                        "--reason: at most 200 characters, without control characters".into(),
+                    ));
+                }
+            }
+            let mut store = Store::open(&db_path, Mode::ReadWrite)?;
+            let w = store.withdraw_change(change_id, reason.as_deref(), now)?;
+            let eff = time::parse_rfc3339(&w.change.effective).unwrap_or(now);
+            crate::cli::warn(format!(
+                "withdrew change {change_id} of {}: {} {} from {}; from then its {} is {}",
+                w.customer_id,
+                w.change.field,
+                w.change.value,
+                local(&eff, cfg.timezone),
+                w.change.field,
+                w.now_value.as_deref().unwrap_or("unset"),
+            ));
         }
         Cmd::List { at, csv, json } => {
             let at = when(at.as_deref(), &cfg, now, "--at")?;
+            if !csv && !json && !db_path.exists() {
+                crate::cli::warn(format!(
+                    "no customers yet (no database at {}); register one with \
+                     `mb-customer add ID --tier TIER`",
+                    db_path.display()
+                ));
+                return Ok(Outcome::Success);
+            }
             let store = Store::open(&db_path, Mode::ReadOnly)?;
             let list = store.customers(at)?;
             if json {
@@ -255,6 +370,11 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
                     .map_err(csv_err)?;
                 }
                 w.flush()?;
+            } else if list.is_empty() {
+                // Said on stderr: stdout stays empty for a script.
+                crate::cli::warn(
+                    "no customers yet; register one with `mb-customer add ID --tier TIER`",
+                );
             } else {
                 let rows: Vec<Vec<String>> = list.iter().map(text_row).collect();
                 write_table(
@@ -293,23 +413,43 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
                         c.vms.join(" ")
                     }
                 )?;
-                writeln!(out, "created:   {}", c.created_at)?;
-                writeln!(out, "\nhistory:")?;
+                writeln!(
+                    out,
+                    "created:   {}",
+                    local_short(&c.created_at, cfg.timezone)
+                )?;
+                writeln!(out, "\nhistory (times in {}):", cfg.timezone)?;
+                let tz = cfg.timezone;
                 let rows: Vec<Vec<String>> = history
                     .iter()
                     .map(|h| {
                         vec![
-                            h.effective.clone(),
+                            h.change_id.to_string(),
+                            local_short(&h.effective, tz),
                             h.field.clone(),
                             h.value.clone(),
-                            h.recorded_at.clone(),
+                            local_short(&h.recorded_at, tz),
+                            match (&h.withdrawn_at, &h.withdraw_reason) {
+                                (Some(at), Some(r)) => {
+                                    format!("withdrawn {} ({r})", local_short(at, tz))
+                                }
+                                (Some(at), None) => format!("withdrawn {}", local_short(at, tz)),
+                                _ => String::new(),
+                            },
                         ]
                     })
                     .collect();
                 write_table(
                     out,
-                    &["EFFECTIVE", "FIELD", "VALUE", "RECORDED"],
-                    &[Align::Left; 4],
+                    &["ID", "EFFECTIVE", "FIELD", "VALUE", "RECORDED", "NOTE"],
+                    &[
+                        Align::Right,
+                        Align::Left,
+                        Align::Left,
+                        Align::Left,
+                        Align::Left,
+                        Align::Left,
+                    ],
                     &rows,
                 )?;
             }

@@ -92,13 +92,17 @@ EXAMPLES:
     # One customer's dashboard on http://127.0.0.1:8080/
     mb-dashboard --customer acme
 
-    # The JSON summary of the current ISO week, as mb-report --json would print it
-    curl -s 'http://127.0.0.1:8080/api/v1/summary?period=week&customer=acme' | jq .customers
+    # The JSON summary of the current ISO week, as mb-report --json prints it
+    curl -s 'http://127.0.0.1:8080/api/v1/summary?period=week&customer=acme' \\
+        | jq .customers
 
     # Behind a reverse proxy on another host, with a token
-    openssl rand -hex 32 > /etc/mb/dashboard.token && chmod 600 /etc/mb/dashboard.token
-    mb-dashboard --host 0.0.0.0 --allow-remote --token-file /etc/mb/dashboard.token
-    curl -H \"Authorization: Bearer $(cat /etc/mb/dashboard.token)\" http://vm1:8080/api/v1/invoice
+    openssl rand -hex 32 > /etc/mb/dashboard.token
+    chmod 600 /etc/mb/dashboard.token
+    mb-dashboard --host 0.0.0.0 --allow-remote \\
+        --token-file /etc/mb/dashboard.token
+    curl -H \"Authorization: Bearer $(cat /etc/mb/dashboard.token)\" \\
+        http://vm1:8080/api/v1/invoice
 
     # Health probe
     curl -fsS http://127.0.0.1:8080/healthz";

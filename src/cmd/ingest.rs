@@ -81,8 +81,8 @@ EXAMPLES:
     # Fix the rejected lines in an editor, then load them again
     mb-ingest --db usage.db rejected.jsonl
 
-    # Load the spool (complete *.jsonl files of mb-tokens, mb-sample and mb-activity),
-    # moving each to done/ once its lines are committed
+    # Load the spool (complete *.jsonl files of mb-tokens, mb-sample and
+    # mb-activity), moving each to done/ once its lines are committed
     mb-ingest --spool ~/.local/state/mb/spool
 
     # Check a file without writing, counts as JSON

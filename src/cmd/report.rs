@@ -274,11 +274,13 @@ EXAMPLES:
 
     # Last month's invoice lines for the Stripe upload job; --as-of makes a
     # re-run reproduce the same CSV, so the upload's ledger sees no change
-    mb-report invoice --month last --usd-eur 0.92 --usd-eur-source ECB --usd-eur-date 2026-11-30 \
+    mb-report invoice --month last --usd-eur 0.92 --usd-eur-source ECB \\
+        --usd-eur-date 2026-11-30 \\
         --as-of 2026-12-01T03:00:00Z --csv | stripe-upload
 
     # Stripe meter events instead (Stripe prices the tokens)
-    mb-report stripe-meter --month last --event-name llm_tokens --as-of 2026-12-01T03:00:00Z | stripe-upload
+    mb-report stripe-meter --month last --event-name llm_tokens \\
+        --as-of 2026-12-01T03:00:00Z | stripe-upload
 
     # Pull a VM's events into a central database
     ssh vm1 mb-report events --since 2026-11-01 | mb-ingest --db central.db";

@@ -97,13 +97,15 @@ pub struct Args {
 
 const EXAMPLES: &str = "\
 EXAMPLES:
-    # The cron job of every VM (crontab -e): sample every 5 minutes and load. A line lost
-    # in the pipe (mb-ingest failing) loses no CPU or network usage, which the next
-    # line's cumulative counters carry, only that interval's memory and disk gauges
+    # The cron job of every VM (crontab -e): sample every 5 minutes and
+    # load. A line lost in the pipe (mb-ingest failing) loses no CPU or
+    # network usage, which the next line's cumulative counters carry, only
+    # that interval's memory and disk gauges
     */5 * * * *  mb-sample --customer acme | mb-ingest
 
-    # Durable instead: one complete file per run in the spool, loaded by mb-ingest --spool
-    */5 * * * *  mb-sample --customer acme --spool /var/lib/mb/spool; mb-ingest --spool /var/lib/mb/spool
+    # Durable instead: one complete file per run in the spool, loaded by
+    # mb-ingest --spool (SP=/var/lib/mb/spool is a line of the same crontab)
+    */5 * * * *  mb-sample --customer acme --spool $SP; mb-ingest --spool $SP
 
     # Look at one sample without touching the real state
     mb-sample --customer acme --state /tmp/try.state | jq .

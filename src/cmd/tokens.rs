@@ -216,28 +216,35 @@ pub struct PullArgs {
 
 const EXAMPLES: &str = "\
 EXAMPLES:
-    # The hourly cron job: price what is new since the last run into a durable spool file
-    # (the state advances only once the file is on disk), then load the spool
-    0 * * * *  mb-tokens --state /var/lib/mb/tokens.state --spool /var/lib/mb/spool \\
-                 /var/log/cliproxy/usage.jsonl*; mb-ingest --spool /var/lib/mb/spool
+    # Hourly from cron: price what is new since the last run into a durable
+    # spool file (the state advances only once the file is on disk), then
+    # load the spool
+    mb-tokens --state /var/lib/mb/tokens.state --spool /var/lib/mb/spool \\
+        /var/log/cliproxy/usage.jsonl*
+    mb-ingest --spool /var/lib/mb/spool
 
-    # A pipe works for a look or a one-off load, but guarantees nothing with --state:
-    # the state advances once mb-ingest has read the lines, even if it then fails
+    # A pipe works for a look or a one-off load, but guarantees nothing with
+    # --state: the state advances once mb-ingest has read the lines, even if
+    # it then fails
     mb-tokens /var/log/cliproxy/usage.jsonl | mb-ingest
 
     # Keep the usage queue on disk (a systemd service next to the proxy)
-    mb-tokens pull --key-file /etc/mb/cliproxy.key --out /var/log/cliproxy/usage.jsonl
+    mb-tokens pull --key-file /etc/mb/cliproxy.key \\
+        --out /var/log/cliproxy/usage.jsonl
 
     # One proxy, several customers: map client keys to customers and VMs
-    mb-tokens --key-map /etc/mb/keys.csv --state tokens.state --spool /var/lib/mb/spool usage.jsonl
+    mb-tokens --key-map /etc/mb/keys.csv --state tokens.state \\
+        --spool /var/lib/mb/spool usage.jsonl
 
     # Old proxies: the legacy usage snapshot, and request-log files
-    curl -s -H \"Authorization: Bearer $KEY\" http://127.0.0.1:8317/v0/management/usage \\
-      | mb-tokens --customer acme --vm vm-1 | mb-ingest
+    curl -s -H \"Authorization: Bearer $KEY\" \\
+        http://127.0.0.1:8317/v0/management/usage \\
+        | mb-tokens --customer acme --vm vm-1 | mb-ingest
     mb-tokens --customer acme logs/v1-*.log | mb-ingest
 
-    # Override or add prices with LiteLLM's own file, then check a model's price
-    mb-tokens --prices model_prices_and_context_window.json usage.jsonl | mb-ingest
+    # Override or add prices with LiteLLM's own file; check a model's price
+    mb-tokens --prices model_prices_and_context_window.json usage.jsonl \\
+        | mb-ingest
     mb-tokens prices | grep sonnet";
 
 const PRICES_EXAMPLES: &str = "\
@@ -261,21 +268,25 @@ EXAMPLES:
 
 const CLIENT_HASH_EXAMPLES: &str = "\
 EXAMPLES:
-    # The client value of a proxy key, for a --key-map row (the key stays out of argv)
+    # The client value of a proxy key, for a --key-map row (the key stays
+    # out of argv)
     printf '%s\\n' \"$PROXY_KEY\" | mb-tokens client-hash";
 
 const PULL_EXAMPLES: &str = "\
 EXAMPLES:
     # The documented way: a service next to the proxy, pulling every 10 s
-    # (records stay queued only 60 s by default; scripts/systemd/mb-tokens-pull.service)
+    # (records stay queued only 60 s by default;
+    # scripts/systemd/mb-tokens-pull.service)
     systemctl enable --now mb-tokens-pull.service
 
     # The same by hand, in the foreground
-    mb-tokens pull --key-file /etc/mb/cliproxy.key --out /var/log/cliproxy/usage.jsonl
+    mb-tokens pull --key-file /etc/mb/cliproxy.key \\
+        --out /var/log/cliproxy/usage.jsonl
 
-    # Drain what is queued now and stop (tests, catching up; not for cron: a
-    # minute between runs is all the margin a 60 s retention leaves)
-    mb-tokens pull --once --key-file /etc/mb/cliproxy.key --out /var/log/cliproxy/usage.jsonl";
+    # Drain what is queued now and stop (tests, catching up; not for cron:
+    # a minute between runs is all the margin a 60 s retention leaves)
+    mb-tokens pull --once --key-file /etc/mb/cliproxy.key \\
+        --out /var/log/cliproxy/usage.jsonl";
 
 /// Run mb-tokens.
 pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {

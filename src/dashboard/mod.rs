@@ -217,7 +217,8 @@ async fn run_server(o: Options) -> Result<()> {
     let addr = SocketAddr::new(o.host, o.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| Error::Usage(format!("cannot listen on {addr}: {e}")))?;
+        // Not a usage error: the arguments are fine, the port is taken.
+        .map_err(|e| Error::Invalid(format!("cannot listen on {addr}: {e}")))?;
     let bound = listener.local_addr().map_err(Error::Stream)?;
     let app = Arc::new(App {
         cache: cache::Cache::new(o.db.clone()),

@@ -6,6 +6,13 @@
 //! `(effective, change_id)` at or before T. Recording one field per row is
 //! what makes back-dated changes safe: `set --tier pro --effective
 //! 2026-02-01` cannot undo a suspension recorded for March.
+//!
+//! A change recorded by mistake is withdrawn (`mb-customer undo`), never
+//! deleted: the withdrawal is a row of its own in `customer_withdrawals`,
+//! and every reader of the history goes through the `customer_changes_live`
+//! view, which leaves withdrawn changes out. Customers are never renamed or
+//! deleted: their id is in every usage event and in Stripe idempotency
+//! keys, so a registered id stays; `cancelled` is how a customer ends.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
@@ -38,6 +45,8 @@ pub struct Customer {
 /// One recorded change of tier or status.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Change {
+    /// The change's id (what `mb-customer undo` takes).
+    pub change_id: i64,
     /// `tier` or `status`.
     pub field: String,
     /// The new value.
@@ -46,6 +55,22 @@ pub struct Change {
     pub effective: String,
     /// When it was recorded (RFC 3339).
     pub recorded_at: String,
+    /// When it was withdrawn (RFC 3339), if it was.
+    pub withdrawn_at: Option<String>,
+    /// Why it was withdrawn, if a reason was given.
+    pub withdraw_reason: Option<String>,
+}
+
+/// A change that was just withdrawn, with what the field is from its
+/// effective time on now that it is gone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Withdrawn {
+    /// The customer.
+    pub customer_id: String,
+    /// The withdrawn change.
+    pub change: Change,
+    /// The field's value at the change's effective time without it.
+    pub now_value: Option<String>,
 }
 
 /// What `set` changes; `None` leaves a field alone.
@@ -133,14 +158,15 @@ impl Store {
         w.commit()
     }
 
-    /// Apply an update to an existing customer.
+    /// Apply an update to an existing customer; returns the ids of the
+    /// tier and status changes recorded, as `(field, change_id)`.
     pub fn update_customer(
         &mut self,
         id: &str,
         up: &Update,
         effective: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<Vec<(&'static str, i64)>> {
         let path = self.path().to_path_buf();
         let err = |e: rusqlite::Error| Error::db(&path, "updating the customer", e);
         let w = self.writer()?;
@@ -160,6 +186,7 @@ impl Store {
             )));
         }
         let rec = time::format_fixed_micros(&now);
+        let mut ids = Vec::new();
         for (field, value) in [("tier", &up.tier), ("status", &up.status)] {
             if let Some(v) = value {
                 tx.execute(
@@ -168,6 +195,7 @@ impl Store {
                     params![id, field, v, ns(&effective), rec],
                 )
                 .map_err(err)?;
+                ids.push((field, tx.last_insert_rowid()));
             }
         }
         if let Some(s) = &up.stripe_customer_id {
@@ -195,7 +223,8 @@ impl Store {
                 return Err(Error::Invalid(format!("customer {id:?} has no VM {vm:?}")));
             }
         }
-        w.commit()
+        w.commit()?;
+        Ok(ids)
     }
 
     /// All customers as of `at`, sorted by id.
@@ -232,7 +261,7 @@ impl Store {
         let field = |f: &str| -> Result<Option<String>> {
             self.conn()
                 .query_row(
-                    "SELECT value FROM customer_changes WHERE customer_id = ?1 AND field = ?2 \
+                    "SELECT value FROM customer_changes_live WHERE customer_id = ?1 AND field = ?2 \
                      AND effective_ns <= ?3 ORDER BY effective_ns DESC, change_id DESC LIMIT 1",
                     params![id, f, ns(&at)],
                     |r| r.get(0),
@@ -255,24 +284,122 @@ impl Store {
         }))
     }
 
-    /// A customer's tier and status history, in effective order.
+    /// A customer's tier and status history, in effective order, withdrawn
+    /// changes included (and marked).
     pub fn customer_history(&self, id: &str) -> Result<Vec<Change>> {
         self.conn()
             .prepare(
-                "SELECT field, value, effective_ns, recorded_at FROM customer_changes \
-                 WHERE customer_id = ?1 ORDER BY effective_ns, change_id",
+                "SELECT h.change_id, h.field, h.value, h.effective_ns, h.recorded_at, \
+                 w.withdrawn_at, w.reason FROM customer_changes h \
+                 LEFT JOIN customer_withdrawals w USING (change_id) \
+                 WHERE h.customer_id = ?1 ORDER BY h.effective_ns, h.change_id",
             )
-            .and_then(|mut s| {
-                s.query_map([id], |r| {
-                    Ok(Change {
-                        field: r.get(0)?,
-                        value: r.get(1)?,
-                        effective: time::format_rfc3339(&time::from_unix_nanos(r.get(2)?)),
-                        recorded_at: r.get(3)?,
-                    })
-                })?
-                .collect()
-            })
+            .and_then(|mut s| s.query_map([id], change_row)?.collect())
             .map_err(|e| Error::db(self.path(), "reading customer history", e))
     }
+
+    /// Withdraw change `change_id`: record the withdrawal (the change row
+    /// stays), so that the history reads as if it had never been made.
+    /// The first tier or status of a customer cannot be withdrawn (the
+    /// customer would have none); a later change can, once.
+    pub fn withdraw_change(
+        &mut self,
+        change_id: i64,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Withdrawn> {
+        let path = self.path().to_path_buf();
+        let err = |e: rusqlite::Error| Error::db(&path, "withdrawing the change", e);
+        let w = self.writer()?;
+        let tx = &w.tx;
+        let found = tx
+            .query_row(
+                "SELECT h.customer_id, h.change_id, h.field, h.value, h.effective_ns, \
+                 h.recorded_at, w.withdrawn_at, w.reason FROM customer_changes h \
+                 LEFT JOIN customer_withdrawals w USING (change_id) WHERE h.change_id = ?1",
+                [change_id],
+                |r| Ok((r.get::<_, String>(0)?, change_row_at(r, 1)?)),
+            )
+            .optional()
+            .map_err(err)?;
+        let Some((customer, change)) = found else {
+            return Err(Error::Invalid(format!(
+                "no change {change_id}; `mb-customer show CUSTOMER` lists the ids"
+            )));
+        };
+        if let Some(at) = &change.withdrawn_at {
+            return Err(Error::Invalid(format!(
+                "change {change_id} of {customer} was already withdrawn at {at}"
+            )));
+        }
+        let eff_ns: i64 = tx
+            .query_row(
+                "SELECT effective_ns FROM customer_changes WHERE change_id = ?1",
+                [change_id],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        // Is there another live change of this field at or before this one?
+        // Without one, withdrawing would leave the customer without a tier
+        // (or status) from its start.
+        let earlier = |tx: &rusqlite::Transaction<'_>| {
+            tx.query_row(
+                "SELECT value FROM customer_changes_live WHERE customer_id = ?1 AND field = ?2 \
+                 AND change_id <> ?3 AND (effective_ns < ?4 OR (effective_ns = ?4 AND change_id < ?3)) \
+                 ORDER BY effective_ns DESC, change_id DESC LIMIT 1",
+                params![customer, change.field, change_id, eff_ns],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+        };
+        let before = earlier(tx).map_err(err)?;
+        if before.is_none() {
+            return Err(Error::Invalid(format!(
+                "change {change_id} is {customer}'s first {}; it cannot be withdrawn (the customer \
+                 would have none). Record the right one with `mb-customer set {customer} --{} VALUE \
+                 --effective ...` instead",
+                change.field, change.field
+            )));
+        }
+        tx.execute(
+            "INSERT INTO customer_withdrawals (change_id, withdrawn_at, reason) VALUES (?1, ?2, ?3)",
+            params![change_id, time::format_fixed_micros(&now), reason],
+        )
+        .map_err(err)?;
+        // The value at the effective time, now that the change is gone
+        // (a later change at the same instant may still apply).
+        let now_value = tx
+            .query_row(
+                "SELECT value FROM customer_changes_live WHERE customer_id = ?1 AND field = ?2 \
+                 AND effective_ns <= ?3 ORDER BY effective_ns DESC, change_id DESC LIMIT 1",
+                params![customer, change.field, eff_ns],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(err)?;
+        w.commit()?;
+        Ok(Withdrawn {
+            customer_id: customer,
+            change,
+            now_value,
+        })
+    }
+}
+
+/// A history row read as `change_id, field, value, effective_ns,
+/// recorded_at, withdrawn_at, reason`.
+fn change_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Change> {
+    change_row_at(r, 0)
+}
+
+fn change_row_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Change> {
+    Ok(Change {
+        change_id: r.get(i)?,
+        field: r.get(i + 1)?,
+        value: r.get(i + 2)?,
+        effective: time::format_rfc3339(&time::from_unix_nanos(r.get(i + 3)?)),
+        recorded_at: r.get(i + 4)?,
+        withdrawn_at: r.get(i + 5)?,
+        withdraw_reason: r.get(i + 6)?,
+    })
 }

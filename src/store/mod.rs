@@ -93,7 +93,10 @@ impl Store {
                 )
             }
             Mode::ReadOnly => {
-                if !path.exists() {
+                // Only a file that is really absent is "no database"; one
+                // in a directory we may not enter gets the permission error.
+                if matches!(std::fs::metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+                {
                     return Err(Error::Db {
                         path: path.to_path_buf(),
                         msg: "no database here; run mb-ingest (or mb-customer) first, or pass --db"
@@ -107,7 +110,7 @@ impl Store {
                 )
             }
         }
-        .map_err(|e| Error::db(path, "cannot open", e))?;
+        .map_err(|e| Error::db_open(path, e))?;
         let mut store = Store {
             conn,
             path: path.to_path_buf(),

@@ -593,12 +593,13 @@ impl Store {
         Ok(false)
     }
 
-    /// Every tier/status change, for invoice proration.
+    /// Every tier/status change still in force (withdrawn ones left out),
+    /// for invoice proration.
     pub fn all_changes(&self) -> Result<Vec<ChangeRow>> {
         let mut st = self
             .conn()
             .prepare(
-                "SELECT customer_id, field, value, effective_ns, change_id FROM customer_changes \
+                "SELECT customer_id, field, value, effective_ns, change_id FROM customer_changes_live \
                  ORDER BY customer_id, field, effective_ns, change_id",
             )
             .map_err(self.query_err())?;

@@ -342,7 +342,37 @@ CREATE TABLE reprice_log (
 );
 CREATE UNIQUE INDEX reprice_log_id ON reprice_log (id);
 "#,
-    // 8: the resource rollup (store::resource_rollup): exact hourly sums per
+    // 8: withdrawn customer changes. A dated tier or status change recorded
+    // by mistake is withdrawn, never deleted: the withdrawal is its own row
+    // (when, why), the change stays visible in `mb-customer show`, and every
+    // reader of the history (the invoice, `customers_v`, mb-customer) goes
+    // through `customer_changes_live`, which leaves withdrawn changes out.
+    r#"
+CREATE TABLE customer_withdrawals (
+    change_id     INTEGER PRIMARY KEY REFERENCES customer_changes (change_id),
+    withdrawn_at  TEXT    NOT NULL,
+    reason        TEXT
+);
+CREATE VIEW customer_changes_live AS
+SELECT * FROM customer_changes
+WHERE change_id NOT IN (SELECT change_id FROM customer_withdrawals);
+
+DROP VIEW customers_v;
+CREATE VIEW customers_v AS
+SELECT c.customer_id,
+       (SELECT value FROM customer_changes_live h WHERE h.customer_id = c.customer_id AND h.field = 'tier'
+          AND h.effective_ns <= CAST((julianday('now') - 2440587.5) * 86400e9 AS INTEGER)
+          ORDER BY h.effective_ns DESC, h.change_id DESC LIMIT 1) AS tier,
+       (SELECT value FROM customer_changes_live h WHERE h.customer_id = c.customer_id AND h.field = 'status'
+          AND h.effective_ns <= CAST((julianday('now') - 2440587.5) * 86400e9 AS INTEGER)
+          ORDER BY h.effective_ns DESC, h.change_id DESC LIMIT 1) AS status,
+       c.stripe_customer_id,
+       (SELECT group_concat(vm_id, ' ') FROM (SELECT vm_id FROM customer_vms v
+          WHERE v.customer_id = c.customer_id ORDER BY vm_id)) AS vms,
+       c.created_at
+FROM customers c;
+"#,
+    // 9: the resource rollup (store::resource_rollup): exact hourly sums per
     // customer, VM, hour of the sample and ingest hour, kept by mb-ingest in
     // the transaction that stores the samples, so reports and the dashboard
     // read whole hours from it instead of every sample. resource_streams
