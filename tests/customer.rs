@@ -514,3 +514,43 @@ fn a_wrong_change_is_withdrawn_kept_in_history_and_ignored_by_the_invoice() {
         ["1"]
     );
 }
+
+#[test]
+fn an_unreadable_database_says_permission_denied_and_who_owns_it() {
+    // Run as "nobody" on a root-owned 0600 database: SQLite alone says only
+    // "unable to open database file". Needs root to switch users.
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("not root: permission test not run");
+        return;
+    }
+    let env = Env::new();
+    assert_code(
+        &env.run("mb-customer", &["add", "acme", "--tier", "pro"], ""),
+        0,
+    );
+    // The test directory must be reachable for nobody; the database not.
+    use std::os::unix::fs::PermissionsExt;
+    for d in [env.dir.path(), env.db.parent().unwrap()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(&env.db, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut c = std::process::Command::new("setpriv");
+    c.env_clear()
+        .env("MB_DB", &env.db)
+        .env("MB_CONFIG", "/dev/null")
+        .env("HOME", "/")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(bin_path("mb-customer"))
+        .arg("list");
+    let o = c.output().unwrap();
+    assert_code(&o, 2);
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "mb-customer: database {db}: cannot open: permission denied: {db} is owned by root \
+             (mode 0600) and this runs as nobody; run as root (sudo -u root ...) or ask for \
+             read access\n",
+            db = env.db.display()
+        )
+    );
+}

@@ -820,7 +820,9 @@ fn fleet_view_and_its_json() {
     assert!(b.contains("1,301,000<br><small>of 1,000,000 (130.1 %)</small>"));
     assert!(b.contains("<tr class=\"vm state-stale\" data-vm=\"vm-1\">"));
     assert!(b.contains("<tr class=\"vm state-stale\" data-vm=\"vm-9\">"));
-    assert!(b.contains("<tr class=\"vm state-no_samples\" data-vm=\"vm-7\">"));
+    // The page lists sampled and registered VMs (it skips the pass over
+    // api rows that finding api-only VMs takes); the API has them all.
+    assert!(!b.contains("data-vm=\"vm-7\""));
     assert!(b.contains("2026-11-03 10:10 UTC"));
     assert!(b.contains("2 stale</span>"));
 
@@ -1183,17 +1185,29 @@ fn half_open_connections_cannot_starve_the_server() {
         }
     }
     assert!(held.len() >= 150, "only {} connections opened", held.len());
+    let probe = || {
+        let t0 = Instant::now();
+        let mut s2 = TcpStream::connect(&s.addr).unwrap();
+        s2.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s2.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut got = String::new();
+        let _ = s2.read_to_string(&mut got);
+        assert!(got.starts_with("HTTP/1.1 200"), "no answer: {got:?}");
+        assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    };
+    // Even while they are held: at the cap (128 - 40 = 88 here) the oldest
+    // idle connection makes room for the probe.
+    probe();
+    assert!(
+        s.stderr
+            .recv_timeout(Duration::from_secs(2))
+            .is_ok_and(|l| l.contains("at most 88 connections")),
+        "no cap warning"
+    );
     // The timeout (2 s) passes with the connections still held open.
     std::thread::sleep(Duration::from_millis(2500));
-    let t0 = Instant::now();
-    let mut s2 = TcpStream::connect(&s.addr).unwrap();
-    s2.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    s2.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut got = String::new();
-    let _ = s2.read_to_string(&mut got);
-    assert!(got.starts_with("HTTP/1.1 200"), "no answer: {got:?}");
-    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    probe();
     // The server closed the half-open connections it had accepted.
     let mut closed = 0;
     for t in &mut held {

@@ -1292,7 +1292,7 @@ fn json_is_exact_and_typed_and_missing_is_missing() {
         "",
     );
     assert!(
-        stdout(&o).contains("  Resources: cpu - %, memory 40.0 %, disk 10.0 GB, network in - MB, out - MB;\n      coverage 0.0 % (1 VMs, 1 samples)\n"),
+        stdout(&o).contains("  Resources: cpu - %, memory 40.0 %, disk 10.0 GB, network in - MB, out - MB;\n      coverage 0.0 % (1 VM, 1 sample)\n"),
         "{}",
         stdout(&o)
     );

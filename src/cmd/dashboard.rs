@@ -82,7 +82,7 @@ pub struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub header_timeout: u64,
 
-    /// Most connections open at once (lowered to fit the open-files limit); more are closed at once
+    /// Most connections open at once (lowered to fit the open-files limit); at the cap the oldest idle or half-open one makes room
     #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub max_connections: u64,
 }

@@ -599,11 +599,18 @@ fn vms(
         .map(|v| v.vm_id.as_str())
         .collect();
     if !stale.is_empty() {
+        // Name a few; a fleet that stopped as a whole is one line, not 1,000.
+        let more = stale.len().saturating_sub(10);
         cli::warn(format!(
-            "{} VM{} stale: {}",
+            "{} VM{} stale: {}{}",
             stale.len(),
             if stale.len() == 1 { " is" } else { "s are" },
-            stale.join(", ")
+            stale[..stale.len() - more].join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
         ));
     }
     Ok(Outcome::partial_if(!stale.is_empty()))

@@ -328,6 +328,13 @@ fn read(a: ReadArgs, out: &mut dyn Write) -> Result<Outcome> {
         ))
     };
     let sources: Vec<Source> = if a.files.is_empty() {
+        // Waiting silently on a terminal looks like a hang: say what is read.
+        if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            crate::cli::warn(
+                "reading usage records from standard input (a terminal); end with Ctrl-D, \
+                 or name the files: mb-tokens FILE...",
+            );
+        }
         vec![Source::Stdin]
     } else {
         a.files

@@ -269,9 +269,9 @@ pub fn render(i: &Input) -> String {
         o.family(
             "mb_ingest_runs",
             "gauge",
-            "mb-ingest runs recorded in the database, per status (running, ok, partial, failed).",
+            "mb-ingest runs recorded in the database, per status (running, ok, partial, failed, abandoned).",
         );
-        for st in ["running", "ok", "partial", "failed"] {
+        for st in ["running", "ok", "partial", "failed", "abandoned"] {
             let n = runs.get(st).map_or(0, |r| r.runs);
             o.sample("mb_ingest_runs", &[("status", st)], n);
         }

@@ -8,8 +8,14 @@
 //! CLI show the same numbers (the API's summary JSON *is* `mb-report
 //! --json`).
 //!
+//! Endpoints: the page (a customer's view, or the operator's fleet view
+//! without `--customer`), `/api/v1/{summary,series,invoice,customers,vms}`,
+//! `/metrics` (Prometheus, [`metrics`]) and `/healthz`.
+//!
 //! Design:
-//! - axum on a small tokio runtime (2 workers). SQLite work is blocking, so
+//! - axum routes on a small tokio runtime (2 workers), served by the accept
+//!   loop of [`server`] (header-read timeout, connection cap, request size
+//!   limits). SQLite work is blocking, so
 //!   each request opens its own read-only [`Store`] inside
 //!   `spawn_blocking` (a `rusqlite::Connection` is not `Sync`; opening a
 //!   WAL database read-only costs tens of microseconds and keeps no page
@@ -234,7 +240,6 @@ async fn run_server(o: Options) -> Result<()> {
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(Error::Stream)?;
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let _ = &mut stop_rx;
     cli::warn(format!("listening on http://{bound}/"));
     let cap = server::effective_cap(o.limits.max_connections);
     if cap < o.limits.max_connections {
@@ -463,93 +468,88 @@ fn no_base_reason(w: &html::Who, month: &crate::report::Period, cfg: &Config) ->
 
 async fn page(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response<Body> {
     let r = with_store(&app, move |store, app| {
-        // The page depends on the clock (the invoice projection, stale
-        // marks) as well as the data: cached per second until a commit.
+        let p = Params::parse(q.as_deref())?;
+        p.only(&request::with_period(&["customer"]), &[])?;
         let now = time::now();
-        let key = format!("page\0{q:?}\0{}", now.timestamp());
-        let body = app.cache.get(key, || -> Result<String, HttpError> {
-            let p = Params::parse(q.as_deref())?;
-            p.only(&request::with_period(&["customer"]), &[])?;
-            let sel = request::selection(&p, now, app.tz, app.customer.as_deref())?;
-            let summary =
-                data::summary_cached(&app.cache, store, &sel.period, sel.customer.as_deref())?;
-            data::check_known(&summary, sel.customer.as_deref(), app.customer.is_some())?;
-            let by = request::default_bucket(sel.unit);
-            let buckets = sel.period.buckets(by).map_err(HttpError::from)?;
-            let mut series = Arc::new(Vec::new());
-            let (mut who_, mut invoice, mut fleet_data) = (None, None, None);
-            match &sel.customer {
-                Some(c) => {
-                    let metrics: Vec<String> =
-                        ["cost_usd", "tokens", "cpu_percent", "memory_percent"]
-                            .iter()
-                            .map(|s| s.to_string())
-                            .collect();
-                    series =
-                        data::series_cached(&app.cache, store, &sel.period, Some(c), by, &metrics)?;
-                    let one_ns = chrono::Duration::nanoseconds(1);
-                    who_ = Some(who(store, c, now.min(sel.period.end - one_ns))?);
-                    // The invoice of the viewed month: the month holding the
-                    // start of the period on screen.
-                    let month = crate::report::Period::containing(
-                        crate::report::Unit::Month,
-                        sel.period.start,
-                        app.tz,
-                    )
-                    .map_err(HttpError::from)?;
-                    let state = if now >= month.end {
-                        html::InvoiceState::Final
-                    } else if now < month.start {
-                        html::InvoiceState::Future
-                    } else {
-                        html::InvoiceState::Projected
-                    };
-                    let pv =
-                        data::previews_cached(&app.cache, store, &app.cfg, &month, Some(c), now)
-                            .map_err(|e| match e {
-                                Error::Usage(m) | Error::Invalid(m) => m,
-                                other => {
-                                    cli::warn(format!("invoice preview: {other}"));
-                                    "the usage database is not available right now".into()
-                                }
-                            })
-                            .and_then(|mut p| {
-                                p.customers
-                                    .pop()
-                                    .ok_or_else(|| "no invoice data".to_string())
-                            });
-                    let w_month = who(store, c, now.min(month.end - one_ns))?;
-                    invoice = Some(html::InvoiceView {
-                        no_base_reason: no_base_reason(&w_month, &month, &app.cfg),
-                        month,
-                        state,
-                        preview: pv,
+        let sel = request::selection(&p, now, app.tz, app.customer.as_deref())?;
+        let summary =
+            data::summary_cached(&app.cache, store, &sel.period, sel.customer.as_deref())?;
+        data::check_known(&summary, sel.customer.as_deref(), app.customer.is_some())?;
+        let by = request::default_bucket(sel.unit);
+        let buckets = sel.period.buckets(by).map_err(HttpError::from)?;
+        let mut series = Arc::new(Vec::new());
+        let (mut who_, mut invoice, mut fleet_data) = (None, None, None);
+        match &sel.customer {
+            Some(c) => {
+                let metrics: Vec<String> = ["cost_usd", "tokens", "cpu_percent", "memory_percent"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                series =
+                    data::series_cached(&app.cache, store, &sel.period, Some(c), by, &metrics)?;
+                let one_ns = chrono::Duration::nanoseconds(1);
+                who_ = Some(who(store, c, now.min(sel.period.end - one_ns))?);
+                // The invoice of the viewed month: the month holding the
+                // start of the period on screen.
+                let month = crate::report::Period::containing(
+                    crate::report::Unit::Month,
+                    sel.period.start,
+                    app.tz,
+                )
+                .map_err(HttpError::from)?;
+                let state = if now >= month.end {
+                    html::InvoiceState::Final
+                } else if now < month.start {
+                    html::InvoiceState::Future
+                } else {
+                    html::InvoiceState::Projected
+                };
+                let pv = data::previews_cached(&app.cache, store, &app.cfg, &month, Some(c), now)
+                    .map_err(|e| match e {
+                        Error::Usage(m) | Error::Invalid(m) => m,
+                        other => {
+                            cli::warn(format!("invoice preview: {other}"));
+                            "the usage database is not available right now".into()
+                        }
+                    })
+                    .and_then(|mut p| {
+                        p.customers
+                            .pop()
+                            .ok_or_else(|| "no invoice data".to_string())
                     });
-                }
-                None => {
-                    let customers = fleet::customers(store, &app.cfg, &summary, None, now)?;
-                    let f = crate::report::fleet::fleet(
-                        store,
-                        &crate::report::fleet::Options::at(now),
-                    )?;
-                    fleet_data = Some((customers, f));
-                }
+                let w_month = who(store, c, now.min(month.end - one_ns))?;
+                invoice = Some(html::InvoiceView {
+                    no_base_reason: no_base_reason(&w_month, &month, &app.cfg),
+                    month,
+                    state,
+                    preview: pv,
+                });
             }
-            Ok(html::page(&html::PageData {
-                sel: &sel,
-                scoped: app.customer.is_some(),
-                tz: app.tz,
-                now,
-                summary: &summary,
-                series: &series,
-                buckets: &buckets,
-                bucket_unit: by,
-                who: who_,
-                invoice,
-                fleet: fleet_data.as_ref().map(|(c, f)| (c, f)),
-            }))
-        })?;
-        Ok(String::clone(&body))
+            None => {
+                let customers = fleet::customers(store, &app.cfg, &summary, None, now)?;
+                // The page shows samples only: skip the pass over the
+                // window's api and activity rows.
+                let o = crate::report::fleet::Options {
+                    events: false,
+                    ..crate::report::fleet::Options::at(now)
+                };
+                let f = crate::report::fleet::fleet(store, &o)?;
+                fleet_data = Some((customers, f));
+            }
+        }
+        Ok(html::page(&html::PageData {
+            sel: &sel,
+            scoped: app.customer.is_some(),
+            tz: app.tz,
+            now,
+            summary: &summary,
+            series: &series,
+            buckets: &buckets,
+            bucket_unit: by,
+            who: who_,
+            invoice,
+            fleet: fleet_data.as_ref().map(|(c, f)| (c, f)),
+        }))
     })
     .await;
     match r {
@@ -722,6 +722,7 @@ async fn metrics_page(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Res
         )?;
         let o = crate::report::fleet::Options {
             customer: scope.clone(),
+            events: false,
             ..crate::report::fleet::Options::at(now)
         };
         let fleet = crate::report::fleet::fleet(store, &o)?;

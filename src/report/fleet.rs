@@ -55,6 +55,9 @@ pub struct Options {
     pub customer: Option<String>,
     /// How many recent ingest runs to list.
     pub runs: usize,
+    /// Whether to look up api and activity events (one pass over the
+    /// window's rows); views that show only samples skip it.
+    pub events: bool,
 }
 
 impl Options {
@@ -68,6 +71,7 @@ impl Options {
             stale_after: None,
             customer: None,
             runs: DEFAULT_RUNS,
+            events: true,
         }
     }
 }
@@ -245,8 +249,14 @@ pub fn fleet(store: &Store, o: &Options) -> Result<Fleet> {
     let (since_ns, until_ns) = (ns(&o.since), ns(&o.until));
     let bound = if o.bounded { until_ns } else { i64::MAX };
     let scope = o.customer.as_deref();
-    let api = store.last_events(EventTable::Api, since_ns, bound, scope)?;
-    let act = store.last_events(EventTable::Activity, since_ns, bound, scope)?;
+    let (api, act) = if o.events {
+        (
+            store.last_events(EventTable::Api, since_ns, bound, scope)?,
+            store.last_events(EventTable::Activity, since_ns, bound, scope)?,
+        )
+    } else {
+        Default::default()
+    };
     let mut registry: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (vm, c) in store.registered_vms()? {
         registry.entry(vm).or_default().push(c);

@@ -65,7 +65,7 @@ pub struct IngestRun {
     pub started_at: String,
     /// End, if it finished.
     pub finished_at: Option<String>,
-    /// running, ok, partial or failed.
+    /// running, ok, partial, failed or abandoned.
     pub status: String,
     /// Lines read.
     pub read: i64,
@@ -265,7 +265,7 @@ impl Store {
             .map_err(self.fleet_err("reading ingest runs"))
     }
 
-    /// Totals of all ingest runs per status (running, ok, partial, failed).
+    /// Totals of all ingest runs per status.
     pub fn run_totals(&self) -> Result<BTreeMap<String, RunTotals>> {
         self.conn()
             .prepare_cached(

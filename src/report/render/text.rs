@@ -340,7 +340,13 @@ pub fn summary(
                     "coverage {} %",
                     or_dash(r.coverage.map(|v| fixed(v * 100.0, 1)).unwrap_or_default())
                 )),
-                keep(&format!("({} VMs, {} samples)", r.vms, r.samples)),
+                keep(&format!(
+                    "({} VM{}, {} sample{})",
+                    r.vms,
+                    if r.vms == 1 { "" } else { "s" },
+                    r.samples,
+                    if r.samples == 1 { "" } else { "s" }
+                )),
             ]
             .join(" ");
             write_wrapped(out, style, "  ", &text, 4)?;
