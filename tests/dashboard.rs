@@ -1290,3 +1290,25 @@ fn page_gives_local_dates_status_and_why_there_is_no_base_fee() {
         .body
         .contains("data-kind=\"custom\">2026-11-03 10:00 to 2026-11-03 16:00</strong>"));
 }
+
+#[test]
+fn a_port_in_use_is_a_runtime_error_without_the_help_hint() {
+    let env = Env::new();
+    assert_code(
+        &env.run("mb-customer", &["add", "acme", "--tier", "pro"], ""),
+        0,
+    );
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let o = env.run("mb-dashboard", &["--port", &port], "");
+    assert_code(&o, 2);
+    let err = stderr(&o);
+    assert!(
+        err.starts_with(&format!(
+            "mb-dashboard: cannot listen on 127.0.0.1:{port}: "
+        )),
+        "{err}"
+    );
+    // Only usage errors point at --help.
+    assert!(!err.contains("--help"), "{err}");
+}

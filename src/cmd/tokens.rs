@@ -452,8 +452,12 @@ fn reprice(r: RepriceArgs, out: &mut dyn Write) -> Result<Outcome> {
     } else {
         Mode::ReadWrite
     };
-    if r.dry_run && !db.exists() {
-        return Err(Error::Usage(format!("{}: no database here", db.display())));
+    // Repricing needs stored usage: never create an empty database here.
+    if !db.exists() {
+        return Err(Error::Usage(format!(
+            "{}: no database here; pass --db PATH (or set MB_DB)",
+            db.display()
+        )));
     }
     let store = Store::open(&db, mode)?;
     let now = crate::time::format_fixed_micros(&crate::time::now());
