@@ -65,7 +65,7 @@ _mb__report() {
 
     case "${cmd}" in
         mb__report)
-            opts="-h -V --db --config --customer --tz --as-of --vm --csv --json --period --date --since --until --month --help --version summary series invoice stripe-meter vms events help"
+            opts="-h -V --db --config --customer --tz --as-of --vm --csv --json --period --date --since --until --month --by-vm --help --version summary series invoice stripe-meter vms events help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -443,7 +443,7 @@ _mb__report() {
             return 0
             ;;
         mb__subcmd__report__subcmd__summary)
-            opts="-h --period --date --since --until --month --vm --csv --json --db --config --customer --tz --as-of --help"
+            opts="-h --period --date --since --until --month --vm --csv --json --by-vm --db --config --customer --tz --as-of --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_mb_report_global_optspecs
-    string join \n db= config= customer= tz= as-of= vm= csv json period= date= since= until= month= h/help V/version
+    string join \n db= config= customer= tz= as-of= vm= csv json period= date= since= until= month= by-vm h/help V/version
 end
 
 function __fish_mb_report_needs_command
@@ -40,6 +40,7 @@ complete -c mb-report -n "__fish_mb_report_needs_command" -l until -d 'End (excl
 complete -c mb-report -n "__fish_mb_report_needs_command" -l month -d 'A calendar month: YYYY-MM, last or current' -r
 complete -c mb-report -n "__fish_mb_report_needs_command" -l csv -d 'CSV instead of a text table'
 complete -c mb-report -n "__fish_mb_report_needs_command" -l json -d 'JSON instead of a text table (exact numbers, null for missing; fields in docs/mb-report.md)'
+complete -c mb-report -n "__fish_mb_report_needs_command" -l by-vm -d 'One line per VM: samples, last sample, CPU, memory, disk, network, coverage, gaps, counter resets and reboots, with the customer\'s total (disks summed across VMs); VMs the registry does not list for the customer are marked'
 complete -c mb-report -n "__fish_mb_report_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mb-report -n "__fish_mb_report_needs_command" -s V -l version -d 'Print version'
 complete -c mb-report -n "__fish_mb_report_needs_command" -f -a "summary" -d 'Usage per customer: API by model, resources, activity (the default)'
@@ -65,6 +66,7 @@ complete -c mb-report -n "__fish_mb_report_using_subcommand summary" -l tz -d 'I
 complete -c mb-report -n "__fish_mb_report_using_subcommand summary" -l as-of -d 'Ingest-time cutoff: ignore events stored after it (a date, local time or RFC 3339)' -r
 complete -c mb-report -n "__fish_mb_report_using_subcommand summary" -l csv -d 'CSV instead of a text table'
 complete -c mb-report -n "__fish_mb_report_using_subcommand summary" -l json -d 'JSON instead of a text table (exact numbers, null for missing; fields in docs/mb-report.md)'
+complete -c mb-report -n "__fish_mb_report_using_subcommand summary" -l by-vm -d 'One line per VM: samples, last sample, CPU, memory, disk, network, coverage, gaps, counter resets and reboots, with the customer\'s total (disks summed across VMs); VMs the registry does not list for the customer are marked'
 complete -c mb-report -n "__fish_mb_report_using_subcommand summary" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mb-report -n "__fish_mb_report_using_subcommand series" -l period -d 'The period containing --date (default: now)' -r -f -a "hour\t'One clock hour'
 day\t'A local calendar day'

@@ -1292,7 +1292,7 @@ fn json_is_exact_and_typed_and_missing_is_missing() {
         "",
     );
     assert!(
-        stdout(&o).contains("  Resources: cpu - %, memory 40.0 %, disk max 10.0 GB, network in - MB,\n      out - MB; coverage 0.0 % (1 VM, 1 sample)\n"),
+        stdout(&o).contains("  Resources: cpu - %, memory 40.0 %, disk 10.0 GB, network in - MB, out - MB;\n      coverage 0.0 % (1 VM, 1 sample)\n"),
         "{}",
         stdout(&o)
     );
@@ -1526,4 +1526,263 @@ fn control_characters_are_escaped_in_text_and_exact_in_json_and_csv() {
     assert_code(&o, 0);
     assert!(stdout(&o).contains("acme"));
     assert!(!stdout(&o).contains('\x1b'));
+}
+
+/// One resource line of VM `vm` (customer acme) at `ts`.
+#[allow(clippy::too_many_arguments)]
+fn sample(
+    vm: &str,
+    boot: &str,
+    seq: u64,
+    ts: &str,
+    status: &str,
+    interval: &str,
+    flags: &str,
+    cum: [u64; 4],
+    mem: f64,
+    disk: u64,
+) -> String {
+    format!(
+        r#"{{"v":1,"kind":"resource","id":"{vm}:{boot}:{seq}","ts":"{ts}","customer_id":"acme","vm_id":"{vm}","interval_seconds":{interval},"status":"{status}","flags":[{flags}],"boot_id":"{boot}","seq":{seq},"cpu_percent":null,"cpu_busy_ticks":null,"cpu_total_ticks":null,"ncpu":2,"clk_tck":100,"memory_percent":{mem},"memory_used_bytes":null,"memory_total_bytes":8000000000,"disk_used_bytes":{disk},"disk_total_bytes":40000000000,"net_in_bytes":null,"net_out_bytes":null,"cpu_busy_ticks_cum":{},"cpu_total_ticks_cum":{},"net_in_bytes_cum":{},"net_out_bytes_cum":{},"errors":[]}}"#,
+        cum[0], cum[1], cum[2], cum[3]
+    ) + "\n"
+}
+
+/// Two VMs of acme, one of them not registered to it: a lost line (a gap),
+/// a flagged CPU interval, a reboot and a network counter reset.
+fn two_vm_env() -> Env {
+    let env = Env::at("2026-12-02T12:00:00Z");
+    let ok = "300.0";
+    let mut lines = String::new();
+    for l in [
+        sample(
+            "vm-a1",
+            "b1",
+            1,
+            "2026-11-10T10:00:00Z",
+            "first",
+            "null",
+            "",
+            [0, 0, 0, 0],
+            40.0,
+            10_000_000_000,
+        ),
+        sample(
+            "vm-a1",
+            "b1",
+            2,
+            "2026-11-10T10:05:00Z",
+            "ok",
+            ok,
+            "",
+            [100, 1000, 1_000_000, 100_000],
+            50.0,
+            11_000_000_000,
+        ),
+        // Ticks known to be wrong: left out of CPU, network still counted.
+        sample(
+            "vm-a1",
+            "b1",
+            3,
+            "2026-11-10T10:10:00Z",
+            "ok",
+            ok,
+            r#""cpu_total_mismatch""#,
+            [300, 2000, 2_000_000, 200_000],
+            50.0,
+            11_000_000_000,
+        ),
+        // seq 4 never arrived: one gap; the counters still give its usage.
+        sample(
+            "vm-a1",
+            "b1",
+            5,
+            "2026-11-10T10:20:00Z",
+            "ok",
+            ok,
+            "",
+            [400, 4000, 4_000_000, 300_000],
+            50.0,
+            11_000_000_000,
+        ),
+        // Rebooted, up 120 s: since-boot counters over [10:23, 10:25].
+        sample(
+            "vm-a1",
+            "b2",
+            6,
+            "2026-11-10T10:25:00Z",
+            "reboot",
+            "120.0",
+            "",
+            [50, 1200, 500_000, 60_000],
+            60.0,
+            12_000_000_000,
+        ),
+        sample(
+            "vm-x",
+            "x1",
+            1,
+            "2026-11-10T10:00:00Z",
+            "first",
+            "null",
+            "",
+            [0, 0, 0, 0],
+            30.0,
+            5_000_000_000,
+        ),
+        sample(
+            "vm-x",
+            "x1",
+            2,
+            "2026-11-10T10:05:00Z",
+            "ok",
+            ok,
+            "",
+            [600, 6000, 9_000_000, 1_000_000],
+            30.0,
+            5_000_000_000,
+        ),
+        // rx went back (9 MB -> 3 MB): a reset, counted as 3 MB.
+        sample(
+            "vm-x",
+            "x1",
+            3,
+            "2026-11-10T10:10:00Z",
+            "ok",
+            ok,
+            "",
+            [900, 9000, 3_000_000, 1_200_000],
+            30.0,
+            5_000_000_000,
+        ),
+    ] {
+        lines.push_str(&l);
+    }
+    assert_code(&env.run("mb-ingest", &["-q"], &lines), 0);
+    assert_code(
+        &env.run(
+            "mb-customer",
+            &[
+                "add",
+                "acme",
+                "--tier",
+                "pro",
+                "--effective",
+                "2026-10-01",
+                "--vm",
+                "vm-a1",
+            ],
+            "",
+        ),
+        0,
+    );
+    env
+}
+
+#[test]
+fn by_vm_breaks_usage_down_per_vm_and_flags_unregistered_vms() {
+    let env = two_vm_env();
+    let o = env.run(
+        "mb-report",
+        &["--month", "2026-11", "--by-vm", "--json"],
+        "",
+    );
+    // Usage from a VM the registry does not list for acme: warned, exit 1.
+    assert_code(&o, 1);
+    assert!(stderr(&o).contains("acme: usage from VMs the registry does not list for it: vm-x"));
+    let v = json(&o);
+    assert_eq!(v["report_type"], "vm_usage");
+    let c = &v["customers"][0];
+    assert_eq!(c["unregistered_vms"], serde_json::json!(["vm-x"]));
+    let a1 = &c["vms"][0];
+    assert_eq!(a1["vm_id"], "vm-a1");
+    assert_eq!(a1["registered"], true);
+    assert_eq!(a1["samples"], 5);
+    assert_eq!(a1["last_sample"], "2026-11-10T10:25:00Z");
+    // busy 100 + (skipped) + 100 + 50 over total 1000 + 2000 + 1200.
+    assert_eq!(a1["busy_ticks"], 250);
+    assert_eq!(a1["total_ticks"], 4200);
+    assert_eq!(a1["cpu_skipped_intervals"], 1);
+    // 1 + 1 + 2 + 0.5 MB in; 0.1 + 0.1 + 0.1 + 0.06 MB out.
+    assert_eq!(a1["net_in_bytes"], 4_500_000);
+    assert_eq!(a1["net_out_bytes"], 360_000);
+    assert_eq!(a1["max_disk_bytes"], 12_000_000_000i64);
+    // 50 % for 300 + 300 + 600 s, 60 % for 120 s.
+    assert_eq!(a1["avg_memory_percent"], 67_200.0 / 1_320.0);
+    assert_eq!(
+        (&a1["gaps"], &a1["counter_resets"], &a1["reboots"]),
+        (&1.into(), &0.into(), &1.into())
+    );
+    let x = &c["vms"][1];
+    assert_eq!(
+        (&x["vm_id"], &x["registered"]),
+        (&"vm-x".into(), &false.into())
+    );
+    assert_eq!(x["net_in_bytes"], 12_000_000);
+    assert_eq!(x["counter_resets"], 1);
+    assert_eq!(x["avg_cpu_percent"], 10.0);
+    let t = &c["total"];
+    // Disks add up across VMs: 12 GB + 5 GB.
+    assert_eq!(t["disk_bytes"], 17_000_000_000i64);
+    assert_eq!(t["samples"], 8);
+    assert_eq!(t["net_in_bytes"], 16_500_000);
+    assert_eq!(t["avg_cpu_percent"], 1150.0 / 13_200.0 * 100.0);
+    assert_eq!(
+        (
+            &t["gaps"],
+            &t["counter_resets"],
+            &t["reboots"],
+            &t["cpu_skipped_intervals"]
+        ),
+        (&1.into(), &1.into(), &1.into(), &1.into())
+    );
+
+    let o = env.run("mb-report", &["--month", "2026-11", "--by-vm", "--csv"], "");
+    assert_code(&o, 1);
+    assert_eq!(
+        stdout(&o),
+        "customer_id,vm_id,registered,samples,last_sample,avg_cpu_percent,avg_memory_percent,max_disk_bytes,net_in_bytes,net_out_bytes,coverage_percent,busy_ticks,total_ticks,cpu_skipped_intervals,gaps,counter_resets,reboots\n\
+         acme,vm-a1,true,5,2026-11-10T10:25:00Z,6.0,50.9,12000000000,4500000,360000,0.1,250,4200,1,1,0,1\n\
+         acme,vm-x,false,3,2026-11-10T10:10:00Z,10.0,30.0,5000000000,12000000,1200000,0.0,900,9000,0,0,1,0\n"
+    );
+
+    let o = env.run(
+        "mb-report",
+        &["--month", "2026-11", "--by-vm", "--tz", "Asia/Kolkata"],
+        "",
+    );
+    assert_code(&o, 1);
+    let text = stdout(&o);
+    // Local times in the zone; the unregistered VM marked; the total line
+    // sums the disks; on 80 columns the counters' events get a table of
+    // their own.
+    assert!(
+        text.contains(
+            "\nCustomer acme\n\
+             \x20 VM         SAMPLES  LAST SAMPLE       CPU %  MEM %  DISK GB  IN MB  OUT MB  COVER %\n\
+             \x20 vm-a1            5  2026-11-10 15:55    6.0   50.9     12.0    4.5     0.4      0.1\n\
+             \x20 vm-x !           3  2026-11-10 15:40   10.0   30.0      5.0   12.0     1.2      0.0\n\
+             \x20 total (2)        8                      8.7   44.4     17.0   16.5     1.6      0.0\n\
+             \n\
+             \x20 VM         GAPS  RESETS  REBOOTS\n\
+             \x20 vm-a1         1       0        1\n\
+             \x20 vm-x !        0       1        0\n\
+             \x20 total (2)     1       1        1\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("  ! not registered to acme: vm-x (mb-customer set acme --add-vm VM)"));
+    assert!(text.contains("  * 1 interval left out of CPU"));
+
+    // The summary says it too.
+    let o = env.run("mb-report", &["--month", "2026-11"], "");
+    assert_code(&o, 1);
+    let text = stdout(&o);
+    assert!(
+        text.contains("memory 44.4 %, disk 17.0 GB, network in 16.5 MB,\n      out 1.6 MB;"),
+        "{text}"
+    );
+    assert!(text.contains("  ! usage from VMs not registered to acme: vm-x"));
+    // --by-vm belongs to the summary.
+    assert_code(&env.run("mb-report", &["invoice", "--by-vm"], ""), 2);
 }

@@ -55,6 +55,17 @@ pub struct Args {
 
     #[command(flatten)]
     pub range: RangeArgs,
+
+    #[command(flatten)]
+    pub summary: SummaryOpts,
+}
+
+/// Options of the summary only.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SummaryOpts {
+    /// One line per VM: samples, last sample, CPU, memory, disk, network, coverage, gaps, counter resets and reboots, with the customer's total (disks summed across VMs); VMs the registry does not list for the customer are marked
+    #[arg(long)]
+    pub by_vm: bool,
 }
 
 /// Options every subcommand takes, before or after its name.
@@ -137,6 +148,8 @@ pub enum Cmd {
         range: RangeArgs,
         #[command(flatten)]
         view: ViewArgs,
+        #[command(flatten)]
+        opts: SummaryOpts,
     },
     /// One tidy table: a row per bucket x customer x metric
     Series {
@@ -275,7 +288,8 @@ EXAMPLES:
 /// What a run does, decided (and its period validated) before the
 /// database is opened.
 enum Plan {
-    Summary(Period),
+    /// The period, and whether per VM.
+    Summary(Period, bool),
     Series(Period, Unit, Vec<String>),
     Other(Cmd),
 }
@@ -385,8 +399,15 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
     // Validate the period before touching the database.
     let db = cfg.db_path(c.db.as_deref());
     let plan = match args.command {
-        None => Plan::Summary(resolve_range(&args.range, tz, now)?),
-        Some(Cmd::Summary { range, .. }) => Plan::Summary(resolve_range(&range, tz, now)?),
+        None => Plan::Summary(resolve_range(&args.range, tz, now)?, args.summary.by_vm),
+        Some(Cmd::Summary { range, opts, .. }) => Plan::Summary(
+            resolve_range(&range, tz, now)?,
+            opts.by_vm || args.summary.by_vm,
+        ),
+        Some(_) if args.summary.by_vm => return Err(Error::Usage(
+            "--by-vm is a view of the summary (mb-report --by-vm, or mb-report summary --by-vm)"
+                .into(),
+        )),
         Some(Cmd::Series {
             range, by, metrics, ..
         }) => Plan::Series(resolve_range(&range, tz, now)?, by, metrics),
@@ -404,9 +425,9 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
         vm,
     };
     let cmd = match plan {
-        Plan::Summary(p) => {
+        Plan::Summary(p, by_vm) => {
             check_customer(&ctx)?;
-            return summary(&ctx, p, out);
+            return summary(&ctx, p, by_vm, out);
         }
         Plan::Series(p, by, metrics) => {
             check_customer(&ctx)?;
@@ -677,7 +698,7 @@ fn query(ctx: &Ctx, period: Period) -> Query {
     }
 }
 
-fn summary(ctx: &Ctx, period: Period, out: &mut dyn Write) -> Result<Outcome> {
+fn summary(ctx: &Ctx, period: Period, by_vm: bool, out: &mut dyn Write) -> Result<Outcome> {
     let q = query(ctx, period);
     let s = report::summary(&ctx.store, &q)?;
     let mut suspect = false;
@@ -710,6 +731,25 @@ fn summary(ctx: &Ctx, period: Period, out: &mut dyn Write) -> Result<Outcome> {
             ));
             suspect = true;
         }
+    }
+    for c in &s.customers {
+        if !c.resource.unregistered_vms.is_empty() {
+            cli::warn(format!(
+                "{}: usage from VMs the registry does not list for it: {} (mb-customer set {} --add-vm VM)",
+                c.customer_id,
+                c.resource.unregistered_vms.join(", "),
+                c.customer_id
+            ));
+            suspect = true;
+        }
+    }
+    if by_vm {
+        match ctx.format {
+            Format::Json => render::json::by_vm(&s, out)?,
+            Format::Csv => render::csv::by_vm(&s, out)?,
+            Format::Text => render::text::by_vm(&s, ctx.tz, &TextStyle::for_stdout(), out)?,
+        }
+        return Ok(Outcome::partial_if(suspect));
     }
     match ctx.format {
         Format::Json => render::json::summary(&s, out)?,

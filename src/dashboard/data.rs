@@ -13,6 +13,9 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
+use std::sync::Arc;
+
+use super::cache::Cache;
 use super::HttpError;
 use crate::config::Config;
 use crate::error::Result;
@@ -24,6 +27,49 @@ use crate::store::Store;
 /// The summary of `period` for `customer` (all when `None`).
 pub fn summary(store: &Store, period: &Period, customer: Option<&str>) -> Result<Summary> {
     report::summary(store, &query(period, customer))
+}
+
+/// [`summary`] through the cache: computed again only after a commit. The
+/// copy served says when it was served.
+pub fn summary_cached(
+    cache: &Cache,
+    store: &Store,
+    period: &Period,
+    customer: Option<&str>,
+) -> Result<Summary> {
+    let key = format!("summary\0{period:?}\0{customer:?}");
+    let s = cache.get(key, || summary(store, period, customer))?;
+    let mut s = Summary::clone(&s);
+    s.generated_at = crate::time::whole_seconds(crate::time::now());
+    Ok(s)
+}
+
+/// [`series`] through the cache.
+pub fn series_cached(
+    cache: &Cache,
+    store: &Store,
+    period: &Period,
+    customer: Option<&str>,
+    by: Unit,
+    metrics: &[String],
+) -> Result<Arc<Vec<SeriesRow>>> {
+    let key = format!("series\0{period:?}\0{customer:?}\0{by:?}\0{metrics:?}");
+    cache.get(key, || series(store, period, customer, by, metrics))
+}
+
+/// [`previews`] through the cache (per second of `now`, which the
+/// projection depends on).
+pub fn previews_cached(
+    cache: &Cache,
+    store: &Store,
+    cfg: &Config,
+    month: &Period,
+    customer: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Previews> {
+    let key = format!("previews\0{month:?}\0{customer:?}\0{}", now.timestamp());
+    let p = cache.get(key, || previews(store, cfg, month, customer, now))?;
+    Ok(Previews::clone(&p))
 }
 
 fn query(period: &Period, customer: Option<&str>) -> Query {

@@ -35,6 +35,7 @@
 //!   finish (at most 10 s), and exit 0.
 
 pub mod auth;
+pub mod cache;
 pub mod data;
 pub mod fleet;
 pub mod html;
@@ -91,6 +92,8 @@ pub struct Options {
 
 struct App {
     db: PathBuf,
+    /// Computed figures, until the next commit.
+    cache: cache::Cache,
     cfg: Config,
     tz: Tz,
     customer: Option<String>,
@@ -224,6 +227,7 @@ async fn run_server(o: Options) -> Result<()> {
         .map_err(|e| Error::Invalid(format!("cannot listen on {addr}: {e}")))?;
     let bound = listener.local_addr().map_err(Error::Stream)?;
     let app = Arc::new(App {
+        cache: cache::Cache::new(o.db.clone()),
         db: o.db,
         tz: o.cfg.timezone,
         cfg: o.cfg,
@@ -468,11 +472,12 @@ async fn page(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response<Bo
         p.only(&request::with_period(&["customer"]), &[])?;
         let now = time::now();
         let sel = request::selection(&p, now, app.tz, app.customer.as_deref())?;
-        let summary = data::summary(store, &sel.period, sel.customer.as_deref())?;
+        let summary =
+            data::summary_cached(&app.cache, store, &sel.period, sel.customer.as_deref())?;
         data::check_known(&summary, sel.customer.as_deref(), app.customer.is_some())?;
         let by = request::default_bucket(sel.unit);
         let buckets = sel.period.buckets(by).map_err(HttpError::from)?;
-        let mut series = Vec::new();
+        let mut series = Arc::new(Vec::new());
         let (mut who_, mut invoice, mut fleet_data) = (None, None, None);
         match &sel.customer {
             Some(c) => {
@@ -480,7 +485,8 @@ async fn page(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response<Bo
                     .iter()
                     .map(|s| s.to_string())
                     .collect();
-                series = data::series(store, &sel.period, Some(c), by, &metrics)?;
+                series =
+                    data::series_cached(&app.cache, store, &sel.period, Some(c), by, &metrics)?;
                 let one_ns = chrono::Duration::nanoseconds(1);
                 who_ = Some(who(store, c, now.min(sel.period.end - one_ns))?);
                 // The invoice of the viewed month: the month holding the
@@ -498,7 +504,7 @@ async fn page(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response<Bo
                 } else {
                     html::InvoiceState::Projected
                 };
-                let pv = data::previews(store, &app.cfg, &month, Some(c), now)
+                let pv = data::previews_cached(&app.cache, store, &app.cfg, &month, Some(c), now)
                     .map_err(|e| match e {
                         Error::Usage(m) | Error::Invalid(m) => m,
                         other => {
@@ -557,7 +563,7 @@ async fn api_summary(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Resp
         let p = Params::parse(q.as_deref())?;
         p.only(&request::with_period(&["customer"]), &[])?;
         let sel = request::selection(&p, time::now(), app.tz, app.customer.as_deref())?;
-        let s = data::summary(store, &sel.period, sel.customer.as_deref())?;
+        let s = data::summary_cached(&app.cache, store, &sel.period, sel.customer.as_deref())?;
         data::check_known(&s, sel.customer.as_deref(), app.customer.is_some())?;
         Ok(crate::cmd::report::summary_json(&s))
     })
@@ -579,10 +585,11 @@ async fn api_series(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Respo
         let by = request::series_by(&p, sel.unit)?;
         let metrics = request::metrics(&p)?;
         if sel.customer.is_some() && app.customer.is_none() {
-            let s = data::summary(store, &sel.period, sel.customer.as_deref())?;
+            let s = data::summary_cached(&app.cache, store, &sel.period, sel.customer.as_deref())?;
             data::check_known(&s, sel.customer.as_deref(), false)?;
         }
-        Ok(data::series(
+        Ok(data::series_cached(
+            &app.cache,
             store,
             &sel.period,
             sel.customer.as_deref(),
@@ -592,7 +599,7 @@ async fn api_series(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Respo
     })
     .await;
     match r {
-        Ok(v) => json_ok(&v),
+        Ok(v) => json_ok(&*v),
         Err(e) => e.json(),
     }
 }
@@ -605,10 +612,11 @@ async fn api_invoice(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Resp
         let month = data::invoice_month(p.get("month"), now, app.tz)?;
         let customer = request::customer(&p, app.customer.as_deref())?;
         if customer.is_some() && app.customer.is_none() {
-            let s = data::summary(store, &month, customer.as_deref())?;
+            let s = data::summary_cached(&app.cache, store, &month, customer.as_deref())?;
             data::check_known(&s, customer.as_deref(), false)?;
         }
-        Ok(data::previews(
+        Ok(data::previews_cached(
+            &app.cache,
             store,
             &app.cfg,
             &month,
@@ -680,7 +688,7 @@ async fn api_customers(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Re
         p.only(&request::with_period(&["customer"]), &[])?;
         let now = time::now();
         let sel = request::selection(&p, now, app.tz, app.customer.as_deref())?;
-        let s = data::summary(store, &sel.period, sel.customer.as_deref())?;
+        let s = data::summary_cached(&app.cache, store, &sel.period, sel.customer.as_deref())?;
         data::check_known(&s, sel.customer.as_deref(), app.customer.is_some())?;
         Ok(fleet::customers(
             store,
@@ -704,7 +712,7 @@ async fn metrics_page(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Res
         let now = time::now();
         let month = data::current_month(now, app.tz).map_err(HttpError::from)?;
         let scope = app.customer.clone();
-        let summary = data::summary(store, &month, scope.as_deref())?;
+        let summary = data::summary_cached(&app.cache, store, &month, scope.as_deref())?;
         let (start, end) = (month.start_ns(), month.end_ns());
         let by_vm = store.last_events(
             crate::store::fleet::EventTable::Api,

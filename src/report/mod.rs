@@ -2,16 +2,16 @@
 //! dashboard both render (so they never disagree).
 //!
 //! - API usage comes from [`Store::api_totals`] (rollup + exact edges).
-//! - Resource usage is computed here from the samples' cumulative since-boot
-//!   counters: consecutive samples of one VM boot give exact CPU ticks and
-//!   network bytes even when a sample in between was lost; an interval that
-//!   crosses the period's edge is split in proportion to time (usage is
-//!   assumed even within one sampling interval, 5 minutes under cron); a
-//!   `reboot` sample contributes its since-boot counters over its uptime.
-//!   Average CPU % is summed busy ticks over summed total ticks (a ratio of
-//!   sums, not an average of percentages); average memory % is weighted by
-//!   time; coverage is the share of the period (times the number of VMs)
-//!   covered by sample intervals.
+//! - Resource usage comes from [`Store::resource_usage`] per (customer, VM),
+//!   as exact integer sums (the rules are in [`resource`]): consecutive
+//!   samples of one VM boot give exact CPU ticks and network bytes even when
+//!   a sample in between was lost; an interval that crosses the period's
+//!   edge is split in proportion to time; a `reboot` sample contributes its
+//!   since-boot counters over its uptime. Average CPU % is summed busy ticks
+//!   over summed total ticks; average memory % is weighted by time; disk is
+//!   the sum over the VMs of each one's largest use; coverage is the share
+//!   of the period (times the number of VMs) covered by sample intervals.
+//!   Each VM also gets its own line ([`resource::VmUsage`]).
 //! - Activity is counted per type.
 //!
 //! Units in every output: GB = 10^9 bytes, MB = 10^6 bytes.
@@ -23,6 +23,7 @@ pub mod meter;
 pub mod period;
 pub mod provenance;
 pub mod render;
+pub mod resource;
 pub mod standing;
 
 use std::collections::BTreeMap;
@@ -32,7 +33,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::output::fixed;
-use crate::store::report::{ApiAgg, Sample, Scope};
+use crate::store::report::{ApiAgg, ResourcePath, Scope};
 use crate::store::Store;
 use crate::time;
 pub use period::{Period, Unit};
@@ -82,7 +83,7 @@ pub struct ModelUsage {
 /// Resource usage of a customer (or VM) in a period.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ResourceUsage {
-    /// VMs with samples.
+    /// VMs with samples or intervals in the period.
     pub vms: u64,
     /// Samples in the period.
     pub samples: u64,
@@ -90,20 +91,118 @@ pub struct ResourceUsage {
     pub avg_cpu_percent: Option<f64>,
     /// Time-weighted memory %.
     pub avg_memory_percent: Option<f64>,
-    /// Largest disk use seen, bytes.
+    /// Disk in use: the sum over the VMs of each one's largest use in the
+    /// period, bytes.
     pub max_disk_bytes: Option<i64>,
-    /// Bytes received.
+    /// Bytes received (a whole number).
     pub net_in_bytes: f64,
-    /// Bytes sent.
+    /// Bytes sent (a whole number).
     pub net_out_bytes: f64,
     /// Share of the period covered by samples, 0..=1.
     pub coverage: Option<f64>,
-    /// Summed busy ticks (for combining).
+    /// Summed busy ticks.
     #[serde(skip)]
     pub busy_ticks: f64,
-    /// Summed total ticks (for combining).
+    /// Summed total ticks.
     #[serde(skip)]
     pub total_ticks: f64,
+    /// Intervals left out of the CPU average because the sampler flagged
+    /// their ticks (`cpu_counter_backwards`, `cpu_total_mismatch`).
+    pub cpu_skipped_intervals: u64,
+    /// Boot changes seen in the VMs' samples.
+    pub reboots: u64,
+    /// Cumulative counters that went backwards within one boot.
+    pub counter_resets: u64,
+    /// Gaps (lost lines) between same-boot samples.
+    pub gaps: u64,
+    /// VMs with usage that the registry does not list for this customer
+    /// although it lists other VMs for it, or lists them for another
+    /// customer (a customer without any registered VM is not flagged: the
+    /// registry is not used for VMs there).
+    pub unregistered_vms: Vec<String>,
+    /// One line per VM, sorted by VM id.
+    pub by_vm: Vec<resource::VmUsage>,
+}
+
+impl ResourceUsage {
+    /// The customer's usage from its VMs' exact sums over a period of
+    /// `period_ns`; `registered` lists the VMs the registry gives it, and
+    /// `elsewhere` the VMs it gives to other customers.
+    pub fn from_vms<'a>(
+        vms: impl IntoIterator<Item = (&'a str, &'a resource::VmAcc)>,
+        registered: &[String],
+        elsewhere: &[String],
+        period_ns: i64,
+    ) -> ResourceUsage {
+        let mut all = resource::VmAcc::default();
+        let mut r = ResourceUsage::default();
+        for (vm, a) in vms {
+            if !a.is_present() {
+                continue;
+            }
+            all.add(a, 1);
+            if let Some(d) = a.max_disk {
+                r.max_disk_bytes = Some(r.max_disk_bytes.unwrap_or(0).saturating_add(d));
+            }
+            let known = registered.iter().any(|v| v == vm);
+            if !known && (!registered.is_empty() || elsewhere.iter().any(|v| v == vm)) {
+                r.unregistered_vms.push(vm.to_string());
+            }
+            r.by_vm
+                .push(resource::VmUsage::from_acc(vm, known, a, period_ns));
+        }
+        r.vms = r.by_vm.len() as u64;
+        r.samples = u64::try_from(all.samples).unwrap_or(0);
+        r.avg_cpu_percent = resource::cpu_percent(&all);
+        r.avg_memory_percent = resource::memory_percent(&all);
+        r.net_in_bytes = all.net_in as f64;
+        r.net_out_bytes = all.net_out as f64;
+        r.busy_ticks = all.busy as f64;
+        r.total_ticks = all.total as f64;
+        r.cpu_skipped_intervals = u64::try_from(all.cpu_skipped).unwrap_or(0);
+        r.reboots = u64::try_from(all.reboots).unwrap_or(0);
+        r.counter_resets = u64::try_from(all.resets).unwrap_or(0);
+        r.gaps = u64::try_from(all.gaps).unwrap_or(0);
+        if r.vms > 0 && period_ns > 0 {
+            r.coverage = Some((all.covered_ns as f64 / (period_ns as f64 * r.vms as f64)).min(1.0));
+        }
+        r
+    }
+}
+
+/// Per customer, the resource usage of its VMs in `scope`.
+fn resources_by_customer(
+    store: &Store,
+    scope: &Scope,
+    path: ResourcePath,
+) -> Result<BTreeMap<String, ResourceUsage>> {
+    let accs = store.resource_usage(scope, path)?;
+    let period_ns = scope.end_ns.saturating_sub(scope.start_ns);
+    let mut out = BTreeMap::new();
+    let mut it = accs.iter().peekable();
+    while let Some(((c, _), _)) = it.peek() {
+        let c = c.clone();
+        let mut vms = Vec::new();
+        while let Some(((c2, vm), a)) = it.peek() {
+            if *c2 != c {
+                break;
+            }
+            vms.push((vm.as_str(), *a));
+            it.next();
+        }
+        let registered = store.customer_vms(&c)?;
+        let mut elsewhere = Vec::new();
+        for (vm, _) in &vms {
+            if !registered.iter().any(|v| v == vm) && store.vm_registered_elsewhere(vm, &c)? {
+                elsewhere.push(vm.to_string());
+            }
+        }
+        out.insert(
+            c,
+            ResourceUsage::from_vms(vms, &registered, &elsewhere, period_ns),
+        );
+    }
+    Ok(out)
 }
 
 /// Activity of one type.
@@ -174,18 +273,24 @@ impl Summary {
 
 /// Build the summary for `q`.
 pub fn summary(store: &Store, q: &Query) -> Result<Summary> {
+    summary_with(store, q, ResourcePath::from_env())
+}
+
+/// Build the summary for `q`, reading resource usage through `path` (the
+/// two give identical summaries; the raw path is the reference).
+pub fn summary_with(store: &Store, q: &Query, path: ResourcePath) -> Result<Summary> {
     let as_of = q.as_of_text();
     let scope = q.scope(&as_of, q.period.start_ns(), q.period.end_ns());
     let api = store.api_totals(&scope)?;
-    let samples = store.resource_samples(&scope)?;
+    let mut resources = resources_by_customer(store, &scope, path)?;
     let activity = store.activity_totals(&scope)?;
 
     let mut ids: Vec<String> = api.keys().map(|k| k.customer_id.clone()).collect();
     ids.extend(
-        samples
+        resources
             .iter()
-            .filter(|s| s.ts_ns >= scope.start_ns && s.ts_ns < scope.end_ns)
-            .map(|s| s.customer_id.clone()),
+            .filter(|(_, r)| r.samples > 0)
+            .map(|(c, _)| c.clone()),
     );
     ids.extend(activity.iter().map(|a| a.customer_id.clone()));
     if let Some(c) = &q.customer {
@@ -220,12 +325,7 @@ pub fn summary(store: &Store, q: &Query) -> Result<Summary> {
             }
         }
         tables.sort();
-        let own: Vec<Sample> = samples
-            .iter()
-            .filter(|s| s.customer_id == id)
-            .cloned()
-            .collect();
-        let resource = resource_usage(&own, scope.start_ns, scope.end_ns);
+        let resource = resources.remove(&id).unwrap_or_default();
         let activity = activity
             .iter()
             .filter(|a| a.customer_id == id)
@@ -260,105 +360,6 @@ pub fn summary(store: &Store, q: &Query) -> Result<Summary> {
         standing: standing::standing(store, q, &ids, time::now())?,
         customers,
     })
-}
-
-/// Resource usage in `[start_ns, end_ns)` from `samples` (sorted by VM then
-/// time, including the neighbours just outside the range).
-pub fn resource_usage(samples: &[Sample], start_ns: i64, end_ns: i64) -> ResourceUsage {
-    let mut r = ResourceUsage::default();
-    let (mut mem_w, mut mem_t) = (0.0f64, 0.0f64);
-    let mut covered = 0.0f64;
-    let mut vms: Vec<&str> = Vec::new();
-    let mut prev: Option<&Sample> = None;
-    let mut unweighted_mem: Vec<f64> = Vec::new();
-    for c in samples {
-        if prev.is_some_and(|p| p.vm_id != c.vm_id) {
-            prev = None;
-        }
-        let inside = c.ts_ns >= start_ns && c.ts_ns < end_ns;
-        if inside {
-            r.samples += 1;
-            if vms.last() != Some(&c.vm_id.as_str()) && !vms.contains(&c.vm_id.as_str()) {
-                vms.push(&c.vm_id);
-            }
-            if let Some(d) = c.disk_used_bytes {
-                r.max_disk_bytes = Some(r.max_disk_bytes.map_or(d, |m| m.max(d)));
-            }
-            if let Some(m) = c.memory_percent {
-                unweighted_mem.push(m);
-            }
-        }
-        // The interval this sample closes, and its counter deltas.
-        let interval: Option<(i64, [Option<i64>; 4])> = match prev {
-            Some(p) if p.boot_id == c.boot_id && c.ts_ns > p.ts_ns => {
-                let d = |a: Option<i64>, b: Option<i64>| match (a, b) {
-                    // A counter that went backwards within one boot should
-                    // not happen (the sampler corrects resets); count the
-                    // new value like a reset rather than a negative delta.
-                    (Some(a), Some(b)) => Some(if b >= a { b - a } else { b }),
-                    _ => None,
-                };
-                Some((
-                    p.ts_ns,
-                    [
-                        d(p.cpu_busy_cum, c.cpu_busy_cum),
-                        d(p.cpu_total_cum, c.cpu_total_cum),
-                        d(p.net_in_cum, c.net_in_cum),
-                        d(p.net_out_cum, c.net_out_cum),
-                    ],
-                ))
-            }
-            _ if c.status == "reboot" => c.interval_seconds.filter(|s| *s > 0.0).map(|s| {
-                (
-                    c.ts_ns - (s * 1e9) as i64,
-                    [c.cpu_busy_cum, c.cpu_total_cum, c.net_in_cum, c.net_out_cum],
-                )
-            }),
-            _ => None,
-        };
-        if let Some((a, d)) = interval {
-            let b = c.ts_ns;
-            let overlap = (b.min(end_ns) - a.max(start_ns)).max(0);
-            if overlap > 0 && b > a {
-                let f = overlap as f64 / (b - a) as f64;
-                if let (Some(busy), Some(total)) = (d[0], d[1]) {
-                    r.busy_ticks += busy as f64 * f;
-                    r.total_ticks += total as f64 * f;
-                }
-                if let Some(x) = d[2] {
-                    r.net_in_bytes += x as f64 * f;
-                }
-                if let Some(x) = d[3] {
-                    r.net_out_bytes += x as f64 * f;
-                }
-                let secs = overlap as f64 / 1e9;
-                covered += secs;
-                if let Some(m) = c.memory_percent {
-                    mem_w += m * secs;
-                    mem_t += secs;
-                }
-                if !vms.contains(&c.vm_id.as_str()) {
-                    vms.push(&c.vm_id);
-                }
-            }
-        }
-        prev = Some(c);
-    }
-    r.vms = vms.len() as u64;
-    if r.total_ticks > 0.0 {
-        r.avg_cpu_percent = Some(r.busy_ticks / r.total_ticks * 100.0);
-    }
-    r.avg_memory_percent = if mem_t > 0.0 {
-        Some(mem_w / mem_t)
-    } else if !unweighted_mem.is_empty() {
-        Some(unweighted_mem.iter().sum::<f64>() / unweighted_mem.len() as f64)
-    } else {
-        None
-    };
-    if r.vms > 0 && end_ns > start_ns {
-        r.coverage = Some((covered / ((end_ns - start_ns) as f64 / 1e9 * r.vms as f64)).min(1.0));
-    }
-    r
 }
 
 /// One value of the tidy series.
@@ -416,18 +417,13 @@ pub fn series(store: &Store, q: &Query, by: Unit, metrics: &[String]) -> Result<
     ]
     .iter()
     .any(|m| want(m));
-    // Resource samples are fetched once for the whole range and split here.
-    let all_samples = if need_resource {
-        store.resource_samples(&q.scope(&as_of, q.period.start_ns(), q.period.end_ns()))?
-    } else {
-        Vec::new()
-    };
+    let path = ResourcePath::from_env();
     for b in q.period.buckets(by)? {
         let sub = Query {
             period: b.clone(),
             ..q.clone()
         };
-        let s = summary_parts(store, &sub, &as_of, &all_samples, need_resource)?;
+        let s = summary_parts(store, &sub, &as_of, need_resource.then_some(path))?;
         for c in s {
             let mut push = |metric: &'static str, value: String| {
                 if want(metric) {
@@ -477,26 +473,28 @@ pub fn series(store: &Store, q: &Query, by: Unit, metrics: &[String]) -> Result<
     Ok(out)
 }
 
-/// The per-customer parts of a summary for one bucket, reusing samples.
+/// The per-customer parts of a summary for one bucket (resource usage only
+/// when a path is given).
 fn summary_parts(
     store: &Store,
     q: &Query,
     as_of: &Option<String>,
-    samples: &[Sample],
-    with_resource: bool,
+    resource_path: Option<ResourcePath>,
 ) -> Result<Vec<CustomerSummary>> {
     let scope = q.scope(as_of, q.period.start_ns(), q.period.end_ns());
     let api = store.api_totals(&scope)?;
     let activity = store.activity_totals(&scope)?;
+    let mut resources = match resource_path {
+        Some(p) => resources_by_customer(store, &scope, p)?,
+        None => BTreeMap::new(),
+    };
     let mut ids: Vec<String> = api.keys().map(|k| k.customer_id.clone()).collect();
-    if with_resource {
-        ids.extend(
-            samples
-                .iter()
-                .filter(|s| s.ts_ns >= scope.start_ns && s.ts_ns < scope.end_ns)
-                .map(|s| s.customer_id.clone()),
-        );
-    }
+    ids.extend(
+        resources
+            .iter()
+            .filter(|(_, r)| r.samples > 0)
+            .map(|(c, _)| c.clone()),
+    );
     ids.extend(activity.iter().map(|a| a.customer_id.clone()));
     ids.sort();
     ids.dedup();
@@ -508,16 +506,7 @@ fn summary_parts(
                 total.add(v, 1);
             }
         }
-        let resource = if with_resource {
-            let own: Vec<Sample> = samples
-                .iter()
-                .filter(|s| s.customer_id == id)
-                .cloned()
-                .collect();
-            resource_usage(&own, scope.start_ns, scope.end_ns)
-        } else {
-            ResourceUsage::default()
-        };
+        let resource = resources.remove(&id).unwrap_or_default();
         let activity = activity
             .iter()
             .filter(|a| a.customer_id == id)
@@ -538,68 +527,4 @@ fn summary_parts(
         });
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[allow(clippy::too_many_arguments)]
-    fn s(
-        vm: &str,
-        boot: &str,
-        ts_s: i64,
-        status: &str,
-        iv: Option<f64>,
-        busy: i64,
-        total: i64,
-        net_in: i64,
-    ) -> Sample {
-        Sample {
-            customer_id: "c".into(),
-            vm_id: vm.into(),
-            boot_id: boot.into(),
-            ts_ns: ts_s * 1_000_000_000,
-            status: status.into(),
-            interval_seconds: iv,
-            memory_percent: Some(50.0),
-            disk_used_bytes: Some(1000),
-            cpu_busy_cum: Some(busy),
-            cpu_total_cum: Some(total),
-            net_in_cum: Some(net_in),
-            net_out_cum: Some(0),
-        }
-    }
-
-    #[test]
-    fn a_lost_sample_loses_no_usage_and_edges_split_by_time() {
-        // Samples every 300 s; the one at 600 is lost. Period [0, 1200).
-        let v = vec![
-            s("a", "b1", -300, "ok", Some(300.0), 0, 0, 0),
-            s("a", "b1", 300, "ok", Some(300.0), 100, 600, 6_000),
-            s("a", "b1", 900, "ok", Some(300.0), 400, 1800, 18_000),
-            s("a", "b1", 1500, "ok", Some(300.0), 500, 2400, 24_000),
-        ];
-        let r = resource_usage(&v, 0, 1_200_000_000_000);
-        // [-300,300] crosses 0: half of 6,000 bytes; [300,900] whole 12,000;
-        // [900,1500] crosses 1200: half of 6,000.
-        assert_eq!(r.net_in_bytes, 3_000.0 + 12_000.0 + 3_000.0);
-        // busy 50 + 300 + 50 = 400 of total 300 + 1200 + 300 = 1800.
-        assert_eq!(r.busy_ticks, 400.0);
-        assert_eq!(r.total_ticks, 1800.0);
-        assert_eq!(r.coverage, Some(1.0));
-        assert_eq!(r.samples, 2);
-    }
-
-    #[test]
-    fn reboot_counts_since_boot_and_no_pair_across_boots() {
-        let v = vec![
-            s("a", "b1", 100, "ok", Some(300.0), 10, 100, 1_000),
-            // Rebooted; up 200 s at ts 1000: [800, 1000] carries 500 bytes.
-            s("a", "b2", 1000, "reboot", Some(200.0), 5, 50, 500),
-        ];
-        let r = resource_usage(&v, 0, 2_000_000_000_000);
-        assert_eq!(r.net_in_bytes, 500.0);
-        assert_eq!(r.coverage, Some(0.1));
-    }
 }

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::Query;
 use crate::error::Result;
+use crate::store::report::ResourcePath;
 use crate::store::report::{ApiAgg, ChangeRow};
 use crate::store::Store;
 use crate::time;
@@ -120,10 +121,10 @@ pub fn standing(
             }
             let activity_events = store.activity_totals(&scope)?.iter().map(|r| r.count).sum();
             let resource_samples = store
-                .resource_samples(&scope)?
-                .iter()
-                .filter(|s| s.ts_ns >= a && s.ts_ns < b)
-                .count() as u64;
+                .resource_usage(&scope, ResourcePath::from_env())?
+                .values()
+                .map(|v| u64::try_from(v.samples).unwrap_or(0))
+                .sum::<u64>();
             if api.requests > 0 || activity_events > 0 || resource_samples > 0 {
                 // Merge with the previous stretch when the status is the
                 // same (a repeated `set --status suspended`).

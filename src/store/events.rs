@@ -66,6 +66,7 @@ const ACTIVITY_INSERT: &str =
 pub(crate) struct Inserter<'c> {
     conn: &'c Connection,
     rollup: &'c std::cell::RefCell<ApiRollup>,
+    resource_rollup: &'c std::cell::RefCell<super::resource_rollup::ResourceRollup>,
     api: Option<Statement<'c>>,
     resource: Option<Statement<'c>>,
     activity: Option<Statement<'c>>,
@@ -83,10 +84,15 @@ fn stmt<'a, 'c>(
 }
 
 impl<'c> Inserter<'c> {
-    pub(crate) fn new(conn: &'c Connection, rollup: &'c std::cell::RefCell<ApiRollup>) -> Self {
+    pub(crate) fn new(
+        conn: &'c Connection,
+        rollup: &'c std::cell::RefCell<ApiRollup>,
+        resource_rollup: &'c std::cell::RefCell<super::resource_rollup::ResourceRollup>,
+    ) -> Self {
         Inserter {
             conn,
             rollup,
+            resource_rollup,
             api: None,
             resource: None,
             activity: None,
@@ -188,8 +194,16 @@ impl<'c> Inserter<'c> {
             }
         };
         if n == 1 {
-            if let Body::Api(a) = &ev.body {
-                self.rollup.borrow_mut().add(h, a)?;
+            match &ev.body {
+                Body::Api(a) => self.rollup.borrow_mut().add(h, a)?,
+                Body::Resource(r) => self.resource_rollup.borrow_mut().add(
+                    conn,
+                    h,
+                    r,
+                    ts_ns(h),
+                    conn.last_insert_rowid(),
+                )?,
+                Body::Activity(_) => {}
             }
             return Ok(InsertResult::Inserted);
         }

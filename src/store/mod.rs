@@ -17,6 +17,7 @@ pub mod fleet;
 pub mod provenance;
 pub mod report;
 pub mod reprice;
+pub mod resource_rollup;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
@@ -299,6 +300,10 @@ impl Store {
         {
             tx.execute_batch(sql)
                 .map_err(|e| Error::db(&path, &format!("applying migration {}", i + 1), e))?;
+            if i as i64 + 1 == schema::resource_rollup_version() {
+                resource_rollup::rebuild(&tx)
+                    .map_err(|e| Error::db(&path, "building the resource rollup", e))?;
+            }
         }
         tx.execute_batch(&format!("PRAGMA user_version = {cur}"))
             .map_err(|e| Error::db(&path, "setting schema version", e))?;
@@ -403,6 +408,12 @@ impl Store {
     /// store shared (SQLite itself refuses a nested BEGIN), so a caller can
     /// keep one open across loop iterations; dropping it rolls back.
     pub fn writer(&self) -> Result<Writer<'_>> {
+        self.writer_at(crate::time::now())
+    }
+
+    /// [`Store::writer`] with the clock reading `now` (tests that need
+    /// ingest times of their own).
+    pub(crate) fn writer_at(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Writer<'_>> {
         let path = self.path.clone();
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .map_err(|e| Error::db(&path, "starting a transaction", e))?;
@@ -410,7 +421,7 @@ impl Store {
         // which as-of reports rely on (store::report): this transaction
         // holds the write lock, so every stored row is older, and a clock
         // stepped back gets the latest stored time instead of an earlier one.
-        let mut now = crate::time::now();
+        let mut now = now;
         let last: Option<String> = tx
             .query_row(
                 "SELECT max(t) FROM ( \
@@ -428,6 +439,7 @@ impl Store {
             tx,
             path,
             rollup: Default::default(),
+            resource_rollup: Default::default(),
             ingested_at: crate::time::format_fixed_micros(&now),
             ingest_hour_ns: now.timestamp().div_euclid(3600) * events::HOUR_NS,
         })
@@ -453,6 +465,8 @@ pub struct Writer<'a> {
     path: PathBuf,
     /// The api rows stored so far, for api_rollup at commit.
     rollup: std::cell::RefCell<events::ApiRollup>,
+    /// The resource rollup's changes so far, written at commit.
+    resource_rollup: std::cell::RefCell<resource_rollup::ResourceRollup>,
     /// The `ingested_at` of every row of this transaction, and its hour
     /// (the rollup's ingest bucket), taken from one clock reading so the two
     /// always agree.
@@ -476,7 +490,7 @@ impl Writer<'_> {
     /// conflict (the stored row is left untouched).
     pub fn inserter(&self) -> EventInserter<'_> {
         EventInserter {
-            inner: events::Inserter::new(&self.tx, &self.rollup),
+            inner: events::Inserter::new(&self.tx, &self.rollup, &self.resource_rollup),
             path: &self.path,
         }
     }
@@ -583,6 +597,10 @@ impl Writer<'_> {
             .borrow_mut()
             .flush(&self.tx, self.ingest_hour_ns)
             .map_err(|e| Error::db(&self.path, "updating the rollup", e))?;
+        self.resource_rollup
+            .borrow_mut()
+            .flush(&self.tx, self.ingest_hour_ns)
+            .map_err(|e| Error::db(&self.path, "updating the resource rollup", e))?;
         let path = self.path;
         self.tx
             .commit()

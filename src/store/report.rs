@@ -10,20 +10,20 @@
 //! mb-ingest keeps `ingested_at` non-decreasing in rowid order).
 //! A `--vm` filter reads `api_usage` directly (the rollup is per customer).
 //!
-//! Resource usage is computed from the samples themselves (see
-//! [`crate::report`]); this module fetches them, plus each VM boot's
-//! neighbour samples just outside the range, which carry the cumulative
-//! counters that split an interval crossing the range's edge.
+//! Resource usage is read per (customer, VM) through
+//! [`super::resource_rollup`]: whole hours from `resource_rollup`, the
+//! partial hours at the edges from the samples.
 
 use std::collections::BTreeMap;
 
 use rusqlite::types::Value;
-use rusqlite::{params_from_iter, OptionalExtension, Row};
+use rusqlite::{params, params_from_iter, OptionalExtension, Row};
 
 use super::events::HOUR_NS;
-use super::Store;
+use super::{resource_rollup, Store};
 use crate::error::{Error, Result};
 use crate::events::{Event, Kind};
+use crate::report::resource::VmAcc;
 
 /// Summed API usage.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -112,33 +112,25 @@ pub struct Scope<'a> {
     pub as_of: Option<&'a str>,
 }
 
-/// One resource sample, the fields reports use.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    /// Customer.
-    pub customer_id: String,
-    /// VM.
-    pub vm_id: String,
-    /// Boot id.
-    pub boot_id: String,
-    /// Event time (end of interval), Unix ns.
-    pub ts_ns: i64,
-    /// first / ok / reboot.
-    pub status: String,
-    /// Sampler's interval.
-    pub interval_seconds: Option<f64>,
-    /// Memory gauge.
-    pub memory_percent: Option<f64>,
-    /// Disk gauge.
-    pub disk_used_bytes: Option<i64>,
-    /// Cumulative busy ticks since boot.
-    pub cpu_busy_cum: Option<i64>,
-    /// Cumulative total ticks since boot.
-    pub cpu_total_cum: Option<i64>,
-    /// Cumulative bytes in since boot.
-    pub net_in_cum: Option<i64>,
-    /// Cumulative bytes out since boot.
-    pub net_out_cum: Option<i64>,
+/// How resource usage is read: from the rollup (reports, dashboard) or from
+/// every sample (the reference the rollup must equal; `MB_RESOURCE_PATH=raw`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourcePath {
+    /// Whole hours from `resource_rollup`, samples at the edges.
+    Rollup,
+    /// Every sample of the range.
+    Raw,
+}
+
+impl ResourcePath {
+    /// The path chosen by `MB_RESOURCE_PATH` (`raw` or `rollup`, the
+    /// default), for benchmarks and cross-checks.
+    pub fn from_env() -> ResourcePath {
+        match std::env::var("MB_RESOURCE_PATH").as_deref() {
+            Ok("raw") => ResourcePath::Raw,
+            _ => ResourcePath::Rollup,
+        }
+    }
 }
 
 /// Activity totals per customer and type.
@@ -374,89 +366,74 @@ impl Store {
         self.collect_api(&sql, args, 1, out)
     }
 
-    /// Resource samples of `scope` plus, for each VM boot seen in it, the
-    /// last sample before the range and the first one at or after its end.
-    /// Sorted by VM, then time.
-    pub fn resource_samples(&self, scope: &Scope) -> Result<Vec<Sample>> {
-        const COLS: &str = "customer_id, vm_id, boot_id, ts_ns, status, interval_seconds, \
-            memory_percent, disk_used_bytes, cpu_busy_ticks_cum, cpu_total_ticks_cum, \
-            net_in_bytes_cum, net_out_bytes_cum";
-        let map = |r: &Row| -> rusqlite::Result<Sample> {
-            Ok(Sample {
-                customer_id: r.get(0)?,
-                vm_id: r.get(1)?,
-                boot_id: r.get(2)?,
-                ts_ns: r.get(3)?,
-                status: r.get(4)?,
-                interval_seconds: r.get(5)?,
-                memory_percent: r.get(6)?,
-                disk_used_bytes: r.get(7)?,
-                cpu_busy_cum: r.get(8)?,
-                cpu_total_cum: r.get(9)?,
-                net_in_cum: r.get(10)?,
-                net_out_cum: r.get(11)?,
-            })
-        };
+    /// Resource usage in `scope` per (customer, VM), exact (see
+    /// [`crate::report::resource`]), through `path`. VMs with neither a
+    /// sample nor an interval in the range are left out.
+    pub fn resource_usage(
+        &self,
+        scope: &Scope,
+        path: ResourcePath,
+    ) -> Result<BTreeMap<(String, String), VmAcc>> {
         // With a cutoff, the samples ingested by then are those below one
-        // rowid (ingested_at never decreases with it): a bound the indexes
-        // answer themselves, where `ingested_at <= ?` read the table row of
-        // every sample.
+        // rowid (ingested_at never decreases with it), and the rollup rows
+        // of earlier ingest hours are complete.
         let cutoff = match scope.as_of {
-            Some(a) => Some(self.first_rowid_where("resource_usage", |t| t > a)?),
+            Some(a) => {
+                let hour = crate::time::parse_rfc3339(a)
+                    .and_then(|t| crate::time::to_unix_nanos(&t))
+                    .map_or(i64::MAX, floor_hour);
+                Some((self.first_rowid_where("resource_usage", |t| t > a)?, hour))
+            }
             None => None,
         };
-        let mut sql = format!("SELECT {COLS} FROM resource_usage WHERE ts_ns >= ?1 AND ts_ns < ?2");
-        let mut args: Vec<Value> = vec![scope.start_ns.into(), scope.end_ns.into()];
-        push_filters(&mut sql, &mut args, scope, false);
-        if let Some(r) = cutoff {
-            sql.push_str(&format!(" AND rowid < ?{}", args.len() + 1));
-            args.push(r.into());
-        }
-        let mut samples: Vec<Sample> = {
-            let mut st = self.conn().prepare(&sql).map_err(self.query_err())?;
-            let rows = st
-                .query_map(params_from_iter(args), map)
-                .map_err(self.query_err())?;
-            rows.collect::<rusqlite::Result<_>>()
-                .map_err(self.query_err())?
+        let w = resource_rollup::Window {
+            start_ns: scope.start_ns,
+            end_ns: scope.end_ns,
+            customer: scope.customer,
+            vm: scope.vm,
+            cutoff,
         };
-        let mut boots: Vec<(String, String)> = samples
-            .iter()
-            .map(|s| (s.vm_id.clone(), s.boot_id.clone()))
-            .collect();
-        boots.sort();
-        boots.dedup();
-        let as_of_clause = if cutoff.is_some() {
-            " AND rowid < ?4"
-        } else {
-            ""
-        };
-        let before = format!(
-            "SELECT {COLS} FROM resource_usage WHERE vm_id = ?1 AND boot_id = ?2 AND ts_ns < ?3{as_of_clause} \
-             ORDER BY ts_ns DESC LIMIT 1"
-        );
-        let after = format!(
-            "SELECT {COLS} FROM resource_usage WHERE vm_id = ?1 AND boot_id = ?2 AND ts_ns >= ?3{as_of_clause} \
-             ORDER BY ts_ns LIMIT 1"
-        );
-        for (vm, boot) in &boots {
-            for (sql, at) in [(&before, scope.start_ns), (&after, scope.end_ns)] {
-                let mut args: Vec<Value> = vec![vm.clone().into(), boot.clone().into(), at.into()];
-                if let Some(r) = cutoff {
-                    args.push(r.into());
-                }
-                let mut st = self.conn().prepare_cached(sql).map_err(self.query_err())?;
-                let mut rows = st
-                    .query_map(params_from_iter(args), map)
-                    .map_err(self.query_err())?;
-                if let Some(s) = rows.next() {
-                    samples.push(s.map_err(self.query_err())?);
-                }
-            }
+        if scope.start_ns >= scope.end_ns {
+            return Ok(BTreeMap::new());
         }
-        samples
-            .sort_by(|a, b| (&a.vm_id, a.ts_ns, &a.boot_id).cmp(&(&b.vm_id, b.ts_ns, &b.boot_id)));
-        Ok(samples)
+        match path {
+            ResourcePath::Rollup => resource_rollup::rollup_usage(self.conn(), &w),
+            ResourcePath::Raw => resource_rollup::raw_usage(self.conn(), &w),
+        }
+        .map_err(self.query_err())
+    }
+
+    /// Whether the registry lists `vm` for a customer other than `customer`.
+    pub fn vm_registered_elsewhere(&self, vm: &str, customer: &str) -> Result<bool> {
+        let mut st = self
+            .conn()
+            .prepare_cached(
+                "SELECT 1 FROM customer_vms WHERE vm_id = ?1 AND customer_id <> ?2 LIMIT 1",
+            )
+            .map_err(self.query_err())?;
+        st.exists([vm, customer]).map_err(self.query_err())
+    }
+
+    /// SQLite's change counter as this connection sees it (`PRAGMA
+    /// data_version`): it changes whenever another connection commits, so
+    /// a kept connection tells whether anything was written since.
+    pub fn data_version(&self) -> Result<i64> {
+        self.conn()
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(self.query_err())
+    }
+
+    /// The VMs the registry lists for `customer`, sorted.
+    pub fn customer_vms(&self, customer: &str) -> Result<Vec<String>> {
+        let mut st = self
+            .conn()
+            .prepare_cached("SELECT vm_id FROM customer_vms WHERE customer_id = ?1 ORDER BY vm_id")
+            .map_err(self.query_err())?;
+        let rows = st
+            .query_map([customer], |r| r.get(0))
+            .map_err(self.query_err())?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(self.query_err())
     }
 
     /// Activity in `scope`, per customer and type, sorted.
@@ -520,7 +497,8 @@ impl Store {
                 candidates.push(r.map_err(self.query_err())?);
             }
         }
-        for t in ["resource_usage", "activity_log"] {
+        // Resource samples: from the stream list, not the samples.
+        for t in ["resource_streams", "activity_log"] {
             let mut st = self
                 .conn()
                 .prepare_cached(&format!("SELECT DISTINCT customer_id FROM {t}"))
@@ -532,9 +510,17 @@ impl Store {
         }
         candidates.sort();
         candidates.dedup();
+        let resource_cutoff = match scope.as_of {
+            Some(a) => Some(self.first_rowid_where("resource_usage", |t| t > a)?),
+            None => None,
+        };
         for c in candidates {
+            if self.has_resource_sample(&c, scope, resource_cutoff)? {
+                ids.push(c);
+                continue;
+            }
             let mut found = false;
-            for t in ["api_usage", "resource_usage", "activity_log"] {
+            for t in ["api_usage", "activity_log"] {
                 let mut sql = format!(
                     "SELECT 1 FROM {t} WHERE customer_id = ?1 AND ts_ns >= ?2 AND ts_ns < ?3"
                 );
@@ -559,6 +545,52 @@ impl Store {
             }
         }
         Ok(ids)
+    }
+
+    /// Whether `customer` has a resource sample in the scope's range stored
+    /// below `cutoff` (a rowid): one index seek per VM of the customer.
+    fn has_resource_sample(
+        &self,
+        customer: &str,
+        scope: &Scope,
+        cutoff: Option<i64>,
+    ) -> Result<bool> {
+        let vms: Vec<String> = {
+            let mut st = self
+                .conn()
+                .prepare_cached(
+                    "SELECT vm_id FROM resource_streams WHERE customer_id = ?1 \
+                     AND first_ts_ns < ?2 AND last_ts_ns >= ?3",
+                )
+                .map_err(self.query_err())?;
+            let rows = st
+                .query_map(params![customer, scope.end_ns, scope.start_ns], |r| {
+                    r.get(0)
+                })
+                .map_err(self.query_err())?;
+            rows.collect::<rusqlite::Result<_>>()
+                .map_err(self.query_err())?
+        };
+        let mut st = self
+            .conn()
+            .prepare_cached(
+                "SELECT 1 FROM resource_usage WHERE customer_id = ?1 AND vm_id = ?2 \
+                 AND ts_ns >= ?3 AND ts_ns < ?4 AND rowid < ?5 LIMIT 1",
+            )
+            .map_err(self.query_err())?;
+        for vm in vms {
+            let args = params![
+                customer,
+                vm,
+                scope.start_ns,
+                scope.end_ns,
+                cutoff.unwrap_or(i64::MAX)
+            ];
+            if st.exists(args).map_err(self.query_err())? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Every tier/status change still in force (withdrawn ones left out),

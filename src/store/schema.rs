@@ -372,7 +372,63 @@ SELECT c.customer_id,
        c.created_at
 FROM customers c;
 "#,
+    // 9: the resource rollup (store::resource_rollup): exact hourly sums per
+    // customer, VM, hour of the sample and ingest hour, kept by mb-ingest in
+    // the transaction that stores the samples, so reports and the dashboard
+    // read whole hours from it instead of every sample. resource_streams
+    // lists each (customer, VM) with its first and last sample time. Reads
+    // go through one stream at a time in (time, boot, rowid) order, so the
+    // stream index replaces migration 3's covering index, which served the
+    // old whole-month scans. The rollup of an existing database is rebuilt
+    // from its samples when this migration is applied (Store::migrate).
+    r#"
+CREATE TABLE resource_rollup (
+    customer_id     TEXT    NOT NULL,
+    vm_id           TEXT    NOT NULL,
+    hour_ns         INTEGER NOT NULL,
+    ingest_hour_ns  INTEGER NOT NULL,
+    samples         INTEGER NOT NULL,
+    last_ts_ns      INTEGER,
+    max_disk_bytes  INTEGER,
+    mem_sample_sum  INTEGER NOT NULL,
+    mem_samples     INTEGER NOT NULL,
+    intervals       INTEGER NOT NULL,
+    busy_ticks      INTEGER NOT NULL,
+    total_ticks     INTEGER NOT NULL,
+    cpu_intervals   INTEGER NOT NULL,
+    cpu_skipped     INTEGER NOT NULL,
+    net_in_bytes    INTEGER NOT NULL,
+    net_out_bytes   INTEGER NOT NULL,
+    net_intervals   INTEGER NOT NULL,
+    covered_ns      INTEGER NOT NULL,
+    mem_w_hi        INTEGER NOT NULL,
+    mem_w_lo        INTEGER NOT NULL,
+    mem_t_ns        INTEGER NOT NULL,
+    reboots         INTEGER NOT NULL,
+    resets          INTEGER NOT NULL,
+    gaps            INTEGER NOT NULL,
+    PRIMARY KEY (customer_id, vm_id, hour_ns, ingest_hour_ns)
+) WITHOUT ROWID;
+CREATE TABLE resource_streams (
+    customer_id  TEXT    NOT NULL,
+    vm_id        TEXT    NOT NULL,
+    first_ts_ns  INTEGER NOT NULL,
+    last_ts_ns   INTEGER NOT NULL,
+    PRIMARY KEY (customer_id, vm_id)
+) WITHOUT ROWID;
+CREATE INDEX resource_usage_stream ON resource_usage (customer_id, vm_id, ts_ns, boot_id);
+DROP INDEX resource_usage_report;
+"#,
 ];
+
+/// The `user_version` after the migration that creates the resource rollup
+/// (its tables are filled from existing samples when it is applied).
+pub fn resource_rollup_version() -> i64 {
+    MIGRATIONS
+        .iter()
+        .position(|m| m.contains("CREATE TABLE resource_rollup"))
+        .map_or(i64::MAX, |i| i as i64 + 1)
+}
 
 /// The schema version this binary writes.
 pub fn current_version() -> i64 {

@@ -319,3 +319,58 @@ pub fn vms(f: &Fleet, out: &mut dyn Write) -> Result<()> {
     w.flush()?;
     Ok(())
 }
+
+/// The per-VM breakdown: one row per customer and VM, exact values (bytes,
+/// ticks, UTC times), empty where there is no value.
+pub fn by_vm(s: &Summary, out: &mut dyn Write) -> Result<()> {
+    let mut w = ::csv::Writer::from_writer(out);
+    w.write_record([
+        "customer_id",
+        "vm_id",
+        "registered",
+        "samples",
+        "last_sample",
+        "avg_cpu_percent",
+        "avg_memory_percent",
+        "max_disk_bytes",
+        "net_in_bytes",
+        "net_out_bytes",
+        "coverage_percent",
+        "busy_ticks",
+        "total_ticks",
+        "cpu_skipped_intervals",
+        "gaps",
+        "counter_resets",
+        "reboots",
+    ])
+    .map_err(csv_err)?;
+    let opt = |v: Option<i64>| v.map(|x| x.to_string()).unwrap_or_default();
+    for c in &s.customers {
+        for v in &c.resource.by_vm {
+            w.write_record([
+                csv_text(&c.customer_id),
+                csv_text(&v.vm_id),
+                v.registered.to_string(),
+                v.samples.to_string(),
+                v.last_sample_ns
+                    .map(|t| time::format_rfc3339(&time::from_unix_nanos(t)))
+                    .unwrap_or_default(),
+                pct(v.avg_cpu_percent),
+                pct(v.avg_memory_percent),
+                opt(v.max_disk_bytes),
+                opt(v.net_in_bytes),
+                opt(v.net_out_bytes),
+                v.coverage.map(|x| fixed(x * 100.0, 1)).unwrap_or_default(),
+                v.busy_ticks.to_string(),
+                v.total_ticks.to_string(),
+                v.cpu_skipped_intervals.to_string(),
+                v.gaps.to_string(),
+                v.counter_resets.to_string(),
+                v.reboots.to_string(),
+            ])
+            .map_err(csv_err)?;
+        }
+    }
+    w.flush()?;
+    Ok(())
+}

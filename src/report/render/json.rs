@@ -17,6 +17,7 @@ use crate::money::format_nanos;
 use crate::report::invoice::Invoice;
 use crate::report::meter::Meter;
 use crate::report::render::has_network;
+use crate::report::resource::VmUsage;
 use crate::report::standing::Standing;
 use crate::report::Period;
 use crate::report::{CustomerSummary, SeriesRow, Summary};
@@ -130,14 +131,86 @@ fn customer(c: &CustomerSummary) -> Value {
             "coverage_percent": r.coverage.map(|v| (v * 1000.0).round() / 10.0),
             "avg_cpu_percent_exact": r.avg_cpu_percent,
             "avg_memory_percent_exact": r.avg_memory_percent,
-            "cpu_busy_ticks": ticks.then_some(r.busy_ticks),
-            "cpu_total_ticks": ticks.then_some(r.total_ticks),
-            "net_in_bytes": net.then_some(r.net_in_bytes),
-            "net_out_bytes": net.then_some(r.net_out_bytes),
+            "cpu_busy_ticks": ticks.then_some(r.busy_ticks as i64),
+            "cpu_total_ticks": ticks.then_some(r.total_ticks as i64),
+            "net_in_bytes": net.then_some(r.net_in_bytes as i64),
+            "net_out_bytes": net.then_some(r.net_out_bytes as i64),
             "coverage": r.coverage,
+            "cpu_skipped_intervals": r.cpu_skipped_intervals,
+            "gaps": r.gaps,
+            "counter_resets": r.counter_resets,
+            "reboots": r.reboots,
+            "unregistered_vms": r.unregistered_vms,
+            "by_vm": r.by_vm.iter().map(vm).collect::<Vec<_>>(),
         },
         "activity": c.activity,
     })
+}
+
+/// One VM's line: exact sums, `null` where there is no value.
+fn vm(v: &VmUsage) -> Value {
+    json!({
+        "vm_id": v.vm_id,
+        "registered": v.registered,
+        "samples": v.samples,
+        "last_sample": v.last_sample_ns.map(|t| time::format_rfc3339(&time::from_unix_nanos(t))),
+        "avg_cpu_percent": v.avg_cpu_percent,
+        "avg_memory_percent": v.avg_memory_percent,
+        "max_disk_bytes": v.max_disk_bytes,
+        "net_in_bytes": v.net_in_bytes,
+        "net_out_bytes": v.net_out_bytes,
+        "coverage": v.coverage,
+        "busy_ticks": v.busy_ticks,
+        "total_ticks": v.total_ticks,
+        "cpu_skipped_intervals": v.cpu_skipped_intervals,
+        "gaps": v.gaps,
+        "counter_resets": v.counter_resets,
+        "reboots": v.reboots,
+    })
+}
+
+/// The per-VM breakdown: per customer, its VMs and the total (disks
+/// summed across VMs).
+pub fn by_vm(s: &Summary, out: &mut dyn Write) -> Result<()> {
+    let customers: Vec<Value> = s
+        .customers
+        .iter()
+        .filter(|c| c.resource.vms > 0)
+        .map(|c| {
+            let r = &c.resource;
+            json!({
+                "customer_id": c.customer_id,
+                "registered": c.registered,
+                "vms": r.by_vm.iter().map(vm).collect::<Vec<_>>(),
+                "unregistered_vms": r.unregistered_vms,
+                "total": {
+                    "vms": r.vms,
+                    "samples": r.samples,
+                    "avg_cpu_percent": r.avg_cpu_percent,
+                    "avg_memory_percent": r.avg_memory_percent,
+                    "disk_bytes": r.max_disk_bytes,
+                    "net_in_bytes": r.net_in_bytes as i64,
+                    "net_out_bytes": r.net_out_bytes as i64,
+                    "coverage": r.coverage,
+                    "cpu_skipped_intervals": r.cpu_skipped_intervals,
+                    "gaps": r.gaps,
+                    "counter_resets": r.counter_resets,
+                    "reboots": r.reboots,
+                },
+            })
+        })
+        .collect();
+    emit(
+        &json!({
+            "report_type": "vm_usage",
+            "generated_at": time::format_rfc3339(&s.generated_at),
+            "as_of": s.as_of.map(|t| time::format_rfc3339(&t)),
+            "period": s.period,
+            "units": {"bytes": "B", "ticks": "USER_HZ", "coverage": "fraction of the period"},
+            "customers": customers,
+        }),
+        out,
+    )
 }
 
 /// The summary.

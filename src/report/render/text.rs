@@ -327,7 +327,7 @@ pub fn summary(
                 )),
                 keep(&format!("memory {} %,", or_dash(pct(r.avg_memory_percent)))),
                 keep(&format!(
-                    "disk max {} GB,",
+                    "disk {} GB,",
                     or_dash(
                         r.max_disk_bytes
                             .map(|b| fixed(b as f64 / 1e9, 1))
@@ -350,6 +350,15 @@ pub fn summary(
             ]
             .join(" ");
             write_wrapped(out, style, "  ", &text, 4)?;
+            if !r.unregistered_vms.is_empty() {
+                writeln!(
+                    out,
+                    "  ! usage from VMs not registered to {}: {}",
+                    c.customer_id,
+                    r.unregistered_vms.join(", ")
+                )?;
+            }
+            skipped_note(r.cpu_skipped_intervals, out)?;
         }
         if !c.activity.is_empty() {
             let rows: Vec<Vec<String>> = c
@@ -617,6 +626,129 @@ pub fn vms(f: &Fleet, tz: Tz, style: &TextStyle, out: &mut dyn Write) -> Result<
             &rows,
             1,
             &[&[1, 2, 3, 9], &[4, 5, 6, 7, 8]],
+        )?;
+    }
+    Ok(())
+}
+
+/// The per-VM breakdown: one table per customer, a total line (disks
+/// summed across VMs) and a mark on VMs the registry does not list for the
+/// customer. Times are local to `tz`.
+pub fn by_vm(s: &Summary, tz: Tz, style: &TextStyle, out: &mut dyn Write) -> Result<()> {
+    let p = &s.period;
+    writeln!(
+        out,
+        "Usage per VM {} {}: {} to {} ({}). GB = 10^9 B, MB = 10^6 B; last sample in {}.",
+        p.kind,
+        p.label,
+        time::format_rfc3339(&p.start),
+        time::format_rfc3339(&p.end),
+        tz_label(p.tz, p.start),
+        tz.name()
+    )?;
+    let with_vms: Vec<_> = s.customers.iter().filter(|c| c.resource.vms > 0).collect();
+    if with_vms.is_empty() {
+        writeln!(out, "\nNo resource samples in this period.")?;
+        return Ok(());
+    }
+    let dash = |v: Option<String>| or_dash(v.unwrap_or_default());
+    let mb = |b: Option<i64>| b.map(|b| fixed(b as f64 / 1e6, 1));
+    for c in with_vms {
+        writeln!(out, "\nCustomer {}", c.customer_id)?;
+        let r = &c.resource;
+        let mut rows: Vec<Vec<String>> = r
+            .by_vm
+            .iter()
+            .map(|v| {
+                vec![
+                    if r.unregistered_vms.contains(&v.vm_id) {
+                        format!("{} !", v.vm_id)
+                    } else {
+                        v.vm_id.clone()
+                    },
+                    thousands(v.samples.into()),
+                    dash(v.last_sample_ns.map(|t| {
+                        time::from_unix_nanos(t)
+                            .with_timezone(&tz)
+                            .format("%Y-%m-%d %H:%M")
+                            .to_string()
+                    })),
+                    dash(v.avg_cpu_percent.map(|x| fixed(x, 1))),
+                    dash(v.avg_memory_percent.map(|x| fixed(x, 1))),
+                    dash(v.max_disk_bytes.map(|b| fixed(b as f64 / 1e9, 1))),
+                    dash(mb(v.net_in_bytes)),
+                    dash(mb(v.net_out_bytes)),
+                    dash(v.coverage.map(|x| fixed(x * 100.0, 1))),
+                    thousands(v.gaps.into()),
+                    thousands(v.counter_resets.into()),
+                    thousands(v.reboots.into()),
+                ]
+            })
+            .collect();
+        rows.push(vec![
+            format!("total ({})", r.vms),
+            thousands(r.samples.into()),
+            String::new(),
+            dash(r.avg_cpu_percent.map(|x| fixed(x, 1))),
+            dash(r.avg_memory_percent.map(|x| fixed(x, 1))),
+            dash(r.max_disk_bytes.map(|b| fixed(b as f64 / 1e9, 1))),
+            fixed(r.net_in_bytes / 1e6, 1),
+            fixed(r.net_out_bytes / 1e6, 1),
+            dash(r.coverage.map(|x| fixed(x * 100.0, 1))),
+            thousands(r.gaps.into()),
+            thousands(r.counter_resets.into()),
+            thousands(r.reboots.into()),
+        ]);
+        let mut aligns = vec![Align::Left, Align::Right, Align::Left];
+        aligns.extend([Align::Right; 9]);
+        // Too wide for the terminal: usage first, the counters' events in
+        // a second table.
+        write_table_fit(
+            out,
+            "  ",
+            style.width,
+            &[
+                "VM",
+                "SAMPLES",
+                "LAST SAMPLE",
+                "CPU %",
+                "MEM %",
+                "DISK GB",
+                "IN MB",
+                "OUT MB",
+                "COVER %",
+                "GAPS",
+                "RESETS",
+                "REBOOTS",
+            ],
+            &aligns,
+            &rows,
+            1,
+            &[&[1, 2, 3, 4, 5, 6, 7, 8], &[9, 10, 11]],
+        )?;
+        if !r.unregistered_vms.is_empty() {
+            writeln!(
+                out,
+                "  ! not registered to {}: {} (mb-customer set {} --add-vm VM)",
+                c.customer_id,
+                r.unregistered_vms.join(", "),
+                c.customer_id
+            )?;
+        }
+        skipped_note(r.cpu_skipped_intervals, out)?;
+    }
+    Ok(())
+}
+
+/// The note under a resource line when flagged intervals were left out of
+/// the CPU average.
+fn skipped_note(n: u64, out: &mut dyn Write) -> Result<()> {
+    if n > 0 {
+        writeln!(
+            out,
+            "  * {} interval{} left out of CPU: mb-sample flagged the ticks wrong",
+            thousands(n.into()),
+            if n == 1 { "" } else { "s" }
         )?;
     }
     Ok(())
