@@ -446,6 +446,36 @@ fn invoice_preview_projects_the_month_with_and_without_a_rate() {
 }
 
 #[test]
+fn invoice_preview_in_a_zero_decimal_currency() {
+    // JPY has no minor unit (ISO 4217 exponent 0): the 4,990 yen plan is
+    // amount_minor 4990 and the page must show "JPY 4990", not "JPY 49.90".
+    let env = fixture_env();
+    let cfg = env.write(
+        "jpy.toml",
+        "[billing]\ncurrency = \"JPY\"\nusd_eur = \"150\"\nusd_eur_source = \"ECB\"\n\
+         usd_eur_date = \"2026-11-27\"\n[plans]\nstarter = \"2990\"\npro = \"4990\"\nenterprise = \"8330\"\n",
+    );
+    let s = start(
+        &env,
+        &["--customer", "acme", "--config", cfg.to_str().unwrap()],
+    );
+    let v = get(&s, "/api/v1/invoice").json();
+    let c = &v["customers"][0];
+    assert_eq!(c["base_minor"], 4990, "{v}");
+    assert_eq!(c["overage_currency"], "JPY");
+    // 2.49897 USD x 150 = 374.85 yen -> 375; projected 3.4809 x 150 -> 522.
+    assert_eq!(c["overage_minor"], 375);
+    assert_eq!(c["projected_overage_minor"], 522);
+    let b = get(&s, "/").body;
+    assert!(b.contains("<td class=\"n\">JPY 4990</td>"), "{b}");
+    assert!(b.contains("<td class=\"n\">overage JPY 522</td>"), "{b}");
+    assert!(
+        b.contains("Projected total</td><td class=\"n\">JPY 5512</td>"),
+        "{b}"
+    );
+}
+
+#[test]
 fn customer_scoping_cannot_be_escaped() {
     let env = fixture_env();
     let s = start(&env, &["--customer", "acme"]);

@@ -298,6 +298,7 @@ pub fn previews(
                 included,
                 markup,
                 rate,
+                crate::money::minor_exponent(&overage_currency).unwrap_or(2),
             )
         } else {
             None
@@ -353,7 +354,8 @@ pub struct Projection {
 /// With `Cp = C x len/el` and `Tp = T x len/el`, the invoice's overage
 /// `Cp x (Tp - I)/Tp x markup/100 x rate x 100` (minor units) simplifies to
 /// `C x (T x len - I x el) / (el x T x 1e9) x markup x rate`, one exact
-/// fraction of integers. `None` when nothing has elapsed or a product
+/// fraction of integers, in minor units of a currency with ISO 4217 exponent
+/// `exp` (`markup` is in percent: 120 for +20 %, hence the `/ 100`). `None` when nothing has elapsed or a product
 /// overflows i128 (never for real usage: 10^13 nano-USD x 10^16 token-seconds
 /// x 10^6 leaves room).
 pub fn project(
@@ -364,6 +366,7 @@ pub fn project(
     included: u64,
     markup: Decimal,
     rate: Decimal,
+    exp: u32,
 ) -> Option<Projection> {
     if el_s <= 0 || len_s <= 0 {
         return None;
@@ -384,10 +387,12 @@ pub fn project(
         let num = c
             .checked_mul(excess)?
             .checked_mul(m_num)?
-            .checked_mul(r_num)?;
+            .checked_mul(r_num)?
+            .checked_mul(10i128.checked_pow(exp)?)?;
         let den = el
             .checked_mul(t)?
             .checked_mul(1_000_000_000)?
+            .checked_mul(100)?
             .checked_mul(m_den)?
             .checked_mul(r_den)?;
         round_half_up(num, den)
@@ -451,6 +456,7 @@ mod tests {
             1_000_000,
             Decimal::from(120),
             Decimal::new(9, 1),
+            2,
         )
         .unwrap();
         assert_eq!(
@@ -470,11 +476,26 @@ mod tests {
             1_000_000,
             Decimal::from(120),
             Decimal::ONE,
+            2,
         )
         .unwrap();
         assert_eq!((p.tokens, p.overage_minor), (200_000, 0));
+        // JPY (exponent 0) at 135 yen/USD: 18 x 800k/1.8M x 1.2 x 135
+        // = 1,296 yen, not 129,600.
+        let p = project(
+            6_000_000_000,
+            600_000,
+            10 * day,
+            30 * day,
+            1_000_000,
+            Decimal::from(120),
+            Decimal::from(135),
+            0,
+        )
+        .unwrap();
+        assert_eq!(p.overage_minor, 1296);
         // Nothing elapsed: no projection.
-        assert!(project(1, 1, 0, 30, 1, Decimal::ONE, Decimal::ONE).is_none());
+        assert!(project(1, 1, 0, 30, 1, Decimal::ONE, Decimal::ONE, 2).is_none());
     }
 
     #[test]
@@ -489,6 +510,7 @@ mod tests {
             1_000_000,
             Decimal::from(120),
             Decimal::ONE,
+            2,
         )
         .unwrap();
         assert_eq!(p.overage_minor, 120);

@@ -20,7 +20,7 @@ use super::data::Preview;
 use super::fleet::{CustomerRow, Customers};
 use super::request::{encode, Selection};
 use super::svg;
-use crate::money::{format_minor, format_nanos_places};
+use crate::money::{format_minor_exp, format_nanos_places, minor_exponent};
 use crate::output::{fixed, thousands};
 use crate::report::fleet::{human_age as age, Fleet, State};
 use crate::report::period::tz_label;
@@ -725,20 +725,28 @@ fn invoice_section(h: &mut String, inv: &InvoiceView) {
     };
     let cur = esc(&p.currency);
     let ocur = esc(&p.overage_currency);
+    // Minor units follow each currency's ISO 4217 exponent (JPY has none),
+    // as the invoice lines sent to Stripe do; the config already refused a
+    // currency it cannot scale, so the fallback is never used for one.
+    let exp = |c: &str| minor_exponent(c).unwrap_or(2);
+    let (bx, ox) = (exp(&p.currency), exp(&p.overage_currency));
+    let fm = |m: i64| format_minor_exp(m, bx);
+    let fo = |m: i64| format_minor_exp(m, ox);
     h.push_str("<table><tbody>");
     for l in p.lines.iter().filter(|l| l.line == "base") {
         let _ = write!(
             h,
             "<tr><td>Base fee: {}</td><td class=\"n\">{cur} {}</td></tr>",
             esc(&l.description),
-            format_minor(l.amount_minor)
+            fm(l.amount_minor)
         );
     }
     if !p.lines.iter().any(|l| l.line == "base") {
         let _ = write!(
             h,
-            "<tr id=\"no-base\"><td>Base fee: none <small>({})</small></td><td class=\"n\">{cur} 0.00</td></tr>",
-            esc(&inv.no_base_reason)
+            "<tr id=\"no-base\"><td>Base fee: none <small>({})</small></td><td class=\"n\">{cur} {}</td></tr>",
+            esc(&inv.no_base_reason),
+            fm(0)
         );
     }
     let _ = write!(
@@ -763,13 +771,13 @@ fn invoice_section(h: &mut String, inv: &InvoiceView) {
         } else {
             ""
         },
-        format_minor(p.overage_minor)
+        fo(p.overage_minor)
     );
     if inv.state == InvoiceState::Final && p.overage_currency == p.currency {
         let _ = write!(
             h,
             "<tr class=\"total\"><td>Total</td><td class=\"n\">{cur} {}</td></tr>",
-            format_minor(p.base_minor + p.overage_minor)
+            fm(p.base_minor + p.overage_minor)
         );
     }
     if inv.state == InvoiceState::Projected {
@@ -784,13 +792,13 @@ fn invoice_section(h: &mut String, inv: &InvoiceView) {
 <td class=\"n\">overage {ocur} {}</td></tr>",
                 thousands(t.into()),
                 esc(c),
-                format_minor(o)
+                fo(o)
             );
             if p.overage_currency == p.currency {
                 let _ = write!(
                     h,
                     "<tr class=\"total\"><td>Projected total</td><td class=\"n\">{cur} {}</td></tr>",
-                    format_minor(p.base_minor + o)
+                    fm(p.base_minor + o)
                 );
             }
         }
