@@ -297,8 +297,10 @@ pub fn previews(
                 len_s,
                 included,
                 markup,
-                rate,
-                crate::money::minor_exponent(&overage_currency).unwrap_or(2),
+                (
+                    rate,
+                    crate::money::minor_exponent(&overage_currency).unwrap_or(2),
+                ),
             )
         } else {
             None
@@ -354,8 +356,9 @@ pub struct Projection {
 /// With `Cp = C x len/el` and `Tp = T x len/el`, the invoice's overage
 /// `Cp x (Tp - I)/Tp x markup/100 x rate x 100` (minor units) simplifies to
 /// `C x (T x len - I x el) / (el x T x 1e9) x markup x rate`, one exact
-/// fraction of integers, in minor units of a currency with ISO 4217 exponent
-/// `exp` (`markup` is in percent: 120 for +20 %, hence the `/ 100`). `None` when nothing has elapsed or a product
+/// fraction of integers. `fx` is the rate and the ISO 4217 exponent of the
+/// currency it converts to: the overage is in that currency's minor units
+/// (`markup` is in percent, 120 for +20 %, hence the `/ 100`). `None` when nothing has elapsed or a product
 /// overflows i128 (never for real usage: 10^13 nano-USD x 10^16 token-seconds
 /// x 10^6 leaves room).
 pub fn project(
@@ -365,8 +368,7 @@ pub fn project(
     len_s: i64,
     included: u64,
     markup: Decimal,
-    rate: Decimal,
-    exp: u32,
+    (rate, exp): (Decimal, u32),
 ) -> Option<Projection> {
     if el_s <= 0 || len_s <= 0 {
         return None;
@@ -455,8 +457,7 @@ mod tests {
             30 * day,
             1_000_000,
             Decimal::from(120),
-            Decimal::new(9, 1),
-            2,
+            (Decimal::new(9, 1), 2),
         )
         .unwrap();
         assert_eq!(
@@ -475,8 +476,7 @@ mod tests {
             30 * day,
             1_000_000,
             Decimal::from(120),
-            Decimal::ONE,
-            2,
+            (Decimal::ONE, 2),
         )
         .unwrap();
         assert_eq!((p.tokens, p.overage_minor), (200_000, 0));
@@ -489,13 +489,12 @@ mod tests {
             30 * day,
             1_000_000,
             Decimal::from(120),
-            Decimal::from(135),
-            0,
+            (Decimal::from(135), 0),
         )
         .unwrap();
         assert_eq!(p.overage_minor, 1296);
         // Nothing elapsed: no projection.
-        assert!(project(1, 1, 0, 30, 1, Decimal::ONE, Decimal::ONE, 2).is_none());
+        assert!(project(1, 1, 0, 30, 1, Decimal::ONE, (Decimal::ONE, 2)).is_none());
     }
 
     #[test]
@@ -509,8 +508,7 @@ mod tests {
             100,
             1_000_000,
             Decimal::from(120),
-            Decimal::ONE,
-            2,
+            (Decimal::ONE, 2),
         )
         .unwrap();
         assert_eq!(p.overage_minor, 120);
