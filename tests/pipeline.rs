@@ -436,7 +436,10 @@ fn sigkill_mid_run_then_the_next_run_stores_everything_once() {
     // had committed stays, the rest comes with the next run.
     p.produce(20_000);
     let mut killed_mid_run = false;
-    for delay_ms in [150u64, 400, 800, 1500] {
+    // The kill is timed by what the run has committed, not by a delay, so it
+    // lands mid-run on a fast machine and a loaded one alike: the first
+    // attempt kills after the first committed batch, later ones after more.
+    for want in [1usize, 2_000, 8_000, 15_000] {
         let mut c = p.env.cmd("mb-ingest");
         c.args(["--spool", &p.spool_arg(), "--batch", "500"])
             .stdin(Stdio::null())
@@ -444,11 +447,20 @@ fn sigkill_mid_run_then_the_next_run_stores_everything_once() {
             .stderr(Stdio::null());
         let mut child = c.spawn().unwrap();
         let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_millis(delay_ms) {
+        while t0.elapsed() < Duration::from_secs(60) {
             if child.try_wait().unwrap().is_some() {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(10));
+            let stored: usize = rusqlite::Connection::open_with_flags(
+                &p.env.db,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .and_then(|c| c.query_row("SELECT count(*) FROM api_usage", [], |r| r.get(0)))
+            .unwrap_or(0);
+            if stored >= want {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
         }
         let _ = child.kill(); // SIGKILL
         let st = child.wait().unwrap();
