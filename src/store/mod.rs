@@ -14,6 +14,7 @@
 pub mod customers;
 mod events;
 pub mod fleet;
+pub mod pgconn;
 pub mod provenance;
 pub mod report;
 pub mod reprice;
