@@ -227,9 +227,11 @@ impl Pg {
         if as_os_user {
             ensure_os_user()?;
         }
+        // In /tmp whatever TMPDIR says: the server's user must be able to
+        // reach it, and a socket path must stay under 108 bytes.
         let dir = tempfile::Builder::new()
             .prefix("mb-pg")
-            .tempdir()
+            .tempdir_in("/tmp")
             .map_err(|e| e.to_string())?
             .keep();
         let mut pg = Pg {
