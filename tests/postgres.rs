@@ -897,3 +897,69 @@ fn rand_tag() -> u32 {
         .unwrap()
         .subsec_nanos()
 }
+
+#[test]
+fn tools_refuse_a_bad_certificate_and_a_password_in_db() {
+    let pg = pg_or_skip!();
+    if !owned(pg) {
+        return;
+    }
+    let db = pg.new_db();
+    let env = Env::at("2026-12-02T12:00:00Z");
+    let pass = pgpass(pg, env.dir.path());
+    let run = |bin: &str, spec: &str, args: &[&str]| {
+        let mut c = env.cmd(bin);
+        c.env("PGPASSFILE", &pass).args(["--db", spec]).args(args);
+        run_cmd(&mut c, "")
+    };
+    let good = pg.tcp_db(&db, SUPERUSER);
+    assert_code(&run("mb-ingest", &good, &[]), 0);
+    assert_code(&run("mb-report", &good, &["--month", "2026-11"]), 0);
+    // Environment variables name the server as for psql.
+    let mut c = env.cmd("mb-report");
+    c.env("PGPASSFILE", &pass)
+        .env("PGHOST", "localhost")
+        .env("PGPORT", pg.port.to_string())
+        .env("PGUSER", SUPERUSER)
+        .env("PGDATABASE", &db)
+        .env("PGSSLROOTCERT", &pg.ca)
+        .args(["--db", "postgresql://", "--month", "2026-11"]);
+    assert_code(&run_cmd(&mut c, ""), 0);
+
+    let wrong = format!(
+        "postgresql://{SUPERUSER}@db.wrong.example:{}/{db}?hostaddr=127.0.0.1&sslrootcert={}",
+        pg.port,
+        pg.ca.display()
+    );
+    let o = run("mb-report", &wrong, &["--month", "2026-11"]);
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("does not name host \"db.wrong.example\""),
+        "{}",
+        stderr(&o)
+    );
+    let no_ca = format!("postgresql://{SUPERUSER}@localhost:{}/{db}", pg.port);
+    let o = run("mb-ingest", &no_ca, &[]);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("not signed by a CA"), "{}", stderr(&o));
+    let with_pw = format!(
+        "postgresql://{SUPERUSER}:{SUPERUSER_PASSWORD}@localhost:{}/{db}?sslrootcert={}",
+        pg.port,
+        pg.ca.display()
+    );
+    for bin in ["mb-ingest", "mb-report", "mb-customer"] {
+        let args: &[&str] = if bin == "mb-customer" { &["list"] } else { &[] };
+        let o = run(bin, &with_pw, args);
+        assert_code(&o, 2);
+        assert!(
+            stderr(&o).contains("password in the connection string is refused"),
+            "{bin}: {}",
+            stderr(&o)
+        );
+        assert!(
+            !stderr(&o).contains(SUPERUSER_PASSWORD),
+            "{bin}: {}",
+            stderr(&o)
+        );
+    }
+}
