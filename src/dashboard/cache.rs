@@ -14,7 +14,6 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::store::{Mode, Store};
@@ -27,7 +26,7 @@ type Value = Arc<dyn Any + Send + Sync>;
 
 /// The cache of one database.
 pub struct Cache {
-    db: PathBuf,
+    db: crate::store::DbSpec,
     probe: Mutex<Option<Store>>,
     entries: Mutex<Entries>,
 }
@@ -40,7 +39,7 @@ struct Entries {
 
 impl Cache {
     /// A cache for the database at `db` (opened on first use).
-    pub fn new(db: PathBuf) -> Cache {
+    pub fn new(db: crate::store::DbSpec) -> Cache {
         Cache {
             db,
             probe: Mutex::new(None),
@@ -126,7 +125,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("c.db");
         let mut w = Store::open(&db, Mode::ReadWrite).unwrap();
-        let cache = Cache::new(db.clone());
+        let cache = Cache::new(db.as_path().into());
         let calls = Cell::new(0);
         let get = || {
             cache

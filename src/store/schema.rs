@@ -419,6 +419,14 @@ CREATE TABLE resource_streams (
 CREATE INDEX resource_usage_stream ON resource_usage (customer_id, vm_id, ts_ns, boot_id);
 DROP INDEX resource_usage_report;
 "#,
+    // 10: the host of each ingest run. With a central PostgreSQL store,
+    // writers on many hosts share `ingest_runs`, and a `running` run is
+    // judged abandoned only by a writer on its own host (another host's
+    // pid is not in our /proc). SQLite records it too, so both stores
+    // behave alike (store::schema_pg starts at this version).
+    r#"
+ALTER TABLE ingest_runs ADD COLUMN host TEXT;
+"#,
 ];
 
 /// The `user_version` after the migration that creates the resource rollup
