@@ -150,16 +150,20 @@ impl Vm {
 /// Everything up to the reports: the state of the VM's database at the end
 /// of November. Returns the VM (its Env holds the database).
 fn build_month() -> Vm {
-    build_month_on(None)
+    build_month_on(None, None)
 }
 
 /// [`build_month`] into `db` (a PostgreSQL connection string) instead of
-/// the temp directory's SQLite file.
-pub(crate) fn build_month_on(db: Option<&str>) -> Vm {
+/// the temp directory's SQLite file, with mb-tokens' client key copied from
+/// `client_key` (so the same events come out as in another run).
+pub(crate) fn build_month_on(db: Option<&str>, client_key: Option<&Path>) -> Vm {
     // The clock is in December, so all of November's events are in the past.
     let mut env = Env::at("2026-12-02T12:00:00Z");
     if let Some(db) = db {
         env.db = db.into();
+    }
+    if let Some(k) = client_key {
+        fs::copy(k, env.path("client.key")).unwrap();
     }
     let root = env.path("root");
     copy_tree(&fixture("e2e/proc-base"), &root);

@@ -237,6 +237,18 @@ fn pg_env(pg: &Pg, now: &str) -> (Env, String) {
     (env, db)
 }
 
+/// The first line where `a` and `b` differ, for a readable failure.
+fn first_diff(a: &str, b: &str) -> String {
+    let (la, lb): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    for i in 0..la.len().max(lb.len()) {
+        let (x, y) = (la.get(i), lb.get(i));
+        if x != y {
+            return format!("line {}:\n  SQLite:     {x:?}\n  PostgreSQL: {y:?}", i + 1);
+        }
+    }
+    "(only trailing bytes differ)".into()
+}
+
 /// Run `bin args` at `now` in both environments and require the same exit
 /// status and byte-identical stdout; returns the SQLite run's output.
 #[track_caller]
@@ -250,10 +262,10 @@ fn same(lite: &Env, pgx: &Env, bin: &str, now: &str, args: &[&str]) -> Output {
         stderr(&a),
         stderr(&b)
     );
-    assert_eq!(
-        stdout(&a),
-        stdout(&b),
-        "{bin} {args:?}: stdout differs between SQLite and PostgreSQL\nPostgreSQL stderr: {}",
+    assert!(
+        a.stdout == b.stdout,
+        "{bin} {args:?}: stdout differs between SQLite and PostgreSQL at {}\nPostgreSQL stderr: {}",
+        first_diff(&stdout(&a), &stdout(&b)),
         stderr(&b)
     );
     a
@@ -350,9 +362,26 @@ fn report_fixtures_are_byte_identical_on_both_stores() {
 #[test]
 fn pipeline_and_dashboard_are_byte_identical_on_both_stores() {
     let pg = pg_or_skip!();
-    let lite = crate::e2e::build_month_on(None);
+    let lite = crate::e2e::build_month_on(None, None);
     let db = pg.new_db();
-    let pgx = crate::e2e::build_month_on(Some(&pg.socket_db(&db)));
+    let key = lite.env.path("client.key");
+    let pgx = crate::e2e::build_month_on(Some(&pg.socket_db(&db)), Some(&key));
+    // The one input that is not the same in both runs: the command that
+    // mb-activity wrapped, whose id is unique per run and whose duration is
+    // the wall clock's. Give the PostgreSQL row the SQLite row's, so the
+    // comparison is of the stores, not of the clocks.
+    let d = lite
+        .env
+        .query("SELECT id, duration_seconds FROM activity_log WHERE activity_type = 'command'");
+    assert_eq!(d.len(), 1);
+    let (id, secs) = d[0].split_once('|').unwrap();
+    pg.client(&db)
+        .execute(
+            "UPDATE activity_log SET id = $1, duration_seconds = $2 \
+             WHERE activity_type = 'command'",
+            &[&id, &secs.parse::<f64>().unwrap()],
+        )
+        .unwrap();
     for args in [
         &[
             "summary",
@@ -379,7 +408,12 @@ fn pipeline_and_dashboard_are_byte_identical_on_both_stores() {
         let a = lite.report(args);
         let b = pgx.report(args);
         assert_eq!(a.status.code(), b.status.code(), "{args:?}: {}", stderr(&b));
-        assert_eq!(stdout(&a), stdout(&b), "{args:?}: {}", stderr(&b));
+        assert!(
+            a.stdout == b.stdout,
+            "{args:?}: differs at {}; {}",
+            first_diff(&stdout(&a), &stdout(&b)),
+            stderr(&b)
+        );
     }
     assert_eq!(pg.query(&db, "SELECT count(*) FROM resource_usage"), ["3"]);
     assert_eq!(pg.query(&db, "SELECT count(*) FROM api_usage"), ["3"]);
@@ -407,7 +441,14 @@ fn pipeline_and_dashboard_are_byte_identical_on_both_stores() {
         for t in targets {
             let (ra, rb) = (crate::dashboard::get(&a, t), crate::dashboard::get(&b, t));
             assert_eq!(ra.status, rb.status, "{scope:?} {t}: {}", rb.body);
-            assert_eq!(ra.body, rb.body, "{scope:?} {t}: JSON differs");
+            assert!(
+                ra.body == rb.body,
+                "{scope:?} {t}: JSON differs at {}",
+                first_diff(
+                    &ra.body.replace(",\"", ",\n\""),
+                    &rb.body.replace(",\"", ",\n\"")
+                )
+            );
         }
     }
 }
