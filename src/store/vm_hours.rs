@@ -389,7 +389,8 @@ mod tests {
         check(&store);
         // The migration that creates the table fills it from the rows with
         // the same cells that ingest and reprice maintained.
-        let cells = |store: &Store| -> Vec<(String, i64, String, String, i64, i64, i64, i64)> {
+        type Cell = (String, i64, String, String, i64, i64, i64, i64);
+        let cells = |store: &Store| -> Vec<Cell> {
             let mut st = store
                 .conn()
                 .prepare("SELECT * FROM vm_event_hours ORDER BY 1, 2, 3, 4")
