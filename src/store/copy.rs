@@ -29,11 +29,14 @@ pub(super) fn insert_batch(
                 continue;
             }
         }
-        let r = events::insert_row(db, &w.resource_rollup, ev, &w.ingested_at, run_id)?;
-        if let (InsertResult::Inserted, Body::Api(a)) = (r, &ev.body) {
-            w.rollup.borrow_mut().add(&ev.header, a)?;
-        }
-        out.push(r);
+        out.push(events::insert_row(
+            db,
+            &w.rollup,
+            &w.resource_rollup,
+            ev,
+            &w.ingested_at,
+            run_id,
+        )?);
     }
     Ok(out)
 }
