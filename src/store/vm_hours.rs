@@ -325,7 +325,7 @@ mod tests {
     #[test]
     fn rollup_path_equals_the_rows() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.db"), Mode::ReadWrite).unwrap();
+        let store = Store::open(dir.path().join("t.db"), Mode::ReadWrite).unwrap();
         // Three transactions; times spread over 30 hours, not in order.
         for batch in 0..3i64 {
             let w = store.writer().unwrap();
