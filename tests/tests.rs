@@ -1,5 +1,6 @@
 //! The one integration-test crate (one link step for all binaries).
 
+mod pg;
 mod util;
 
 mod activity;
@@ -11,6 +12,7 @@ mod ingest;
 mod man;
 mod ops;
 mod pipeline;
+mod postgres;
 mod report;
 mod sample;
 mod security;
