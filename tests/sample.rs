@@ -85,32 +85,9 @@ impl Tree {
         self.write("proc/uptime", &format!("{secs} 1.00\n"));
     }
 
-    /// Replace the cpu lines of /proc/stat: the aggregate `line`, and the
-    /// two CPUs' lines as its halves (cpu0 takes the odd tick), as the
-    /// kernel's per-CPU lines add up to the aggregate one.
+    /// Replace the cpu lines of /proc/stat (util::set_stat_cpu).
     fn cpu(&self, line: &str) {
-        let old = fs::read_to_string(self.p("proc/stat")).unwrap();
-        let rest: Vec<&str> = old.lines().filter(|l| !l.starts_with("cpu")).collect();
-        let cols: Vec<u64> = line
-            .split_whitespace()
-            .skip(1)
-            .map(|v| v.parse().unwrap())
-            .collect();
-        let half = |odd: u64| {
-            cols.iter()
-                .map(|v| (v / 2 + v % 2 * odd).to_string())
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        self.write(
-            "proc/stat",
-            &format!(
-                "{line}\ncpu0 {}\ncpu1 {}\n{}\n",
-                half(1),
-                half(0),
-                rest.join("\n")
-            ),
-        );
+        crate::util::set_stat_cpu(&self.p("proc/stat"), line);
     }
 
     /// Replace the whole of /proc/stat.
