@@ -203,7 +203,14 @@ impl<'c> Inserter<'c> {
                     ts_ns(h),
                     conn.last_insert_rowid(),
                 )?,
-                Body::Activity(_) => {}
+                Body::Activity(_) => self.rollup.borrow_mut().vm_hours.add(
+                    false,
+                    &h.customer_id,
+                    &h.vm_id,
+                    ts_ns(h),
+                    0,
+                    0,
+                )?,
             }
             return Ok(InsertResult::Inserted);
         }
@@ -270,6 +277,9 @@ pub(crate) struct ApiRollup {
     /// nano-USD of the hour, stored before it plus added by it, for the
     /// customer-hour bounds (see [`crate::events::bounds`]).
     hours: HashMap<(u32, i64), (i64, i64)>,
+    /// The api and activity rows per (customer, VM, hour), for
+    /// vm_event_hours (schema migration 10).
+    pub(crate) vm_hours: super::vm_hours::VmHours,
 }
 
 /// customer_id, provider, model, price_key, price_table (interned; a
@@ -361,6 +371,14 @@ impl ApiRollup {
         add(&mut e.cache_write, i(a.cache_write_tokens))?;
         add(&mut e.reasoning, i(a.reasoning_tokens))?;
         add(&mut e.cost_nusd, a.cost_nusd.unwrap_or(0))?;
+        self.vm_hours.add(
+            true,
+            &h.customer_id,
+            &h.vm_id,
+            ts,
+            i(a.total_tokens()),
+            a.cost_nusd.unwrap_or(0),
+        )?;
         let cust = key[0];
         if let Some((t, c)) = self.hours.get_mut(&(cust, hour)) {
             *t += i(a.total_tokens());
@@ -374,6 +392,7 @@ impl ApiRollup {
     pub(crate) fn flush(&mut self, conn: &Connection, ingest_hour_ns: i64) -> rusqlite::Result<()> {
         // The next transaction reads the hours again (other writers).
         self.hours.clear();
+        self.vm_hours.flush(conn)?;
         if self.sums.is_empty() {
             return Ok(());
         }

@@ -7,8 +7,8 @@
 //! answers it with a loose index scan done by hand: the distinct VMs, then
 //! each VM's distinct boots (a few per month), then `max(ts_ns)` of each
 //! boot, every step one index seek. API and activity rows have no VM index
-//! (adding one would slow every ingest), so their last events are one
-//! grouped pass over a bounded time window.
+//! (adding one would slow every ingest); their last events per VM come from
+//! `vm_event_hours` (see [`super::vm_hours`]).
 
 use std::collections::BTreeMap;
 
@@ -187,7 +187,8 @@ impl Store {
     }
 
     /// The last api or activity event per (customer, VM) in
-    /// `[start_ns, end_ns)`, with the api events' token and cost sums.
+    /// `[start_ns, end_ns)`, with the api events' token and cost sums, from
+    /// `vm_event_hours` and the rows at the window's edges.
     pub fn last_events(
         &self,
         table: EventTable,
@@ -195,35 +196,8 @@ impl Store {
         end_ns: i64,
         customer: Option<&str>,
     ) -> Result<BTreeMap<(String, String), LastEvent>> {
-        let (t, sums) = match table {
-            EventTable::Api => (
-                "api_usage",
-                "sum(tokens_in + tokens_out + cache_read_tokens + cache_write_tokens), \
-                 coalesce(sum(cost_nusd), 0)",
-            ),
-            EventTable::Activity => ("activity_log", "0, 0"),
-        };
-        let sql = format!(
-            "SELECT customer_id, vm_id, max(ts_ns), count(*), {sums} FROM {t} \
-             WHERE ts_ns >= ?1 AND ts_ns < ?2 AND (?3 IS NULL OR customer_id = ?3) \
-             GROUP BY customer_id, vm_id"
-        );
-        let err = self.fleet_err("reading the last events");
-        let mut s = self.conn().prepare_cached(&sql).map_err(&err)?;
-        let rows = s
-            .query_map(params![start_ns, end_ns, customer], |r| {
-                Ok((
-                    (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
-                    LastEvent {
-                        ts_ns: r.get(2)?,
-                        count: r.get(3)?,
-                        tokens: r.get(4)?,
-                        cost_nusd: r.get(5)?,
-                    },
-                ))
-            })
-            .map_err(&err)?;
-        rows.collect::<std::result::Result<_, _>>().map_err(err)
+        super::vm_hours::last_events(self.conn(), table, start_ns, end_ns, customer)
+            .map_err(self.fleet_err("reading the last events"))
     }
 
     /// Every VM of the registry: (vm, customer), sorted by VM.

@@ -20,6 +20,7 @@ pub mod report;
 pub mod reprice;
 pub mod resource_rollup;
 pub mod schema;
+mod vm_hours;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
