@@ -189,3 +189,33 @@ pub fn fixture(name: &str) -> PathBuf {
         .join("tests/fixtures")
         .join(name)
 }
+
+/// Replace the cpu lines of the /proc/stat at `path` with the aggregate
+/// `line` and two CPUs' lines that are its halves (cpu0 takes the odd
+/// tick), as the kernel's per-CPU lines add up to the aggregate one
+/// (mb-sample computes CPU from the per-CPU lines, as sar does).
+pub fn set_stat_cpu(path: &Path, line: &str) {
+    let old = std::fs::read_to_string(path).unwrap();
+    let rest: Vec<&str> = old.lines().filter(|l| !l.starts_with("cpu")).collect();
+    let cols: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let half = |odd: u64| {
+        cols.iter()
+            .map(|v| (v / 2 + v % 2 * odd).to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    std::fs::write(
+        path,
+        format!(
+            "{line}\ncpu0 {}\ncpu1 {}\n{}\n",
+            half(1),
+            half(0),
+            rest.join("\n")
+        ),
+    )
+    .unwrap();
+}
