@@ -219,3 +219,34 @@ pub fn set_stat_cpu(path: &Path, line: &str) {
     )
     .unwrap();
 }
+
+/// Run `bin ARGS` (a shell command line after the program) on a terminal:
+/// script(1) gives it one, with the test's clean environment and `extra`
+/// variables. Returns everything the terminal showed (stdout and stderr,
+/// with their escape sequences). `timeout` bounds a program waiting for
+/// input that never comes.
+pub fn run_in_pty(
+    env: &Env,
+    bin: &str,
+    args: &str,
+    extra: &[(&str, &str)],
+    timeout: u32,
+) -> String {
+    let cmdline = format!("timeout {timeout} {} {args}", bin_path(bin).display());
+    let base = env.cmd(bin);
+    let mut c = Command::new("script");
+    c.env_clear().current_dir(env.dir.path());
+    for (k, v) in base.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    c.env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("COLUMNS", "80")
+        .args(["-qec", &cmdline, "/dev/null"]);
+    for (k, v) in extra {
+        c.env(k, v);
+    }
+    let o = run_cmd(&mut c, "");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
