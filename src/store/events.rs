@@ -396,7 +396,7 @@ pub(crate) const HOUR_NS: i64 = 3_600_000_000_000;
 ///
 /// Strings are interned, so adding a row costs five hash lookups of short
 /// strings and no allocation once the transaction has seen its values.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct ApiRollup {
     strings: HashMap<String, u32>,
     names: Vec<String>,
