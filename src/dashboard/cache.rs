@@ -11,10 +11,16 @@
 //! lands is stored under the older counter and recomputed on the next
 //! request. Entries are few (one per period, customer and view asked) and
 //! capped; when the counter cannot be read, nothing is cached.
+//!
+//! One computation per key at a time: requests that miss while the same
+//! key is being computed wait for it instead of computing it again (after
+//! a commit, 16 polling clients would otherwise run 8 copies of the same
+//! month's queries at once on the blocking pool and all finish late).
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::{Arc, Condvar, Mutex};
 
 use crate::store::{Mode, Store};
 
@@ -29,12 +35,16 @@ pub struct Cache {
     db: crate::store::DbSpec,
     probe: Mutex<Option<Store>>,
     entries: Mutex<Entries>,
+    /// Signalled when a computation ends.
+    done: Condvar,
 }
 
 #[derive(Default)]
 struct Entries {
     version: Option<i64>,
     map: HashMap<String, Value>,
+    /// Keys being computed (under `version`).
+    computing: HashSet<String>,
 }
 
 impl Cache {
@@ -44,6 +54,7 @@ impl Cache {
             db,
             probe: Mutex::new(None),
             entries: Mutex::new(Entries::default()),
+            done: Condvar::new(),
         }
     }
 
@@ -53,6 +64,11 @@ impl Cache {
         let mut probe = self.probe.lock().unwrap_or_else(|p| p.into_inner());
         if probe.is_none() {
             *probe = Store::open(&self.db, Mode::ReadOnly).ok();
+            // A new connection counts from its own start: what was cached
+            // under the old connection's numbers must not match them.
+            let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            e.map.clear();
+            e.version = None;
         }
         match probe.as_ref().map(Store::data_version) {
             Some(Ok(v)) => Some(v),
@@ -77,26 +93,50 @@ impl Cache {
         };
         {
             let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-            if e.version != Some(version) {
-                e.map.clear();
-                e.version = Some(version);
+            loop {
+                if e.version != Some(version) {
+                    e.map.clear();
+                    e.computing.clear();
+                    e.version = Some(version);
+                }
+                if let Some(v) = e
+                    .map
+                    .get(&key)
+                    .and_then(|v| Arc::clone(v).downcast::<T>().ok())
+                {
+                    return Ok(v);
+                }
+                if !e.computing.contains(&key) {
+                    break;
+                }
+                e = self.done.wait(e).unwrap_or_else(|p| p.into_inner());
             }
-            if let Some(v) = e
-                .map
-                .get(&key)
-                .and_then(|v| Arc::clone(v).downcast::<T>().ok())
-            {
-                return Ok(v);
+            e.computing.insert(key.clone());
+        }
+        // Whatever happens in `f` (an error, a panic), the key is released.
+        struct Release<'a>(&'a Cache, &'a str, i64);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                let mut e = self.0.entries.lock().unwrap_or_else(|p| p.into_inner());
+                if e.version == Some(self.2) {
+                    e.computing.remove(self.1);
+                }
+                drop(e);
+                self.0.done.notify_all();
             }
         }
+        let release = Release(self, &key, version);
         let v = Arc::new(f()?);
-        let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if e.version == Some(version) {
-            if e.map.len() >= MAX_ENTRIES {
-                e.map.clear();
+        {
+            let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            if e.version == Some(version) {
+                if e.map.len() >= MAX_ENTRIES {
+                    e.map.clear();
+                }
+                e.map.insert(key.clone(), Arc::clone(&v) as Value);
             }
-            e.map.insert(key, Arc::clone(&v) as Value);
         }
+        drop(release);
         Ok(v)
     }
 
@@ -145,5 +185,38 @@ mod tests {
         assert_eq!(*get(), 2, "a commit elsewhere invalidates");
         assert_eq!(*get(), 2);
         assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn concurrent_misses_compute_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("c.db");
+        let _w = Store::open(&db, Mode::ReadWrite).unwrap();
+        let cache = Cache::new(db.into());
+        let calls = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            let got: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        *cache
+                            .get("k".into(), || {
+                                calls.fetch_add(1, Ordering::SeqCst);
+                                std::thread::sleep(std::time::Duration::from_millis(300));
+                                Ok::<_, crate::error::Error>(7)
+                            })
+                            .unwrap()
+                    })
+                })
+                .collect();
+            for h in got {
+                assert_eq!(h.join().unwrap(), 7);
+            }
+        });
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // A failed computation releases the key: the next request computes.
+        let r = cache.get::<i32, _, _>("e".into(), || Err("boom"));
+        assert!(r.is_err());
+        assert_eq!(*cache.get("e".into(), || Ok::<_, &str>(3)).unwrap(), 3);
     }
 }

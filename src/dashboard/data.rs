@@ -57,8 +57,9 @@ pub fn series_cached(
     cache.get(key, || series(store, period, customer, by, metrics))
 }
 
-/// [`previews`] through the cache (per second of `now`, which the
-/// projection depends on).
+/// [`previews`] with the invoice through the cache: the invoice (every
+/// database read) is computed again only after a commit; the projection,
+/// which depends on `now`, is recomputed on each request from it.
 pub fn previews_cached(
     cache: &Cache,
     store: &Store,
@@ -67,9 +68,15 @@ pub fn previews_cached(
     customer: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Previews> {
-    let key = format!("previews\0{month:?}\0{customer:?}\0{}", now.timestamp());
-    let p = cache.get(key, || previews(store, cfg, month, customer, now))?;
-    Ok(Previews::clone(&p))
+    let key = format!("invoice\0{month:?}\0{customer:?}");
+    let inv = cache.get(key, || preview_invoice(store, cfg, month, customer))?;
+    let registered = cache.get(format!("registered\0{customer:?}\0{month:?}"), || {
+        preview_ids(&inv, customer)
+            .into_iter()
+            .map(|id| Ok((store.customer_exists(&id)?, id)))
+            .collect::<Result<Vec<(bool, String)>>>()
+    })?;
+    Ok(previews_from(cfg, month, &inv, &registered, now))
 }
 
 fn query(period: &Period, customer: Option<&str>) -> Query {
@@ -200,7 +207,21 @@ pub fn previews(
     customer: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Previews> {
-    let fx = config_fx(cfg);
+    let inv = preview_invoice(store, cfg, month, customer)?;
+    let registered = preview_ids(&inv, customer)
+        .into_iter()
+        .map(|id| Ok((store.customer_exists(&id)?, id)))
+        .collect::<Result<Vec<(bool, String)>>>()?;
+    Ok(previews_from(cfg, month, &inv, &registered, now))
+}
+
+/// The invoice a preview is made from.
+fn preview_invoice(
+    store: &Store,
+    cfg: &Config,
+    month: &Period,
+    customer: Option<&str>,
+) -> Result<invoice::Invoice> {
     // Without a configured rate the library would (rightly) refuse to
     // invoice an overage; a preview shows it in USD instead, computed by the
     // same code at a rate of 1.
@@ -211,14 +232,19 @@ pub fn previews(
     };
     let opts = invoice::Options {
         period: month.clone(),
-        fx: Some(fx.clone().unwrap_or(usd)),
+        fx: Some(config_fx(cfg).unwrap_or(usd)),
         allow_unregistered: true,
         allow_unpriced: true,
         allow_vm_mismatch: false,
         customer: customer.map(str::to_string),
         as_of: None,
     };
-    let inv = invoice::invoice(store, cfg, &opts)?;
+    invoice::invoice(store, cfg, &opts)
+}
+
+/// The customers a preview lists: those with usage or invoice lines, and
+/// the one asked for; sorted.
+fn preview_ids(inv: &invoice::Invoice, customer: Option<&str>) -> Vec<String> {
     let mut ids: Vec<String> = inv.usage.keys().cloned().collect();
     ids.extend(inv.lines.iter().map(|l| l.customer_id.clone()));
     if let Some(c) = customer {
@@ -226,7 +252,19 @@ pub fn previews(
     }
     ids.sort();
     ids.dedup();
+    ids
+}
 
+/// The previews of `month` at `now` from its invoice, for the customers
+/// of `registered` (whether each is registered, and its id).
+fn previews_from(
+    cfg: &Config,
+    month: &Period,
+    inv: &invoice::Invoice,
+    registered: &[(bool, String)],
+    now: DateTime<Utc>,
+) -> Previews {
+    let fx = config_fx(cfg);
     let len_s = (month.end - month.start).num_seconds().max(1);
     let el_s = (now.min(month.end) - month.start)
         .num_seconds()
@@ -237,8 +275,9 @@ pub fn previews(
     } else {
         "USD".to_string()
     };
-    let mut customers = Vec::with_capacity(ids.len());
-    for id in ids {
+    let mut customers = Vec::with_capacity(registered.len());
+    for (registered, id) in registered {
+        let (registered, id) = (*registered, id.clone());
         let usage = inv.usage.get(&id).copied().unwrap_or_default();
         let mut lines: Vec<Line> = inv
             .lines
@@ -246,7 +285,6 @@ pub fn previews(
             .filter(|l| l.customer_id == id)
             .cloned()
             .collect();
-        let registered = store.customer_exists(&id)?;
         let mut notes = Vec::new();
         if fx.is_none() {
             // The line was computed at a rate of 1: say so (the library's
@@ -329,13 +367,13 @@ pub fn previews(
             notes,
         });
     }
-    Ok(Previews {
+    Previews {
         period: month.clone(),
         generated_at: now,
         markup_percent: cfg.billing.markup_percent.normalize().to_string(),
         fx,
         customers,
-    })
+    }
 }
 
 /// Month-end projection of one customer's usage.

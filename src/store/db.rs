@@ -580,15 +580,12 @@ impl Db {
             }
             Db::Pg(p) => {
                 let st = p.stmt(sql)?;
-                let row = p.client()?.query_opt(&st, &pg_params(params));
-                // query_opt fails on more than one row; take the first then.
-                let row = match row {
-                    Ok(r) => r,
-                    Err(_) => p
-                        .client()?
-                        .query(&st, &pg_params(params))?
-                        .into_iter()
-                        .next(),
+                // The first row, like SQLite's query_row (the client's
+                // query_opt fails on a second one).
+                let row = {
+                    let mut client = p.client()?;
+                    let mut rows = client.query_raw(&st, params.iter())?;
+                    rows.next()?
                 };
                 match row {
                     Some(r) => Ok(Some(f(&Row::Pg(&r))?)),

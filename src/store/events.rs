@@ -202,7 +202,14 @@ impl<'c> SqliteInserter<'c> {
                     ts_ns(h),
                     conn.last_insert_rowid(),
                 )?,
-                Body::Activity(_) => {}
+                Body::Activity(_) => rollup.borrow_mut().vm_hours.add(
+                    false,
+                    &h.customer_id,
+                    &h.vm_id,
+                    ts_ns(h),
+                    0,
+                    0,
+                )?,
             }
             return Ok(InsertResult::Inserted);
         }
@@ -256,6 +263,7 @@ pub(crate) fn api_values(h: &Header, a: &Api, ingested_at: &str, run_id: i64) ->
 /// stored row from an existing id.
 pub(crate) fn insert_row(
     db: &Db,
+    rollup: &std::cell::RefCell<ApiRollup>,
     resource_rollup: &std::cell::RefCell<super::resource_rollup::ResourceRollup>,
     ev: &Event,
     ingested_at: &str,
@@ -323,10 +331,19 @@ pub(crate) fn insert_row(
     };
     match rowid {
         Some(rowid) => {
-            if let Body::Resource(r) = &ev.body {
-                resource_rollup
+            match &ev.body {
+                Body::Api(a) => rollup.borrow_mut().add(h, a)?,
+                Body::Resource(r) => resource_rollup
                     .borrow_mut()
-                    .add(db, h, r, ts_ns(h), rowid)?;
+                    .add(db, h, r, ts_ns(h), rowid)?,
+                Body::Activity(_) => rollup.borrow_mut().vm_hours.add(
+                    false,
+                    &h.customer_id,
+                    &h.vm_id,
+                    ts_ns(h),
+                    0,
+                    0,
+                )?,
             }
             Ok(InsertResult::Inserted)
         }
@@ -379,7 +396,7 @@ pub(crate) const HOUR_NS: i64 = 3_600_000_000_000;
 ///
 /// Strings are interned, so adding a row costs five hash lookups of short
 /// strings and no allocation once the transaction has seen its values.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct ApiRollup {
     strings: HashMap<String, u32>,
     names: Vec<String>,
@@ -388,6 +405,9 @@ pub(crate) struct ApiRollup {
     /// nano-USD of the hour, stored before it plus added by it, for the
     /// customer-hour bounds (see [`crate::events::bounds`]).
     hours: HashMap<(u32, i64), (i64, i64)>,
+    /// The api and activity rows per (customer, VM, hour), for
+    /// vm_event_hours (schema migration 10).
+    pub(crate) vm_hours: super::vm_hours::VmHours,
 }
 
 /// customer_id, provider, model, price_key, price_table (interned; a
@@ -478,6 +498,14 @@ impl ApiRollup {
         add(&mut e.cache_write, i(a.cache_write_tokens))?;
         add(&mut e.reasoning, i(a.reasoning_tokens))?;
         add(&mut e.cost_nusd, a.cost_nusd.unwrap_or(0))?;
+        self.vm_hours.add(
+            true,
+            &h.customer_id,
+            &h.vm_id,
+            ts,
+            i(a.total_tokens()),
+            a.cost_nusd.unwrap_or(0),
+        )?;
         let cust = key[0];
         if let Some((t, c)) = self.hours.get_mut(&(cust, hour)) {
             *t += i(a.total_tokens());
@@ -491,6 +519,7 @@ impl ApiRollup {
     pub(crate) fn flush(&mut self, db: &Db, ingest_hour_ns: i64) -> DbResult<()> {
         // The next transaction reads the hours again (other writers).
         self.hours.clear();
+        self.vm_hours.flush(db)?;
         if self.sums.is_empty() {
             return Ok(());
         }

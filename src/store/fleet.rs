@@ -7,8 +7,8 @@
 //! answers it with a loose index scan done by hand: the distinct VMs, then
 //! each VM's distinct boots (a few per month), then `max(ts_ns)` of each
 //! boot, every step one index seek. API and activity rows have no VM index
-//! (adding one would slow every ingest), so their last events are one
-//! grouped pass over a bounded time window.
+//! (adding one would slow every ingest); their last events per VM come from
+//! `vm_event_hours` (see [`super::vm_hours`]).
 
 use std::collections::BTreeMap;
 
@@ -25,7 +25,9 @@ pub struct LastSample {
     pub ts_ns: i64,
     /// Its interval length, seconds (None on a first sample).
     pub interval_seconds: Option<f64>,
-    /// CPU % of that interval.
+    /// CPU % of that interval; None when mb-sample flagged its ticks as
+    /// wrong (`cpu_counter_backwards`, `cpu_total_mismatch`), as the
+    /// reports leave such intervals out.
     pub cpu_percent: Option<f64>,
     /// Memory % at the sample.
     pub memory_percent: Option<f64>,
@@ -156,15 +158,18 @@ impl Store {
         };
         db.query_opt(
             "SELECT customer_id, ts_ns, interval_seconds, cpu_percent, memory_percent, \
-             disk_used_bytes, run_id, ingested_at FROM resource_usage \
+             disk_used_bytes, run_id, ingested_at, flags FROM resource_usage \
              WHERE vm_id = ?1 AND boot_id = ?2 AND ts_ns = ?3 ORDER BY rowid DESC LIMIT 1",
             vals![vm, boot, ts],
             |r| {
+                let flags: String = r.get(8)?;
                 Ok(LastSample {
                     customer_id: r.get(0)?,
                     ts_ns: r.get(1)?,
                     interval_seconds: r.get(2)?,
-                    cpu_percent: r.get(3)?,
+                    cpu_percent: r
+                        .get::<Option<f64>>(3)?
+                        .filter(|_| !crate::report::resource::cpu_suspect(&flags)),
                     memory_percent: r.get(4)?,
                     disk_used_bytes: r.get(5)?,
                     run_id: r.get(6)?,
@@ -176,7 +181,8 @@ impl Store {
     }
 
     /// The last api or activity event per (customer, VM) in
-    /// `[start_ns, end_ns)`, with the api events' token and cost sums.
+    /// `[start_ns, end_ns)`, with the api events' token and cost sums, from
+    /// `vm_event_hours` and the rows at the window's edges.
     pub fn last_events(
         &self,
         table: EventTable,
@@ -184,35 +190,8 @@ impl Store {
         end_ns: i64,
         customer: Option<&str>,
     ) -> Result<BTreeMap<(String, String), LastEvent>> {
-        let (t, sums) = match table {
-            EventTable::Api => (
-                "api_usage",
-                "CAST(sum(tokens_in + tokens_out + cache_read_tokens + cache_write_tokens) \
-                 AS BIGINT), coalesce(CAST(sum(cost_nusd) AS BIGINT), 0)",
-            ),
-            EventTable::Activity => ("activity_log", "0, 0"),
-        };
-        let sql = format!(
-            "SELECT customer_id, vm_id, max(ts_ns), count(*), {sums} FROM {t} \
-             WHERE ts_ns >= ?1 AND ts_ns < ?2 AND (?3 IS NULL OR customer_id = ?3) \
-             GROUP BY customer_id, vm_id"
-        );
-        let err = self.fleet_err("reading the last events");
-        let rows = self
-            .conn()
-            .query_map(&sql, vals![start_ns, end_ns, customer], |r| {
-                Ok((
-                    (r.get::<String>(0)?, r.get::<String>(1)?),
-                    LastEvent {
-                        ts_ns: r.get(2)?,
-                        count: r.get(3)?,
-                        tokens: r.get(4)?,
-                        cost_nusd: r.get(5)?,
-                    },
-                ))
-            })
-            .map_err(err)?;
-        Ok(rows.into_iter().collect())
+        super::vm_hours::last_events(self.conn(), table, start_ns, end_ns, customer)
+            .map_err(self.fleet_err("reading the last events"))
     }
 
     /// Every VM of the registry: (vm, customer), sorted by VM.

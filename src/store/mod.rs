@@ -32,6 +32,7 @@ pub mod resource_rollup;
 pub mod schema;
 pub mod schema_pg;
 mod sqlite;
+mod vm_hours;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};

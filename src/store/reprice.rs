@@ -1,6 +1,6 @@
 //! The SQL of `mb-tokens reprice`: reading the stored unpriced api rows and
-//! pricing them, with api_rollup and the audit tables (schema migration 5),
-//! in one transaction.
+//! pricing them, with api_rollup, vm_event_hours and the audit tables
+//! (schema migrations 5 and 10), in one transaction.
 //!
 //! Pricing itself (which table entry, what cost) is the caller's: this
 //! module only moves numbers, so the rules stay in one place
@@ -297,6 +297,15 @@ impl Store {
                     ],
                 )
                 .map_err(err("updating api_rollup"))?;
+                super::vm_hours::repriced(
+                    db,
+                    r.rowid,
+                    &r.customer_id,
+                    r.ts_ns,
+                    r.cost_nusd.unwrap_or(0),
+                    c.cost_nusd,
+                )
+                .map_err(err("updating vm_event_hours"))?;
                 db.execute(
                     log,
                     vals![

@@ -419,7 +419,38 @@ CREATE TABLE resource_streams (
 CREATE INDEX resource_usage_stream ON resource_usage (customer_id, vm_id, ts_ns, boot_id);
 DROP INDEX resource_usage_report;
 "#,
-    // 10: the host of each ingest run. With a central PostgreSQL store,
+    // 10: api and activity events per (customer, VM) and UTC hour: count,
+    // billable tokens, cost and the latest event time, kept by mb-ingest in
+    // the transaction that stores the rows (and by reprice). The fleet view,
+    // `/api/v1/vms` and `/metrics` need each VM's last event and its
+    // month-to-date usage; neither usage table has a VM index, so without
+    // this they read every row of the window (seconds on 10M rows). Exact:
+    // whole hours come from here, the partial hours at a window's edges from
+    // the rows (see store::vm_hours). Filled from the stored rows here.
+    r#"
+CREATE TABLE vm_event_hours (
+    kind         TEXT    NOT NULL,
+    hour_ns      INTEGER NOT NULL,
+    customer_id  TEXT    NOT NULL,
+    vm_id        TEXT    NOT NULL,
+    events       INTEGER NOT NULL,
+    tokens       INTEGER NOT NULL,
+    cost_nusd    INTEGER NOT NULL,
+    last_ts_ns   INTEGER NOT NULL,
+    PRIMARY KEY (kind, hour_ns, customer_id, vm_id)
+) WITHOUT ROWID;
+INSERT INTO vm_event_hours
+SELECT 'api', ts_ns - (((ts_ns % 3600000000000) + 3600000000000) % 3600000000000),
+       customer_id, vm_id, count(*),
+       sum(tokens_in + tokens_out + cache_read_tokens + cache_write_tokens),
+       coalesce(sum(cost_nusd), 0), max(ts_ns)
+FROM api_usage GROUP BY 2, 3, 4;
+INSERT INTO vm_event_hours
+SELECT 'activity', ts_ns - (((ts_ns % 3600000000000) + 3600000000000) % 3600000000000),
+       customer_id, vm_id, count(*), 0, 0, max(ts_ns)
+FROM activity_log GROUP BY 2, 3, 4;
+"#,
+    // 11: the host of each ingest run. With a central PostgreSQL store,
     // writers on many hosts share `ingest_runs`, and a `running` run is
     // judged abandoned only by a writer on its own host (another host's
     // pid is not in our /proc). SQLite records it too, so both stores

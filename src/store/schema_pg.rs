@@ -26,12 +26,12 @@
 //!   functions. SQLite's schema has no triggers, so neither does this.
 
 /// The SQLite schema version the first PostgreSQL migration matches.
-pub const BASE_VERSION: i64 = 10;
+pub const BASE_VERSION: i64 = 11;
 
 /// Migrations in order; index 0 brings an empty database to
 /// [`BASE_VERSION`], index i to `BASE_VERSION + i`.
 pub const MIGRATIONS: &[&str] = &[
-    // 10: everything SQLite's migrations 1-10 create.
+    // 11: everything SQLite's migrations 1-11 create.
     r#"
 CREATE TABLE mb_clock (
     id                INTEGER PRIMARY KEY CHECK (id = 1),
@@ -269,6 +269,18 @@ CREATE TABLE resource_streams (
     first_ts_ns  BIGINT NOT NULL,
     last_ts_ns   BIGINT NOT NULL,
     PRIMARY KEY (customer_id, vm_id)
+);
+
+CREATE TABLE vm_event_hours (
+    kind         TEXT COLLATE "C" NOT NULL,
+    hour_ns      BIGINT NOT NULL,
+    customer_id  TEXT COLLATE "C" NOT NULL,
+    vm_id        TEXT COLLATE "C" NOT NULL,
+    events       BIGINT NOT NULL,
+    tokens       BIGINT NOT NULL,
+    cost_nusd    BIGINT NOT NULL,
+    last_ts_ns   BIGINT NOT NULL,
+    PRIMARY KEY (kind, hour_ns, customer_id, vm_id)
 );
 
 CREATE VIEW customer_changes_live AS
