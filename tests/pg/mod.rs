@@ -379,9 +379,13 @@ impl Pg {
             data = self.data().display(),
             dir = self.dir.display(),
         );
+        // In a process group of its own, so that a signal to the test's
+        // group (a CI timeout, ^C) does not take the watchdog with it.
+        use std::os::unix::process::CommandExt;
         let child = Command::new("sh")
             .arg("-c")
             .arg(script)
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
