@@ -86,8 +86,6 @@ GRANT SELECT ON ALL TABLES IN SCHEMA public TO mb_report, mb_dashboard;
 GRANT SELECT ON mb_schema_version TO mb_ingest;
 GRANT SELECT, UPDATE ON mb_clock TO mb_ingest;
 GRANT SELECT (role_name, customer_id) ON mb_vm_roles TO mb_ingest;
-GRANT SELECT, INSERT ON api_usage, resource_usage, activity_log TO mb_ingest;
-GRANT SELECT, INSERT, UPDATE ON api_rollup, resource_rollup, resource_streams TO mb_ingest;
 GRANT SELECT, INSERT, UPDATE ON ingest_runs TO mb_ingest;
 GRANT INSERT ON rejects, conflicts TO mb_ingest;
 -- (No grant on customers*, reprice_*, nor on the *_v views: a view runs
@@ -102,23 +100,36 @@ DROP POLICY IF EXISTS mb_read_all ON mb_vm_roles;
 CREATE POLICY mb_read_all ON mb_vm_roles FOR SELECT TO mb_report, mb_dashboard
     USING (true);
 
--- The per-customer tables: readers see all, a VM only its customer's rows.
+-- The per-customer tables (every table with a customer_id but the
+-- registry): readers see all, a VM only its customer's rows. The event
+-- tables are insert-only for a VM (it must not change what it is billed);
+-- the tables mb-ingest maintains beside them (the rollups, and whatever
+-- per-customer table a later migration adds) also need UPDATE.
 DO $$
 DECLARE t text;
+own_customer constant text :=
+    'customer_id = (SELECT v.customer_id FROM mb_vm_roles v WHERE v.role_name = current_user)';
 BEGIN
-    FOREACH t IN ARRAY ARRAY['api_usage', 'resource_usage', 'activity_log',
-                             'api_rollup', 'resource_rollup', 'resource_streams'] LOOP
+    FOR t IN
+        SELECT c.table_name FROM information_schema.columns c
+        JOIN information_schema.tables tb USING (table_schema, table_name)
+        WHERE c.table_schema = 'public' AND c.column_name = 'customer_id'
+          AND tb.table_type = 'BASE TABLE'
+          AND c.table_name NOT IN ('customers', 'customer_vms', 'customer_changes', 'mb_vm_roles')
+        ORDER BY 1
+    LOOP
         EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('DROP POLICY IF EXISTS mb_read_all ON %I', t);
         EXECUTE format('CREATE POLICY mb_read_all ON %I FOR SELECT TO mb_report, mb_dashboard '
                        'USING (true)', t);
         EXECUTE format('DROP POLICY IF EXISTS mb_own_customer ON %I', t);
-        EXECUTE format(
-            'CREATE POLICY mb_own_customer ON %I FOR ALL TO mb_ingest '
-            'USING (customer_id = (SELECT v.customer_id FROM mb_vm_roles v '
-            '                      WHERE v.role_name = current_user)) '
-            'WITH CHECK (customer_id = (SELECT v.customer_id FROM mb_vm_roles v '
-            '                           WHERE v.role_name = current_user))', t);
+        EXECUTE format('CREATE POLICY mb_own_customer ON %I FOR ALL TO mb_ingest '
+                       'USING (%s) WITH CHECK (%s)', t, own_customer, own_customer);
+        IF t IN ('api_usage', 'resource_usage', 'activity_log') THEN
+            EXECUTE format('GRANT SELECT, INSERT ON %I TO mb_ingest', t);
+        ELSE
+            EXECUTE format('GRANT SELECT, INSERT, UPDATE ON %I TO mb_ingest', t);
+        END IF;
     END LOOP;
 END $$;
 
