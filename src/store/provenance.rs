@@ -2,9 +2,7 @@
 //! usage whose events claim a customer the registry does not list for
 //! their VM.
 
-use rusqlite::params_from_iter;
-use rusqlite::types::Value;
-
+use super::db::Value;
 use super::report::Scope;
 use super::Store;
 use crate::error::{Error, Result};
@@ -31,9 +29,8 @@ impl Store {
     pub fn foreign_api_usage(&self, scope: &Scope) -> Result<Vec<ForeignUsage>> {
         let mut sql = String::from(
             "SELECT u.customer_id, u.vm_id, \
-               (SELECT group_concat(customer_id, ' ') FROM \
-                  (SELECT customer_id FROM customer_vms o WHERE o.vm_id = u.vm_id \
-                   ORDER BY customer_id)), \
+               (SELECT string_agg(o.customer_id, ' ' ORDER BY o.customer_id) \
+                  FROM customer_vms o WHERE o.vm_id = u.vm_id), \
                count(*) \
              FROM api_usage u \
              WHERE u.ts_ns >= ?1 AND u.ts_ns < ?2 \
@@ -58,9 +55,8 @@ impl Store {
                 e,
             )
         };
-        let mut st = self.conn().prepare(&sql).map_err(err)?;
-        let rows = st
-            .query_map(params_from_iter(args), |r| {
+        self.conn()
+            .query_map(&sql, &args, |r| {
                 let owners: String = r.get(2)?;
                 Ok(ForeignUsage {
                     customer_id: r.get(0)?,
@@ -69,7 +65,6 @@ impl Store {
                     requests: r.get(3)?,
                 })
             })
-            .map_err(err)?;
-        rows.collect::<rusqlite::Result<_>>().map_err(err)
+            .map_err(err)
     }
 }
