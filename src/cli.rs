@@ -61,7 +61,9 @@ pub fn tool() -> &'static str {
 /// are ignored: there is nowhere left to report them, and `eprintln!` would
 /// panic on a closed stderr.
 pub fn warn(msg: impl std::fmt::Display) {
-    let _ = writeln!(io::stderr().lock(), "{}: {msg}", tool());
+    crate::progress::suspend(|| {
+        let _ = writeln!(io::stderr().lock(), "{}: {msg}", tool());
+    });
 }
 
 /// Parse `A` from the command line, run `run` with a buffered stdout, and map

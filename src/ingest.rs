@@ -236,14 +236,9 @@ pub fn run(store: Option<&mut Store>, sources: &[Source], opts: &Options) -> Res
     // What is committed: the audit row of a failed run says only this.
     let mut committed = Counts::default();
     let mut messages = 0u64;
-    let progress = opts.progress.then(|| {
-        let pb = indicatif::ProgressBar::new_spinner();
-        pb.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {msg} {pos} lines ({per_sec})")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        pb
-    });
+    let progress = opts
+        .progress
+        .then(|| crate::progress::IngestProgress::new(total_size(sources)));
 
     let result = std::thread::scope(|scope| -> Result<()> {
         let (tx, rx) = mpsc::sync_channel::<Msg>(2);
@@ -254,7 +249,8 @@ pub fn run(store: Option<&mut Store>, sources: &[Source], opts: &Options) -> Res
         // chunk's parsed events (a dozen strings each) was 6 % of the
         // writer thread, which sets the pace.
         let (used_tx, used_rx) = mpsc::channel::<Chunk>();
-        scope.spawn(move || read_all(sources, chunk, now, tx, used_rx));
+        let bytes = progress.as_ref();
+        scope.spawn(move || read_all(sources, chunk, now, tx, used_rx, bytes));
         match &mut target {
             Target::Db { store, run_id } => {
                 let run_id = *run_id;
@@ -306,9 +302,8 @@ pub fn run(store: Option<&mut Store>, sources: &[Source], opts: &Options) -> Res
                         }
                     }
                     counts.add(&c);
-                    if let Some(pb) = &progress {
-                        pb.set_message(name.clone());
-                        pb.inc(c.read);
+                    if let Some(p) = progress.as_ref() {
+                        p.lines(&name, c.read);
                     }
                     // Once the reader has finished, this fails and the chunk
                     // is freed here.
@@ -329,13 +324,16 @@ pub fn run(store: Option<&mut Store>, sources: &[Source], opts: &Options) -> Res
                     let mut c = Counts::default();
                     sink.write_dry(*store, seen, &chunk.items, &mut c)?;
                     counts.add(&c);
+                    if let Some(p) = progress.as_ref() {
+                        p.lines(&name, c.read);
+                    }
                 }
             }
         }
         Ok(())
     });
-    if let Some(pb) = progress {
-        pb.finish_and_clear();
+    if let Some(p) = progress {
+        p.finish();
     }
     if let Some(w) = rejects_out.as_mut() {
         w.flush()
@@ -548,6 +546,7 @@ fn read_all(
     now: DateTime<Utc>,
     tx: mpsc::SyncSender<Msg>,
     used: mpsc::Receiver<Chunk>,
+    progress: Option<&crate::progress::IngestProgress>,
 ) {
     for (i, src) in sources.iter().enumerate() {
         let reader: Box<dyn Read> = match src {
@@ -559,6 +558,10 @@ fn read_all(
                     return;
                 }
             },
+        };
+        let reader = match progress {
+            Some(p) => p.reader(reader),
+            None => reader,
         };
         let name = src.name();
         if let Err(e) = read_source(i, &name, reader, batch, now, &tx, &used) {
@@ -843,6 +846,17 @@ fn finish_spool_file(path: &Path, delete: bool) -> Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// The total size of the inputs, when every one has a known size.
+fn total_size(sources: &[Source]) -> Option<u64> {
+    sources.iter().try_fold(0u64, |a, s| {
+        let size = match s {
+            Source::Stdin => crate::progress::input_size(None),
+            Source::File(p) | Source::Spool { path: p, .. } => crate::progress::input_size(Some(p)),
+        };
+        Some(a.saturating_add(size?))
+    })
 }
 
 /// Whether stderr is a terminal (progress display).

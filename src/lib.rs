@@ -9,6 +9,7 @@
 //! - [`ingest`]: validating, deduplicating, batched loading;
 //! - [`config`], [`time`], [`money`], [`error`], [`cli`]: shared plumbing;
 //! - [`sample`], [`tokens`], [`activity`]: the producers' domain logic;
+//! - [`progress`]: mb-ingest's progress bar on a terminal;
 //! - [`spool`]: the durable spool files producers hand to `mb-ingest --spool`;
 //! - [`cmd`]: one module per binary with its clap `Args` and `run`.
 
@@ -23,6 +24,7 @@ pub mod fsutil;
 pub mod ingest;
 pub mod money;
 pub mod output;
+pub mod progress;
 pub mod report;
 pub mod sample;
 pub mod spool;

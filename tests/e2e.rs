@@ -95,10 +95,7 @@ impl Vm {
     }
 
     fn set_cpu(&self, line: &str) {
-        let p = self.root.join("proc/stat");
-        let old = fs::read_to_string(&p).unwrap();
-        let rest: Vec<&str> = old.lines().filter(|l| !l.starts_with("cpu ")).collect();
-        fs::write(p, format!("{line}\n{}\n", rest.join("\n"))).unwrap();
+        crate::util::set_stat_cpu(&self.root.join("proc/stat"), line);
     }
 
     fn set_eth0(&self, rx: u64, tx: u64) {

@@ -1122,3 +1122,59 @@ fn a_report_during_database_creation_waits_for_the_creator() {
     );
     assert!(t0.elapsed() < Duration::from_secs(30));
 }
+
+#[test]
+fn progress_on_a_terminal_has_percent_eta_and_whole_rates() {
+    let env = Env::new();
+    let f = env.path("big.jsonl");
+    std::fs::write(&f, api_lines("p", 30_000)).unwrap();
+    let db = env.db.display().to_string();
+    // A file of known size: percentage of its bytes, total, rate, ETA,
+    // then the lines so far with a whole lines-per-second rate.
+    let tty = run_in_pty(
+        &env,
+        "mb-ingest",
+        &format!("--db {db} {}", f.display()),
+        &[],
+        120,
+    );
+    assert!(tty.contains("% ["), "{tty:?}");
+    assert!(tty.contains(" of 11.98 MiB, "), "{tty:?}");
+    assert!(tty.contains(", ETA "), "{tty:?}");
+    assert!(tty.contains(" lines ("), "{tty:?}");
+    // No fractional rates (indicatif's {per_sec} printed 4 decimals).
+    let frac = tty.split("/s").any(|piece| {
+        let tail: String = piece
+            .chars()
+            .rev()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        tail.contains('.') && tail.find('.').is_some_and(|i| i >= 3)
+    });
+    assert!(!frac, "a rate with 3+ decimals: {tty:?}");
+    assert!(tty.contains("read 30000, inserted 30000"), "{tty:?}");
+    // A regular file on stdin has a known size too.
+    let tty = run_in_pty(
+        &env,
+        "mb-ingest",
+        &format!("--db {db}-2 < {}", f.display()),
+        &[],
+        120,
+    );
+    assert!(
+        tty.contains(", ETA ") && tty.contains(" lines ("),
+        "{tty:?}"
+    );
+    assert!(tty.contains("read 30000, inserted 30000"), "{tty:?}");
+    // Not a terminal (or --quiet): no progress at all, only the summary.
+    let o = env.run(
+        "mb-ingest",
+        &["--db", &format!("{db}-3"), f.to_str().unwrap()],
+        "",
+    );
+    assert_code(&o, 0);
+    assert_eq!(
+        stderr(&o),
+        "mb-ingest: read 30000, inserted 30000, duplicates 0, conflicts 0, rejected 0\n"
+    );
+}

@@ -1786,3 +1786,49 @@ fn by_vm_breaks_usage_down_per_vm_and_flags_unregistered_vms() {
     // --by-vm belongs to the summary.
     assert_code(&env.run("mb-report", &["invoice", "--by-vm"], ""), 2);
 }
+
+#[test]
+fn a_flagged_last_sample_shows_no_cpu_in_the_fleet_view() {
+    // mb-report vms (and the dashboard's /api/v1/vms and /metrics, which
+    // share the function) show the last sample's CPU %; when mb-sample
+    // flagged its ticks as wrong, that figure is the 100 % the aggregate
+    // line gave across a hotplug, so it is shown as missing, as the
+    // averages leave it out.
+    let env = Env::at("2026-11-10T10:12:00Z");
+    let mut lines = String::new();
+    for (seq, ts, flags, pct) in [
+        (1, "2026-11-10T10:05:00Z", "", "12.5"),
+        (
+            2,
+            "2026-11-10T10:10:00Z",
+            r#""cpu_total_mismatch""#,
+            "100.0",
+        ),
+    ] {
+        lines.push_str(
+            &sample(
+                "vm-1",
+                "b1",
+                seq,
+                ts,
+                "ok",
+                "300.0",
+                flags,
+                [100 * seq, 1000 * seq, 0, 0],
+                50.0,
+                1,
+            )
+            .replace(r#""cpu_percent":null"#, &format!(r#""cpu_percent":{pct}"#)),
+        );
+    }
+    assert_code(&env.run("mb-ingest", &["-q"], &lines), 0);
+    let o = env.run("mb-report", &["vms", "--json"], "");
+    assert_code(&o, 0);
+    let v = json(&o);
+    assert_eq!(v["vms"][0]["last_sample"]["ts"], "2026-11-10T10:10:00Z");
+    assert_eq!(
+        v["vms"][0]["last_sample"]["cpu_percent"],
+        serde_json::Value::Null
+    );
+    assert_eq!(v["vms"][0]["last_sample"]["memory_percent"], 50.0);
+}

@@ -1485,3 +1485,21 @@ fn pull_warns_when_upstream_statistics_are_disabled() {
         stderr(&o)
     );
 }
+
+#[test]
+fn on_a_terminal_with_no_input_it_says_what_it_waits_for() {
+    let env = Env::new();
+    // No file and stdin a terminal: a hint on stderr, then it reads
+    // stdin like cat (here until timeout(1) ends it).
+    let tty = crate::util::run_in_pty(&env, "mb-tokens", "--customer acme", &[], 3);
+    assert!(
+        tty.contains(
+            "mb-tokens: reading usage records from standard input (a terminal); end with Ctrl-D, or name the files: mb-tokens FILE..."
+        ),
+        "{tty:?}"
+    );
+    // Not a terminal: no hint (a pipe or a file is what cron gives).
+    let o = env.run("mb-tokens", &["--customer", "acme"], "");
+    assert_code(&o, 0);
+    assert!(!stderr(&o).contains("Ctrl-D"), "{}", stderr(&o));
+}

@@ -189,3 +189,64 @@ pub fn fixture(name: &str) -> PathBuf {
         .join("tests/fixtures")
         .join(name)
 }
+
+/// Replace the cpu lines of the /proc/stat at `path` with the aggregate
+/// `line` and two CPUs' lines that are its halves (cpu0 takes the odd
+/// tick), as the kernel's per-CPU lines add up to the aggregate one
+/// (mb-sample computes CPU from the per-CPU lines, as sar does).
+pub fn set_stat_cpu(path: &Path, line: &str) {
+    let old = std::fs::read_to_string(path).unwrap();
+    let rest: Vec<&str> = old.lines().filter(|l| !l.starts_with("cpu")).collect();
+    let cols: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let half = |odd: u64| {
+        cols.iter()
+            .map(|v| (v / 2 + v % 2 * odd).to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    std::fs::write(
+        path,
+        format!(
+            "{line}\ncpu0 {}\ncpu1 {}\n{}\n",
+            half(1),
+            half(0),
+            rest.join("\n")
+        ),
+    )
+    .unwrap();
+}
+
+/// Run `bin ARGS` (a shell command line after the program) on a terminal:
+/// script(1) gives it one, with the test's clean environment and `extra`
+/// variables. Returns everything the terminal showed (stdout and stderr,
+/// with their escape sequences). `timeout` bounds a program waiting for
+/// input that never comes.
+pub fn run_in_pty(
+    env: &Env,
+    bin: &str,
+    args: &str,
+    extra: &[(&str, &str)],
+    timeout: u32,
+) -> String {
+    let cmdline = format!("timeout {timeout} {} {args}", bin_path(bin).display());
+    let base = env.cmd(bin);
+    let mut c = Command::new("script");
+    c.env_clear().current_dir(env.dir.path());
+    for (k, v) in base.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    c.env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("COLUMNS", "80")
+        .args(["-qec", &cmdline, "/dev/null"]);
+    for (k, v) in extra {
+        c.env(k, v);
+    }
+    let o = run_cmd(&mut c, "");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}

@@ -29,11 +29,13 @@ const CRON_INTERVAL_S: u64 = 300;
 mb-events(5) line.\n\n\
 Each run prints one kind \"resource\" line: CPU busy/total tick deltas and cpu_percent (busy = \
 user+nice+system+irq+softirq; total adds idle, iowait and steal; guest is never counted twice), \
+computed from the per-CPU lines of /proc/stat as sar does, so a CPU going offline or coming back \
+online gives sar's figure (flag cpu_hotplug), not 100 %, \
 memory used = MemTotal - MemAvailable, disk used/size bytes as df computes them, and bytes \
 received/sent over the physical interfaces (those not under /sys/devices/virtual), plus the \
 reset-corrected since-boot counters (*_cum). The interval comes from /proc/uptime, not the wall \
-clock. A counter that goes backwards is a reset (delta = current value, flag counter_reset), \
-never a guessed wrap; a new boot id is a reboot (status reboot, deltas since boot); the first \
+clock. A network counter that goes backwards is a reset of that direction (delta = current \
+value, flag counter_reset; the other direction keeps its delta), never a guessed wrap; a new boot id is a reboot (status reboot, deltas since boot); the first \
 run has null deltas (status first); a long gap gives one exact delta, flagged long_gap.\n\n\
 The previous counters live in the state file, locked (a concurrent run exits 0 with a warning \
 and touches nothing) and replaced atomically. A missing, corrupt, wrong-version or other-host \

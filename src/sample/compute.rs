@@ -14,15 +14,20 @@
 //!   flagged `clock_jump`. Uptime going back within one boot id cannot
 //!   happen on a sane kernel: it is flagged `uptime_backwards`, deltas are
 //!   null and the baseline restarts.
-//! - **CPU**: per-column tick deltas clamped at 0 (`cpu_counter_backwards`,
-//!   no unsigned underflow); busy = user+nice+system+irq+softirq, total =
-//!   busy+idle+iowait+steal, guest never added twice. cpu_percent is null
-//!   when total is 0. A total far from ncpu x clk_tck x interval is flagged
-//!   `cpu_total_mismatch` (hotplug, suspend, broken steal), not "fixed".
+//! - **CPU**: sar's arithmetic over the per-CPU lines ([`super::cpu`]:
+//!   offline CPUs frozen, re-onlined ones counted from 0); busy =
+//!   user+nice+system+irq+softirq, total = the sum of the per-CPU
+//!   intervals, guest never added twice. Without per-CPU lines on both
+//!   sides (a state from an older mb-sample), per-column deltas of the
+//!   aggregate line clamped at 0 (`cpu_counter_backwards`). cpu_percent is
+//!   null when total is 0. A total outside what the CPUs online throughout
+//!   and all the CPUs spanned give over the interval is flagged
+//!   `cpu_total_mismatch` (suspend, broken steal), not "fixed".
 //! - **Network**: interfaces are matched by name, or by ifindex when
-//!   renamed. Any counter going back, or a changed ifindex, is a reset: the
-//!   delta is the current value (`counter_reset`), never a guessed 2^32
-//!   wrap, so no phantom 4 GiB. An interface absent from the previous state
+//!   renamed. A direction whose bytes or packets went back is reset: its
+//!   delta is its current value (`counter_reset`), never a guessed 2^32
+//!   wrap, so no phantom 4 GiB; the other direction keeps its plain delta.
+//!   A changed ifindex resets both. An interface absent from the previous state
 //!   (which lists every interface the kernel had) was created since: its
 //!   delta is its current counters (`iface_new`). A vanished one is flagged
 //!   `iface_vanished`; its unsampled tail is lost.
@@ -33,6 +38,7 @@
 //!   in the new state (within the same boot), so the next run's delta covers
 //!   both intervals exactly instead of losing one.
 
+use super::cpu;
 use super::disk::DiskTotals;
 use super::source::{CpuTicks, IfaceSys, Mem, NetDev, Stat};
 use super::state::{CpuState, IfState, NetState, State, STATE_VERSION};
@@ -197,9 +203,15 @@ pub fn compute(r: &Reading, prev: Option<&State>, ctx: &Ctx) -> Interval {
     let prev_cpu = prev.and_then(|p| p.cpu.as_ref()).filter(|_| same_boot);
     let mut cpu_delta: Option<(u64, u64)> = None;
     let mut cpu_cum: Option<(u64, u64)> = None;
+    // For the sanity check: how many CPUs the interval spans at least
+    // (online throughout) and at most (offline or back online since
+    // included); the online CPUs when sar's rules are not used.
+    let online = r.stat.as_ref().map_or(0, |s| s.ncpu);
+    let mut span = (online, online);
     let new_cpu = match &r.stat {
         None => prev_cpu.cloned(),
         Some(s) => {
+            let mut per_cpu = s.cpus.clone();
             let raw = (s.cpu.busy(), s.cpu.total());
             match (class, prev_cpu) {
                 (Class::Reboot, _) => {
@@ -207,11 +219,30 @@ pub fn compute(r: &Reading, prev: Option<&State>, ctx: &Ctx) -> Interval {
                     cpu_cum = Some(raw);
                 }
                 (Class::Same(_), Some(pc)) => {
-                    let (d, backwards) = cpu_deltas(&pc.ticks, &s.cpu);
-                    if backwards {
-                        flags.add("cpu_counter_backwards");
-                    }
-                    let d = (d.busy(), d.total());
+                    let d = if pc.per_cpu.is_empty() || s.cpus.is_empty() {
+                        // No per-CPU lines on one side (a state from an
+                        // older mb-sample): the aggregate line, clamped.
+                        let (d, backwards) = cpu_deltas(&pc.ticks, &s.cpu);
+                        if backwards {
+                            flags.add("cpu_counter_backwards");
+                        }
+                        per_cpu = s.cpus.clone();
+                        (d.busy(), d.total())
+                    } else {
+                        let sd = cpu::sar_delta(&pc.per_cpu, &s.cpus);
+                        if sd.hotplug {
+                            flags.add("cpu_hotplug");
+                        }
+                        if sd.iowait_backwards {
+                            flags.add("cpu_iowait_backwards");
+                        }
+                        if sd.backwards {
+                            flags.add("cpu_counter_backwards");
+                        }
+                        span = (sd.steady, sd.spanned);
+                        per_cpu = sd.baseline;
+                        (sd.busy, sd.total)
+                    };
                     cpu_delta = Some(d);
                     cpu_cum = Some((
                         pc.busy_cum.saturating_add(d.0),
@@ -227,17 +258,20 @@ pub fn compute(r: &Reading, prev: Option<&State>, ctx: &Ctx) -> Interval {
                 ticks: s.cpu,
                 busy_cum: b,
                 total_cum: t,
+                per_cpu,
             })
         }
     };
-    if let (Some((_, total)), Some(iv), Some(s)) = (cpu_delta, interval_cs, &r.stat) {
+    if let (Some((_, total)), Some(iv)) = (cpu_delta, interval_cs) {
         // Sanity: total ≈ ncpu x clk_tck x interval, within 2 s of every
-        // CPU plus 5 % (research note 5.3.3).
-        if s.ncpu > 0 {
-            let per_s = (s.ncpu * r.clk_tck) as f64;
-            let expected = per_s * iv as f64 / 100.0;
-            let tol = per_s * 2.0 + expected * 0.05;
-            if (total as f64 - expected).abs() > tol {
+        // CPU plus 5 % (research note 5.3.3); across a hotplug, between
+        // the CPUs online throughout and all the CPUs the interval spans.
+        let (lo, hi) = span;
+        if hi > 0 {
+            let per_cpu = r.clk_tck as f64 * iv as f64 / 100.0;
+            let tol = |n: u64| n as f64 * r.clk_tck as f64 * 2.0 + n as f64 * per_cpu * 0.05;
+            let (min, max) = (lo as f64 * per_cpu - tol(lo), hi as f64 * per_cpu + tol(hi));
+            if (total as f64) < min || (total as f64) > max {
                 flags.add("cpu_total_mismatch");
             }
         }
@@ -412,17 +446,23 @@ fn net_deltas(cur: &[IfReading], prev: &NetState, flags: &mut Flags) -> (u64, u6
                 (i.dev.rx_bytes, i.dev.tx_bytes)
             }
             Some(p) => {
+                // A re-created interface restarts both directions. Otherwise
+                // each direction is judged on its own: a 32-bit driver
+                // wrapping rx (or a reset of one counter) must not also
+                // bill tx's whole since-boot counter again.
                 let recreated = matches!((p.ifindex, i.sys.ifindex), (Some(a), Some(b)) if a != b);
-                let back = i.dev.rx_bytes < p.rx_bytes
-                    || i.dev.tx_bytes < p.tx_bytes
-                    || i.dev.rx_packets < p.rx_packets
-                    || i.dev.tx_packets < p.tx_packets;
-                if recreated || back {
+                let rx_back =
+                    recreated || i.dev.rx_bytes < p.rx_bytes || i.dev.rx_packets < p.rx_packets;
+                let tx_back =
+                    recreated || i.dev.tx_bytes < p.tx_bytes || i.dev.tx_packets < p.tx_packets;
+                if rx_back || tx_back {
                     flags.add("counter_reset");
-                    (i.dev.rx_bytes, i.dev.tx_bytes)
-                } else {
-                    (i.dev.rx_bytes - p.rx_bytes, i.dev.tx_bytes - p.tx_bytes)
                 }
+                let dir = |back: bool, cur: u64, prev: u64| if back { cur } else { cur - prev };
+                (
+                    dir(rx_back, i.dev.rx_bytes, p.rx_bytes),
+                    dir(tx_back, i.dev.tx_bytes, p.tx_bytes),
+                )
             }
         };
         total = (total.0.saturating_add(d.0), total.1.saturating_add(d.1));
@@ -475,6 +515,7 @@ mod tests {
             stat: Some(Stat {
                 cpu: CpuTicks(cpu),
                 ncpu: 2,
+                cpus: vec![],
                 btime: Some(1_767_000_000),
             }),
             clk_tck: 100,

@@ -11,7 +11,8 @@
 //!   /proc/uptime and the /sys/class/net lookups;
 //! - [`disk`]: the default filesystem set and df-style statvfs sums;
 //! - [`state`]: the locked, atomically replaced state file;
-//! - [`compute`]: the pure interval arithmetic (reboots, resets, flags).
+//! - [`compute`]: the pure interval arithmetic (reboots, resets, flags);
+//! - [`cpu`]: sar's per-CPU arithmetic (offline and re-onlined CPUs).
 //!
 //! The ordering rule that makes the tool safe: the line is delivered (a
 //! durable spool file with `--spool`, else written and stdout flushed)
@@ -25,6 +26,7 @@
 //! choices it leaves open are documented where they are made.
 
 pub mod compute;
+pub mod cpu;
 pub mod disk;
 pub mod source;
 pub mod state;

@@ -100,35 +100,48 @@ pub struct Stat {
     pub cpu: CpuTicks,
     /// Number of `cpuN` lines: the online CPUs.
     pub ncpu: u64,
+    /// The `cpuN` lines (online CPUs), in file order.
+    pub cpus: Vec<super::cpu::CpuLine>,
     /// Boot time in epoch seconds, if the `btime` line is there.
     pub btime: Option<u64>,
+}
+
+/// The ten columns after a `cpu`/`cpuN` key (missing ones are 0).
+fn parse_ticks<'a>(
+    it: impl Iterator<Item = &'a str>,
+    line: usize,
+    key: &str,
+) -> Result<CpuTicks, String> {
+    let mut t = [0u64; 10];
+    for (k, v) in it.take(10).enumerate() {
+        t[k] = v.parse().map_err(|_| {
+            format!(
+                "line {line}: {key} column {} ({v:?}) is not a number",
+                col::NAMES[k]
+            )
+        })?;
+    }
+    Ok(CpuTicks(t))
 }
 
 /// Parse `/proc/stat` text. Errors name the line and column.
 pub fn parse_stat(text: &str) -> Result<Stat, String> {
     let mut cpu = None;
-    let mut ncpu = 0u64;
+    let mut cpus = Vec::new();
     let mut btime = None;
     for (i, line) in text.lines().enumerate() {
         let mut it = line.split_ascii_whitespace();
         let Some(key) = it.next() else { continue };
         if key == "cpu" {
-            let mut t = [0u64; 10];
-            for (k, v) in it.take(10).enumerate() {
-                t[k] = v.parse().map_err(|_| {
-                    format!(
-                        "line {}: cpu column {} ({v:?}) is not a number",
-                        i + 1,
-                        col::NAMES[k]
-                    )
-                })?;
-            }
-            cpu = Some(CpuTicks(t));
-        } else if key.len() > 3
-            && key.starts_with("cpu")
-            && key[3..].bytes().all(|b| b.is_ascii_digit())
+            cpu = Some(parse_ticks(it, i + 1, key)?);
+        } else if let Some(n) = key
+            .strip_prefix("cpu")
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
         {
-            ncpu += 1;
+            if let Ok(id) = n.parse::<u32>() {
+                let ticks = parse_ticks(it, i + 1, key)?;
+                cpus.push(super::cpu::CpuLine { id, ticks });
+            }
         } else if key == "btime" {
             let v = it.next().unwrap_or("");
             btime = Some(
@@ -138,7 +151,12 @@ pub fn parse_stat(text: &str) -> Result<Stat, String> {
         }
     }
     let cpu = cpu.ok_or_else(|| "no aggregate \"cpu\" line".to_string())?;
-    Ok(Stat { cpu, ncpu, btime })
+    Ok(Stat {
+        cpu,
+        ncpu: cpus.len() as u64,
+        cpus,
+        btime,
+    })
 }
 
 /// `/proc/uptime`'s first number in centiseconds (the kernel prints two

@@ -64,6 +64,11 @@ pub struct CpuState {
     pub busy_cum: u64,
     /// Cumulative total ticks since boot.
     pub total_cum: u64,
+    /// The per-CPU lines, with offline CPUs frozen at their last values
+    /// (see [`super::cpu`]). Empty in a state written before they were
+    /// kept: the next interval then uses the aggregate line once.
+    #[serde(default)]
+    pub per_cpu: Vec<super::cpu::CpuLine>,
 }
 
 /// Network baseline (every interface the kernel listed) and cumulative

@@ -26,7 +26,9 @@ pub struct LastSample {
     pub ts_ns: i64,
     /// Its interval length, seconds (None on a first sample).
     pub interval_seconds: Option<f64>,
-    /// CPU % of that interval.
+    /// CPU % of that interval; None when mb-sample flagged its ticks as
+    /// wrong (`cpu_counter_backwards`, `cpu_total_mismatch`), as the
+    /// reports leave such intervals out.
     pub cpu_percent: Option<f64>,
     /// Memory % at the sample.
     pub memory_percent: Option<f64>,
@@ -160,16 +162,19 @@ impl Store {
         self.conn()
             .prepare_cached(
                 "SELECT customer_id, ts_ns, interval_seconds, cpu_percent, memory_percent, \
-                 disk_used_bytes, run_id, ingested_at FROM resource_usage \
+                 disk_used_bytes, run_id, ingested_at, flags FROM resource_usage \
                  WHERE vm_id = ?1 AND boot_id = ?2 AND ts_ns = ?3 ORDER BY rowid DESC LIMIT 1",
             )
             .and_then(|mut s| {
                 s.query_row(params![vm, boot, ts], |r| {
+                    let flags: String = r.get(8)?;
                     Ok(LastSample {
                         customer_id: r.get(0)?,
                         ts_ns: r.get(1)?,
                         interval_seconds: r.get(2)?,
-                        cpu_percent: r.get(3)?,
+                        cpu_percent: r
+                            .get::<_, Option<f64>>(3)?
+                            .filter(|_| !crate::report::resource::cpu_suspect(&flags)),
                         memory_percent: r.get(4)?,
                         disk_used_bytes: r.get(5)?,
                         run_id: r.get(6)?,
