@@ -24,7 +24,7 @@ function __fish_mb_customer_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c mb-customer -n "__fish_mb_customer_needs_command" -l db -d 'SQLite database file [default: /var/lib/mb/usage.db for root, $XDG_DATA_HOME/mb/usage.db otherwise, or `db` in mb.toml]' -r -F
+complete -c mb-customer -n "__fish_mb_customer_needs_command" -l db -d 'SQLite database file, or a PostgreSQL connection string (postgres://HOST/DB, or libpq `host=... dbname=...`; the password from PGPASSFILE or ~/.pgpass, never here) [default: /var/lib/mb/usage.db for root, $XDG_DATA_HOME/mb/usage.db otherwise, or `db` in mb.toml]' -r -F
 complete -c mb-customer -n "__fish_mb_customer_needs_command" -l config -d 'Configuration file [default: /etc/mb/mb.toml or $XDG_CONFIG_HOME/mb/mb.toml; absent means built-in defaults]' -r -F
 complete -c mb-customer -n "__fish_mb_customer_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mb-customer -n "__fish_mb_customer_needs_command" -s V -l version -d 'Print version'
@@ -38,7 +38,7 @@ complete -c mb-customer -n "__fish_mb_customer_using_subcommand add" -l tier -d 
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand add" -l vm -d 'A VM of the customer (repeatable)' -r
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand add" -l stripe-customer -d 'Stripe customer id (cus_ and letters or digits)' -r
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand add" -l effective -d 'When the tier takes effect: RFC 3339 or YYYY-MM-DD [default: now]' -r
-complete -c mb-customer -n "__fish_mb_customer_using_subcommand add" -l db -d 'SQLite database file [default: /var/lib/mb/usage.db for root, $XDG_DATA_HOME/mb/usage.db otherwise, or `db` in mb.toml]' -r -F
+complete -c mb-customer -n "__fish_mb_customer_using_subcommand add" -l db -d 'SQLite database file, or a PostgreSQL connection string (postgres://HOST/DB, or libpq `host=... dbname=...`; the password from PGPASSFILE or ~/.pgpass, never here) [default: /var/lib/mb/usage.db for root, $XDG_DATA_HOME/mb/usage.db otherwise, or `db` in mb.toml]' -r -F
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand add" -l config -d 'Configuration file [default: /etc/mb/mb.toml or $XDG_CONFIG_HOME/mb/mb.toml; absent means built-in defaults]' -r -F
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand add" -s h -l help -d 'Print help'
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand set" -l tier -d 'New plan tier' -r
@@ -49,21 +49,21 @@ complete -c mb-customer -n "__fish_mb_customer_using_subcommand set" -l stripe-c
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand set" -l add-vm -d 'Add a VM (repeatable)' -r
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand set" -l remove-vm -d 'Remove a VM (repeatable)' -r
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand set" -l effective -d 'When the change takes effect: RFC 3339 or YYYY-MM-DD [default: now]' -r
-complete -c mb-customer -n "__fish_mb_customer_using_subcommand set" -l db -d 'SQLite database file [default: /var/lib/mb/usage.db for root, $XDG_DATA_HOME/mb/usage.db otherwise, or `db` in mb.toml]' -r -F
+complete -c mb-customer -n "__fish_mb_customer_using_subcommand set" -l db -d 'SQLite database file, or a PostgreSQL connection string (postgres://HOST/DB, or libpq `host=... dbname=...`; the password from PGPASSFILE or ~/.pgpass, never here) [default: /var/lib/mb/usage.db for root, $XDG_DATA_HOME/mb/usage.db otherwise, or `db` in mb.toml]' -r -F
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand set" -l config -d 'Configuration file [default: /etc/mb/mb.toml or $XDG_CONFIG_HOME/mb/mb.toml; absent means built-in defaults]' -r -F
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand set" -s h -l help -d 'Print help'
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand list" -l at -d 'Show the state at this time: RFC 3339 or YYYY-MM-DD [default: now]' -r
-complete -c mb-customer -n "__fish_mb_customer_using_subcommand list" -l db -d 'SQLite database file [default: /var/lib/mb/usage.db for root, $XDG_DATA_HOME/mb/usage.db otherwise, or `db` in mb.toml]' -r -F
+complete -c mb-customer -n "__fish_mb_customer_using_subcommand list" -l db -d 'SQLite database file, or a PostgreSQL connection string (postgres://HOST/DB, or libpq `host=... dbname=...`; the password from PGPASSFILE or ~/.pgpass, never here) [default: /var/lib/mb/usage.db for root, $XDG_DATA_HOME/mb/usage.db otherwise, or `db` in mb.toml]' -r -F
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand list" -l config -d 'Configuration file [default: /etc/mb/mb.toml or $XDG_CONFIG_HOME/mb/mb.toml; absent means built-in defaults]' -r -F
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand list" -l csv -d 'CSV instead of a table'
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand list" -l json -d 'JSON (one array) instead of a table'
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand list" -s h -l help -d 'Print help'
-complete -c mb-customer -n "__fish_mb_customer_using_subcommand show" -l db -d 'SQLite database file [default: /var/lib/mb/usage.db for root, $XDG_DATA_HOME/mb/usage.db otherwise, or `db` in mb.toml]' -r -F
+complete -c mb-customer -n "__fish_mb_customer_using_subcommand show" -l db -d 'SQLite database file, or a PostgreSQL connection string (postgres://HOST/DB, or libpq `host=... dbname=...`; the password from PGPASSFILE or ~/.pgpass, never here) [default: /var/lib/mb/usage.db for root, $XDG_DATA_HOME/mb/usage.db otherwise, or `db` in mb.toml]' -r -F
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand show" -l config -d 'Configuration file [default: /etc/mb/mb.toml or $XDG_CONFIG_HOME/mb/mb.toml; absent means built-in defaults]' -r -F
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand show" -l json -d 'JSON instead of text'
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand show" -s h -l help -d 'Print help'
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand undo" -l reason -d 'Why, kept with the withdrawal' -r
-complete -c mb-customer -n "__fish_mb_customer_using_subcommand undo" -l db -d 'SQLite database file [default: /var/lib/mb/usage.db for root, $XDG_DATA_HOME/mb/usage.db otherwise, or `db` in mb.toml]' -r -F
+complete -c mb-customer -n "__fish_mb_customer_using_subcommand undo" -l db -d 'SQLite database file, or a PostgreSQL connection string (postgres://HOST/DB, or libpq `host=... dbname=...`; the password from PGPASSFILE or ~/.pgpass, never here) [default: /var/lib/mb/usage.db for root, $XDG_DATA_HOME/mb/usage.db otherwise, or `db` in mb.toml]' -r -F
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand undo" -l config -d 'Configuration file [default: /etc/mb/mb.toml or $XDG_CONFIG_HOME/mb/mb.toml; absent means built-in defaults]' -r -F
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand undo" -s h -l help -d 'Print help'
 complete -c mb-customer -n "__fish_mb_customer_using_subcommand help; and not __fish_seen_subcommand_from add set list show undo help" -f -a "add" -d 'Register a customer (status active from --effective)'

@@ -1,4 +1,4 @@
-complete -c mb-dashboard -l db -d 'SQLite database file [default: /var/lib/mb/usage.db for root, $XDG_DATA_HOME/mb/usage.db otherwise, or `db` in mb.toml]' -r -F
+complete -c mb-dashboard -l db -d 'SQLite database file, or a PostgreSQL connection string (postgres://HOST/DB, or libpq `host=... dbname=...`; the password from PGPASSFILE or ~/.pgpass, never here) [default: /var/lib/mb/usage.db for root, $XDG_DATA_HOME/mb/usage.db otherwise, or `db` in mb.toml]' -r -F
 complete -c mb-dashboard -l config -d 'Configuration file [default: /etc/mb/mb.toml or $XDG_CONFIG_HOME/mb/mb.toml; absent means built-in defaults]' -r -F
 complete -c mb-dashboard -l host -d 'Address to listen on (an IP address; `localhost` means 127.0.0.1)' -r
 complete -c mb-dashboard -l port -d 'Port to listen on (0: any free port, printed on stderr)' -r

@@ -1,4 +1,4 @@
-complete -c mb-ingest -l db -d 'SQLite database file [default: /var/lib/mb/usage.db for root, $XDG_DATA_HOME/mb/usage.db otherwise, or `db` in mb.toml]' -r -F
+complete -c mb-ingest -l db -d 'SQLite database file, or a PostgreSQL connection string (postgres://HOST/DB, or libpq `host=... dbname=...`; the password from PGPASSFILE or ~/.pgpass, never here) [default: /var/lib/mb/usage.db for root, $XDG_DATA_HOME/mb/usage.db otherwise, or `db` in mb.toml]' -r -F
 complete -c mb-ingest -l config -d 'Configuration file [default: /etc/mb/mb.toml or $XDG_CONFIG_HOME/mb/mb.toml; absent means built-in defaults]' -r -F
 complete -c mb-ingest -l spool -d 'Ingest every complete *.jsonl file in DIR, then move it to DIR/done/' -r -F
 complete -c mb-ingest -l rejects -d 'Also append rejected lines to FILE (each after a `# SOURCE:LINE: reason` comment), to fix and re-ingest' -r -F

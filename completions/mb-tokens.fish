@@ -56,7 +56,7 @@ complete -c mb-tokens -n "__fish_mb_tokens_using_subcommand pull" -l timeout -d 
 complete -c mb-tokens -n "__fish_mb_tokens_using_subcommand pull" -l retries -d 'With --once: failed attempts in a row before giving up' -r
 complete -c mb-tokens -n "__fish_mb_tokens_using_subcommand pull" -l once -d 'Stop when the queue is empty (exit 1 after --retries failed attempts in a row)'
 complete -c mb-tokens -n "__fish_mb_tokens_using_subcommand pull" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c mb-tokens -n "__fish_mb_tokens_using_subcommand reprice" -l db -d 'SQLite database file [default: /var/lib/mb/usage.db for root, $XDG_DATA_HOME/mb/usage.db otherwise, or `db` in mb.toml]' -r -F
+complete -c mb-tokens -n "__fish_mb_tokens_using_subcommand reprice" -l db -d 'SQLite database file, or a PostgreSQL connection string (postgres://HOST/DB, or libpq `host=... dbname=...`; the password from PGPASSFILE or ~/.pgpass, never here) [default: /var/lib/mb/usage.db for root, $XDG_DATA_HOME/mb/usage.db otherwise, or `db` in mb.toml]' -r -F
 complete -c mb-tokens -n "__fish_mb_tokens_using_subcommand reprice" -l config -d 'Configuration file [default: /etc/mb/mb.toml or $XDG_CONFIG_HOME/mb/mb.toml; absent means built-in defaults]' -r -F
 complete -c mb-tokens -n "__fish_mb_tokens_using_subcommand reprice" -l prices -d 'Prices merged over the built-in table (LiteLLM format); repeatable' -r -F
 complete -c mb-tokens -n "__fish_mb_tokens_using_subcommand reprice" -l since -d 'Only rows whose event time is at or after T (RFC 3339, or a date: its start in UTC)' -r

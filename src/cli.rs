@@ -113,8 +113,11 @@ pub fn main_wrapper<A: Parser>(
 /// list`), and each subcommand's `--help` and man page lists them.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DbArgs {
-    /// SQLite database file [default: /var/lib/mb/usage.db for root,
-    /// $XDG_DATA_HOME/mb/usage.db otherwise, or `db` in mb.toml]
+    /// SQLite database file, or a PostgreSQL connection string
+    /// (postgres://HOST/DB, or libpq `host=... dbname=...`; the password
+    /// from PGPASSFILE or ~/.pgpass, never here) [default:
+    /// /var/lib/mb/usage.db for root, $XDG_DATA_HOME/mb/usage.db otherwise,
+    /// or `db` in mb.toml]
     #[arg(long, env = "MB_DB", value_name = "PATH", global = true)]
     pub db: Option<PathBuf>,
 
@@ -125,7 +128,7 @@ pub struct DbArgs {
 
 impl DbArgs {
     /// Load the config and resolve the database path.
-    pub fn resolve(&self) -> Result<(Config, PathBuf)> {
+    pub fn resolve(&self) -> Result<(Config, crate::store::DbSpec)> {
         let cfg = Config::load(self.config.as_deref())?;
         let db = cfg.db_path(self.db.as_deref());
         Ok((cfg, db))

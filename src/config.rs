@@ -313,12 +313,16 @@ impl Config {
         }
     }
 
-    /// The database path: `--db` (or `MB_DB`, which clap folds into the same
-    /// argument), else the config's `db`, else the per-user default.
-    pub fn db_path(&self, arg: Option<&Path>) -> PathBuf {
-        arg.map(Path::to_path_buf)
+    /// The database: `--db` (or `MB_DB`, which clap folds into the same
+    /// argument), else the config's `db`, else the per-user default file.
+    /// A value that names a PostgreSQL server (a `postgres://` URI or a
+    /// libpq key=value string) is one; anything else is a SQLite file.
+    pub fn db_path(&self, arg: Option<&Path>) -> crate::store::DbSpec {
+        let v = arg
+            .map(Path::to_path_buf)
             .or_else(|| self.db.clone())
-            .unwrap_or_else(|| data_dir().join("usage.db"))
+            .unwrap_or_else(|| data_dir().join("usage.db"));
+        crate::store::DbSpec::from(v)
     }
 
     /// The state directory: config `state_dir`, else `/var/lib/mb` for root

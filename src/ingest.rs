@@ -413,7 +413,18 @@ impl Sink<'_> {
         c: &mut Counts,
     ) -> Result<()> {
         let ingested_at = w.ingested_at().to_string();
-        let mut ins = w.inserter();
+        // The chunk's events go to the store as one batch (PostgreSQL
+        // copies them in a few round trips); what happened to each comes
+        // back in order, and the lines are then counted and recorded in
+        // input order.
+        let evs: Vec<&Event> = items
+            .iter()
+            .filter_map(|item| match item {
+                Item::Event { event, .. } => Some(&**event),
+                Item::Rejected { .. } => None,
+            })
+            .collect();
+        let mut results = w.insert_batch(&evs, run_id)?.into_iter();
         for item in items {
             c.read += 1;
             match item {
@@ -440,7 +451,9 @@ impl Sink<'_> {
                     line_no,
                     event,
                     raw,
-                } => match ins.insert(event, &ingested_at, run_id)? {
+                } => match results.next().ok_or_else(|| {
+                    Error::Invalid("the store returned fewer results than events".into())
+                })? {
                     InsertResult::Inserted => c.inserted += 1,
                     InsertResult::OverHourBound => {
                         let reason = over_hour_bound_reason(event);

@@ -20,7 +20,6 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::store::{Mode, Store};
@@ -33,7 +32,7 @@ type Value = Arc<dyn Any + Send + Sync>;
 
 /// The cache of one database.
 pub struct Cache {
-    db: PathBuf,
+    db: crate::store::DbSpec,
     probe: Mutex<Option<Store>>,
     entries: Mutex<Entries>,
     /// Signalled when a computation ends.
@@ -50,7 +49,7 @@ struct Entries {
 
 impl Cache {
     /// A cache for the database at `db` (opened on first use).
-    pub fn new(db: PathBuf) -> Cache {
+    pub fn new(db: crate::store::DbSpec) -> Cache {
         Cache {
             db,
             probe: Mutex::new(None),
@@ -166,7 +165,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("c.db");
         let mut w = Store::open(&db, Mode::ReadWrite).unwrap();
-        let cache = Cache::new(db.clone());
+        let cache = Cache::new(db.as_path().into());
         let calls = Cell::new(0);
         let get = || {
             cache
@@ -194,7 +193,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("c.db");
         let _w = Store::open(&db, Mode::ReadWrite).unwrap();
-        let cache = Cache::new(db);
+        let cache = Cache::new(db.into());
         let calls = AtomicUsize::new(0);
         std::thread::scope(|s| {
             let got: Vec<_> = (0..4)

@@ -45,7 +45,6 @@ pub mod server;
 pub mod svg;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,7 +72,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct Options {
     /// The database (opened read-only per request).
-    pub db: PathBuf,
+    pub db: crate::store::DbSpec,
     /// The configuration (time zone, billing rules).
     pub cfg: Config,
     /// Address to listen on.
@@ -91,7 +90,7 @@ pub struct Options {
 }
 
 struct App {
-    db: PathBuf,
+    db: crate::store::DbSpec,
     /// Computed figures, until the next commit.
     cache: cache::Cache,
     cfg: Config,

@@ -15,9 +15,9 @@
 //! keys, so a registered id stays; `cancelled` is how a customer ends.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
+use super::db::{vals, DbError, DbResult, Row};
 use super::Store;
 use crate::error::{Error, Result};
 use crate::time;
@@ -96,13 +96,7 @@ impl Store {
     /// Whether a customer is registered.
     pub fn customer_exists(&self, id: &str) -> Result<bool> {
         self.conn()
-            .query_row(
-                "SELECT 1 FROM customers WHERE customer_id = ?1",
-                [id],
-                |_| Ok(()),
-            )
-            .optional()
-            .map(|o| o.is_some())
+            .exists("SELECT 1 FROM customers WHERE customer_id = ?1", vals![id])
             .map_err(|e| Error::db(self.path(), "reading customers", e))
     }
 
@@ -117,18 +111,12 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let path = self.path().to_path_buf();
-        let err = |e: rusqlite::Error| Error::db(&path, "adding the customer", e);
+        let err = |e: DbError| Error::db(&path, "adding the customer", e);
         let w = self.writer()?;
-        let tx = &w.tx;
+        let tx = w.db();
         let exists = tx
-            .query_row(
-                "SELECT 1 FROM customers WHERE customer_id = ?1",
-                [id],
-                |_| Ok(()),
-            )
-            .optional()
-            .map_err(err)?
-            .is_some();
+            .exists("SELECT 1 FROM customers WHERE customer_id = ?1", vals![id])
+            .map_err(err)?;
         if exists {
             return Err(Error::Invalid(format!(
                 "customer {id:?} already exists; use `mb-customer set {id} ...` to change it"
@@ -137,21 +125,22 @@ impl Store {
         let rec = time::format_fixed_micros(&now);
         tx.execute(
             "INSERT INTO customers (customer_id, stripe_customer_id, created_at) VALUES (?1, ?2, ?3)",
-            params![id, stripe, rec],
+            vals![id, stripe, rec],
         )
         .map_err(err)?;
         for (field, value) in [("tier", tier), ("status", "active")] {
             tx.execute(
                 "INSERT INTO customer_changes (customer_id, field, value, effective_ns, recorded_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id, field, value, ns(&effective), rec],
+                vals![id, field, value, ns(&effective), rec],
             )
             .map_err(err)?;
         }
         for vm in vms {
             tx.execute(
-                "INSERT OR IGNORE INTO customer_vms (customer_id, vm_id, added_at) VALUES (?1, ?2, ?3)",
-                params![id, vm, rec],
+                "INSERT INTO customer_vms (customer_id, vm_id, added_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT DO NOTHING",
+                vals![id, vm, rec],
             )
             .map_err(err)?;
         }
@@ -168,18 +157,12 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<(&'static str, i64)>> {
         let path = self.path().to_path_buf();
-        let err = |e: rusqlite::Error| Error::db(&path, "updating the customer", e);
+        let err = |e: DbError| Error::db(&path, "updating the customer", e);
         let w = self.writer()?;
-        let tx = &w.tx;
+        let tx = w.db();
         let exists = tx
-            .query_row(
-                "SELECT 1 FROM customers WHERE customer_id = ?1",
-                [id],
-                |_| Ok(()),
-            )
-            .optional()
-            .map_err(err)?
-            .is_some();
+            .exists("SELECT 1 FROM customers WHERE customer_id = ?1", vals![id])
+            .map_err(err)?;
         if !exists {
             return Err(Error::Invalid(format!(
                 "no customer {id:?}; add it first with `mb-customer add {id} --tier TIER`"
@@ -189,26 +172,29 @@ impl Store {
         let mut ids = Vec::new();
         for (field, value) in [("tier", &up.tier), ("status", &up.status)] {
             if let Some(v) = value {
-                tx.execute(
-                    "INSERT INTO customer_changes (customer_id, field, value, effective_ns, recorded_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![id, field, v, ns(&effective), rec],
-                )
-                .map_err(err)?;
-                ids.push((field, tx.last_insert_rowid()));
+                let change_id: i64 = tx
+                    .query_row(
+                        "INSERT INTO customer_changes (customer_id, field, value, effective_ns, \
+                         recorded_at) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING change_id",
+                        vals![id, field, v, ns(&effective), rec],
+                        |r| r.get(0),
+                    )
+                    .map_err(err)?;
+                ids.push((field, change_id));
             }
         }
         if let Some(s) = &up.stripe_customer_id {
             tx.execute(
                 "UPDATE customers SET stripe_customer_id = ?2 WHERE customer_id = ?1",
-                params![id, s],
+                vals![id, s],
             )
             .map_err(err)?;
         }
         for vm in &up.add_vms {
             tx.execute(
-                "INSERT OR IGNORE INTO customer_vms (customer_id, vm_id, added_at) VALUES (?1, ?2, ?3)",
-                params![id, vm, rec],
+                "INSERT INTO customer_vms (customer_id, vm_id, added_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT DO NOTHING",
+                vals![id, vm, rec],
             )
             .map_err(err)?;
         }
@@ -216,7 +202,7 @@ impl Store {
             let n = tx
                 .execute(
                     "DELETE FROM customer_vms WHERE customer_id = ?1 AND vm_id = ?2",
-                    params![id, vm],
+                    vals![id, vm],
                 )
                 .map_err(err)?;
             if n == 0 {
@@ -231,8 +217,11 @@ impl Store {
     pub fn customers(&self, at: DateTime<Utc>) -> Result<Vec<Customer>> {
         let ids: Vec<String> = self
             .conn()
-            .prepare("SELECT customer_id FROM customers ORDER BY customer_id")
-            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .query_map(
+                "SELECT customer_id FROM customers ORDER BY customer_id",
+                vals![],
+                |r| r.get(0),
+            )
             .map_err(|e| Error::db(self.path(), "listing customers", e))?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
@@ -245,34 +234,35 @@ impl Store {
 
     /// One customer as of `at`.
     pub fn customer(&self, id: &str, at: DateTime<Utc>) -> Result<Option<Customer>> {
-        let err = |e: rusqlite::Error| Error::db(self.path(), "reading the customer", e);
+        let err = |e: DbError| Error::db(self.path(), "reading the customer", e);
         let row = self
             .conn()
-            .query_row(
+            .query_opt(
                 "SELECT stripe_customer_id, created_at FROM customers WHERE customer_id = ?1",
-                [id],
-                |r| Ok((r.get::<_, Option<String>>(0)?, r.get::<_, String>(1)?)),
+                vals![id],
+                |r| Ok((r.get::<Option<String>>(0)?, r.get::<String>(1)?)),
             )
-            .optional()
             .map_err(err)?;
         let Some((stripe, created_at)) = row else {
             return Ok(None);
         };
         let field = |f: &str| -> Result<Option<String>> {
             self.conn()
-                .query_row(
+                .query_opt(
                     "SELECT value FROM customer_changes_live WHERE customer_id = ?1 AND field = ?2 \
                      AND effective_ns <= ?3 ORDER BY effective_ns DESC, change_id DESC LIMIT 1",
-                    params![id, f, ns(&at)],
+                    vals![id, f, ns(&at)],
                     |r| r.get(0),
                 )
-                .optional()
                 .map_err(err)
         };
         let vms: Vec<String> = self
             .conn()
-            .prepare("SELECT vm_id FROM customer_vms WHERE customer_id = ?1 ORDER BY vm_id")
-            .and_then(|mut s| s.query_map([id], |r| r.get(0))?.collect())
+            .query_map(
+                "SELECT vm_id FROM customer_vms WHERE customer_id = ?1 ORDER BY vm_id",
+                vals![id],
+                |r| r.get(0),
+            )
             .map_err(err)?;
         Ok(Some(Customer {
             customer_id: id.to_string(),
@@ -288,13 +278,14 @@ impl Store {
     /// changes included (and marked).
     pub fn customer_history(&self, id: &str) -> Result<Vec<Change>> {
         self.conn()
-            .prepare(
+            .query_map(
                 "SELECT h.change_id, h.field, h.value, h.effective_ns, h.recorded_at, \
                  w.withdrawn_at, w.reason FROM customer_changes h \
                  LEFT JOIN customer_withdrawals w USING (change_id) \
                  WHERE h.customer_id = ?1 ORDER BY h.effective_ns, h.change_id",
+                vals![id],
+                change_row,
             )
-            .and_then(|mut s| s.query_map([id], change_row)?.collect())
             .map_err(|e| Error::db(self.path(), "reading customer history", e))
     }
 
@@ -309,18 +300,17 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Withdrawn> {
         let path = self.path().to_path_buf();
-        let err = |e: rusqlite::Error| Error::db(&path, "withdrawing the change", e);
+        let err = |e: DbError| Error::db(&path, "withdrawing the change", e);
         let w = self.writer()?;
-        let tx = &w.tx;
+        let tx = w.db();
         let found = tx
-            .query_row(
+            .query_opt(
                 "SELECT h.customer_id, h.change_id, h.field, h.value, h.effective_ns, \
                  h.recorded_at, w.withdrawn_at, w.reason FROM customer_changes h \
                  LEFT JOIN customer_withdrawals w USING (change_id) WHERE h.change_id = ?1",
-                [change_id],
-                |r| Ok((r.get::<_, String>(0)?, change_row_at(r, 1)?)),
+                vals![change_id],
+                |r| Ok((r.get::<String>(0)?, change_row_at(r, 1)?)),
             )
-            .optional()
             .map_err(err)?;
         let Some((customer, change)) = found else {
             return Err(Error::Invalid(format!(
@@ -335,22 +325,21 @@ impl Store {
         let eff_ns: i64 = tx
             .query_row(
                 "SELECT effective_ns FROM customer_changes WHERE change_id = ?1",
-                [change_id],
+                vals![change_id],
                 |r| r.get(0),
             )
             .map_err(err)?;
         // Is there another live change of this field at or before this one?
         // Without one, withdrawing would leave the customer without a tier
         // (or status) from its start.
-        let earlier = |tx: &rusqlite::Transaction<'_>| {
-            tx.query_row(
+        let earlier = |tx: &super::db::Db| {
+            tx.query_opt(
                 "SELECT value FROM customer_changes_live WHERE customer_id = ?1 AND field = ?2 \
                  AND change_id <> ?3 AND (effective_ns < ?4 OR (effective_ns = ?4 AND change_id < ?3)) \
                  ORDER BY effective_ns DESC, change_id DESC LIMIT 1",
-                params![customer, change.field, change_id, eff_ns],
-                |r| r.get::<_, String>(0),
+                vals![customer, change.field, change_id, eff_ns],
+                |r| r.get::<String>(0),
             )
-            .optional()
         };
         let before = earlier(tx).map_err(err)?;
         if before.is_none() {
@@ -363,19 +352,18 @@ impl Store {
         }
         tx.execute(
             "INSERT INTO customer_withdrawals (change_id, withdrawn_at, reason) VALUES (?1, ?2, ?3)",
-            params![change_id, time::format_fixed_micros(&now), reason],
+            vals![change_id, time::format_fixed_micros(&now), reason],
         )
         .map_err(err)?;
         // The value at the effective time, now that the change is gone
         // (a later change at the same instant may still apply).
         let now_value = tx
-            .query_row(
+            .query_opt(
                 "SELECT value FROM customer_changes_live WHERE customer_id = ?1 AND field = ?2 \
                  AND effective_ns <= ?3 ORDER BY effective_ns DESC, change_id DESC LIMIT 1",
-                params![customer, change.field, eff_ns],
-                |r| r.get::<_, String>(0),
+                vals![customer, change.field, eff_ns],
+                |r| r.get::<String>(0),
             )
-            .optional()
             .map_err(err)?;
         w.commit()?;
         Ok(Withdrawn {
@@ -388,11 +376,11 @@ impl Store {
 
 /// A history row read as `change_id, field, value, effective_ns,
 /// recorded_at, withdrawn_at, reason`.
-fn change_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Change> {
+fn change_row(r: &Row) -> DbResult<Change> {
     change_row_at(r, 0)
 }
 
-fn change_row_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Change> {
+fn change_row_at(r: &Row, i: usize) -> DbResult<Change> {
     Ok(Change {
         change_id: r.get(i)?,
         field: r.get(i + 1)?,

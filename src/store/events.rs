@@ -7,8 +7,9 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{params, Connection, OptionalExtension, Row, Statement};
+use rusqlite::{params, Connection, Statement};
 
+use super::db::{vals, Db, DbError, DbResult, Row, Value};
 use crate::events::{bounds, Activity, Api, Body, Event, Header, Kind, Resource, SampleStatus};
 use crate::time;
 
@@ -56,17 +57,18 @@ const RESOURCE_INSERT: &str =
                  ON CONFLICT (id) DO NOTHING";
 const ACTIVITY_INSERT: &str =
     "INSERT INTO activity_log (id, ts_ns, customer_id, vm_id, activity_type, pattern_name, \
-                 command, duration_seconds, exit_code, user, ingested_at, run_id) \
+                 command, duration_seconds, exit_code, \"user\", ingested_at, run_id) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
                  ON CONFLICT (id) DO NOTHING";
 
-/// Prepared insert statements for one transaction. Preparing once per batch
-/// (rather than `prepare_cached` per row, which hashes the SQL text each
-/// time) is a measurable share of ingest throughput.
-pub(crate) struct Inserter<'c> {
+/// SQLite's prepared insert statements for one transaction. Preparing once
+/// per batch (rather than `prepare_cached` per row, which hashes the SQL
+/// text each time) is a measurable share of ingest throughput, so SQLite's
+/// insert path binds rusqlite statements directly instead of going through
+/// the layer's values; everything else (bounds, rollups, read-back) is the
+/// layer's SQL, shared with PostgreSQL.
+pub(crate) struct SqliteInserter<'c> {
     conn: &'c Connection,
-    rollup: &'c std::cell::RefCell<ApiRollup>,
-    resource_rollup: &'c std::cell::RefCell<super::resource_rollup::ResourceRollup>,
     api: Option<Statement<'c>>,
     resource: Option<Statement<'c>>,
     activity: Option<Statement<'c>>,
@@ -83,16 +85,10 @@ fn stmt<'a, 'c>(
     }
 }
 
-impl<'c> Inserter<'c> {
-    pub(crate) fn new(
-        conn: &'c Connection,
-        rollup: &'c std::cell::RefCell<ApiRollup>,
-        resource_rollup: &'c std::cell::RefCell<super::resource_rollup::ResourceRollup>,
-    ) -> Self {
-        Inserter {
+impl<'c> SqliteInserter<'c> {
+    pub(crate) fn new(conn: &'c Connection) -> Self {
+        SqliteInserter {
             conn,
-            rollup,
-            resource_rollup,
             api: None,
             resource: None,
             activity: None,
@@ -101,17 +97,20 @@ impl<'c> Inserter<'c> {
 
     pub(crate) fn insert(
         &mut self,
+        db: &Db,
+        rollup: &std::cell::RefCell<ApiRollup>,
+        resource_rollup: &std::cell::RefCell<super::resource_rollup::ResourceRollup>,
         ev: &Event,
         ingested_at: &str,
         run_id: i64,
-    ) -> rusqlite::Result<InsertResult> {
+    ) -> DbResult<InsertResult> {
         let conn = self.conn;
         let h = &ev.header;
         if let Body::Api(a) = &ev.body {
-            if !self.rollup.borrow_mut().admits(conn, h, a)? {
+            if !rollup.borrow_mut().admits(db, h, a)? {
                 // Over the customer-hour bound, unless it is a re-sent line
                 // (whose usage is already counted in the hour).
-                return Ok(match get(conn, Kind::Api, &h.id)? {
+                return Ok(match get(db, Kind::Api, &h.id)? {
                     Some(stored) if stored == *ev => InsertResult::Duplicate,
                     Some(_) => InsertResult::Conflict,
                     None => InsertResult::OverHourBound,
@@ -195,15 +194,15 @@ impl<'c> Inserter<'c> {
         };
         if n == 1 {
             match &ev.body {
-                Body::Api(a) => self.rollup.borrow_mut().add(h, a)?,
-                Body::Resource(r) => self.resource_rollup.borrow_mut().add(
-                    conn,
+                Body::Api(a) => rollup.borrow_mut().add(h, a)?,
+                Body::Resource(r) => resource_rollup.borrow_mut().add(
+                    db,
                     h,
                     r,
                     ts_ns(h),
                     conn.last_insert_rowid(),
                 )?,
-                Body::Activity(_) => self.rollup.borrow_mut().vm_hours.add(
+                Body::Activity(_) => rollup.borrow_mut().vm_hours.add(
                     false,
                     &h.customer_id,
                     &h.vm_id,
@@ -216,10 +215,139 @@ impl<'c> Inserter<'c> {
         }
         // The id exists: compare content. This path is only taken for re-sent
         // lines, so its extra SELECT does not slow a fresh ingest.
-        match get(conn, ev.kind(), &h.id)? {
-            Some(stored) if same_content(conn, &stored, ev)? => Ok(InsertResult::Duplicate),
-            _ => Ok(InsertResult::Conflict),
+        existing(db, ev)
+    }
+}
+
+/// What an event whose id is already stored is: a duplicate or a conflict.
+pub(crate) fn existing(db: &Db, ev: &Event) -> DbResult<InsertResult> {
+    match get(db, ev.kind(), &ev.header.id)? {
+        Some(stored) if same_content(db, &stored, ev)? => Ok(InsertResult::Duplicate),
+        _ => Ok(InsertResult::Conflict),
+    }
+}
+
+/// The parameters of an api row, in [`API_INSERT`]'s order.
+pub(crate) fn api_values(h: &Header, a: &Api, ingested_at: &str, run_id: i64) -> Vec<Value> {
+    vals![
+        h.id,
+        ts_ns(h),
+        h.customer_id,
+        h.vm_id,
+        a.provider,
+        a.model,
+        a.price_key,
+        i(a.tokens_in),
+        i(a.tokens_out),
+        i(a.cache_read_tokens),
+        i(a.cache_write_tokens),
+        i(a.reasoning_tokens),
+        a.cost_nusd,
+        a.priced,
+        a.price_table,
+        a.request_id,
+        a.failed,
+        a.auth_type,
+        a.client,
+        a.service_tier,
+        a.source_format,
+        ingested_at,
+        run_id
+    ]
+    .to_vec()
+}
+
+/// Store one resource or activity event through the layer (PostgreSQL;
+/// these kinds come a few per VM and minute, so one statement per row is
+/// plenty), with the resource rollup's hook. `RETURNING rowid` tells a
+/// stored row from an existing id.
+pub(crate) fn insert_row(
+    db: &Db,
+    rollup: &std::cell::RefCell<ApiRollup>,
+    resource_rollup: &std::cell::RefCell<super::resource_rollup::ResourceRollup>,
+    ev: &Event,
+    ingested_at: &str,
+    run_id: i64,
+) -> DbResult<InsertResult> {
+    let h = &ev.header;
+    let rowid: Option<i64> = match &ev.body {
+        Body::Api(a) => db.query_opt(
+            &format!("{API_INSERT} RETURNING rowid"),
+            &api_values(h, a, ingested_at, run_id),
+            |r| r.get(0),
+        )?,
+        Body::Resource(r) => db.query_opt(
+            &format!("{RESOURCE_INSERT} RETURNING rowid"),
+            vals![
+                h.id,
+                ts_ns(h),
+                h.customer_id,
+                h.vm_id,
+                r.interval_seconds,
+                r.status.as_str(),
+                json_list(&r.flags),
+                r.boot_id,
+                i(r.seq),
+                r.cpu_percent,
+                oi(r.cpu_busy_ticks),
+                oi(r.cpu_total_ticks),
+                oi(r.ncpu),
+                oi(r.clk_tck),
+                r.memory_percent,
+                oi(r.memory_used_bytes),
+                oi(r.memory_total_bytes),
+                oi(r.disk_used_bytes),
+                oi(r.disk_total_bytes),
+                oi(r.net_in_bytes),
+                oi(r.net_out_bytes),
+                oi(r.cpu_busy_ticks_cum),
+                oi(r.cpu_total_ticks_cum),
+                oi(r.net_in_bytes_cum),
+                oi(r.net_out_bytes_cum),
+                json_list(&r.errors),
+                ingested_at,
+                run_id
+            ],
+            |r| r.get(0),
+        )?,
+        Body::Activity(a) => db.query_opt(
+            &format!("{ACTIVITY_INSERT} RETURNING rowid"),
+            vals![
+                h.id,
+                ts_ns(h),
+                h.customer_id,
+                h.vm_id,
+                a.activity_type,
+                a.pattern_name,
+                a.command,
+                a.duration_seconds,
+                a.exit_code,
+                a.user,
+                ingested_at,
+                run_id
+            ],
+            |r| r.get(0),
+        )?,
+    };
+    match rowid {
+        Some(rowid) => {
+            match &ev.body {
+                Body::Api(a) => rollup.borrow_mut().add(h, a)?,
+                Body::Resource(r) => resource_rollup
+                    .borrow_mut()
+                    .add(db, h, r, ts_ns(h), rowid)?,
+                Body::Activity(_) => rollup.borrow_mut().vm_hours.add(
+                    false,
+                    &h.customer_id,
+                    &h.vm_id,
+                    ts_ns(h),
+                    0,
+                    0,
+                )?,
+            }
+            Ok(InsertResult::Inserted)
         }
+        None => existing(db, ev),
     }
 }
 
@@ -234,7 +362,7 @@ impl<'c> Inserter<'c> {
 ///   the stored value is kept.
 /// - price fields of a row `mb-tokens reprice` priced: the stored row is
 ///   priced, the re-read line (priced by the table of its day) is not.
-fn same_content(conn: &Connection, stored: &Event, ev: &Event) -> rusqlite::Result<bool> {
+pub(crate) fn same_content(db: &Db, stored: &Event, ev: &Event) -> DbResult<bool> {
     if stored == ev {
         return Ok(true);
     }
@@ -246,7 +374,7 @@ fn same_content(conn: &Connection, stored: &Event, ev: &Event) -> rusqlite::Resu
         e.client.clone_from(&s.client);
     }
     if s.priced && !e.priced && e.cost_nusd.is_none() && e.price_key.is_none() {
-        if !crate::store::Store::was_repriced(conn, &stored.header.id)? {
+        if !crate::store::Store::was_repriced(db, &stored.header.id)? {
             return Ok(false);
         }
         e.priced = true;
@@ -314,21 +442,20 @@ impl ApiRollup {
     /// (read once per transaction and hour) plus this transaction's plus
     /// the line's stay within the bounds. Every value being bounded by
     /// validation, none of these sums can overflow.
-    fn admits(&mut self, conn: &Connection, h: &Header, a: &Api) -> rusqlite::Result<bool> {
+    pub(crate) fn admits(&mut self, db: &Db, h: &Header, a: &Api) -> DbResult<bool> {
         let ts = ts_ns(h);
         let key = (self.intern(&h.customer_id), ts - ts.rem_euclid(HOUR_NS));
         let (tokens, nusd) = match self.hours.get(&key) {
             Some(v) => *v,
             None => {
-                let stored = conn
-                    .prepare_cached(
-                        "SELECT coalesce(sum(tokens_in + tokens_out + cache_read_tokens \
-                         + cache_write_tokens), 0), coalesce(sum(cost_nusd), 0) \
-                         FROM api_rollup WHERE customer_id = ?1 AND hour_ns = ?2",
-                    )?
-                    .query_row(params![h.customer_id, key.1], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-                    });
+                let stored = db.query_row(
+                    "SELECT coalesce(CAST(sum(tokens_in + tokens_out + cache_read_tokens \
+                     + cache_write_tokens) AS BIGINT), 0), \
+                     coalesce(CAST(sum(cost_nusd) AS BIGINT), 0) \
+                     FROM api_rollup WHERE customer_id = ?1 AND hour_ns = ?2",
+                    vals![h.customer_id, key.1],
+                    |r| Ok((r.get::<i64>(0)?, r.get::<i64>(1)?)),
+                );
                 // Rows stored before the bounds existed may not even sum:
                 // then the hour is full.
                 let v = stored.unwrap_or((i64::MAX, i64::MAX));
@@ -343,7 +470,7 @@ impl ApiRollup {
     }
 
     /// Add one stored api event.
-    fn add(&mut self, h: &Header, a: &Api) -> rusqlite::Result<()> {
+    pub(crate) fn add(&mut self, h: &Header, a: &Api) -> DbResult<()> {
         let key = [
             self.intern(&h.customer_id),
             self.intern(&a.provider),
@@ -356,10 +483,10 @@ impl ApiRollup {
         let e = self.sums.entry((key, hour)).or_default();
         // Like SQLite's sum(), an overflowing total is an error (the
         // transaction is rolled back), never a wrapped or saturated number.
-        let add = |acc: &mut i64, v: i64| -> rusqlite::Result<()> {
-            *acc = acc.checked_add(v).ok_or_else(|| {
-                rusqlite::Error::ToSqlConversionFailure("rollup sum overflows".into())
-            })?;
+        let add = |acc: &mut i64, v: i64| -> DbResult<()> {
+            *acc = acc
+                .checked_add(v)
+                .ok_or_else(|| DbError::Other("rollup sum overflows".into()))?;
             Ok(())
         };
         add(&mut e.requests, 1)?;
@@ -389,10 +516,10 @@ impl ApiRollup {
 
     /// Add the sums to api_rollup, in key order (so the upserts walk its
     /// primary key forward), and forget them.
-    pub(crate) fn flush(&mut self, conn: &Connection, ingest_hour_ns: i64) -> rusqlite::Result<()> {
+    pub(crate) fn flush(&mut self, db: &Db, ingest_hour_ns: i64) -> DbResult<()> {
         // The next transaction reads the hours again (other writers).
         self.hours.clear();
-        self.vm_hours.flush(conn)?;
+        self.vm_hours.flush(db)?;
         if self.sums.is_empty() {
             return Ok(());
         }
@@ -405,39 +532,42 @@ impl ApiRollup {
             };
             k(a).cmp(&k(b))
         });
-        let mut st = conn.prepare_cached(
-            "INSERT INTO api_rollup (customer_id, hour_ns, provider, model, price_key, price_table, \
+        let sql = "INSERT INTO api_rollup (customer_id, hour_ns, provider, model, price_key, price_table, \
              ingest_hour_ns, requests, failed_requests, unpriced_requests, tokens_in, tokens_out, \
              cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_nusd) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
-             ON CONFLICT DO UPDATE SET requests = requests + excluded.requests, \
-             failed_requests = failed_requests + excluded.failed_requests, \
-             unpriced_requests = unpriced_requests + excluded.unpriced_requests, \
-             tokens_in = tokens_in + excluded.tokens_in, tokens_out = tokens_out + excluded.tokens_out, \
-             cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens, \
-             cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens, \
-             reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens, \
-             cost_nusd = cost_nusd + excluded.cost_nusd",
-        )?;
+             ON CONFLICT (customer_id, hour_ns, provider, model, price_key, price_table, \
+             ingest_hour_ns) DO UPDATE SET requests = api_rollup.requests + excluded.requests, \
+             failed_requests = api_rollup.failed_requests + excluded.failed_requests, \
+             unpriced_requests = api_rollup.unpriced_requests + excluded.unpriced_requests, \
+             tokens_in = api_rollup.tokens_in + excluded.tokens_in, \
+             tokens_out = api_rollup.tokens_out + excluded.tokens_out, \
+             cache_read_tokens = api_rollup.cache_read_tokens + excluded.cache_read_tokens, \
+             cache_write_tokens = api_rollup.cache_write_tokens + excluded.cache_write_tokens, \
+             reasoning_tokens = api_rollup.reasoning_tokens + excluded.reasoning_tokens, \
+             cost_nusd = api_rollup.cost_nusd + excluded.cost_nusd";
         for (([c, p, m, pk, pt], hour), s) in &rows {
-            st.execute(params![
-                names[*c as usize],
-                hour,
-                names[*p as usize],
-                names[*m as usize],
-                names[*pk as usize],
-                names[*pt as usize],
-                ingest_hour_ns,
-                s.requests,
-                s.failed,
-                s.unpriced,
-                s.tokens_in,
-                s.tokens_out,
-                s.cache_read,
-                s.cache_write,
-                s.reasoning,
-                s.cost_nusd
-            ])?;
+            db.execute(
+                sql,
+                vals![
+                    names[*c as usize],
+                    hour,
+                    names[*p as usize],
+                    names[*m as usize],
+                    names[*pk as usize],
+                    names[*pt as usize],
+                    ingest_hour_ns,
+                    s.requests,
+                    s.failed,
+                    s.unpriced,
+                    s.tokens_in,
+                    s.tokens_out,
+                    s.cache_read,
+                    s.cache_write,
+                    s.reasoning,
+                    s.cost_nusd
+                ],
+            )?;
         }
         Ok(())
     }
@@ -469,9 +599,9 @@ pub(crate) const RESOURCE_COLS: &str = "id, ts_ns, customer_id, vm_id, interval_
     net_in_bytes, net_out_bytes, cpu_busy_ticks_cum, cpu_total_ticks_cum, net_in_bytes_cum, \
     net_out_bytes_cum, errors";
 pub(crate) const ACTIVITY_COLS: &str = "id, ts_ns, customer_id, vm_id, activity_type, \
-    pattern_name, command, duration_seconds, exit_code, user";
+    pattern_name, command, duration_seconds, exit_code, \"user\"";
 
-fn header(r: &Row) -> rusqlite::Result<Header> {
+fn header(r: &Row) -> DbResult<Header> {
     Ok(Header {
         id: r.get(0)?,
         ts: time::from_unix_nanos(r.get(1)?),
@@ -480,7 +610,7 @@ fn header(r: &Row) -> rusqlite::Result<Header> {
     })
 }
 
-pub(crate) fn api_row(r: &Row) -> rusqlite::Result<Event> {
+pub(crate) fn api_row(r: &Row) -> DbResult<Event> {
     Ok(Event {
         header: header(r)?,
         body: Body::Api(Api {
@@ -505,7 +635,7 @@ pub(crate) fn api_row(r: &Row) -> rusqlite::Result<Event> {
     })
 }
 
-pub(crate) fn resource_row(r: &Row) -> rusqlite::Result<Event> {
+pub(crate) fn resource_row(r: &Row) -> DbResult<Event> {
     let status: String = r.get(5)?;
     let status = match status.as_str() {
         "ok" => SampleStatus::Ok,
@@ -517,7 +647,7 @@ pub(crate) fn resource_row(r: &Row) -> rusqlite::Result<Event> {
         body: Body::Resource(Resource {
             interval_seconds: r.get(4)?,
             status,
-            flags: parse_list(&r.get::<_, String>(6)?),
+            flags: parse_list(&r.get::<String>(6)?),
             boot_id: r.get(7)?,
             seq: u(r.get(8)?),
             cpu_percent: r.get(9)?,
@@ -536,12 +666,12 @@ pub(crate) fn resource_row(r: &Row) -> rusqlite::Result<Event> {
             cpu_total_ticks_cum: ou(r.get(22)?),
             net_in_bytes_cum: ou(r.get(23)?),
             net_out_bytes_cum: ou(r.get(24)?),
-            errors: parse_list(&r.get::<_, String>(25)?),
+            errors: parse_list(&r.get::<String>(25)?),
         }),
     })
 }
 
-pub(crate) fn activity_row(r: &Row) -> rusqlite::Result<Event> {
+pub(crate) fn activity_row(r: &Row) -> DbResult<Event> {
     Ok(Event {
         header: header(r)?,
         body: Body::Activity(Activity {
@@ -556,7 +686,7 @@ pub(crate) fn activity_row(r: &Row) -> rusqlite::Result<Event> {
 }
 
 /// Maps a row (selected with the kind's column list) back to an event.
-pub(crate) type RowMapper = fn(&Row) -> rusqlite::Result<Event>;
+pub(crate) type RowMapper = fn(&Row) -> DbResult<Event>;
 
 /// The table and row mapper of a kind.
 pub(crate) fn table(kind: Kind) -> (&'static str, &'static str, RowMapper) {
@@ -567,9 +697,11 @@ pub(crate) fn table(kind: Kind) -> (&'static str, &'static str, RowMapper) {
     }
 }
 
-pub(super) fn get(conn: &Connection, kind: Kind, id: &str) -> rusqlite::Result<Option<Event>> {
+pub(super) fn get(db: &Db, kind: Kind, id: &str) -> DbResult<Option<Event>> {
     let (t, cols, map) = table(kind);
-    conn.prepare_cached(&format!("SELECT {cols} FROM {t} WHERE id = ?1"))?
-        .query_row([id], map)
-        .optional()
+    db.query_opt(
+        &format!("SELECT {cols} FROM {t} WHERE id = ?1"),
+        vals![id],
+        map,
+    )
 }

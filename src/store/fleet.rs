@@ -12,8 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{params, OptionalExtension};
-
+use super::db::{vals, DbError, DbResult, Row};
 use super::Store;
 use crate::error::{Error, Result};
 
@@ -101,21 +100,22 @@ pub struct RunTotals {
 }
 
 impl Store {
-    fn fleet_err(&self, ctx: &'static str) -> impl Fn(rusqlite::Error) -> Error + '_ {
+    fn fleet_err(&self, ctx: &'static str) -> impl Fn(DbError) -> Error + '_ {
         move |e| Error::db(self.path(), ctx, e)
     }
 
     /// Every VM with at least one resource sample, sorted.
     pub fn sampled_vms(&self) -> Result<Vec<String>> {
         let err = self.fleet_err("listing sampled VMs");
-        let mut next = self
-            .conn()
-            .prepare_cached("SELECT min(vm_id) FROM resource_usage WHERE vm_id > ?1")
-            .map_err(&err)?;
         let mut out = Vec::new();
         let mut after = String::new();
-        while let Some(vm) = next
-            .query_row([&after], |r| r.get::<_, Option<String>>(0))
+        while let Some(vm) = self
+            .conn()
+            .query_row(
+                "SELECT min(vm_id) FROM resource_usage WHERE vm_id > ?1",
+                vals![after],
+                |r| r.get::<Option<String>>(0),
+            )
             .map_err(&err)?
         {
             after.clone_from(&vm);
@@ -127,27 +127,24 @@ impl Store {
     /// The latest sample of `vm` before `until_ns`.
     pub fn last_sample(&self, vm: &str, until_ns: i64) -> Result<Option<LastSample>> {
         let err = self.fleet_err("reading the last sample");
-        let mut boots = self
-            .conn()
-            .prepare_cached(
-                "SELECT min(boot_id) FROM resource_usage WHERE vm_id = ?1 AND boot_id > ?2",
-            )
-            .map_err(&err)?;
-        let mut last_of_boot = self
-            .conn()
-            .prepare_cached(
-                "SELECT max(ts_ns) FROM resource_usage \
-                 WHERE vm_id = ?1 AND boot_id = ?2 AND ts_ns < ?3",
-            )
-            .map_err(&err)?;
+        let db = self.conn();
         let mut best: Option<(i64, String)> = None;
         let mut after = String::new();
-        while let Some(boot) = boots
-            .query_row(params![vm, &after], |r| r.get::<_, Option<String>>(0))
+        while let Some(boot) = db
+            .query_row(
+                "SELECT min(boot_id) FROM resource_usage WHERE vm_id = ?1 AND boot_id > ?2",
+                vals![vm, after],
+                |r| r.get::<Option<String>>(0),
+            )
             .map_err(&err)?
         {
-            let ts: Option<i64> = last_of_boot
-                .query_row(params![vm, &boot, until_ns], |r| r.get(0))
+            let ts: Option<i64> = db
+                .query_row(
+                    "SELECT max(ts_ns) FROM resource_usage \
+                     WHERE vm_id = ?1 AND boot_id = ?2 AND ts_ns < ?3",
+                    vals![vm, boot, until_ns],
+                    |r| r.get(0),
+                )
                 .map_err(&err)?;
             if let Some(ts) = ts {
                 if best.as_ref().is_none_or(|(b, _)| ts > *b) {
@@ -159,31 +156,28 @@ impl Store {
         let Some((ts, boot)) = best else {
             return Ok(None);
         };
-        self.conn()
-            .prepare_cached(
-                "SELECT customer_id, ts_ns, interval_seconds, cpu_percent, memory_percent, \
-                 disk_used_bytes, run_id, ingested_at, flags FROM resource_usage \
-                 WHERE vm_id = ?1 AND boot_id = ?2 AND ts_ns = ?3 ORDER BY rowid DESC LIMIT 1",
-            )
-            .and_then(|mut s| {
-                s.query_row(params![vm, boot, ts], |r| {
-                    let flags: String = r.get(8)?;
-                    Ok(LastSample {
-                        customer_id: r.get(0)?,
-                        ts_ns: r.get(1)?,
-                        interval_seconds: r.get(2)?,
-                        cpu_percent: r
-                            .get::<_, Option<f64>>(3)?
-                            .filter(|_| !crate::report::resource::cpu_suspect(&flags)),
-                        memory_percent: r.get(4)?,
-                        disk_used_bytes: r.get(5)?,
-                        run_id: r.get(6)?,
-                        ingested_at: r.get(7)?,
-                    })
+        db.query_opt(
+            "SELECT customer_id, ts_ns, interval_seconds, cpu_percent, memory_percent, \
+             disk_used_bytes, run_id, ingested_at, flags FROM resource_usage \
+             WHERE vm_id = ?1 AND boot_id = ?2 AND ts_ns = ?3 ORDER BY rowid DESC LIMIT 1",
+            vals![vm, boot, ts],
+            |r| {
+                let flags: String = r.get(8)?;
+                Ok(LastSample {
+                    customer_id: r.get(0)?,
+                    ts_ns: r.get(1)?,
+                    interval_seconds: r.get(2)?,
+                    cpu_percent: r
+                        .get::<Option<f64>>(3)?
+                        .filter(|_| !crate::report::resource::cpu_suspect(&flags)),
+                    memory_percent: r.get(4)?,
+                    disk_used_bytes: r.get(5)?,
+                    run_id: r.get(6)?,
+                    ingested_at: r.get(7)?,
                 })
-                .optional()
-            })
-            .map_err(err)
+            },
+        )
+        .map_err(err)
     }
 
     /// The last api or activity event per (customer, VM) in
@@ -203,58 +197,63 @@ impl Store {
     /// Every VM of the registry: (vm, customer), sorted by VM.
     pub fn registered_vms(&self) -> Result<Vec<(String, String)>> {
         self.conn()
-            .prepare_cached(
+            .query_map(
                 "SELECT vm_id, customer_id FROM customer_vms ORDER BY vm_id, customer_id",
+                vals![],
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
             .map_err(self.fleet_err("listing registered VMs"))
     }
 
     /// The latest `limit` ingest runs, newest first.
     pub fn ingest_runs(&self, limit: usize) -> Result<Vec<IngestRun>> {
         self.conn()
-            .prepare_cached(
+            .query_map(
                 "SELECT run_id, tool, source, started_at, finished_at, status, read, inserted, \
                  duplicates, conflicts, rejected, error FROM ingest_runs \
                  ORDER BY run_id DESC LIMIT ?1",
+                vals![limit],
+                run_row,
             )
-            .and_then(|mut s| s.query_map([limit as i64], run_row)?.collect())
             .map_err(self.fleet_err("reading ingest runs"))
     }
 
     /// One ingest run.
     pub fn ingest_run(&self, run_id: i64) -> Result<Option<IngestRun>> {
         self.conn()
-            .prepare_cached(
+            .query_opt(
                 "SELECT run_id, tool, source, started_at, finished_at, status, read, inserted, \
                  duplicates, conflicts, rejected, error FROM ingest_runs WHERE run_id = ?1",
+                vals![run_id],
+                run_row,
             )
-            .and_then(|mut s| s.query_row([run_id], run_row).optional())
             .map_err(self.fleet_err("reading an ingest run"))
     }
 
     /// The latest `finished_at` of the runs of each status.
     pub fn last_finished_runs(&self) -> Result<Vec<(String, String)>> {
         self.conn()
-            .prepare_cached(
+            .query_map(
                 "SELECT status, max(finished_at) FROM ingest_runs \
                  WHERE finished_at IS NOT NULL GROUP BY status ORDER BY status",
+                vals![],
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
             .map_err(self.fleet_err("reading ingest runs"))
     }
 
     /// Totals of all ingest runs per status.
     pub fn run_totals(&self) -> Result<BTreeMap<String, RunTotals>> {
-        self.conn()
-            .prepare_cached(
-                "SELECT status, count(*), sum(read), sum(inserted), sum(duplicates), \
-                 sum(conflicts), sum(rejected) FROM ingest_runs GROUP BY status",
-            )
-            .and_then(|mut s| {
-                s.query_map([], |r| {
+        let rows = self
+            .conn()
+            .query_map(
+                "SELECT status, count(*), CAST(sum(read) AS BIGINT), CAST(sum(inserted) AS BIGINT), \
+                 CAST(sum(duplicates) AS BIGINT), CAST(sum(conflicts) AS BIGINT), \
+                 CAST(sum(rejected) AS BIGINT) FROM ingest_runs GROUP BY status",
+                vals![],
+                |r| {
                     Ok((
-                        r.get::<_, String>(0)?,
+                        r.get::<String>(0)?,
                         RunTotals {
                             runs: r.get(1)?,
                             read: r.get(2)?,
@@ -264,10 +263,10 @@ impl Store {
                             rejected: r.get(6)?,
                         },
                     ))
-                })?
-                .collect()
-            })
-            .map_err(self.fleet_err("summing ingest runs"))
+                },
+            )
+            .map_err(self.fleet_err("summing ingest runs"))?;
+        Ok(rows.into_iter().collect())
     }
 }
 
@@ -280,7 +279,7 @@ pub enum EventTable {
     Activity,
 }
 
-fn run_row(r: &rusqlite::Row) -> rusqlite::Result<IngestRun> {
+fn run_row(r: &Row) -> DbResult<IngestRun> {
     Ok(IngestRun {
         run_id: r.get(0)?,
         tool: r.get(1)?,

@@ -1,45 +1,49 @@
-//! The SQLite store: opening, migrations, and every SQL statement of mb.
+//! The store: every SQL statement of mb, behind one interface over two
+//! backends, SQLite (the embedded default) and PostgreSQL (the central
+//! store of a fleet; DESIGN.md section 6).
 //!
-//! All SQL lives in this module and its children, behind a narrow API
-//! ([`Store`], [`Writer`], the customer functions), so that a PostgreSQL
-//! backend can be added later without touching the tools (DESIGN.md section
-//! 6). Nothing outside `store` sees a `rusqlite` type.
+//! The tools call [`Store`], [`Writer`] and the typed query functions of
+//! the submodules, whichever backend is open; nothing outside `store` sees
+//! a `rusqlite` or `postgres` type. Inside, [`db`] is the backend layer
+//! (one connection type, statements written once in the SQL both engines
+//! run), [`sqlite`] and [`pg`] hold what only one backend does (opening,
+//! migrations, the write lock, the change counter), and the domain
+//! submodules (events, report, customers, fleet, reprice, rollups) are
+//! written once against the layer. The one place the backends differ in
+//! the data path is storing a batch of events: SQLite runs its prepared
+//! per-row statements, PostgreSQL copies the batch into a staging table
+//! ([`copy`]).
 //!
-//! Opening a store for writing creates the parent directory (mode 0700) and
-//! the file (mode 0600) when they do not exist, switches to WAL, sets a busy
-//! timeout long enough for cron jobs that overlap each other and the
-//! dashboard, and applies pending migrations in one immediate transaction.
-//! A database whose `user_version` is newer than this binary is refused.
+//! A `--db` value is a [`DbSpec`]: a SQLite file path, or a PostgreSQL
+//! connection string ([`pgconn::is_postgres`]). Messages name a
+//! PostgreSQL database by [`pgconn::display`], never with its password.
 
+mod copy;
 pub mod customers;
+pub(crate) mod db;
 mod events;
 pub mod fleet;
+mod pg;
 pub mod pgconn;
 pub mod provenance;
 pub mod report;
 pub mod reprice;
 pub mod resource_rollup;
 pub mod schema;
+pub mod schema_pg;
+mod sqlite;
 mod vm_hours;
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
+use db::{vals, Db, Tx};
 
 use crate::error::{Error, Result};
 use crate::events::{Event, Kind};
 
 pub use events::InsertResult;
-
-/// How long a writer waits for another writer's transaction. A batch holds
-/// the write lock for tens of milliseconds; a minute covers a checkpoint, a
-/// slow disk and a dozen queued cron jobs without "database is locked".
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// How long a reader waits for a database that another process is
-/// creating (version 0) before saying so.
-const CREATION_WAIT: Duration = Duration::from_secs(10);
+pub use sqlite::BUSY_TIMEOUT;
 
 /// Whether a store is opened for writing (creating and migrating) or only
 /// for reading (reports, dashboard).
@@ -51,9 +55,87 @@ pub enum Mode {
     ReadOnly,
 }
 
+/// Which database a `--db` value (or `MB_DB`, or the config's `db`) names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbSpec {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection string (URI or libpq key=value).
+    Postgres(String),
+}
+
+impl DbSpec {
+    /// Classify a `--db` value.
+    pub fn parse(v: &std::ffi::OsStr) -> DbSpec {
+        match v.to_str() {
+            Some(s) if pgconn::is_postgres(s) => DbSpec::Postgres(s.to_string()),
+            _ => DbSpec::Sqlite(PathBuf::from(v)),
+        }
+    }
+
+    /// How messages name the database (a path, or the connection string
+    /// without its password).
+    pub fn display(&self) -> String {
+        match self {
+            DbSpec::Sqlite(p) => p.display().to_string(),
+            DbSpec::Postgres(s) => pgconn::display(s),
+        }
+    }
+
+    /// Whether the database may exist: a SQLite file that is there, or any
+    /// server (whether it holds a schema is known once connected).
+    pub fn exists(&self) -> bool {
+        match self {
+            DbSpec::Sqlite(p) => p.exists(),
+            DbSpec::Postgres(_) => true,
+        }
+    }
+
+    /// The SQLite file, if this is one.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match self {
+            DbSpec::Sqlite(p) => Some(p),
+            DbSpec::Postgres(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for DbSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.display())
+    }
+}
+
+impl From<&Path> for DbSpec {
+    fn from(p: &Path) -> DbSpec {
+        DbSpec::parse(p.as_os_str())
+    }
+}
+impl From<&PathBuf> for DbSpec {
+    fn from(p: &PathBuf) -> DbSpec {
+        DbSpec::parse(p.as_os_str())
+    }
+}
+impl From<PathBuf> for DbSpec {
+    fn from(p: PathBuf) -> DbSpec {
+        DbSpec::parse(p.as_os_str())
+    }
+}
+impl From<&DbSpec> for DbSpec {
+    fn from(s: &DbSpec) -> DbSpec {
+        s.clone()
+    }
+}
+impl From<&str> for DbSpec {
+    fn from(s: &str) -> DbSpec {
+        DbSpec::parse(std::ffi::OsStr::new(s))
+    }
+}
+
 /// An open database.
 pub struct Store {
-    conn: Connection,
+    conn: Db,
+    /// How messages name it (a path, or a redacted connection string).
     path: PathBuf,
 }
 
@@ -85,260 +167,108 @@ impl Counts {
 
 impl Store {
     /// Open (and for [`Mode::ReadWrite`] create and migrate) the database.
-    pub fn open(path: &Path, mode: Mode) -> Result<Store> {
-        let conn = match mode {
-            Mode::ReadWrite => {
-                create_private(path)?;
-                Connection::open_with_flags(
-                    path,
-                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )
-            }
-            Mode::ReadOnly => {
-                // Only a file that is really absent is "no database"; one
-                // in a directory we may not enter gets the permission error.
-                if matches!(std::fs::metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
-                {
-                    return Err(Error::Db {
-                        path: path.to_path_buf(),
-                        msg: "no database here; run mb-ingest (or mb-customer) first, or pass --db"
-                            .into(),
-                    });
-                }
-                wait_for_creator(path);
-                Connection::open_with_flags(
-                    path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )
-            }
-        }
-        .map_err(|e| Error::db_open(path, e))?;
-        let mut store = Store {
-            conn,
-            path: path.to_path_buf(),
+    pub fn open(spec: impl Into<DbSpec>, mode: Mode) -> Result<Store> {
+        let spec = spec.into();
+        let path = PathBuf::from(spec.display());
+        let conn = match &spec {
+            DbSpec::Sqlite(p) => sqlite::open(p, mode)?,
+            DbSpec::Postgres(s) => pg::open(s, &spec.display(), mode)?,
         };
-        store.configure(mode)?;
-        match mode {
-            Mode::ReadWrite => store.migrate()?,
-            Mode::ReadOnly => store.check_version()?,
-        }
-        Ok(store)
+        Ok(Store { conn, path })
     }
 
     /// An in-memory store (dry runs, tests).
     pub fn open_in_memory() -> Result<Store> {
-        let conn =
-            Connection::open_in_memory().map_err(|e| Error::db(":memory:", "cannot open", e))?;
-        let mut store = Store {
-            conn,
+        Ok(Store {
+            conn: sqlite::open_in_memory()?,
             path: PathBuf::from(":memory:"),
-        };
-        store.migrate()?;
-        Ok(store)
+        })
     }
 
-    /// The database path.
+    /// How messages name the database: its path, or the connection string
+    /// without a password.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    fn err(&self, ctx: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
+    /// Whether this store is a PostgreSQL database.
+    pub fn is_postgres(&self) -> bool {
+        self.conn.pg().is_some()
+    }
+
+    fn err(&self, ctx: &str) -> impl Fn(db::DbError) -> Error + '_ {
         let ctx = ctx.to_string();
         move |e| Error::db(&self.path, &ctx, e)
     }
 
-    fn configure(&mut self, mode: Mode) -> Result<()> {
-        self.conn
-            .busy_timeout(BUSY_TIMEOUT)
-            .map_err(self.err("busy_timeout"))?;
-        if mode == Mode::ReadWrite {
-            // 16 KiB pages for a new database (a no-op on an existing one):
-            // a commit writes each dirty page to the WAL and a checkpoint
-            // copies it, a few system calls per page, so bigger pages cut
-            // a large ingest's time by a tenth (4 KiB: 5.7-6.0 s, 16 KiB:
-            // 5.1-5.4 s for a million api lines). Must precede WAL mode.
-            self.conn
-                .execute_batch("PRAGMA page_size=16384")
-                .map_err(self.err("setting the page size"))?;
-            // journal_mode=WAL is persistent in the file; setting it on every
-            // open is cheap and repairs a file copied without its mode.
-            let jm = self.enable_wal()?;
-            if jm != "wal" {
-                return Err(Error::db(
-                    &self.path,
-                    "enabling WAL",
-                    format!("journal_mode is {jm:?} (is the file on a network filesystem?)"),
-                ));
-            }
-            // journal_size_limit: a WAL that grew under many writers (622 MB
-            // beside a 278 MB database) is cut back to 64 MiB when it is
-            // next reset, instead of keeping its peak size forever; see
-            // also [`Store::checkpoint`].
-            // FULL: a committed batch survives a power cut, because the
-            // producers have already advanced their state past those lines.
-            self.conn
-                .execute_batch(
-                    "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; \
-                     PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY; \
-                     PRAGMA journal_size_limit=67108864;",
-                )
-                .map_err(self.err("setting pragmas"))?;
-        } else {
-            self.conn
-                .execute_batch("PRAGMA query_only=ON; PRAGMA cache_size=-65536;")
-                .map_err(self.err("setting pragmas"))?;
-        }
-        Ok(())
-    }
-
-    /// Switch to WAL (persistent in the file). Changing the journal mode
-    /// needs an exclusive lock, and SQLite reports "database is locked" for
-    /// it without calling the busy handler when several processes open a new
-    /// database at once; so retry for as long as the busy timeout.
-    fn enable_wal(&self) -> Result<String> {
-        let started = std::time::Instant::now();
-        let mut pause = Duration::from_millis(5);
-        loop {
-            let current: String = self
-                .conn
-                .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-                .map_err(self.err("reading the journal mode"))?;
-            if current.eq_ignore_ascii_case("wal") {
-                return Ok("wal".into());
-            }
-            match self
-                .conn
-                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
-            {
-                Ok(jm) => return Ok(jm),
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if matches!(
-                        e.code,
-                        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-                    ) && started.elapsed() < BUSY_TIMEOUT =>
-                {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(200));
-                }
-                Err(e) => return Err(Error::db(&self.path, "enabling WAL", e)),
-            }
-        }
-    }
-
-    fn user_version(&self) -> Result<i64> {
-        self.conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(self.err("reading schema version"))
-    }
-
-    /// Copy the WAL back into the database without waiting for anyone
-    /// (`PRAGMA wal_checkpoint(PASSIVE)`), at the end of an ingest run, so
-    /// the WAL can be reset (and cut to journal_size_limit) by the next
-    /// writer instead of growing while writers keep it busy. Best effort.
+    /// Copy the SQLite WAL back into the database (see
+    /// [`sqlite::checkpoint`]); nothing on PostgreSQL. Best effort.
     pub fn checkpoint(&self) {
-        let _ = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        if let Some(c) = self.conn.sqlite() {
+            sqlite::checkpoint(c);
+        }
     }
 
-    fn check_version(&self) -> Result<()> {
-        let v = self.user_version()?;
-        let cur = schema::current_version();
-        if v == 0 {
-            return Err(Error::db(
-                &self.path,
-                "schema",
-                "the database is empty or still being created; run mb-ingest (or mb-customer) \
-                 first, or wait for the one creating it",
-            ));
-        }
-        if v > cur {
-            return Err(Error::SchemaTooNew {
-                path: self.path.clone(),
-                found: v,
-                supported: cur,
-            });
-        }
-        if v < cur {
-            return Err(Error::db(
-                &self.path,
-                "schema",
-                format!(
-                    "version {v} is older than this mb ({cur}); run mb-ingest once to migrate it"
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    fn migrate(&mut self) -> Result<()> {
-        // Check outside a transaction first so a newer database is refused
-        // without taking the write lock.
-        let cur = schema::current_version();
-        let v = self.user_version()?;
-        if v > cur {
-            return Err(Error::SchemaTooNew {
-                path: self.path.clone(),
-                found: v,
-                supported: cur,
-            });
-        }
-        if v == cur {
-            return Ok(());
-        }
-        let path = self.path.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| Error::db(&path, "starting migration", e))?;
-        // Re-read under the lock: a concurrent process may have migrated.
-        let v: i64 = tx
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|e| Error::db(&path, "reading schema version", e))?;
-        for (i, sql) in schema::MIGRATIONS
-            .iter()
-            .enumerate()
-            .skip(v.max(0) as usize)
-        {
-            tx.execute_batch(sql)
-                .map_err(|e| Error::db(&path, &format!("applying migration {}", i + 1), e))?;
-            if i as i64 + 1 == schema::resource_rollup_version() {
-                resource_rollup::rebuild(&tx)
-                    .map_err(|e| Error::db(&path, "building the resource rollup", e))?;
+    /// The database's change counter: it changes whenever anyone commits,
+    /// so a kept connection tells whether anything was written since
+    /// (SQLite's `PRAGMA data_version`; on PostgreSQL `mb_clock.version`,
+    /// bumped by every write transaction).
+    pub fn data_version(&self) -> Result<i64> {
+        match &self.conn {
+            Db::Sqlite(c) => {
+                sqlite::data_version(c).map_err(|e| Error::db(&self.path, "querying", e))
             }
+            Db::Pg(_) => pg::data_version(&self.conn).map_err(self.err("querying")),
         }
-        tx.execute_batch(&format!("PRAGMA user_version = {cur}"))
-            .map_err(|e| Error::db(&path, "setting schema version", e))?;
-        tx.commit()
-            .map_err(|e| Error::db(&path, "committing migration", e))
+    }
+
+    /// Begin a write transaction holding the backend's write lock (SQLite
+    /// `BEGIN IMMEDIATE`, PostgreSQL the writers' advisory lock); it rolls
+    /// back when dropped uncommitted.
+    pub(crate) fn begin_write(&self) -> Result<Tx<'_>> {
+        match &self.conn {
+            Db::Sqlite(_) => sqlite::begin_write(&self.conn),
+            Db::Pg(_) => pg::begin_write(&self.conn),
+        }
+        .map_err(self.err("starting a transaction"))
     }
 
     /// Record the start of an ingest run and return its id. First, every
-    /// `running` run whose process is gone (killed, crashed) is marked
-    /// `abandoned`; its counts are left as they are, because they were
-    /// updated in each committed batch's own transaction.
+    /// `running` run of this host whose process is gone (killed, crashed)
+    /// is marked `abandoned`; its counts are left as they are, because they
+    /// were updated in each committed batch's own transaction.
     pub fn begin_run(&mut self, tool: &str, source: &str, started_at: &str) -> Result<i64> {
         self.mark_abandoned(started_at)?;
         let pid = std::process::id();
         self.conn
-            .execute(
-                "INSERT INTO ingest_runs (tool, source, started_at, status, pid, pid_start) \
-                 VALUES (?1, ?2, ?3, 'running', ?4, ?5)",
-                params![tool, source, started_at, pid, process_start(pid)],
+            .query_row(
+                "INSERT INTO ingest_runs (tool, source, started_at, status, pid, pid_start, host) \
+                 VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6) RETURNING run_id",
+                vals![
+                    tool,
+                    source,
+                    started_at,
+                    pid,
+                    process_start(pid),
+                    host_name()
+                ],
+                |r| r.get(0),
             )
-            .map_err(self.err("recording the run"))?;
-        Ok(self.conn.last_insert_rowid())
+            .map_err(self.err("recording the run"))
     }
 
-    /// Mark `running` runs of processes that no longer exist as abandoned.
+    /// Mark `running` runs of processes of this host that no longer exist
+    /// as abandoned. Runs recorded on another host (a fleet writing to one
+    /// PostgreSQL store) are that host's to judge.
     fn mark_abandoned(&mut self, now: &str) -> Result<()> {
         let running: Vec<(i64, Option<i64>, Option<i64>)> = self
             .conn
-            .prepare("SELECT run_id, pid, pid_start FROM ingest_runs WHERE status = 'running'")
-            .and_then(|mut s| {
-                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                    .collect()
-            })
+            .query_map(
+                "SELECT run_id, pid, pid_start FROM ingest_runs WHERE status = 'running' \
+                 AND (host IS NULL OR host = ?1)",
+                vals![host_name()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .map_err(self.err("reading unfinished runs"))?;
         for (run_id, pid, start) in running {
             // A pid is alive only with the same start time (pids are reused).
@@ -364,7 +294,7 @@ impl Store {
                 .execute(
                     "UPDATE ingest_runs SET status = 'abandoned', finished_at = ?2, error = ?3 \
                      WHERE run_id = ?1 AND status = 'running'",
-                    params![run_id, now, why],
+                    vals![run_id, now, why],
                 )
                 .map_err(self.err("marking an abandoned run"))?;
         }
@@ -388,15 +318,15 @@ impl Store {
             .execute(
                 "UPDATE ingest_runs SET finished_at = ?2, status = ?3, read = ?4, inserted = ?5, \
                  duplicates = ?6, conflicts = ?7, rejected = ?8, error = ?9 WHERE run_id = ?1",
-                params![
+                vals![
                     run_id,
                     finished_at,
                     status,
-                    counts.read as i64,
-                    counts.inserted as i64,
-                    counts.duplicates as i64,
-                    counts.conflicts as i64,
-                    counts.rejected as i64,
+                    counts.read,
+                    counts.inserted,
+                    counts.duplicates,
+                    counts.conflicts,
+                    counts.rejected,
                     error
                 ],
             )
@@ -404,45 +334,49 @@ impl Store {
         Ok(())
     }
 
-    /// Start a write transaction. It takes the write lock at once
-    /// (`BEGIN IMMEDIATE`), so concurrent writers queue on the busy timeout
-    /// instead of failing with SQLITE_BUSY on lock upgrade. It borrows the
-    /// store shared (SQLite itself refuses a nested BEGIN), so a caller can
-    /// keep one open across loop iterations; dropping it rolls back.
+    /// Start a write transaction (see [`Store::begin_write`]). It borrows
+    /// the store shared, so a caller can keep one open across loop
+    /// iterations; dropping it rolls back.
     pub fn writer(&self) -> Result<Writer<'_>> {
         self.writer_at(crate::time::now())
     }
 
     /// [`Store::writer`] with the clock reading `now` (tests that need
-    /// ingest times of their own).
+    /// ingest times of their own; on PostgreSQL the server's clock is used).
     pub(crate) fn writer_at(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Writer<'_>> {
-        let path = self.path.clone();
-        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
-            .map_err(|e| Error::db(&path, "starting a transaction", e))?;
+        let tx = self.begin_write()?;
+        let err = self.err("starting a transaction");
         // ingested_at never decreases in rowid order in any usage table,
         // which as-of reports rely on (store::report): this transaction
         // holds the write lock, so every stored row is older, and a clock
         // stepped back gets the latest stored time instead of an earlier one.
-        let mut now = now;
-        let last: Option<String> = tx
-            .query_row(
-                "SELECT max(t) FROM ( \
-                 SELECT (SELECT ingested_at FROM api_usage ORDER BY rowid DESC LIMIT 1) AS t \
-                 UNION ALL SELECT (SELECT ingested_at FROM resource_usage ORDER BY rowid DESC LIMIT 1) \
-                 UNION ALL SELECT (SELECT ingested_at FROM activity_log ORDER BY rowid DESC LIMIT 1))",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(|e| Error::db(&path, "starting a transaction", e))?;
+        let (mut now, last) = match &self.conn {
+            Db::Sqlite(_) => (now, sqlite::last_ingested_at(&self.conn).map_err(&err)?),
+            Db::Pg(_) => {
+                let (us, last) = pg::clock(&self.conn).map_err(&err)?;
+                // The server's clock, one for every host writing; `MB_NOW`
+                // (the test clock) replaces it as it replaces SQLite's.
+                let server = crate::time::from_unix_nanos(us.saturating_mul(1000));
+                let test_clock = std::env::var("MB_NOW")
+                    .ok()
+                    .and_then(|v| crate::time::parse_rfc3339(&v));
+                (test_clock.unwrap_or(server), last)
+            }
+        };
         if let Some(last) = last.as_deref().and_then(crate::time::parse_rfc3339) {
             now = now.max(last);
         }
+        let ingested_at = crate::time::format_fixed_micros(&now);
+        if self.conn.pg().is_some() {
+            pg::set_clock(&self.conn, &ingested_at).map_err(&err)?;
+        }
         Ok(Writer {
             tx,
-            path,
+            path: self.path.clone(),
             rollup: Default::default(),
             resource_rollup: Default::default(),
-            ingested_at: crate::time::format_fixed_micros(&now),
+            sqlite_ins: RefCell::new(None),
+            ingested_at,
             ingest_hour_ns: now.timestamp().div_euclid(3600) * events::HOUR_NS,
         })
     }
@@ -452,10 +386,8 @@ impl Store {
         events::get(&self.conn, kind, id).map_err(self.err("reading an event"))
     }
 
-    /// Run a read-only query callback on the connection. For the storage
-    /// layer's own submodules (reports live in the library's report module
-    /// and call typed functions here).
-    pub(crate) fn conn(&self) -> &Connection {
+    /// The connection, for the storage layer's own submodules.
+    pub(crate) fn conn(&self) -> &Db {
         &self.conn
     }
 }
@@ -463,12 +395,14 @@ impl Store {
 /// One write transaction: a batch of inserts, rejects and conflicts that
 /// commit together or not at all.
 pub struct Writer<'a> {
-    tx: rusqlite::Transaction<'a>,
+    tx: Tx<'a>,
     path: PathBuf,
     /// The api rows stored so far, for api_rollup at commit.
-    rollup: std::cell::RefCell<events::ApiRollup>,
+    rollup: RefCell<events::ApiRollup>,
     /// The resource rollup's changes so far, written at commit.
-    resource_rollup: std::cell::RefCell<resource_rollup::ResourceRollup>,
+    resource_rollup: RefCell<resource_rollup::ResourceRollup>,
+    /// SQLite's prepared insert statements, kept for the transaction.
+    sqlite_ins: RefCell<Option<events::SqliteInserter<'a>>>,
     /// The `ingested_at` of every row of this transaction, and its hour
     /// (the rollup's ingest bucket), taken from one clock reading so the two
     /// always agree.
@@ -476,9 +410,14 @@ pub struct Writer<'a> {
     ingest_hour_ns: i64,
 }
 
-impl Writer<'_> {
-    fn err(&self, ctx: &'static str) -> impl Fn(rusqlite::Error) -> Error + '_ {
+impl<'a> Writer<'a> {
+    fn err(&self, ctx: &'static str) -> impl Fn(db::DbError) -> Error + use<'_, 'a> {
         move |e| Error::db(&self.path, ctx, e)
+    }
+
+    /// The connection of this transaction.
+    pub(crate) fn db(&self) -> &'a Db {
+        self.tx.db()
     }
 
     /// The `ingested_at` value for rows of this transaction.
@@ -486,15 +425,34 @@ impl Writer<'_> {
         &self.ingested_at
     }
 
-    /// A statement holder for storing events in this transaction: `ev` is
-    /// stored unless its `(kind, id)` exists. On an existing id the stored
-    /// event is compared with `ev`: equal is a duplicate, different is a
-    /// conflict (the stored row is left untouched).
-    pub fn inserter(&self) -> EventInserter<'_> {
-        EventInserter {
-            inner: events::Inserter::new(&self.tx, &self.rollup, &self.resource_rollup),
-            path: &self.path,
-        }
+    /// Store a batch of events in this transaction, in order, and say what
+    /// happened to each: an event is stored unless its `(kind, id)` exists
+    /// (earlier in the batch included); on an existing id the stored event
+    /// is compared with it: equal is a duplicate, different is a conflict
+    /// (the stored row is left untouched). An api event that would take its
+    /// customer's UTC hour past the bounds is not stored (OverHourBound).
+    pub fn insert_batch(&self, evs: &[&Event], run_id: i64) -> Result<Vec<InsertResult>> {
+        let db = self.db();
+        let res = match db {
+            Db::Sqlite(conn) => {
+                let mut slot = self.sqlite_ins.borrow_mut();
+                let ins = slot.get_or_insert_with(|| events::SqliteInserter::new(conn));
+                evs.iter()
+                    .map(|ev| {
+                        ins.insert(
+                            db,
+                            &self.rollup,
+                            &self.resource_rollup,
+                            ev,
+                            &self.ingested_at,
+                            run_id,
+                        )
+                    })
+                    .collect::<db::DbResult<Vec<_>>>()
+            }
+            Db::Pg(_) => copy::insert_batch(self, evs, run_id),
+        };
+        res.map_err(self.err("storing an event"))
     }
 
     /// Record a rejected line: verbatim, or for a too-long line its first
@@ -513,23 +471,13 @@ impl Writer<'_> {
         sha256: &[u8; 32],
         at: &str,
     ) -> Result<()> {
-        self.tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO rejects (run_id, source, line_no, reason, line, \
-                 rejected_at, line_len, line_sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        self.db()
+            .execute(
+                "INSERT INTO rejects (run_id, source, line_no, reason, line, \
+                 rejected_at, line_len, line_sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+                 ON CONFLICT DO NOTHING",
+                vals![run_id, source, line_no, reason, line, at, len, &sha256[..]],
             )
-            .and_then(|mut s| {
-                s.execute(params![
-                    run_id,
-                    source,
-                    line_no as i64,
-                    reason,
-                    line,
-                    at,
-                    i64::try_from(len).unwrap_or(i64::MAX),
-                    &sha256[..]
-                ])
-            })
             .map_err(self.err("recording a rejected line"))?;
         Ok(())
     }
@@ -549,23 +497,22 @@ impl Writer<'_> {
     ) -> Result<()> {
         use sha2::Digest;
         let sha: [u8; 32] = sha2::Sha256::digest(line.as_bytes()).into();
-        self.tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO conflicts (run_id, kind, id, source, line_no, line, \
-                 recorded_at, line_sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
+        self.db()
+            .execute(
+                "INSERT INTO conflicts (run_id, kind, id, source, line_no, line, \
+                 recorded_at, line_sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+                 ON CONFLICT DO NOTHING",
+                vals![
                     run_id,
                     kind.as_str(),
                     id,
                     source,
-                    line_no as i64,
+                    line_no,
                     line,
                     at,
                     &sha[..]
-                ])
-            })
+                ],
+            )
             .map_err(self.err("recording a conflict"))?;
         Ok(())
     }
@@ -573,21 +520,12 @@ impl Writer<'_> {
     /// Update the run's counts inside this transaction, so the audit row
     /// always matches what is committed.
     pub fn set_run_counts(&self, run_id: i64, c: &Counts) -> Result<()> {
-        self.tx
-            .prepare_cached(
+        self.db()
+            .execute(
                 "UPDATE ingest_runs SET read = ?2, inserted = ?3, duplicates = ?4, conflicts = ?5, \
                  rejected = ?6 WHERE run_id = ?1",
+                vals![run_id, c.read, c.inserted, c.duplicates, c.conflicts, c.rejected],
             )
-            .and_then(|mut s| {
-                s.execute(params![
-                    run_id,
-                    c.read as i64,
-                    c.inserted as i64,
-                    c.duplicates as i64,
-                    c.conflicts as i64,
-                    c.rejected as i64
-                ])
-            })
             .map_err(self.err("recording run counts"))?;
         Ok(())
     }
@@ -595,14 +533,17 @@ impl Writer<'_> {
     /// Commit the batch, first adding its api rows to the rollup so the
     /// rollup always matches the committed rows.
     pub fn commit(self) -> Result<()> {
+        let db = self.db();
         self.rollup
             .borrow_mut()
-            .flush(&self.tx, self.ingest_hour_ns)
+            .flush(db, self.ingest_hour_ns)
             .map_err(|e| Error::db(&self.path, "updating the rollup", e))?;
         self.resource_rollup
             .borrow_mut()
-            .flush(&self.tx, self.ingest_hour_ns)
+            .flush(db, self.ingest_hour_ns)
             .map_err(|e| Error::db(&self.path, "updating the resource rollup", e))?;
+        // The statements go before the transaction ends.
+        drop(self.sqlite_ins.take());
         let path = self.path;
         self.tx
             .commit()
@@ -611,6 +552,7 @@ impl Writer<'_> {
 
     /// Throw the batch away (dry runs).
     pub fn rollback(self) -> Result<()> {
+        drop(self.sqlite_ins.take());
         let path = self.path;
         self.tx
             .rollback()
@@ -618,41 +560,13 @@ impl Writer<'_> {
     }
 }
 
-/// Stores events within one [`Writer`] transaction.
-pub struct EventInserter<'t> {
-    inner: events::Inserter<'t>,
-    path: &'t Path,
-}
-
-impl EventInserter<'_> {
-    /// Store `ev` (see [`Writer::inserter`]).
-    pub fn insert(&mut self, ev: &Event, ingested_at: &str, run_id: i64) -> Result<InsertResult> {
-        self.inner
-            .insert(ev, ingested_at, run_id)
-            .map_err(|e| Error::db(self.path, "storing an event", e))
-    }
-}
-
-/// A database being created by a concurrent mb-ingest (or mb-customer) is
-/// an empty file, or reads as version 0, until its first migration
-/// commits: wait for the creator, up to [`CREATION_WAIT`], before the real
-/// read-only connection is opened (a connection opened on the empty file
-/// would keep its stale view). After that, `check_version` says what is
-/// wrong.
-fn wait_for_creator(path: &Path) {
-    let started = std::time::Instant::now();
-    while started.elapsed() < CREATION_WAIT {
-        let v: Option<i64> = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .ok()
-            .and_then(|c| {
-                let _ = c.busy_timeout(Duration::from_secs(1));
-                c.query_row("PRAGMA user_version", [], |r| r.get(0)).ok()
-            });
-        if v.is_some_and(|v| v > 0) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// This host's name (`ingest_runs.host`): the kernel's, as `hostname`
+/// prints it.
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 /// The start time of process `pid` (field 22 of `/proc/PID/stat`, clock
@@ -664,22 +578,4 @@ fn process_start(pid: u32) -> Option<i64> {
     // and parentheses itself: count fields from the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// Create `path`'s directory (0700) and the file itself (0600) if missing,
-/// so SQLite (which would use 0644 under the usual umask) opens a private
-/// file. SQLite gives its -wal and -shm files the main file's mode.
-fn create_private(path: &Path) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        crate::fsutil::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    match crate::fsutil::options()
-        .write(true)
-        .create_new(true)
-        .open(path)
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(Error::io(path, e)),
-    }
 }

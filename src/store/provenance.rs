@@ -4,8 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::params;
-
+use super::db::Value;
 use super::report::Scope;
 use super::Store;
 use crate::error::{Error, Result};
@@ -52,45 +51,48 @@ impl Store {
             return Ok(Vec::new());
         }
         let hour = super::events::HOUR_NS;
-        let pairs: Vec<(String, String)> = {
-            let mut st = self
-                .conn()
-                .prepare_cached(
-                    "SELECT DISTINCT customer_id, vm_id FROM vm_event_hours \
-                     WHERE kind = 'api' AND hour_ns >= ?1 AND hour_ns < ?2 \
-                     AND (?3 IS NULL OR customer_id = ?3) ORDER BY 1, 2",
-                )
-                .map_err(err)?;
-            let rows = st
-                .query_map(
-                    params![
-                        scope.start_ns.div_euclid(hour) * hour,
-                        scope.end_ns,
-                        scope.customer
-                    ],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .map_err(err)?;
-            rows.collect::<rusqlite::Result<_>>().map_err(err)?
-        };
-        let mut count = self
+        let mut sql = String::from(
+            "SELECT DISTINCT customer_id, vm_id FROM vm_event_hours \
+             WHERE kind = 'api' AND hour_ns >= ?1 AND hour_ns < ?2",
+        );
+        let mut args: Vec<Value> = vec![
+            (scope.start_ns.div_euclid(hour) * hour).into(),
+            scope.end_ns.into(),
+        ];
+        if let Some(c) = scope.customer {
+            sql.push_str(" AND customer_id = ?3");
+            args.push(c.to_string().into());
+        }
+        sql.push_str(" ORDER BY 1, 2");
+        let pairs: Vec<(String, String)> = self
             .conn()
-            .prepare_cached(
-                "SELECT count(*) FROM api_usage WHERE customer_id = ?1 AND vm_id = ?2 \
-                 AND ts_ns >= ?3 AND ts_ns < ?4 AND (?5 IS NULL OR ingested_at <= ?5)",
-            )
+            .query_map(&sql, &args, |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(err)?;
+        let mut count = String::from(
+            "SELECT count(*) FROM api_usage WHERE customer_id = ?1 AND vm_id = ?2 \
+             AND ts_ns >= ?3 AND ts_ns < ?4",
+        );
+        if scope.as_of.is_some() {
+            count.push_str(" AND ingested_at <= ?5");
+        }
         let mut out = Vec::new();
         for (c, vm) in pairs {
             let Some(o) = owners.get(&vm) else { continue };
             if o.contains(&c) {
                 continue;
             }
-            let requests: i64 = count
-                .query_row(
-                    params![c, vm, scope.start_ns, scope.end_ns, scope.as_of],
-                    |r| r.get(0),
-                )
+            let mut args: Vec<Value> = vec![
+                c.clone().into(),
+                vm.clone().into(),
+                scope.start_ns.into(),
+                scope.end_ns.into(),
+            ];
+            if let Some(a) = scope.as_of {
+                args.push(a.to_string().into());
+            }
+            let requests: i64 = self
+                .conn()
+                .query_row(&count, &args, |r| r.get(0))
                 .map_err(err)?;
             if requests > 0 {
                 out.push(ForeignUsage {

@@ -16,9 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, OptionalExtension, Row};
-
+use super::db::{vals, DbError, DbResult, Row, Value};
 use super::events::HOUR_NS;
 use super::{resource_rollup, Store};
 use crate::error::{Error, Result};
@@ -67,7 +65,7 @@ impl ApiAgg {
         self.cost_nusd += sign * o.cost_nusd;
     }
 
-    fn from_row(r: &Row, at: usize) -> rusqlite::Result<ApiAgg> {
+    fn from_row(r: &Row, at: usize) -> DbResult<ApiAgg> {
         Ok(ApiAgg {
             requests: r.get(at)?,
             failed_requests: r.get(at + 1)?,
@@ -179,16 +177,21 @@ fn next_hour_text(as_of: &str) -> Option<String> {
     ))
 }
 
-const AGG_COLS: &str = "count(*), coalesce(sum(failed), 0), coalesce(sum(NOT priced), 0), \
-    coalesce(sum(tokens_in), 0), coalesce(sum(tokens_out), 0), coalesce(sum(cache_read_tokens), 0), \
-    coalesce(sum(cache_write_tokens), 0), coalesce(sum(reasoning_tokens), 0), coalesce(sum(cost_nusd), 0)";
+const AGG_COLS: &str = "count(*), coalesce(CAST(sum(failed) AS BIGINT), 0), \
+    coalesce(CAST(sum(1 - priced) AS BIGINT), 0), coalesce(CAST(sum(tokens_in) AS BIGINT), 0), \
+    coalesce(CAST(sum(tokens_out) AS BIGINT), 0), coalesce(CAST(sum(cache_read_tokens) AS BIGINT), 0), \
+    coalesce(CAST(sum(cache_write_tokens) AS BIGINT), 0), \
+    coalesce(CAST(sum(reasoning_tokens) AS BIGINT), 0), coalesce(CAST(sum(cost_nusd) AS BIGINT), 0)";
 
-const ROLLUP_AGG_COLS: &str = "sum(requests), sum(failed_requests), sum(unpriced_requests), \
-    sum(tokens_in), sum(tokens_out), sum(cache_read_tokens), sum(cache_write_tokens), \
-    sum(reasoning_tokens), sum(cost_nusd)";
+const ROLLUP_AGG_COLS: &str =
+    "CAST(sum(requests) AS BIGINT), CAST(sum(failed_requests) AS BIGINT), \
+    CAST(sum(unpriced_requests) AS BIGINT), CAST(sum(tokens_in) AS BIGINT), \
+    CAST(sum(tokens_out) AS BIGINT), CAST(sum(cache_read_tokens) AS BIGINT), \
+    CAST(sum(cache_write_tokens) AS BIGINT), CAST(sum(reasoning_tokens) AS BIGINT), \
+    CAST(sum(cost_nusd) AS BIGINT)";
 
 impl Store {
-    fn query_err(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
+    fn query_err(&self) -> impl Fn(DbError) -> Error + '_ {
         move |e| Error::db(self.path(), "querying", e)
     }
 
@@ -223,19 +226,19 @@ impl Store {
         sign: i64,
         out: &mut BTreeMap<ApiKey, ApiAgg>,
     ) -> Result<()> {
-        let mut st = self.conn().prepare_cached(sql).map_err(self.query_err())?;
-        let mut rows = st.query(params_from_iter(args)).map_err(self.query_err())?;
-        while let Some(r) = rows.next().map_err(self.query_err())? {
-            let key = ApiKey {
-                customer_id: r.get(0).map_err(self.query_err())?,
-                provider: r.get(1).map_err(self.query_err())?,
-                model: r.get(2).map_err(self.query_err())?,
-                price_table: r.get(3).map_err(self.query_err())?,
-            };
-            let agg = ApiAgg::from_row(r, 4).map_err(self.query_err())?;
-            out.entry(key).or_default().add(&agg, sign);
-        }
-        Ok(())
+        self.conn()
+            .query_each(sql, &args, |r| {
+                let key = ApiKey {
+                    customer_id: r.get(0)?,
+                    provider: r.get(1)?,
+                    model: r.get(2)?,
+                    price_table: r.get(3)?,
+                };
+                let agg = ApiAgg::from_row(r, 4)?;
+                out.entry(key).or_default().add(&agg, sign);
+                Ok(())
+            })
+            .map_err(self.query_err())
     }
 
     fn api_raw(
@@ -284,17 +287,15 @@ impl Store {
     /// The customers with a row in `table` (a rollup by UTC hour, with
     /// `cond` on it) in the hours meeting `[a, b)`, sorted.
     fn rollup_customers(&self, table: &str, cond: &str, a: i64, b: i64) -> Result<Vec<String>> {
-        let mut st = self
-            .conn()
-            .prepare_cached(&format!(
-                "SELECT DISTINCT customer_id FROM {table} WHERE hour_ns >= ?1 AND hour_ns < ?2 \
-                 {cond} ORDER BY 1"
-            ))
-            .map_err(self.query_err())?;
-        let rows = st
-            .query_map([floor_hour(a), b], |r| r.get(0))
-            .map_err(self.query_err())?;
-        rows.collect::<rusqlite::Result<_>>()
+        self.conn()
+            .query_map(
+                &format!(
+                    "SELECT DISTINCT customer_id FROM {table} WHERE hour_ns >= ?1 \
+                     AND hour_ns < ?2 {cond} ORDER BY 1"
+                ),
+                vals![floor_hour(a), b],
+                |r| r.get::<String>(0),
+            )
             .map_err(self.query_err())
     }
 
@@ -312,25 +313,22 @@ impl Store {
                 &format!(
                     "SELECT (SELECT min(rowid) FROM {table}), (SELECT max(rowid) FROM {table})"
                 ),
-                [],
+                vals![],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(self.query_err())?;
         let (Some(min), Some(max)) = (min, max) else {
             return Ok(0);
         };
-        let mut st = conn
-            .prepare_cached(&format!(
-                "SELECT rowid, ingested_at FROM {table} WHERE rowid >= ?1 ORDER BY rowid LIMIT 1"
-            ))
-            .map_err(self.query_err())?;
+        let sql = format!(
+            "SELECT rowid, ingested_at FROM {table} WHERE rowid >= ?1 ORDER BY rowid LIMIT 1"
+        );
         // Rows below `lo` fail `pred`; rows from `hi` on satisfy it.
         let (mut lo, mut hi) = (min, max.saturating_add(1));
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let row: Option<(i64, String)> = st
-                .query_row([mid], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
+            let row: Option<(i64, String)> = conn
+                .query_opt(&sql, vals![mid], |r| Ok((r.get(0)?, r.get(1)?)))
                 .map_err(self.query_err())?;
             match row {
                 Some((r, t)) if !pred(&t) => lo = r.saturating_add(1),
@@ -444,34 +442,22 @@ impl Store {
 
     /// Whether the registry lists `vm` for a customer other than `customer`.
     pub fn vm_registered_elsewhere(&self, vm: &str, customer: &str) -> Result<bool> {
-        let mut st = self
-            .conn()
-            .prepare_cached(
-                "SELECT 1 FROM customer_vms WHERE vm_id = ?1 AND customer_id <> ?2 LIMIT 1",
-            )
-            .map_err(self.query_err())?;
-        st.exists([vm, customer]).map_err(self.query_err())
-    }
-
-    /// SQLite's change counter as this connection sees it (`PRAGMA
-    /// data_version`): it changes whenever another connection commits, so
-    /// a kept connection tells whether anything was written since.
-    pub fn data_version(&self) -> Result<i64> {
         self.conn()
-            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .exists(
+                "SELECT 1 FROM customer_vms WHERE vm_id = ?1 AND customer_id <> ?2 LIMIT 1",
+                vals![vm, customer],
+            )
             .map_err(self.query_err())
     }
 
     /// The VMs the registry lists for `customer`, sorted.
     pub fn customer_vms(&self, customer: &str) -> Result<Vec<String>> {
-        let mut st = self
-            .conn()
-            .prepare_cached("SELECT vm_id FROM customer_vms WHERE customer_id = ?1 ORDER BY vm_id")
-            .map_err(self.query_err())?;
-        let rows = st
-            .query_map([customer], |r| r.get(0))
-            .map_err(self.query_err())?;
-        rows.collect::<rusqlite::Result<_>>()
+        self.conn()
+            .query_map(
+                "SELECT vm_id FROM customer_vms WHERE customer_id = ?1 ORDER BY vm_id",
+                vals![customer],
+                |r| r.get(0),
+            )
             .map_err(self.query_err())
     }
 
@@ -506,9 +492,8 @@ impl Store {
         let mut args: Vec<Value> = vec![scope.start_ns.into(), scope.end_ns.into()];
         push_filters(&mut sql, &mut args, scope, true);
         sql.push_str(" GROUP BY 1, 2 ORDER BY 1, 2");
-        let mut st = self.conn().prepare(&sql).map_err(self.query_err())?;
-        let rows = st
-            .query_map(params_from_iter(args), |r| {
+        self.conn()
+            .query_map(&sql, &args, |r| {
                 Ok(ActivityRow {
                     customer_id: r.get(0)?,
                     activity_type: r.get(1)?,
@@ -516,8 +501,6 @@ impl Store {
                     duration_seconds: r.get(3)?,
                 })
             })
-            .map_err(self.query_err())?;
-        rows.collect::<rusqlite::Result<_>>()
             .map_err(self.query_err())
     }
 
@@ -525,11 +508,14 @@ impl Store {
     /// index probe per table (each is indexed by customer first).
     pub fn has_usage(&self, customer: &str) -> Result<bool> {
         for t in ["api_usage", "resource_usage", "activity_log"] {
-            let mut st = self
+            if self
                 .conn()
-                .prepare_cached(&format!("SELECT 1 FROM {t} WHERE customer_id = ?1 LIMIT 1"))
-                .map_err(self.query_err())?;
-            if st.exists([customer]).map_err(self.query_err())? {
+                .exists(
+                    &format!("SELECT 1 FROM {t} WHERE customer_id = ?1 LIMIT 1"),
+                    vals![customer],
+                )
+                .map_err(self.query_err())?
+            {
                 return Ok(true);
             }
         }
@@ -542,33 +528,25 @@ impl Store {
         let mut ids: Vec<String> = Vec::new();
         // API: from the rollup's hour index (a superset), checked below.
         let mut candidates: Vec<String> = Vec::new();
-        {
-            let mut st = self
-                .conn()
-                .prepare_cached(
+        candidates.extend(
+            self.conn()
+                .query_map(
                     "SELECT DISTINCT customer_id FROM api_rollup WHERE hour_ns >= ?1 AND hour_ns < ?2",
+                    vals![floor_hour(scope.start_ns), ceil_hour(scope.end_ns)],
+                    |r| r.get::<String>(0),
                 )
-                .map_err(self.query_err())?;
-            let rows = st
-                .query_map([floor_hour(scope.start_ns), ceil_hour(scope.end_ns)], |r| {
-                    r.get(0)
-                })
-                .map_err(self.query_err())?;
-            for r in rows {
-                candidates.push(r.map_err(self.query_err())?);
-            }
-        }
+                .map_err(self.query_err())?,
+        );
         // Resource samples: from the stream list, not the samples.
-        {
-            let mut st = self
-                .conn()
-                .prepare_cached("SELECT DISTINCT customer_id FROM resource_streams")
-                .map_err(self.query_err())?;
-            let rows = st.query_map([], |r| r.get(0)).map_err(self.query_err())?;
-            for r in rows {
-                candidates.push(r.map_err(self.query_err())?);
-            }
-        }
+        candidates.extend(
+            self.conn()
+                .query_map(
+                    "SELECT DISTINCT customer_id FROM resource_streams",
+                    vals![],
+                    |r| r.get::<String>(0),
+                )
+                .map_err(self.query_err())?,
+        );
         // Activity: from its per-hour table, not the rows.
         candidates.extend(self.rollup_customers(
             "vm_event_hours",
@@ -599,11 +577,7 @@ impl Store {
                     args.push(a.to_string().into());
                 }
                 sql.push_str(" LIMIT 1");
-                let mut st = self.conn().prepare_cached(&sql).map_err(self.query_err())?;
-                if st
-                    .exists(params_from_iter(args))
-                    .map_err(self.query_err())?
-                {
+                if self.conn().exists(&sql, &args).map_err(self.query_err())? {
                     found = true;
                     break;
                 }
@@ -623,38 +597,32 @@ impl Store {
         scope: &Scope,
         cutoff: Option<i64>,
     ) -> Result<bool> {
-        let vms: Vec<String> = {
-            let mut st = self
-                .conn()
-                .prepare_cached(
-                    "SELECT vm_id FROM resource_streams WHERE customer_id = ?1 \
-                     AND first_ts_ns < ?2 AND last_ts_ns >= ?3",
-                )
-                .map_err(self.query_err())?;
-            let rows = st
-                .query_map(params![customer, scope.end_ns, scope.start_ns], |r| {
-                    r.get(0)
-                })
-                .map_err(self.query_err())?;
-            rows.collect::<rusqlite::Result<_>>()
-                .map_err(self.query_err())?
-        };
-        let mut st = self
+        let vms: Vec<String> = self
             .conn()
-            .prepare_cached(
-                "SELECT 1 FROM resource_usage WHERE customer_id = ?1 AND vm_id = ?2 \
-                 AND ts_ns >= ?3 AND ts_ns < ?4 AND rowid < ?5 LIMIT 1",
+            .query_map(
+                "SELECT vm_id FROM resource_streams WHERE customer_id = ?1 \
+                 AND first_ts_ns < ?2 AND last_ts_ns >= ?3 ORDER BY vm_id",
+                vals![customer, scope.end_ns, scope.start_ns],
+                |r| r.get(0),
             )
             .map_err(self.query_err())?;
         for vm in vms {
-            let args = params![
+            let args = vals![
                 customer,
                 vm,
                 scope.start_ns,
                 scope.end_ns,
                 cutoff.unwrap_or(i64::MAX)
             ];
-            if st.exists(args).map_err(self.query_err())? {
+            if self
+                .conn()
+                .exists(
+                    "SELECT 1 FROM resource_usage WHERE customer_id = ?1 AND vm_id = ?2 \
+                     AND ts_ns >= ?3 AND ts_ns < ?4 AND rowid < ?5 LIMIT 1",
+                    args,
+                )
+                .map_err(self.query_err())?
+            {
                 return Ok(true);
             }
         }
@@ -664,15 +632,12 @@ impl Store {
     /// Every tier/status change still in force (withdrawn ones left out),
     /// for invoice proration.
     pub fn all_changes(&self) -> Result<Vec<ChangeRow>> {
-        let mut st = self
-            .conn()
-            .prepare(
+        self.conn()
+            .query_map(
                 "SELECT customer_id, field, value, effective_ns, change_id FROM customer_changes_live \
                  ORDER BY customer_id, field, effective_ns, change_id",
-            )
-            .map_err(self.query_err())?;
-        let rows = st
-            .query_map([], |r| {
+                vals![],
+                |r| {
                 Ok(ChangeRow {
                     customer_id: r.get(0)?,
                     field: r.get(1)?,
@@ -680,9 +645,8 @@ impl Store {
                     effective_ns: r.get(3)?,
                     change_id: r.get(4)?,
                 })
-            })
-            .map_err(self.query_err())?;
-        rows.collect::<rusqlite::Result<_>>()
+            },
+            )
             .map_err(self.query_err())
     }
 
@@ -699,13 +663,19 @@ impl Store {
         let mut args: Vec<Value> = vec![scope.start_ns.into(), scope.end_ns.into()];
         push_filters(&mut sql, &mut args, scope, true);
         sql.push_str(" ORDER BY ts_ns, id");
-        let mut st = self.conn().prepare(&sql).map_err(self.query_err())?;
-        let mut rows = st.query(params_from_iter(args)).map_err(self.query_err())?;
-        while let Some(r) = rows.next().map_err(self.query_err())? {
-            let ev = map(r).map_err(self.query_err())?;
-            f(&ev)?;
+        // The first error of `f` stops the query and is returned as it is.
+        let mut failed = None;
+        let res = self.conn().query_each(&sql, &args, |r| {
+            let ev = map(r)?;
+            f(&ev).map_err(|e| {
+                failed = Some(e);
+                DbError::Other("stopped".into())
+            })
+        });
+        match failed {
+            Some(e) => Err(e),
+            None => res.map_err(self.query_err()),
         }
-        Ok(())
     }
 }
 

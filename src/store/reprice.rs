@@ -17,8 +17,7 @@
 //!   price key, the table that priced it) under one reprice_runs row;
 //! - a failure anywhere rolls everything back.
 
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
-
+use super::db::{vals, Db, DbResult};
 use super::Store;
 use crate::error::{Error, Result};
 
@@ -94,47 +93,47 @@ fn i(v: u64) -> i64 {
 }
 
 /// The hour of the ingest (api_rollup's `ingest_hour_ns`) from a stored
-/// `ingested_at`, the same expression migration 2 used to build the rollup.
-const INGEST_HOUR: &str =
-    "CAST(strftime('%s', substr(ingested_at, 1, 19)) AS INTEGER) / 3600 * 3600000000000";
+/// `ingested_at`: its whole seconds, floored to the hour, as migration 2
+/// and [`Store::writer`] compute it.
+fn ingest_hour(ingested_at: &str) -> Option<i64> {
+    let t = crate::time::parse_rfc3339(ingested_at)?;
+    Some(t.timestamp().div_euclid(3600) * super::events::HOUR_NS)
+}
 
 impl Store {
     /// Every stored `priced = 0` api row with `ts_ns >= since_ns` (all of
     /// them without `since_ns`), oldest first.
     pub fn unpriced_api_rows(&self, since_ns: Option<i64>) -> Result<Vec<UnpricedRow>> {
         let err = |e| Error::db(self.path(), "reading unpriced api rows", e);
-        let mut st = self
+        let rows = self
             .conn()
-            .prepare(
+            .query_map(
                 "SELECT rowid, id, customer_id, ts_ns, provider, model, tokens_in, tokens_out, \
                  cache_read_tokens, cache_write_tokens, reasoning_tokens, failed, service_tier, \
                  price_key, cost_nusd, source_format FROM api_usage \
                  WHERE priced = 0 AND ts_ns >= ?1 ORDER BY ts_ns, rowid",
+                vals![since_ns.unwrap_or(i64::MIN)],
+                |r| {
+                    Ok(UnpricedRow {
+                        rowid: r.get(0)?,
+                        id: r.get(1)?,
+                        customer_id: r.get(2)?,
+                        ts_ns: r.get(3)?,
+                        provider: r.get(4)?,
+                        model: r.get(5)?,
+                        tokens_in: u(r.get(6)?),
+                        tokens_out: u(r.get(7)?),
+                        cache_read_tokens: u(r.get(8)?),
+                        cache_write_tokens: u(r.get(9)?),
+                        reasoning_tokens: u(r.get(10)?),
+                        failed: r.get(11)?,
+                        service_tier: r.get(12)?,
+                        price_key: r.get(13)?,
+                        cost_nusd: r.get(14)?,
+                        source_format: r.get(15)?,
+                    })
+                },
             )
-            .map_err(err)?;
-        let rows = st
-            .query_map([since_ns.unwrap_or(i64::MIN)], |r| {
-                Ok(UnpricedRow {
-                    rowid: r.get(0)?,
-                    id: r.get(1)?,
-                    customer_id: r.get(2)?,
-                    ts_ns: r.get(3)?,
-                    provider: r.get(4)?,
-                    model: r.get(5)?,
-                    tokens_in: u(r.get(6)?),
-                    tokens_out: u(r.get(7)?),
-                    cache_read_tokens: u(r.get(8)?),
-                    cache_write_tokens: u(r.get(9)?),
-                    reasoning_tokens: u(r.get(10)?),
-                    failed: r.get(11)?,
-                    service_tier: r.get(12)?,
-                    price_key: r.get(13)?,
-                    cost_nusd: r.get(14)?,
-                    source_format: r.get(15)?,
-                })
-            })
-            .map_err(err)?
-            .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(err)?;
         Ok(rows)
     }
@@ -153,29 +152,23 @@ impl Store {
         let path = self.path().to_path_buf();
         let path = &path;
         let err = |ctx: &'static str| move |e| Error::db(path, ctx, e);
-        let tx = rusqlite::Transaction::new_unchecked(self.conn(), TransactionBehavior::Immediate)
-            .map_err(err("starting the reprice transaction"))?;
+        let tx = self.begin_write()?;
+        let db = tx.db();
         let mut out = Repriced::default();
         let tables_json = serde_json::to_string(tables).unwrap_or_else(|_| "[]".into());
-        tx.execute(
-            "INSERT INTO reprice_runs (repriced_at, price_tables, since_ns, rows, cost_nusd) \
-             VALUES (?1, ?2, ?3, 0, 0)",
-            params![now, tables_json, since_ns],
-        )
-        .map_err(err("recording the reprice run"))?;
-        let run = tx.last_insert_rowid();
+        let run: i64 = db
+            .query_row(
+                "INSERT INTO reprice_runs (repriced_at, price_tables, since_ns, rows, cost_nusd) \
+                 VALUES (?1, ?2, ?3, 0, 0) RETURNING reprice_id",
+                vals![now, tables_json, since_ns],
+                |r| r.get(0),
+            )
+            .map_err(err("recording the reprice run"))?;
         {
-            let mut update = tx
-                .prepare(&format!(
-                    "UPDATE api_usage SET priced = 1, cost_nusd = ?2, price_key = ?3, \
-                     price_table = ?4 WHERE rowid = ?1 AND priced = 0 \
-                     RETURNING {INGEST_HOUR}"
-                ))
-                .map_err(err("pricing a row"))?;
+            let update = "UPDATE api_usage SET priced = 1, cost_nusd = ?2, price_key = ?3, \
+                 price_table = ?4 WHERE rowid = ?1 AND priced = 0 RETURNING ingested_at";
             // The row's unpriced contribution leaves its old rollup key ...
-            let mut sub = tx
-                .prepare(
-                    "UPDATE api_rollup SET requests = requests - 1, \
+            let sub = "UPDATE api_rollup SET requests = requests - 1, \
                      failed_requests = failed_requests - ?8, \
                      unpriced_requests = unpriced_requests - 1, \
                      tokens_in = tokens_in - ?9, tokens_out = tokens_out - ?10, \
@@ -185,53 +178,47 @@ impl Store {
                      cost_nusd = cost_nusd - ?14 \
                      WHERE customer_id = ?1 AND hour_ns = ?2 AND provider = ?3 AND model = ?4 \
                      AND price_key = ?5 AND price_table = ?6 AND ingest_hour_ns = ?7 \
-                     AND unpriced_requests > 0",
-                )
-                .map_err(err("updating api_rollup"))?;
-            let mut drop_empty = tx
-                .prepare(
-                    "DELETE FROM api_rollup WHERE customer_id = ?1 AND hour_ns = ?2 \
+                     AND unpriced_requests > 0";
+            let drop_empty = "DELETE FROM api_rollup WHERE customer_id = ?1 AND hour_ns = ?2 \
                      AND provider = ?3 AND model = ?4 AND price_key = ?5 AND price_table = ?6 \
-                     AND ingest_hour_ns = ?7 AND requests = 0",
-                )
-                .map_err(err("updating api_rollup"))?;
+                     AND ingest_hour_ns = ?7 AND requests = 0";
             // ... and joins its priced key, in the same hours.
-            let mut add = tx
-                .prepare(
-                    "INSERT INTO api_rollup (customer_id, hour_ns, provider, model, price_key, \
+            let add = "INSERT INTO api_rollup (customer_id, hour_ns, provider, model, price_key, \
                      price_table, ingest_hour_ns, requests, failed_requests, unpriced_requests, \
                      tokens_in, tokens_out, cache_read_tokens, cache_write_tokens, \
                      reasoning_tokens, cost_nusd) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, 0, ?9, ?10, ?11, ?12, ?13, ?14) \
-                     ON CONFLICT DO UPDATE SET requests = requests + 1, \
-                     failed_requests = failed_requests + excluded.failed_requests, \
-                     tokens_in = tokens_in + excluded.tokens_in, \
-                     tokens_out = tokens_out + excluded.tokens_out, \
-                     cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens, \
-                     cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens, \
-                     reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens, \
-                     cost_nusd = cost_nusd + excluded.cost_nusd",
-                )
-                .map_err(err("updating api_rollup"))?;
-            let mut log = tx
-                .prepare(
-                    "INSERT INTO reprice_log (reprice_id, id, old_cost_nusd, new_cost_nusd, \
+                     ON CONFLICT (customer_id, hour_ns, provider, model, price_key, price_table, \
+                     ingest_hour_ns) DO UPDATE SET requests = api_rollup.requests + 1, \
+                     failed_requests = api_rollup.failed_requests + excluded.failed_requests, \
+                     tokens_in = api_rollup.tokens_in + excluded.tokens_in, \
+                     tokens_out = api_rollup.tokens_out + excluded.tokens_out, \
+                     cache_read_tokens = api_rollup.cache_read_tokens + excluded.cache_read_tokens, \
+                     cache_write_tokens = api_rollup.cache_write_tokens + excluded.cache_write_tokens, \
+                     reasoning_tokens = api_rollup.reasoning_tokens + excluded.reasoning_tokens, \
+                     cost_nusd = api_rollup.cost_nusd + excluded.cost_nusd";
+            let log = "INSERT INTO reprice_log (reprice_id, id, old_cost_nusd, new_cost_nusd, \
                      old_price_key, new_price_key, price_table) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
-                .map_err(err("recording a repriced row"))?;
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
             for c in changes {
                 let r = &c.row;
-                let ingest_hour: Option<i64> = update
-                    .query_row(
-                        params![r.rowid, c.cost_nusd, c.price_key, c.price_table],
+                let stamp: Option<String> = db
+                    .query_opt(
+                        update,
+                        vals![r.rowid, c.cost_nusd, c.price_key, c.price_table],
                         |row| row.get(0),
                     )
-                    .optional()
                     .map_err(err("pricing a row"))?;
-                let Some(ingest_hour) = ingest_hour else {
+                let Some(stamp) = stamp else {
                     out.raced += 1;
                     continue;
+                };
+                let Some(ingest_hour) = ingest_hour(&stamp) else {
+                    return Err(Error::Invalid(format!(
+                        "{}: api row {} has an unreadable ingested_at {stamp:?}; nothing was changed",
+                        self.path().display(),
+                        r.id
+                    )));
                 };
                 let hour = r.ts_ns - r.ts_ns.rem_euclid(super::events::HOUR_NS);
                 let old_key = r.price_key.clone().unwrap_or_default();
@@ -243,24 +230,27 @@ impl Store {
                     i(r.cache_write_tokens),
                     i(r.reasoning_tokens),
                 );
-                let n = sub
-                    .execute(params![
-                        r.customer_id,
-                        hour,
-                        r.provider,
-                        r.model,
-                        old_key,
-                        // Unpriced rows are stored without a price table.
-                        "",
-                        ingest_hour,
-                        counts.0,
-                        counts.1,
-                        counts.2,
-                        counts.3,
-                        counts.4,
-                        counts.5,
-                        r.cost_nusd.unwrap_or(0)
-                    ])
+                let n = db
+                    .execute(
+                        sub,
+                        vals![
+                            r.customer_id,
+                            hour,
+                            r.provider,
+                            r.model,
+                            old_key,
+                            // Unpriced rows are stored without a price table.
+                            "",
+                            ingest_hour,
+                            counts.0,
+                            counts.1,
+                            counts.2,
+                            counts.3,
+                            counts.4,
+                            counts.5,
+                            r.cost_nusd.unwrap_or(0)
+                        ],
+                    )
                     .map_err(err("updating api_rollup"))?;
                 if n != 1 {
                     // The rollup must hold every stored row; if it does not,
@@ -274,8 +264,9 @@ impl Store {
                         r.model
                     )));
                 }
-                drop_empty
-                    .execute(params![
+                db.execute(
+                    drop_empty,
+                    vals![
                         r.customer_id,
                         hour,
                         r.provider,
@@ -283,27 +274,31 @@ impl Store {
                         old_key,
                         "",
                         ingest_hour
-                    ])
-                    .map_err(err("updating api_rollup"))?;
-                add.execute(params![
-                    r.customer_id,
-                    hour,
-                    r.provider,
-                    r.model,
-                    c.price_key,
-                    c.price_table,
-                    ingest_hour,
-                    counts.0,
-                    counts.1,
-                    counts.2,
-                    counts.3,
-                    counts.4,
-                    counts.5,
-                    c.cost_nusd
-                ])
+                    ],
+                )
+                .map_err(err("updating api_rollup"))?;
+                db.execute(
+                    add,
+                    vals![
+                        r.customer_id,
+                        hour,
+                        r.provider,
+                        r.model,
+                        c.price_key,
+                        c.price_table,
+                        ingest_hour,
+                        counts.0,
+                        counts.1,
+                        counts.2,
+                        counts.3,
+                        counts.4,
+                        counts.5,
+                        c.cost_nusd
+                    ],
+                )
                 .map_err(err("updating api_rollup"))?;
                 super::vm_hours::repriced(
-                    &tx,
+                    db,
                     r.rowid,
                     &r.customer_id,
                     r.ts_ns,
@@ -311,15 +306,18 @@ impl Store {
                     c.cost_nusd,
                 )
                 .map_err(err("updating vm_event_hours"))?;
-                log.execute(params![
-                    run,
-                    r.id,
-                    r.cost_nusd,
-                    c.cost_nusd,
-                    r.price_key,
-                    c.price_key,
-                    c.price_table
-                ])
+                db.execute(
+                    log,
+                    vals![
+                        run,
+                        r.id,
+                        r.cost_nusd,
+                        c.cost_nusd,
+                        r.price_key,
+                        c.price_key,
+                        c.price_table
+                    ],
+                )
                 .map_err(err("recording a repriced row"))?;
                 out.rows += 1;
                 out.cost_nusd = out.cost_nusd.checked_add(c.cost_nusd).ok_or_else(|| {
@@ -331,9 +329,9 @@ impl Store {
             tx.rollback().map_err(err("rolling back"))?;
             return Ok(out);
         }
-        tx.execute(
+        db.execute(
             "UPDATE reprice_runs SET rows = ?2, cost_nusd = ?3 WHERE reprice_id = ?1",
-            params![run, i(out.rows), out.cost_nusd],
+            vals![run, i(out.rows), out.cost_nusd],
         )
         .map_err(err("recording the reprice run"))?;
         tx.commit().map_err(err("committing the reprice"))?;
@@ -342,10 +340,7 @@ impl Store {
     }
 
     /// True when the api row `id` was priced by `mb-tokens reprice`.
-    pub(crate) fn was_repriced(conn: &rusqlite::Connection, id: &str) -> rusqlite::Result<bool> {
-        conn.prepare_cached("SELECT 1 FROM reprice_log WHERE id = ?1")?
-            .query_row([id], |_| Ok(()))
-            .optional()
-            .map(|r| r.is_some())
+    pub(crate) fn was_repriced(db: &Db, id: &str) -> DbResult<bool> {
+        db.exists("SELECT 1 FROM reprice_log WHERE id = ?1", vals![id])
     }
 }

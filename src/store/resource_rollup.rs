@@ -31,8 +31,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection, Row};
+use super::db::{vals, Db, DbResult, Row, Value};
 
 use super::events::HOUR_NS;
 use crate::events::{Header, Resource};
@@ -45,12 +44,12 @@ pub type StreamKey = (String, String);
 const POINT_COLS: &str = "ts_ns, boot_id, rowid, status, seq, interval_seconds, memory_percent, \
     disk_used_bytes, cpu_busy_ticks_cum, cpu_total_ticks_cum, net_in_bytes_cum, net_out_bytes_cum, flags";
 
-fn point(r: &Row) -> rusqlite::Result<Point> {
+fn point(r: &Row) -> DbResult<Point> {
     Ok(Point {
         ts_ns: r.get(0)?,
         boot_id: r.get(1)?,
         rowid: r.get(2)?,
-        status: Status::parse(&r.get::<_, String>(3)?),
+        status: Status::parse(&r.get::<String>(3)?),
         seq: r.get(4)?,
         interval_seconds: r.get(5)?,
         memory_percent: r.get(6)?,
@@ -59,7 +58,7 @@ fn point(r: &Row) -> rusqlite::Result<Point> {
         cpu_total_cum: r.get(9)?,
         net_in_cum: r.get(10)?,
         net_out_cum: r.get(11)?,
-        cpu_suspect: resource::cpu_suspect(&r.get::<_, String>(12)?),
+        cpu_suspect: resource::cpu_suspect(&r.get::<String>(12)?),
     })
 }
 
@@ -127,14 +126,14 @@ fn on_insert(cells: &mut HashMap<i64, VmAcc>, p: Option<&Point>, c: &Point, n: O
 /// Stream queries over `resource_usage`, optionally limited to rows below a
 /// rowid (an `--as-of` cutoff).
 struct Stream<'c> {
-    conn: &'c Connection,
+    conn: &'c Db,
     customer: &'c str,
     vm: &'c str,
     cutoff: Option<i64>,
 }
 
 impl Stream<'_> {
-    fn query(&self, cond: &str, order: &str, args: Vec<Value>) -> rusqlite::Result<Vec<Point>> {
+    fn query(&self, cond: &str, order: &str, args: Vec<Value>) -> DbResult<Vec<Point>> {
         let mut sql = format!(
             "SELECT {POINT_COLS} FROM resource_usage INDEXED BY resource_usage_stream \
              WHERE customer_id = ?1 AND vm_id = ?2 AND {cond}"
@@ -147,9 +146,7 @@ impl Stream<'_> {
             all.push(r.into());
         }
         sql.push_str(order);
-        let mut st = self.conn.prepare_cached(&sql)?;
-        let rows = st.query_map(params_from_iter(all), point)?;
-        rows.collect()
+        self.conn.query_map(&sql, &all, point)
     }
 
     const ASC: &'static str = " ORDER BY ts_ns, boot_id, rowid";
@@ -157,7 +154,7 @@ impl Stream<'_> {
     const ASC1: &'static str = " ORDER BY ts_ns, boot_id, rowid LIMIT 1";
 
     /// The sample just before `c` in stream order.
-    fn pred(&self, c: &Point) -> rusqlite::Result<Option<Point>> {
+    fn pred(&self, c: &Point) -> DbResult<Option<Point>> {
         let v = self.query(
             "ts_ns <= ?3 AND (ts_ns < ?3 OR boot_id < ?4 OR (boot_id = ?4 AND rowid < ?5))",
             Self::DESC1,
@@ -167,7 +164,7 @@ impl Stream<'_> {
     }
 
     /// The sample just after `c` in stream order.
-    fn succ(&self, c: &Point) -> rusqlite::Result<Option<Point>> {
+    fn succ(&self, c: &Point) -> DbResult<Option<Point>> {
         let v = self.query(
             "ts_ns >= ?3 AND (ts_ns > ?3 OR boot_id > ?4 OR (boot_id = ?4 AND rowid > ?5))",
             Self::ASC1,
@@ -177,7 +174,7 @@ impl Stream<'_> {
     }
 
     /// The last sample before `t`.
-    fn last_before(&self, t: i64) -> rusqlite::Result<Option<Point>> {
+    fn last_before(&self, t: i64) -> DbResult<Option<Point>> {
         Ok(self
             .query("ts_ns < ?3", Self::DESC1, vec![t.into()])?
             .into_iter()
@@ -185,7 +182,7 @@ impl Stream<'_> {
     }
 
     /// The first sample at or after `t`.
-    fn first_at(&self, t: i64) -> rusqlite::Result<Option<Point>> {
+    fn first_at(&self, t: i64) -> DbResult<Option<Point>> {
         Ok(self
             .query("ts_ns >= ?3", Self::ASC1, vec![t.into()])?
             .into_iter()
@@ -193,7 +190,7 @@ impl Stream<'_> {
     }
 
     /// The samples in `[a, b)`, in stream order.
-    fn range(&self, a: i64, b: i64) -> rusqlite::Result<Vec<Point>> {
+    fn range(&self, a: i64, b: i64) -> DbResult<Vec<Point>> {
         if a >= b {
             return Ok(Vec::new());
         }
@@ -206,7 +203,7 @@ impl Stream<'_> {
 
     /// Usage in `w` from the raw samples of `[a, b)`, the one before them,
     /// and, when `with_next`, the first one at or after `b`.
-    fn raw(&self, a: i64, b: i64, w: (i64, i64), with_next: bool) -> rusqlite::Result<VmAcc> {
+    fn raw(&self, a: i64, b: i64, w: (i64, i64), with_next: bool) -> DbResult<VmAcc> {
         let before = self.last_before(a)?;
         let mut pts = self.range(a, b)?;
         if with_next {
@@ -222,12 +219,12 @@ impl ResourceRollup {
     /// included) and records the changes.
     pub(crate) fn add(
         &mut self,
-        conn: &Connection,
+        conn: &Db,
         h: &Header,
         r: &Resource,
         ts_ns: i64,
         rowid: i64,
-    ) -> rusqlite::Result<()> {
+    ) -> DbResult<()> {
         let c = point_of(r, ts_ns, rowid);
         let s = Stream {
             conn,
@@ -250,17 +247,19 @@ impl ResourceRollup {
     }
 
     /// Write the changes under `ingest_hour_ns` and forget them.
-    pub(crate) fn flush(&mut self, conn: &Connection, ingest_hour_ns: i64) -> rusqlite::Result<()> {
+    pub(crate) fn flush(&mut self, conn: &Db, ingest_hour_ns: i64) -> DbResult<()> {
         let mut streams: Vec<(StreamKey, StreamDelta)> = self.streams.drain().collect();
         streams.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for ((c, v), d) in &streams {
-            conn.prepare_cached(
+            conn.execute(
                 "INSERT INTO resource_streams (customer_id, vm_id, first_ts_ns, last_ts_ns) \
-                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO UPDATE SET \
-                 first_ts_ns = min(first_ts_ns, excluded.first_ts_ns), \
-                 last_ts_ns = max(last_ts_ns, excluded.last_ts_ns)",
-            )?
-            .execute(params![c, v, d.first_ts, d.last_ts])?;
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (customer_id, vm_id) DO UPDATE SET \
+                 first_ts_ns = CASE WHEN resource_streams.first_ts_ns <= excluded.first_ts_ns \
+                 THEN resource_streams.first_ts_ns ELSE excluded.first_ts_ns END, \
+                 last_ts_ns = CASE WHEN resource_streams.last_ts_ns >= excluded.last_ts_ns \
+                 THEN resource_streams.last_ts_ns ELSE excluded.last_ts_ns END",
+                vals![c, v, d.first_ts, d.last_ts],
+            )?;
             let mut cells: Vec<(&i64, &VmAcc)> = d.cells.iter().collect();
             cells.sort_unstable_by_key(|(h, _)| **h);
             for (hour, a) in cells {
@@ -274,39 +273,43 @@ impl ResourceRollup {
 const MEM_W_SHIFT: u32 = 40;
 
 fn write_cell(
-    conn: &Connection,
+    conn: &Db,
     customer: &str,
     vm: &str,
     hour: i64,
     ingest_hour: i64,
     a: &VmAcc,
-) -> rusqlite::Result<()> {
+) -> DbResult<()> {
     // The memory weight is an i128; it is stored as a high and a low part
     // so SQL can sum it: sum(hi) * 2^40 + sum(lo) is exact while there are
     // fewer than 2^23 rows in a sum.
     let hi = (a.mem_w >> MEM_W_SHIFT) as i64;
     let lo = (a.mem_w & ((1i128 << MEM_W_SHIFT) - 1)) as i64;
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO resource_rollup (customer_id, vm_id, hour_ns, ingest_hour_ns, samples, \
          last_ts_ns, max_disk_bytes, mem_sample_sum, mem_samples, intervals, busy_ticks, \
          total_ticks, cpu_intervals, cpu_skipped, net_in_bytes, net_out_bytes, net_intervals, \
          covered_ns, mem_w_hi, mem_w_lo, mem_t_ns, reboots, resets, gaps) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
          ?19, ?20, ?21, ?22, ?23, ?24) \
-         ON CONFLICT DO UPDATE SET samples = samples + excluded.samples, \
-         last_ts_ns = max(coalesce(last_ts_ns, excluded.last_ts_ns), coalesce(excluded.last_ts_ns, last_ts_ns)), \
-         max_disk_bytes = max(coalesce(max_disk_bytes, excluded.max_disk_bytes), coalesce(excluded.max_disk_bytes, max_disk_bytes)), \
-         mem_sample_sum = mem_sample_sum + excluded.mem_sample_sum, \
-         mem_samples = mem_samples + excluded.mem_samples, intervals = intervals + excluded.intervals, \
-         busy_ticks = busy_ticks + excluded.busy_ticks, total_ticks = total_ticks + excluded.total_ticks, \
-         cpu_intervals = cpu_intervals + excluded.cpu_intervals, cpu_skipped = cpu_skipped + excluded.cpu_skipped, \
-         net_in_bytes = net_in_bytes + excluded.net_in_bytes, net_out_bytes = net_out_bytes + excluded.net_out_bytes, \
-         net_intervals = net_intervals + excluded.net_intervals, covered_ns = covered_ns + excluded.covered_ns, \
-         mem_w_hi = mem_w_hi + excluded.mem_w_hi, mem_w_lo = mem_w_lo + excluded.mem_w_lo, \
-         mem_t_ns = mem_t_ns + excluded.mem_t_ns, reboots = reboots + excluded.reboots, \
-         resets = resets + excluded.resets, gaps = gaps + excluded.gaps",
-    )?
-    .execute(params![
+         ON CONFLICT (customer_id, vm_id, hour_ns, ingest_hour_ns) DO UPDATE SET \
+         samples = resource_rollup.samples + excluded.samples, \
+         last_ts_ns = CASE WHEN excluded.last_ts_ns IS NULL OR (resource_rollup.last_ts_ns IS NOT NULL \
+         AND resource_rollup.last_ts_ns >= excluded.last_ts_ns) THEN resource_rollup.last_ts_ns \
+         ELSE excluded.last_ts_ns END, \
+         max_disk_bytes = CASE WHEN excluded.max_disk_bytes IS NULL OR (resource_rollup.max_disk_bytes \
+         IS NOT NULL AND resource_rollup.max_disk_bytes >= excluded.max_disk_bytes) \
+         THEN resource_rollup.max_disk_bytes ELSE excluded.max_disk_bytes END, \
+         mem_sample_sum = resource_rollup.mem_sample_sum + excluded.mem_sample_sum, \
+         mem_samples = resource_rollup.mem_samples + excluded.mem_samples, intervals = resource_rollup.intervals + excluded.intervals, \
+         busy_ticks = resource_rollup.busy_ticks + excluded.busy_ticks, total_ticks = resource_rollup.total_ticks + excluded.total_ticks, \
+         cpu_intervals = resource_rollup.cpu_intervals + excluded.cpu_intervals, cpu_skipped = resource_rollup.cpu_skipped + excluded.cpu_skipped, \
+         net_in_bytes = resource_rollup.net_in_bytes + excluded.net_in_bytes, net_out_bytes = resource_rollup.net_out_bytes + excluded.net_out_bytes, \
+         net_intervals = resource_rollup.net_intervals + excluded.net_intervals, covered_ns = resource_rollup.covered_ns + excluded.covered_ns, \
+         mem_w_hi = resource_rollup.mem_w_hi + excluded.mem_w_hi, mem_w_lo = resource_rollup.mem_w_lo + excluded.mem_w_lo, \
+         mem_t_ns = resource_rollup.mem_t_ns + excluded.mem_t_ns, reboots = resource_rollup.reboots + excluded.reboots, \
+         resets = resource_rollup.resets + excluded.resets, gaps = resource_rollup.gaps + excluded.gaps",
+        vals![
         customer,
         vm,
         hour,
@@ -335,16 +338,16 @@ fn write_cell(
     Ok(())
 }
 
-const SUM_COLS: &str = "coalesce(sum(samples), 0), max(last_ts_ns), max(max_disk_bytes), \
-    coalesce(sum(mem_sample_sum), 0), coalesce(sum(mem_samples), 0), coalesce(sum(intervals), 0), \
-    coalesce(sum(busy_ticks), 0), coalesce(sum(total_ticks), 0), coalesce(sum(cpu_intervals), 0), \
-    coalesce(sum(cpu_skipped), 0), coalesce(sum(net_in_bytes), 0), coalesce(sum(net_out_bytes), 0), \
-    coalesce(sum(net_intervals), 0), coalesce(sum(covered_ns), 0), coalesce(sum(mem_w_hi), 0), \
-    coalesce(sum(mem_w_lo), 0), coalesce(sum(mem_t_ns), 0), coalesce(sum(reboots), 0), \
-    coalesce(sum(resets), 0), coalesce(sum(gaps), 0)";
+const SUM_COLS: &str = "coalesce(CAST(sum(samples) AS BIGINT), 0), max(last_ts_ns), max(max_disk_bytes), \
+    coalesce(CAST(sum(mem_sample_sum) AS BIGINT), 0), coalesce(CAST(sum(mem_samples) AS BIGINT), 0), coalesce(CAST(sum(intervals) AS BIGINT), 0), \
+    coalesce(CAST(sum(busy_ticks) AS BIGINT), 0), coalesce(CAST(sum(total_ticks) AS BIGINT), 0), coalesce(CAST(sum(cpu_intervals) AS BIGINT), 0), \
+    coalesce(CAST(sum(cpu_skipped) AS BIGINT), 0), coalesce(CAST(sum(net_in_bytes) AS BIGINT), 0), coalesce(CAST(sum(net_out_bytes) AS BIGINT), 0), \
+    coalesce(CAST(sum(net_intervals) AS BIGINT), 0), coalesce(CAST(sum(covered_ns) AS BIGINT), 0), coalesce(CAST(sum(mem_w_hi) AS BIGINT), 0), \
+    coalesce(CAST(sum(mem_w_lo) AS BIGINT), 0), coalesce(CAST(sum(mem_t_ns) AS BIGINT), 0), coalesce(CAST(sum(reboots) AS BIGINT), 0), \
+    coalesce(CAST(sum(resets) AS BIGINT), 0), coalesce(CAST(sum(gaps) AS BIGINT), 0)";
 
-fn acc_of(r: &Row, at: usize) -> rusqlite::Result<VmAcc> {
-    let g = |i: usize| r.get::<_, i64>(at + i);
+fn acc_of(r: &Row, at: usize) -> DbResult<VmAcc> {
+    let g = |i: usize| r.get::<i64>(at + i);
     let (hi, lo) = (g(14)?, g(15)?);
     Ok(VmAcc {
         samples: g(0)?,
@@ -374,28 +377,30 @@ fn acc_of(r: &Row, at: usize) -> rusqlite::Result<VmAcc> {
 /// samples in storage order, as mb-ingest would have stored them, each
 /// under the ingest hour of its `ingested_at`, so `--as-of` cutoffs before
 /// the migration stay exact. Holds one stream's samples at a time.
-pub(crate) fn rebuild(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch("DELETE FROM resource_rollup; DELETE FROM resource_streams;")?;
-    let keys: Vec<StreamKey> = {
-        let mut st = conn.prepare("SELECT DISTINCT customer_id, vm_id FROM resource_usage")?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<rusqlite::Result<_>>()?
-    };
+pub(crate) fn rebuild(conn: &Db) -> DbResult<()> {
+    conn.batch("DELETE FROM resource_rollup; DELETE FROM resource_streams;")?;
+    let keys: Vec<StreamKey> = conn.query_map(
+        "SELECT DISTINCT customer_id, vm_id FROM resource_usage",
+        vals![],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     for (customer, vm) in keys {
-        let mut st = conn.prepare_cached(&format!(
-            "SELECT {POINT_COLS}, ingested_at FROM resource_usage \
-             WHERE customer_id = ?1 AND vm_id = ?2 ORDER BY rowid"
-        ))?;
-        let rows = st.query_map(params![customer, vm], |r| {
-            let at: String = r.get(13)?;
-            Ok((point(r)?, at))
-        })?;
+        let rows = conn.query_map(
+            &format!(
+                "SELECT {POINT_COLS}, ingested_at FROM resource_usage \
+                 WHERE customer_id = ?1 AND vm_id = ?2 ORDER BY rowid"
+            ),
+            vals![customer, vm],
+            |r| {
+                let at: String = r.get(13)?;
+                Ok((point(r)?, at))
+            },
+        )?;
         // Per ingest hour, the cells it changed.
         let mut by_ingest: BTreeMap<i64, HashMap<i64, VmAcc>> = BTreeMap::new();
         let mut stored: BTreeMap<(i64, String, i64), Point> = BTreeMap::new();
         let (mut first, mut last) = (i64::MAX, i64::MIN);
-        for row in rows {
-            let (c, at) = row?;
+        for (c, at) in rows {
             let ih = crate::time::parse_rfc3339(&at)
                 .map_or(0, |t| t.timestamp().div_euclid(3600) * HOUR_NS);
             let k = (c.ts_ns, c.boot_id.clone(), c.rowid);
@@ -417,7 +422,7 @@ pub(crate) fn rebuild(conn: &Connection) -> rusqlite::Result<()> {
             conn.execute(
                 "INSERT INTO resource_streams (customer_id, vm_id, first_ts_ns, last_ts_ns) \
                  VALUES (?1, ?2, ?3, ?4)",
-                params![customer, vm, first, last],
+                vals![customer, vm, first, last],
             )?;
         }
     }
@@ -452,18 +457,12 @@ fn stream_filter(w: &Window, sql: &mut String, args: &mut Vec<Value>) {
 }
 
 /// Usage per stream in the window from the samples alone (the reference).
-pub(crate) fn raw_usage(
-    conn: &Connection,
-    w: &Window,
-) -> rusqlite::Result<BTreeMap<StreamKey, VmAcc>> {
-    let mut sql = String::from("SELECT DISTINCT customer_id, vm_id FROM resource_usage WHERE 1");
+pub(crate) fn raw_usage(conn: &Db, w: &Window) -> DbResult<BTreeMap<StreamKey, VmAcc>> {
+    let mut sql = String::from("SELECT DISTINCT customer_id, vm_id FROM resource_usage WHERE TRUE");
     let mut args = Vec::new();
     stream_filter(w, &mut sql, &mut args);
-    let keys: Vec<StreamKey> = {
-        let mut st = conn.prepare(&sql)?;
-        let rows = st.query_map(params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<rusqlite::Result<_>>()?
-    };
+    sql.push_str(" ORDER BY 1, 2");
+    let keys: Vec<StreamKey> = conn.query_map(&sql, &args, |r| Ok((r.get(0)?, r.get(1)?)))?;
     let mut out = BTreeMap::new();
     for (c, v) in keys {
         let s = Stream {
@@ -482,21 +481,14 @@ pub(crate) fn raw_usage(
 
 /// Usage per stream in the window: whole hours from the rollup, the edges
 /// from the samples. Equal to [`raw_usage`].
-pub(crate) fn rollup_usage(
-    conn: &Connection,
-    w: &Window,
-) -> rusqlite::Result<BTreeMap<StreamKey, VmAcc>> {
+pub(crate) fn rollup_usage(conn: &Db, w: &Window) -> DbResult<BTreeMap<StreamKey, VmAcc>> {
     let mut sql = String::from(
         "SELECT customer_id, vm_id FROM resource_streams WHERE first_ts_ns < ?1 AND last_ts_ns >= ?2",
     );
     let mut args: Vec<Value> = vec![w.end_ns.into(), w.start_ns.into()];
     stream_filter(w, &mut sql, &mut args);
     sql.push_str(" ORDER BY 1, 2");
-    let keys: Vec<StreamKey> = {
-        let mut st = conn.prepare_cached(&sql)?;
-        let rows = st.query_map(params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<rusqlite::Result<_>>()?
-    };
+    let keys: Vec<StreamKey> = conn.query_map(&sql, &args, |r| Ok((r.get(0)?, r.get(1)?)))?;
     let mut out = BTreeMap::new();
     for (c, v) in keys {
         let s = Stream {
@@ -513,7 +505,7 @@ pub(crate) fn rollup_usage(
     Ok(out)
 }
 
-fn stream_rollup(s: &Stream, w: &Window) -> rusqlite::Result<VmAcc> {
+fn stream_rollup(s: &Stream, w: &Window) -> DbResult<VmAcc> {
     let win = (w.start_ns, w.end_ns);
     let (h0, h1) = (ceil_hour(w.start_ns), floor_hour(w.end_ns));
     if h0 >= h1 {
@@ -542,32 +534,32 @@ fn stream_rollup(s: &Stream, w: &Window) -> rusqlite::Result<VmAcc> {
 
 /// The summed cells of hours `[h0, h1)` of one stream, as of the cutoff's
 /// ingest hour when given.
-fn cells(s: &Stream, h0: i64, h1: i64, cutoff_hour: Option<i64>) -> rusqlite::Result<VmAcc> {
+fn cells(s: &Stream, h0: i64, h1: i64, cutoff_hour: Option<i64>) -> DbResult<VmAcc> {
     let base = "FROM resource_rollup WHERE customer_id = ?1 AND vm_id = ?2 \
                 AND hour_ns >= ?3 AND hour_ns < ?4";
     let Some(ch) = cutoff_hour else {
-        let mut st = s
-            .conn
-            .prepare_cached(&format!("SELECT {SUM_COLS} {base}"))?;
-        return st.query_row(params![s.customer, s.vm, h0, h1], |r| acc_of(r, 0));
+        return s.conn.query_row(
+            &format!("SELECT {SUM_COLS} {base}"),
+            vals![s.customer, s.vm, h0, h1],
+            |r| acc_of(r, 0),
+        );
     };
     // Cells changed during the cutoff's own ingest hour are recomputed from
     // the samples stored by the cutoff; the others are the sum of their
     // rows from earlier ingest hours.
-    let touched: Vec<i64> = {
-        let mut st = s.conn.prepare_cached(&format!(
-            "SELECT hour_ns {base} AND ingest_hour_ns = ?5 ORDER BY hour_ns"
-        ))?;
-        let rows = st.query_map(params![s.customer, s.vm, h0, h1, ch], |r| r.get(0))?;
-        rows.collect::<rusqlite::Result<_>>()?
-    };
-    let mut acc = {
-        let mut st = s.conn.prepare_cached(&format!(
+    let touched: Vec<i64> = s.conn.query_map(
+        &format!("SELECT hour_ns {base} AND ingest_hour_ns = ?5 ORDER BY hour_ns"),
+        vals![s.customer, s.vm, h0, h1, ch],
+        |r| r.get(0),
+    )?;
+    let mut acc = s.conn.query_row(
+        &format!(
             "SELECT {SUM_COLS} {base} AND ingest_hour_ns < ?5 AND hour_ns NOT IN \
              (SELECT hour_ns {base} AND ingest_hour_ns = ?5)"
-        ))?;
-        st.query_row(params![s.customer, s.vm, h0, h1, ch], |r| acc_of(r, 0))?
-    };
+        ),
+        vals![s.customer, s.vm, h0, h1, ch],
+        |r| acc_of(r, 0),
+    )?;
     for hour in touched {
         let before = s.last_before(hour)?;
         let pts = s.range(hour, hour + HOUR_NS)?;
@@ -722,13 +714,12 @@ mod tests {
         events.sort_by_key(|(b, _)| *b);
         for b in 0..6u8 {
             let w = store.writer_at(ingest_time(b)).unwrap();
-            let at = w.ingested_at().to_string();
-            {
-                let mut ins = w.inserter();
-                for (_, ev) in events.iter().filter(|(x, _)| *x == b) {
-                    ins.insert(ev, &at, 1).unwrap();
-                }
-            }
+            let batch: Vec<&Event> = events
+                .iter()
+                .filter(|(x, _)| *x == b)
+                .map(|(_, ev)| ev)
+                .collect();
+            w.insert_batch(&batch, 1).unwrap();
             w.commit().unwrap();
         }
     }
@@ -759,15 +750,15 @@ mod tests {
             rebuild_after in proptest::bool::ANY,
         ) {
             let dir = tempfile::tempdir().unwrap();
-            let mut store = Store::open(&dir.path().join("t.db"), Mode::ReadWrite).unwrap();
+            let store = Store::open(dir.path().join("t.db"), Mode::ReadWrite).unwrap();
             let mut events = stream("acme", "vm-a", T0 - 1_800, &a);
             events.extend(stream("acme", "vm-b", T0 + 1_234, &b));
             // The same VM id under another customer is another stream.
             events.extend(stream("zeta", "vm-a", T0 + 77, &c));
             load(&store, events);
             if rebuild_after {
-                let tx = store.conn.transaction().unwrap();
-                super::rebuild(&tx).unwrap();
+                let tx = store.begin_write().unwrap();
+                super::rebuild(store.conn()).unwrap();
                 tx.commit().unwrap();
             }
             let cutoffs = [

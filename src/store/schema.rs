@@ -450,6 +450,14 @@ SELECT 'activity', ts_ns - (((ts_ns % 3600000000000) + 3600000000000) % 36000000
        customer_id, vm_id, count(*), 0, 0, max(ts_ns)
 FROM activity_log GROUP BY 2, 3, 4;
 "#,
+    // 11: the host of each ingest run. With a central PostgreSQL store,
+    // writers on many hosts share `ingest_runs`, and a `running` run is
+    // judged abandoned only by a writer on its own host (another host's
+    // pid is not in our /proc). SQLite records it too, so both stores
+    // behave alike (store::schema_pg starts at this version).
+    r#"
+ALTER TABLE ingest_runs ADD COLUMN host TEXT;
+"#,
 ];
 
 /// The `user_version` after the migration that creates the resource rollup

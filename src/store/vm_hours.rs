@@ -19,8 +19,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use rusqlite::{params, Connection};
-
+use super::db::{vals, Db, DbError, DbResult, Row};
 use super::events::HOUR_NS;
 use super::fleet::{EventTable, LastEvent};
 
@@ -54,7 +53,7 @@ impl EventTable {
 
 /// The cells one transaction touched, summed in memory while its rows are
 /// inserted and added to the table at commit (like api_rollup).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct VmHours {
     strings: HashMap<String, u32>,
     names: Vec<String>,
@@ -82,7 +81,7 @@ impl VmHours {
         ts_ns: i64,
         tokens: i64,
         cost_nusd: i64,
-    ) -> rusqlite::Result<()> {
+    ) -> DbResult<()> {
         let key = (
             api,
             self.intern(customer),
@@ -95,7 +94,7 @@ impl VmHours {
             tokens: 0,
             cost_nusd: 0,
         });
-        let over = || rusqlite::Error::ToSqlConversionFailure("vm_event_hours overflows".into());
+        let over = || DbError::Other("vm_event_hours overflows".into());
         e.ts_ns = e.ts_ns.max(ts_ns);
         e.count += 1;
         e.tokens = e.tokens.checked_add(tokens).ok_or_else(over)?;
@@ -104,7 +103,7 @@ impl VmHours {
     }
 
     /// Add the cells to the table, in key order, and forget them.
-    pub(crate) fn flush(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+    pub(crate) fn flush(&mut self, conn: &Db) -> DbResult<()> {
         if self.cells.is_empty() {
             return Ok(());
         }
@@ -118,24 +117,19 @@ impl VmHours {
             })
             .collect();
         rows.sort_unstable_by(|a, b| (a.0, a.1, a.2, a.3).cmp(&(b.0, b.1, b.2, b.3)));
-        let mut st = conn.prepare_cached(
-            "INSERT INTO vm_event_hours (kind, hour_ns, customer_id, vm_id, events, tokens, \
+        let sql = "INSERT INTO vm_event_hours (kind, hour_ns, customer_id, vm_id, events, tokens, \
              cost_nusd, last_ts_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-             ON CONFLICT DO UPDATE SET events = events + excluded.events, \
-             tokens = tokens + excluded.tokens, cost_nusd = cost_nusd + excluded.cost_nusd, \
-             last_ts_ns = max(last_ts_ns, excluded.last_ts_ns)",
-        )?;
+             ON CONFLICT (kind, hour_ns, customer_id, vm_id) DO UPDATE SET \
+             events = vm_event_hours.events + excluded.events, \
+             tokens = vm_event_hours.tokens + excluded.tokens, \
+             cost_nusd = vm_event_hours.cost_nusd + excluded.cost_nusd, \
+             last_ts_ns = CASE WHEN vm_event_hours.last_ts_ns >= excluded.last_ts_ns \
+             THEN vm_event_hours.last_ts_ns ELSE excluded.last_ts_ns END";
         for (kind, hour, c, v, e) in rows {
-            st.execute(params![
-                kind,
-                hour,
-                c,
-                v,
-                e.count,
-                e.tokens,
-                e.cost_nusd,
-                e.ts_ns
-            ])?;
+            conn.execute(
+                sql,
+                vals![kind, hour, c, v, e.count, e.tokens, e.cost_nusd, e.ts_ns],
+            )?;
         }
         Ok(())
     }
@@ -144,19 +138,19 @@ impl VmHours {
 /// `mb-tokens reprice` priced the api row `rowid` (of `customer` at
 /// `ts_ns`), whose cost went from `old` to `new` nano-USD.
 pub(crate) fn repriced(
-    conn: &Connection,
+    conn: &Db,
     rowid: i64,
     customer: &str,
     ts_ns: i64,
     old: i64,
     new: i64,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
+) -> DbResult<()> {
+    conn.execute(
         "UPDATE vm_event_hours SET cost_nusd = cost_nusd + ?5 - ?4 \
          WHERE kind = 'api' AND hour_ns = ?3 AND customer_id = ?2 \
          AND vm_id = (SELECT vm_id FROM api_usage WHERE rowid = ?1)",
-    )?
-    .execute(params![rowid, customer, floor_hour(ts_ns), old, new])?;
+        vals![rowid, customer, floor_hour(ts_ns), old, new],
+    )?;
     Ok(())
 }
 
@@ -174,7 +168,7 @@ fn merge(out: &mut BTreeMap<(String, String), LastEvent>, key: (String, String),
     }
 }
 
-fn last_event(r: &rusqlite::Row, at: usize) -> rusqlite::Result<LastEvent> {
+fn last_event(r: &Row, at: usize) -> DbResult<LastEvent> {
     Ok(LastEvent {
         ts_ns: r.get(at)?,
         count: r.get(at + 1)?,
@@ -186,12 +180,12 @@ fn last_event(r: &rusqlite::Row, at: usize) -> rusqlite::Result<LastEvent> {
 /// The events of `table` per (customer, VM) in `[start_ns, end_ns)`: whole
 /// hours from `vm_event_hours`, the edges from the rows.
 pub(crate) fn last_events(
-    conn: &Connection,
+    conn: &Db,
     table: EventTable,
     start_ns: i64,
     end_ns: i64,
     customer: Option<&str>,
-) -> rusqlite::Result<BTreeMap<(String, String), LastEvent>> {
+) -> DbResult<BTreeMap<(String, String), LastEvent>> {
     let mut out = BTreeMap::new();
     if start_ns >= end_ns {
         return Ok(out);
@@ -199,46 +193,46 @@ pub(crate) fn last_events(
     let kind = table.kind();
     let (h0, h1) = (ceil_hour(start_ns), floor_hour(end_ns));
     let edges = if h0 < h1 {
-        let mut st = conn.prepare_cached(
-            "SELECT customer_id, vm_id, max(last_ts_ns), sum(events), sum(tokens), \
-             sum(cost_nusd) FROM vm_event_hours WHERE kind = ?1 AND hour_ns >= ?2 \
-             AND hour_ns < ?3 AND (?4 IS NULL OR customer_id = ?4) GROUP BY 1, 2",
+        conn.query_each(
+            "SELECT customer_id, vm_id, max(last_ts_ns), CAST(sum(events) AS BIGINT), \
+             CAST(sum(tokens) AS BIGINT), CAST(sum(cost_nusd) AS BIGINT) FROM vm_event_hours \
+             WHERE kind = ?1 AND hour_ns >= ?2 AND hour_ns < ?3 \
+             AND (?4 IS NULL OR customer_id = ?4) GROUP BY 1, 2",
+            vals![kind, h0, h1, customer],
+            |r| {
+                out.insert((r.get(0)?, r.get(1)?), last_event(r, 2)?);
+                Ok(())
+            },
         )?;
-        let mut rows = st.query(params![kind, h0, h1, customer])?;
-        while let Some(r) = rows.next()? {
-            out.insert((r.get(0)?, r.get(1)?), last_event(r, 2)?);
-        }
         vec![(start_ns, h0), (h1, end_ns)]
     } else {
         vec![(start_ns, end_ns)]
     };
     let sums = match table {
         EventTable::Api => {
-            "sum(tokens_in + tokens_out + cache_read_tokens + cache_write_tokens), \
-             coalesce(sum(cost_nusd), 0)"
+            "CAST(sum(tokens_in + tokens_out + cache_read_tokens + cache_write_tokens) AS BIGINT), \
+             coalesce(CAST(sum(cost_nusd) AS BIGINT), 0)"
         }
         EventTable::Activity => "0, 0",
     };
-    let mut raw = conn.prepare_cached(&format!(
+    let raw = format!(
         "SELECT vm_id, max(ts_ns), count(*), {sums} FROM {} \
          WHERE customer_id = ?1 AND ts_ns >= ?2 AND ts_ns < ?3 GROUP BY vm_id",
         table.table()
-    ))?;
+    );
     for (a, b) in edges.into_iter().filter(|(a, b)| a < b) {
         // The customers with events in the edge's hours (at most two).
-        let customers: Vec<String> = {
-            let mut st = conn.prepare_cached(
-                "SELECT DISTINCT customer_id FROM vm_event_hours WHERE kind = ?1 \
-                 AND hour_ns >= ?2 AND hour_ns < ?3 AND (?4 IS NULL OR customer_id = ?4)",
-            )?;
-            let rows = st.query_map(params![kind, floor_hour(a), b, customer], |r| r.get(0))?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
+        let customers: Vec<String> = conn.query_map(
+            "SELECT DISTINCT customer_id FROM vm_event_hours WHERE kind = ?1 \
+             AND hour_ns >= ?2 AND hour_ns < ?3 AND (?4 IS NULL OR customer_id = ?4)",
+            vals![kind, floor_hour(a), b, customer],
+            |r| r.get(0),
+        )?;
         for c in customers {
-            let mut rows = raw.query(params![c, a, b])?;
-            while let Some(r) = rows.next()? {
+            conn.query_each(&raw, vals![c, a, b], |r| {
                 merge(&mut out, (c.clone(), r.get(0)?), last_event(r, 1)?);
-            }
+                Ok(())
+            })?;
         }
     }
     Ok(out)
@@ -280,9 +274,9 @@ mod tests {
              WHERE ts_ns >= ?1 AND ts_ns < ?2 AND (?3 IS NULL OR customer_id = ?3) \
              GROUP BY customer_id, vm_id"
         );
-        let mut st = store.conn().prepare(&sql).unwrap();
-        let rows = st
-            .query_map(rusqlite::params![a, b, customer], |r| {
+        let rows = store
+            .conn()
+            .query_map(&sql, crate::store::db::vals![a, b, customer], |r| {
                 Ok((
                     (r.get(0)?, r.get(1)?),
                     LastEvent {
@@ -294,7 +288,7 @@ mod tests {
                 ))
             })
             .unwrap();
-        rows.collect::<rusqlite::Result<_>>().unwrap()
+        rows.into_iter().collect()
     }
 
     fn event(i: i64, ts: i64, api: bool, priced: bool) -> Event {
@@ -331,20 +325,19 @@ mod tests {
     #[test]
     fn rollup_path_equals_the_rows() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.db"), Mode::ReadWrite).unwrap();
+        let store = Store::open(dir.path().join("t.db"), Mode::ReadWrite).unwrap();
         // Three transactions; times spread over 30 hours, not in order.
         for batch in 0..3i64 {
             let w = store.writer().unwrap();
-            let at = w.ingested_at().to_string();
-            {
-                let mut ins = w.inserter();
-                for k in 0..120i64 {
+            let evs: Vec<Event> = (0..120i64)
+                .map(|k| {
                     let i = batch * 1000 + k;
                     let ts = T0 + ((i * 7_919 * S) % (30 * 3_600 * S));
-                    ins.insert(&event(i, ts, k % 4 != 0, k % 5 != 0), &at, 1)
-                        .unwrap();
-                }
-            }
+                    event(i, ts, k % 4 != 0, k % 5 != 0)
+                })
+                .collect();
+            let refs: Vec<&Event> = evs.iter().collect();
+            w.insert_batch(&refs, 1).unwrap();
             w.commit().unwrap();
         }
         let windows = [
@@ -391,25 +384,25 @@ mod tests {
         // the same cells that ingest and reprice maintained.
         type Cell = (String, i64, String, String, i64, i64, i64, i64);
         let cells = |store: &Store| -> Vec<Cell> {
-            let mut st = store
+            store
                 .conn()
-                .prepare("SELECT * FROM vm_event_hours ORDER BY 1, 2, 3, 4")
-                .unwrap();
-            let rows = st
-                .query_map([], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                        r.get(7)?,
-                    ))
-                })
-                .unwrap();
-            rows.collect::<rusqlite::Result<_>>().unwrap()
+                .query_map(
+                    "SELECT * FROM vm_event_hours ORDER BY 1, 2, 3, 4",
+                    crate::store::db::vals![],
+                    |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                            r.get(6)?,
+                            r.get(7)?,
+                        ))
+                    },
+                )
+                .unwrap()
         };
         let kept = cells(&store);
         assert!(kept.len() > 100, "{} cells", kept.len());
@@ -420,7 +413,7 @@ mod tests {
         let fill = &m[m.find("INSERT INTO vm_event_hours").unwrap()..];
         store
             .conn()
-            .execute_batch(&format!("DELETE FROM vm_event_hours; {fill}"))
+            .batch(&format!("DELETE FROM vm_event_hours; {fill}"))
             .unwrap();
         assert_eq!(cells(&store), kept);
     }

@@ -1,0 +1,747 @@
+//! The backend layer: one connection type over SQLite and PostgreSQL, with
+//! the few operations the store's submodules need (execute, query with a
+//! row closure, batches, explicit transactions, statement caching).
+//!
+//! Every statement of mb is written once, in the SQL both engines run:
+//!
+//! - placeholders are `?N`; for PostgreSQL they become `$N` (translated once
+//!   per statement text and cached with its prepared statement);
+//! - `INSERT ... ON CONFLICT DO NOTHING`, never `INSERT OR IGNORE`;
+//!   `ON CONFLICT (cols) DO UPDATE` always names its target (PostgreSQL
+//!   requires it);
+//! - `string_agg(x, ' ' ORDER BY x)`, never `group_concat`;
+//! - `CAST(sum(x) AS BIGINT)` wherever an integer sum is read (PostgreSQL's
+//!   sum of a BIGINT is NUMERIC), and `1 - flag` rather than `NOT flag`
+//!   (flags are BIGINT 0/1 on both);
+//! - `CASE` instead of the two-argument `min`/`max` (SQLite has no
+//!   `LEAST`/`GREATEST`), no `strftime` (times are computed in Rust);
+//! - the column `user` is written `"user"`;
+//! - SQLite's planner hints `INDEXED BY name` and `NOT INDEXED` may appear
+//!   and are removed for PostgreSQL (they change no result).
+//!
+//! Rows are read through [`Row::get`], whose types accept what either
+//! engine returns for the same SQL (an integer from INT2/INT4/INT8, a
+//! flag from an integer or a boolean). Nothing outside `store` sees this
+//! module; nothing here knows a table.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::{private::BytesMut, IsNull, ToSql, Type};
+
+/// An error of either engine, or of a conversion between their values.
+#[derive(Debug)]
+pub enum DbError {
+    /// From SQLite.
+    Sqlite(rusqlite::Error),
+    /// From PostgreSQL.
+    Pg(postgres::Error),
+    /// A query that must return a row returned none.
+    NoRows,
+    /// A value that does not fit the type asked for, or another misuse.
+    Other(String),
+}
+
+impl fmt::Display for DbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DbError::Sqlite(e) => write!(f, "{e}"),
+            // postgres::Error's Display is only the class ("db error"); the
+            // server's message and detail are in the DbError source.
+            DbError::Pg(e) => match e.as_db_error() {
+                Some(d) => {
+                    write!(f, "{}", d.message())?;
+                    if let Some(detail) = d.detail() {
+                        write!(f, " ({detail})")?;
+                    }
+                    Ok(())
+                }
+                None => match std::error::Error::source(e) {
+                    Some(s) => write!(f, "{e}: {s}"),
+                    None => write!(f, "{e}"),
+                },
+            },
+            DbError::NoRows => write!(f, "query returned no rows"),
+            DbError::Other(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl std::error::Error for DbError {}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e {
+            rusqlite::Error::QueryReturnedNoRows => DbError::NoRows,
+            e => DbError::Sqlite(e),
+        }
+    }
+}
+
+impl From<postgres::Error> for DbError {
+    fn from(e: postgres::Error) -> Self {
+        DbError::Pg(e)
+    }
+}
+
+impl DbError {
+    /// The SQLSTATE of a PostgreSQL error, if it is one.
+    pub fn pg_code(&self) -> Option<&str> {
+        match self {
+            DbError::Pg(e) => e.code().map(|c| c.code()),
+            _ => None,
+        }
+    }
+}
+
+/// Result of a layer operation.
+pub type DbResult<T> = std::result::Result<T, DbError>;
+
+/// A parameter value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// NULL.
+    Null,
+    /// An integer (also a flag, 0 or 1).
+    Int(i64),
+    /// A float.
+    Real(f64),
+    /// Text.
+    Text(String),
+    /// Bytes.
+    Blob(Vec<u8>),
+}
+
+/// Conversion of a Rust value to a parameter (see [`vals!`]).
+pub trait ToValue {
+    /// The parameter value.
+    fn to_value(&self) -> Value;
+}
+
+macro_rules! int_value {
+    ($($t:ty),*) => {$(
+        impl ToValue for $t {
+            fn to_value(&self) -> Value {
+                Value::Int(i64::try_from(*self).unwrap_or(i64::MAX))
+            }
+        }
+        impl From<$t> for Value {
+            fn from(v: $t) -> Value {
+                v.to_value()
+            }
+        }
+    )*};
+}
+int_value!(i64, i32, u32, u16, u8, u64, usize);
+
+impl ToValue for bool {
+    fn to_value(&self) -> Value {
+        Value::Int(i64::from(*self))
+    }
+}
+impl ToValue for f64 {
+    fn to_value(&self) -> Value {
+        Value::Real(*self)
+    }
+}
+impl ToValue for str {
+    fn to_value(&self) -> Value {
+        Value::Text(self.to_owned())
+    }
+}
+impl ToValue for String {
+    fn to_value(&self) -> Value {
+        Value::Text(self.clone())
+    }
+}
+impl ToValue for [u8] {
+    fn to_value(&self) -> Value {
+        Value::Blob(self.to_vec())
+    }
+}
+impl ToValue for Vec<u8> {
+    fn to_value(&self) -> Value {
+        Value::Blob(self.clone())
+    }
+}
+impl ToValue for Value {
+    fn to_value(&self) -> Value {
+        self.clone()
+    }
+}
+impl<T: ToValue> ToValue for Option<T> {
+    fn to_value(&self) -> Value {
+        match self {
+            Some(v) => v.to_value(),
+            None => Value::Null,
+        }
+    }
+}
+impl<T: ToValue + ?Sized> ToValue for &T {
+    fn to_value(&self) -> Value {
+        (**self).to_value()
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Value {
+        Value::Text(v)
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Value {
+        Value::Text(v.to_owned())
+    }
+}
+impl From<f64> for Value {
+    fn from(v: f64) -> Value {
+        Value::Real(v)
+    }
+}
+
+/// Parameters for a statement: `vals![a, b, c]` (each by reference, like
+/// rusqlite's `params!`).
+macro_rules! vals {
+    () => { &[] as &[$crate::store::db::Value] };
+    ($($x:expr),+ $(,)?) => {
+        &[$($crate::store::db::ToValue::to_value(&$x)),+] as &[$crate::store::db::Value]
+    };
+}
+pub(crate) use vals;
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            Value::Null => ValueRef::Null,
+            Value::Int(v) => ValueRef::Integer(*v),
+            Value::Real(v) => ValueRef::Real(*v),
+            Value::Text(s) => ValueRef::Text(s.as_bytes()),
+            Value::Blob(b) => ValueRef::Blob(b),
+        }))
+    }
+}
+
+type BoxErr = Box<dyn std::error::Error + Sync + Send>;
+
+impl ToSql for Value {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxErr> {
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(v) => match *ty {
+                Type::INT8 => v.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*v)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(*v)?.to_sql(ty, out),
+                Type::BOOL => (*v != 0).to_sql(ty, out),
+                Type::FLOAT8 => (*v as f64).to_sql(ty, out),
+                Type::TEXT | Type::VARCHAR => v.to_string().to_sql(ty, out),
+                _ => Err(format!("an integer parameter where {ty} is expected").into()),
+            },
+            Value::Real(v) => match *ty {
+                Type::FLOAT8 => v.to_sql(ty, out),
+                Type::FLOAT4 => (*v as f32).to_sql(ty, out),
+                _ => Err(format!("a float parameter where {ty} is expected").into()),
+            },
+            Value::Text(s) => match *ty {
+                Type::BYTEA => s.as_bytes().to_sql(ty, out),
+                _ => s.as_str().to_sql(ty, out),
+            },
+            Value::Blob(b) => match *ty {
+                Type::BYTEA => b.as_slice().to_sql(ty, out),
+                _ => Err(format!("a byte parameter where {ty} is expected").into()),
+            },
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+/// One result row of either engine.
+pub enum Row<'a> {
+    /// A SQLite row.
+    Sqlite(&'a rusqlite::Row<'a>),
+    /// A PostgreSQL row.
+    Pg(&'a postgres::Row),
+}
+
+impl Row<'_> {
+    /// Column `i` as `T`.
+    pub fn get<T: Col>(&self, i: usize) -> DbResult<T> {
+        match self {
+            Row::Sqlite(r) => Ok(r.get(i)?),
+            Row::Pg(r) => T::from_pg(r, i),
+        }
+    }
+}
+
+/// A type a column can be read as, from either engine.
+pub trait Col: Sized + rusqlite::types::FromSql {
+    /// Read column `i` of a PostgreSQL row.
+    fn from_pg(r: &postgres::Row, i: usize) -> DbResult<Self>;
+}
+
+fn pg_int(r: &postgres::Row, i: usize) -> DbResult<Option<i64>> {
+    let ty = r
+        .columns()
+        .get(i)
+        .ok_or_else(|| DbError::Other(format!("no column {i}")))?
+        .type_()
+        .clone();
+    Ok(match ty {
+        Type::INT8 => r.try_get::<_, Option<i64>>(i)?,
+        Type::INT4 => r.try_get::<_, Option<i32>>(i)?.map(i64::from),
+        Type::INT2 => r.try_get::<_, Option<i16>>(i)?.map(i64::from),
+        Type::BOOL => r.try_get::<_, Option<bool>>(i)?.map(i64::from),
+        t => {
+            return Err(DbError::Other(format!(
+                "column {i} is {t}, not an integer (cast it to BIGINT)"
+            )))
+        }
+    })
+}
+
+fn pg_float(r: &postgres::Row, i: usize) -> DbResult<Option<f64>> {
+    let ty = r
+        .columns()
+        .get(i)
+        .ok_or_else(|| DbError::Other(format!("no column {i}")))?
+        .type_()
+        .clone();
+    Ok(match ty {
+        Type::FLOAT8 => r.try_get::<_, Option<f64>>(i)?,
+        Type::FLOAT4 => r.try_get::<_, Option<f32>>(i)?.map(f64::from),
+        _ => pg_int(r, i)?.map(|v| v as f64),
+    })
+}
+
+fn not_null<T>(v: Option<T>, i: usize) -> DbResult<T> {
+    v.ok_or_else(|| DbError::Other(format!("column {i} is NULL")))
+}
+
+impl Col for i64 {
+    fn from_pg(r: &postgres::Row, i: usize) -> DbResult<Self> {
+        not_null(pg_int(r, i)?, i)
+    }
+}
+impl Col for Option<i64> {
+    fn from_pg(r: &postgres::Row, i: usize) -> DbResult<Self> {
+        pg_int(r, i)
+    }
+}
+impl Col for i32 {
+    fn from_pg(r: &postgres::Row, i: usize) -> DbResult<Self> {
+        i32::try_from(i64::from_pg(r, i)?).map_err(|e| DbError::Other(e.to_string()))
+    }
+}
+impl Col for Option<i32> {
+    fn from_pg(r: &postgres::Row, i: usize) -> DbResult<Self> {
+        pg_int(r, i)?
+            .map(i32::try_from)
+            .transpose()
+            .map_err(|e| DbError::Other(e.to_string()))
+    }
+}
+impl Col for bool {
+    fn from_pg(r: &postgres::Row, i: usize) -> DbResult<Self> {
+        Ok(i64::from_pg(r, i)? != 0)
+    }
+}
+impl Col for Option<bool> {
+    fn from_pg(r: &postgres::Row, i: usize) -> DbResult<Self> {
+        Ok(pg_int(r, i)?.map(|v| v != 0))
+    }
+}
+impl Col for f64 {
+    fn from_pg(r: &postgres::Row, i: usize) -> DbResult<Self> {
+        not_null(pg_float(r, i)?, i)
+    }
+}
+impl Col for Option<f64> {
+    fn from_pg(r: &postgres::Row, i: usize) -> DbResult<Self> {
+        pg_float(r, i)
+    }
+}
+impl Col for String {
+    fn from_pg(r: &postgres::Row, i: usize) -> DbResult<Self> {
+        Ok(r.try_get::<_, String>(i)?)
+    }
+}
+impl Col for Option<String> {
+    fn from_pg(r: &postgres::Row, i: usize) -> DbResult<Self> {
+        Ok(r.try_get::<_, Option<String>>(i)?)
+    }
+}
+impl Col for Vec<u8> {
+    fn from_pg(r: &postgres::Row, i: usize) -> DbResult<Self> {
+        Ok(r.try_get::<_, Vec<u8>>(i)?)
+    }
+}
+impl Col for Option<Vec<u8>> {
+    fn from_pg(r: &postgres::Row, i: usize) -> DbResult<Self> {
+        Ok(r.try_get::<_, Option<Vec<u8>>>(i)?)
+    }
+}
+
+/// A PostgreSQL connection with its cache of prepared statements (keyed by
+/// the statement's `?N` text).
+pub struct Pg {
+    client: RefCell<postgres::Client>,
+    stmts: RefCell<HashMap<String, postgres::Statement>>,
+}
+
+/// An open connection.
+pub enum Db {
+    /// SQLite.
+    Sqlite(rusqlite::Connection),
+    /// PostgreSQL.
+    Pg(Box<Pg>),
+}
+
+/// `sql` in PostgreSQL's dialect: `?N` -> `$N`, SQLite's planner hints
+/// removed. String literals and quoted identifiers are left alone.
+pub fn translate(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let b = sql.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'\'' | b'"' => {
+                let end = b[i + 1..]
+                    .iter()
+                    .position(|&x| x == c)
+                    .map_or(b.len(), |p| i + 1 + p + 1);
+                out.push_str(&sql[i..end]);
+                i = end;
+            }
+            b'?' if b.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                out.push('$');
+                i += 1;
+            }
+            _ => {
+                let rest = &sql[i..];
+                let word_start = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_');
+                if word_start && starts_with_ci(rest, "NOT INDEXED") {
+                    i += "NOT INDEXED".len();
+                } else if word_start && starts_with_ci(rest, "INDEXED BY ") {
+                    i += "INDEXED BY ".len();
+                    while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                        i += 1;
+                    }
+                } else {
+                    let ch = rest.chars().next().unwrap_or(' ');
+                    out.push(ch);
+                    i += ch.len_utf8();
+                }
+            }
+        }
+    }
+    out
+}
+
+fn starts_with_ci(s: &str, p: &str) -> bool {
+    s.len() >= p.len() && s.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
+}
+
+fn pg_params(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
+}
+
+impl Pg {
+    /// Wrap a connected client.
+    pub fn new(client: postgres::Client) -> Pg {
+        Pg {
+            client: RefCell::new(client),
+            stmts: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// The client, for the PostgreSQL-only parts of the store (COPY).
+    pub fn client(&self) -> DbResult<std::cell::RefMut<'_, postgres::Client>> {
+        self.client
+            .try_borrow_mut()
+            .map_err(|_| DbError::Other("the connection is busy with another query".into()))
+    }
+
+    /// The prepared statement of `sql` (a `?N` text), prepared once.
+    pub fn stmt(&self, sql: &str) -> DbResult<postgres::Statement> {
+        if let Some(s) = self.stmts.borrow().get(sql) {
+            return Ok(s.clone());
+        }
+        let st = self.client()?.prepare(&translate(sql))?;
+        self.stmts.borrow_mut().insert(sql.to_owned(), st.clone());
+        Ok(st)
+    }
+}
+
+impl Db {
+    /// The SQLite connection, for the SQLite-only parts of the store.
+    pub fn sqlite(&self) -> Option<&rusqlite::Connection> {
+        match self {
+            Db::Sqlite(c) => Some(c),
+            Db::Pg(_) => None,
+        }
+    }
+
+    /// The PostgreSQL connection, for the PostgreSQL-only parts.
+    pub fn pg(&self) -> Option<&Pg> {
+        match self {
+            Db::Pg(p) => Some(p),
+            Db::Sqlite(_) => None,
+        }
+    }
+
+    /// Run a statement; the number of rows it changed.
+    pub fn execute(&self, sql: &str, params: &[Value]) -> DbResult<u64> {
+        match self {
+            Db::Sqlite(c) => {
+                Ok(c.prepare_cached(sql)?
+                    .execute(rusqlite::params_from_iter(params))? as u64)
+            }
+            Db::Pg(p) => {
+                let st = p.stmt(sql)?;
+                Ok(p.client()?.execute(&st, &pg_params(params))?)
+            }
+        }
+    }
+
+    /// Run statements without parameters (DDL, `BEGIN`, ...).
+    pub fn batch(&self, sql: &str) -> DbResult<()> {
+        match self {
+            Db::Sqlite(c) => Ok(c.execute_batch(sql)?),
+            Db::Pg(p) => Ok(p.client()?.batch_execute(sql)?),
+        }
+    }
+
+    /// Call `f` on each row, in order, while they are read (not collected
+    /// first). `f` must not use this connection.
+    pub fn query_each(
+        &self,
+        sql: &str,
+        params: &[Value],
+        mut f: impl FnMut(&Row) -> DbResult<()>,
+    ) -> DbResult<()> {
+        match self {
+            Db::Sqlite(c) => {
+                let mut st = c.prepare_cached(sql)?;
+                let mut rows = st.query(rusqlite::params_from_iter(params))?;
+                while let Some(r) = rows.next()? {
+                    f(&Row::Sqlite(r))?;
+                }
+                Ok(())
+            }
+            Db::Pg(p) => {
+                let st = p.stmt(sql)?;
+                let mut client = p.client()?;
+                let mut rows = client.query_raw(&st, params.iter())?;
+                while let Some(r) = rows.next()? {
+                    f(&Row::Pg(&r))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Every row mapped by `f`.
+    pub fn query_map<T>(
+        &self,
+        sql: &str,
+        params: &[Value],
+        mut f: impl FnMut(&Row) -> DbResult<T>,
+    ) -> DbResult<Vec<T>> {
+        let mut out = Vec::new();
+        self.query_each(sql, params, |r| {
+            out.push(f(r)?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The first row mapped by `f`, if there is one.
+    pub fn query_opt<T>(
+        &self,
+        sql: &str,
+        params: &[Value],
+        f: impl FnOnce(&Row) -> DbResult<T>,
+    ) -> DbResult<Option<T>> {
+        match self {
+            Db::Sqlite(c) => {
+                let mut st = c.prepare_cached(sql)?;
+                let mut rows = st.query(rusqlite::params_from_iter(params))?;
+                match rows.next()? {
+                    Some(r) => Ok(Some(f(&Row::Sqlite(r))?)),
+                    None => Ok(None),
+                }
+            }
+            Db::Pg(p) => {
+                let st = p.stmt(sql)?;
+                let row = p.client()?.query_opt(&st, &pg_params(params));
+                // query_opt fails on more than one row; take the first then.
+                let row = match row {
+                    Ok(r) => r,
+                    Err(_) => p
+                        .client()?
+                        .query(&st, &pg_params(params))?
+                        .into_iter()
+                        .next(),
+                };
+                match row {
+                    Some(r) => Ok(Some(f(&Row::Pg(&r))?)),
+                    None => Ok(None),
+                }
+            }
+        }
+    }
+
+    /// The first row mapped by `f`; [`DbError::NoRows`] without one.
+    pub fn query_row<T>(
+        &self,
+        sql: &str,
+        params: &[Value],
+        f: impl FnOnce(&Row) -> DbResult<T>,
+    ) -> DbResult<T> {
+        self.query_opt(sql, params, f)?.ok_or(DbError::NoRows)
+    }
+
+    /// Whether the query returns a row.
+    pub fn exists(&self, sql: &str, params: &[Value]) -> DbResult<bool> {
+        Ok(self.query_opt(sql, params, |_| Ok(()))?.is_some())
+    }
+}
+
+/// A transaction on a [`Db`], begun by the backend module ([`super::sqlite`]
+/// takes SQLite's write lock, [`super::pg`] the advisory lock); rolled back
+/// when dropped without [`Tx::commit`].
+pub struct Tx<'a> {
+    db: &'a Db,
+    open: bool,
+}
+
+impl<'a> Tx<'a> {
+    /// A transaction already begun on `db`.
+    pub(crate) fn begun(db: &'a Db) -> Tx<'a> {
+        Tx { db, open: true }
+    }
+
+    /// The connection.
+    pub fn db(&self) -> &'a Db {
+        self.db
+    }
+
+    /// Commit.
+    pub fn commit(mut self) -> DbResult<()> {
+        self.open = false;
+        self.db.batch("COMMIT")
+    }
+
+    /// Roll back.
+    pub fn rollback(mut self) -> DbResult<()> {
+        self.open = false;
+        self.db.batch("ROLLBACK")
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self.db.batch("ROLLBACK");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_become_dollars() {
+        assert_eq!(
+            translate("SELECT a FROM t WHERE x = ?1 AND y IN (?2, ?12)"),
+            "SELECT a FROM t WHERE x = $1 AND y IN ($2, $12)"
+        );
+    }
+
+    #[test]
+    fn quoted_text_is_left_alone() {
+        assert_eq!(
+            translate("SELECT '?1', \"?2\", ?3 FROM t WHERE a = 'it''s ?4'"),
+            "SELECT '?1', \"?2\", $3 FROM t WHERE a = 'it''s ?4'"
+        );
+    }
+
+    #[test]
+    fn planner_hints_are_removed() {
+        assert_eq!(
+            translate("SELECT 1 FROM r INDEXED BY r_stream WHERE a = ?1"),
+            "SELECT 1 FROM r  WHERE a = $1"
+        );
+        assert_eq!(
+            translate("SELECT 1 FROM api_usage NOT INDEXED WHERE rowid >= ?1"),
+            "SELECT 1 FROM api_usage  WHERE rowid >= $1"
+        );
+        // Only whole words.
+        assert_eq!(
+            translate("SELECT reindexed_by FROM t"),
+            "SELECT reindexed_by FROM t"
+        );
+    }
+
+    #[test]
+    fn sqlite_rows_read_through_the_layer() {
+        let db = Db::Sqlite(rusqlite::Connection::open_in_memory().unwrap());
+        db.batch("CREATE TABLE t (a INTEGER, b TEXT, c REAL, d BLOB)")
+            .unwrap();
+        let n = db
+            .execute(
+                "INSERT INTO t VALUES (?1, ?2, ?3, ?4)",
+                vals![7i64, "x", 1.5f64, &b"\x00\xff"[..]],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+        db.execute(
+            "INSERT INTO t VALUES (?1, ?2, ?3, ?4)",
+            vals![None::<i64>, None::<String>, None::<f64>, None::<Vec<u8>>],
+        )
+        .unwrap();
+        let rows = db
+            .query_map(
+                "SELECT a, b, c, d, a = 7 FROM t ORDER BY rowid",
+                vals![],
+                |r| {
+                    Ok((
+                        r.get::<Option<i64>>(0)?,
+                        r.get::<Option<String>>(1)?,
+                        r.get::<Option<f64>>(2)?,
+                        r.get::<Option<Vec<u8>>>(3).ok().flatten(),
+                        r.get::<Option<bool>>(4)?,
+                    ))
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                (
+                    Some(7),
+                    Some("x".into()),
+                    Some(1.5),
+                    Some(vec![0, 255]),
+                    Some(true)
+                ),
+                (None, None, None, None, None)
+            ]
+        );
+        assert!(matches!(
+            db.query_row("SELECT a FROM t WHERE a = 99", vals![], |r| r.get::<i64>(0)),
+            Err(DbError::NoRows)
+        ));
+        assert!(db
+            .exists("SELECT 1 FROM t WHERE b = ?1", vals!["x"])
+            .unwrap());
+    }
+}
