@@ -6,7 +6,7 @@ complete -c mb-ingest -l summary -d 'Summary format on stderr' -r -f -a "text\t'
 json\t'One JSON object with the same counts'"
 complete -c mb-ingest -l batch -d 'Lines per transaction' -r
 complete -c mb-ingest -l delete -d 'With --spool: delete ingested files instead of moving them to done/'
-complete -c mb-ingest -l dry-run -d 'Validate and count without writing anything'
-complete -c mb-ingest -s q -l quiet -d 'Do not print the summary line'
+complete -c mb-ingest -l dry-run -d 'Validate and count without writing to the database or the spool (--rejects still collects the rejected lines)'
+complete -c mb-ingest -s q -l quiet -d 'Do not print the summary line (nor the progress bar)'
 complete -c mb-ingest -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mb-ingest -s V -l version -d 'Print version'

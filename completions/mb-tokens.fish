@@ -53,7 +53,7 @@ complete -c mb-tokens -n "__fish_mb_tokens_using_subcommand pull" -l out -d 'JSO
 complete -c mb-tokens -n "__fish_mb_tokens_using_subcommand pull" -l count -d 'Records asked for per request' -r
 complete -c mb-tokens -n "__fish_mb_tokens_using_subcommand pull" -l interval -d 'Seconds between pulls once the queue is empty (keep it well under the queue retention, 60 s by default)' -r
 complete -c mb-tokens -n "__fish_mb_tokens_using_subcommand pull" -l timeout -d 'Connect and read timeout, seconds' -r
-complete -c mb-tokens -n "__fish_mb_tokens_using_subcommand pull" -l retries -d 'With --once: failed attempts in a row before giving up' -r
+complete -c mb-tokens -n "__fish_mb_tokens_using_subcommand pull" -l retries -d 'With --once: failed attempts in a row before giving up (without --once the service retries every --interval for ever)' -r
 complete -c mb-tokens -n "__fish_mb_tokens_using_subcommand pull" -l once -d 'Stop when the queue is empty (exit 1 after --retries failed attempts in a row)'
 complete -c mb-tokens -n "__fish_mb_tokens_using_subcommand pull" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mb-tokens -n "__fish_mb_tokens_using_subcommand reprice" -l db -d 'SQLite database file, or a PostgreSQL connection string (postgres://HOST/DB, or libpq `host=... dbname=...`; the password from PGPASSFILE or ~/.pgpass, never here) [default: /var/lib/mb/usage.db for root, $XDG_DATA_HOME/mb/usage.db otherwise, or `db` in mb.toml]' -r -F

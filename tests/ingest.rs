@@ -1178,3 +1178,52 @@ fn progress_on_a_terminal_has_percent_eta_and_whole_rates() {
         "mb-ingest: read 30000, inserted 30000, duplicates 0, conflicts 0, rejected 0\n"
     );
 }
+
+#[test]
+fn flags_that_would_be_ignored_are_refused() {
+    let env = Env::new();
+    let spool = env.path("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let sp = spool.to_str().unwrap();
+    // --quiet drops the summary --summary would format; a dry run has no
+    // transactions for --batch and moves or deletes no spool file.
+    for (args, conflict) in [
+        (
+            &["--quiet", "--summary", "json"][..],
+            "'--quiet' cannot be used with '--summary <FORMAT>'",
+        ),
+        (
+            &["--dry-run", "--batch", "5"],
+            "'--dry-run' cannot be used with '--batch <N>'",
+        ),
+        (
+            &["--dry-run", "--spool", sp, "--delete"],
+            "'--dry-run' cannot be used with '--delete'",
+        ),
+    ] {
+        let o = env.run("mb-ingest", args, "");
+        assert_code(&o, 2);
+        assert!(stderr(&o).contains(conflict), "{args:?}: {}", stderr(&o));
+    }
+    // --rejects in a dry run works: the rejected lines are collected, and
+    // the summary says that this was written.
+    let rej = env.path("rejected.jsonl");
+    let o = env.run(
+        "mb-ingest",
+        &["--dry-run", "--rejects", rej.to_str().unwrap()],
+        "not json\n",
+    );
+    assert_code(&o, 1);
+    assert!(
+        stderr(&o).ends_with(&format!(
+            "read 1, inserted 0, duplicates 0, conflicts 0, rejected 1 (dry run: nothing written but the rejected lines, to {})\n",
+            rej.display()
+        )),
+        "{}",
+        stderr(&o)
+    );
+    assert!(std::fs::read_to_string(&rej)
+        .unwrap()
+        .ends_with("\nnot json\n"));
+    assert!(!env.db.exists());
+}

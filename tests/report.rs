@@ -1832,3 +1832,17 @@ fn a_flagged_last_sample_shows_no_cpu_in_the_fleet_view() {
     );
     assert_eq!(v["vms"][0]["last_sample"]["memory_percent"], 50.0);
 }
+
+#[test]
+fn vms_refuses_as_of_instead_of_ignoring_it() {
+    let env = setup();
+    let o = env.run("mb-report", &["vms", "--as-of", "2026-11-20"], "");
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).starts_with(
+            "mb-report: --as-of does not apply to vms; use --until T to measure ages at an earlier time"
+        ),
+        "{}",
+        stderr(&o)
+    );
+}

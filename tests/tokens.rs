@@ -1503,3 +1503,43 @@ fn on_a_terminal_with_no_input_it_says_what_it_waits_for() {
     assert_code(&o, 0);
     assert!(!stderr(&o).contains("Ctrl-D"), "{}", stderr(&o));
 }
+
+#[test]
+fn flags_that_would_be_ignored_are_refused() {
+    let env = Env::new();
+    // --state remembers files' identities and offsets; standard input has
+    // neither, so --state with no file is refused and no state is written.
+    let o = env.run(
+        "mb-tokens",
+        &["--customer", "acme", "--state", "t.state"],
+        "",
+    );
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).starts_with("mb-tokens: --state t.state: standard input has no file identity or offset to remember; name the log files (mb-tokens --state t.state FILE...)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!env.path("t.state").exists());
+    // pull --retries counts failures before --once gives up; the service
+    // (no --once) retries for ever, so --retries alone is refused.
+    let o = env.run(
+        "mb-tokens",
+        &[
+            "pull",
+            "--out",
+            "q.jsonl",
+            "--key-file",
+            "k",
+            "--retries",
+            "2",
+        ],
+        "",
+    );
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("required arguments were not provided:\n  --once"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -37,19 +37,19 @@ pub struct Args {
     pub spool: Option<PathBuf>,
 
     /// With --spool: delete ingested files instead of moving them to done/
-    #[arg(long, requires = "spool")]
+    #[arg(long, requires = "spool", conflicts_with = "dry_run")]
     pub delete: bool,
 
     /// Also append rejected lines to FILE (each after a `# SOURCE:LINE: reason` comment), to fix and re-ingest
     #[arg(long, value_name = "FILE")]
     pub rejects: Option<PathBuf>,
 
-    /// Validate and count without writing anything
+    /// Validate and count without writing to the database or the spool (--rejects still collects the rejected lines)
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Do not print the summary line
-    #[arg(short, long)]
+    /// Do not print the summary line (nor the progress bar)
+    #[arg(short, long, conflicts_with = "summary")]
     pub quiet: bool,
 
     /// Summary format on stderr
@@ -57,7 +57,7 @@ pub struct Args {
     pub summary: SummaryFormat,
 
     /// Lines per transaction
-    #[arg(long, default_value_t = ingest::DEFAULT_BATCH_LINES, value_name = "N", hide_short_help = true)]
+    #[arg(long, default_value_t = ingest::DEFAULT_BATCH_LINES, value_name = "N", hide_short_help = true, conflicts_with = "dry_run")]
     pub batch: usize,
 }
 
@@ -160,10 +160,13 @@ pub fn run(args: Args, _out: &mut dyn Write) -> Result<Outcome> {
         ingest::run(store.as_mut(), &sources, &opts)?
     };
     if !args.quiet {
-        let dry = if args.dry_run {
-            " (dry run, nothing written)"
-        } else {
-            ""
+        let dry = match (args.dry_run, &args.rejects) {
+            (true, Some(r)) => format!(
+                " (dry run: nothing written but the rejected lines, to {})",
+                r.display()
+            ),
+            (true, None) => " (dry run, nothing written)".to_string(),
+            (false, _) => String::new(),
         };
         match args.summary {
             SummaryFormat::Text => cli::warn(format!(

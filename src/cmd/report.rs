@@ -565,6 +565,14 @@ fn vms(
     runs: usize,
     out: &mut dyn Write,
 ) -> Result<Outcome> {
+    if ctx.as_of.is_some() {
+        // Freshness is about what has arrived; an ingest-time cutoff would
+        // be silently ignored by the fleet query, so refuse it.
+        return Err(Error::Usage(
+            "--as-of does not apply to vms; use --until T to measure ages at an earlier time"
+                .into(),
+        ));
+    }
     let mut o = report::fleet::Options::at(ctx.now);
     o.customer.clone_from(&ctx.customer);
     o.runs = runs;

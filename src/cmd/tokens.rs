@@ -209,8 +209,8 @@ pub struct PullArgs {
     #[arg(long)]
     pub once: bool,
 
-    /// With --once: failed attempts in a row before giving up
-    #[arg(long, default_value_t = 3, value_name = "N")]
+    /// With --once: failed attempts in a row before giving up (without --once the service retries every --interval for ever)
+    #[arg(long, default_value_t = 3, value_name = "N", requires = "once")]
     pub retries: u32,
 }
 
@@ -350,6 +350,14 @@ fn read(a: ReadArgs, out: &mut dyn Write) -> Result<Outcome> {
     };
     let mut state = match &a.state {
         Some(p) => {
+            if sources.iter().all(|s| matches!(s, Source::Stdin)) {
+                return Err(Error::Usage(format!(
+                    "--state {}: standard input has no file identity or offset to remember; \
+                     name the log files (mb-tokens --state {} FILE...)",
+                    p.display(),
+                    p.display()
+                )));
+            }
             if sources.iter().any(|s| matches!(s, Source::Stdin)) {
                 cli::warn("--state does not apply to standard input; it is read whole");
             }

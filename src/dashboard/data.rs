@@ -79,6 +79,28 @@ pub fn previews_cached(
     Ok(previews_from(cfg, month, &inv, &registered, now))
 }
 
+/// [`crate::report::fleet::fleet`] through the cache when its result
+/// depends on the instant only through the ages (no bound, no events):
+/// computed after each commit, then aged to `o.until` per request.
+pub fn fleet_cached(
+    cache: &Cache,
+    store: &Store,
+    o: &crate::report::fleet::Options,
+) -> Result<crate::report::fleet::Fleet> {
+    if o.bounded || o.events {
+        return crate::report::fleet::fleet(store, o);
+    }
+    let key = format!(
+        "fleet\0{:?}\0{:?}\0{}\0{}",
+        o.customer,
+        o.stale_after,
+        o.runs,
+        (o.until - o.since).num_nanoseconds().unwrap_or(i64::MAX)
+    );
+    let f = cache.get(key, || crate::report::fleet::fleet(store, o))?;
+    Ok(f.at(o.until))
+}
+
 fn query(period: &Period, customer: Option<&str>) -> Query {
     Query {
         period: period.clone(),

@@ -172,7 +172,40 @@ pub struct Fleet {
     pub ingest_runs: Vec<IngestRun>,
 }
 
+/// The state of a VM from its last sample (aged at the cutoff), whether
+/// the registry lists it, and its threshold.
+fn state_of(last: Option<&SampleInfo>, registered: bool, stale_after: i64) -> State {
+    match last {
+        Some(s) if s.age_seconds > stale_after => State::Stale,
+        Some(_) => State::Ok,
+        None if registered => State::Stale,
+        None => State::NoSamples,
+    }
+}
+
 impl Fleet {
+    /// This fleet seen at `now`: the ages, states and window moved to it.
+    /// For a fleet computed without a bound and without events (ages are
+    /// all that depends on the instant then), this is what [`fleet`] gives
+    /// at `now` on the same data; the dashboard's cache relies on it.
+    pub fn at(&self, now: DateTime<Utc>) -> Fleet {
+        let mut f = self.clone();
+        f.since = now - (self.until - self.since);
+        f.until = now;
+        let until_ns = ns(&now);
+        for v in &mut f.vms {
+            if let Some(s) = &mut v.last_sample {
+                s.age_seconds = (until_ns.saturating_sub(ns(&s.ts)) / 1_000_000_000).max(0);
+            }
+            v.state = state_of(
+                v.last_sample.as_ref(),
+                !v.registered_to.is_empty(),
+                v.stale_after_seconds,
+            );
+        }
+        f
+    }
+
     /// How many VMs are stale.
     pub fn stale(&self) -> usize {
         self.vms.iter().filter(|v| v.state == State::Stale).count()
@@ -308,12 +341,7 @@ pub fn fleet(store: &Store, o: &Options) -> Result<Fleet> {
             run_id: s.run_id,
             ingested_at: s.ingested_at,
         });
-        let state = match &last_sample {
-            Some(s) if s.age_seconds > stale_after => State::Stale,
-            Some(_) => State::Ok,
-            None if !registered_to.is_empty() => State::Stale,
-            None => State::NoSamples,
-        };
+        let state = state_of(last_sample.as_ref(), !registered_to.is_empty(), stale_after);
         vms.push(Vm {
             vm_id: id,
             customer_id,
@@ -361,6 +389,52 @@ mod tests {
         assert_eq!(c.as_deref(), Some("globex"));
         assert_eq!(merge(&ev, "vm-9").0, EventInfo::default());
         assert_eq!(State::NoSamples.as_str(), "no_samples");
+    }
+
+    #[test]
+    fn a_fleet_aged_to_a_later_instant_is_the_fleet_computed_then() {
+        use crate::events::{Body, Event, Header, Resource, SampleStatus};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("f.db"), crate::store::Mode::ReadWrite).unwrap();
+        let t0 = time::from_unix_nanos(1_793_491_200_000_000_000);
+        let w = store.writer().unwrap();
+        let evs: Vec<Event> = [("vm-a", 0), ("vm-a", 300), ("vm-b", 900)]
+            .iter()
+            .enumerate()
+            .map(|(i, (vm, secs))| Event {
+                header: Header {
+                    id: format!("r{i}"),
+                    ts: t0 + Duration::seconds(*secs),
+                    customer_id: "acme".into(),
+                    vm_id: (*vm).into(),
+                },
+                body: Body::Resource(Resource {
+                    status: if i == 1 {
+                        SampleStatus::Ok
+                    } else {
+                        SampleStatus::First
+                    },
+                    interval_seconds: (i == 1).then_some(300.0),
+                    boot_id: "b".into(),
+                    ..Resource::default()
+                }),
+            })
+            .collect();
+        w.insert_batch(&evs.iter().collect::<Vec<_>>(), 1).unwrap();
+        w.commit().unwrap();
+        let o = |now| Options {
+            events: false,
+            ..Options::at(now)
+        };
+        let t1 = t0 + Duration::seconds(1000);
+        // vm-a goes stale (600 s) between t1 and t2; vm-b later.
+        for t2 in [t1, t0 + Duration::seconds(1500), t0 + Duration::days(3)] {
+            let later = fleet(&store, &o(t2)).unwrap();
+            assert_eq!(fleet(&store, &o(t1)).unwrap().at(t2), later);
+        }
+        let f = fleet(&store, &o(t0 + Duration::seconds(1500))).unwrap();
+        let states: Vec<_> = f.vms.iter().map(|v| v.state).collect();
+        assert_eq!(states, [State::Stale, State::Ok]);
     }
 
     #[test]

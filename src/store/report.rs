@@ -252,14 +252,51 @@ impl Store {
         if a >= b {
             return Ok(());
         }
+        let Some(customer) = scope.customer else {
+            // No index leads with the time: per customer through the
+            // (customer, time) index instead of a pass over the table, for
+            // the customers the rollup lists in those hours (it holds every
+            // stored row).
+            for c in self.rollup_customers("api_rollup", "", a, b)? {
+                let one = Scope {
+                    customer: Some(&c),
+                    ..*scope
+                };
+                self.api_raw(&one, a, b, sign, out)?;
+            }
+            return Ok(());
+        };
         let mut sql = format!(
             "SELECT customer_id, provider, model, coalesce(price_table, ''), {AGG_COLS} \
              FROM api_usage WHERE ts_ns >= ?1 AND ts_ns < ?2"
         );
         let mut args: Vec<Value> = vec![a.into(), b.into()];
-        push_filters(&mut sql, &mut args, scope, true);
+        push_filters(
+            &mut sql,
+            &mut args,
+            &Scope {
+                customer: Some(customer),
+                ..*scope
+            },
+            true,
+        );
         sql.push_str(" GROUP BY 1, 2, 3, 4");
         self.collect_api(&sql, args, sign, out)
+    }
+
+    /// The customers with a row in `table` (a rollup by UTC hour, with
+    /// `cond` on it) in the hours meeting `[a, b)`, sorted.
+    fn rollup_customers(&self, table: &str, cond: &str, a: i64, b: i64) -> Result<Vec<String>> {
+        self.conn()
+            .query_map(
+                &format!(
+                    "SELECT DISTINCT customer_id FROM {table} WHERE hour_ns >= ?1 \
+                     AND hour_ns < ?2 {cond} ORDER BY 1"
+                ),
+                vals![floor_hour(a), b],
+                |r| r.get::<String>(0),
+            )
+            .map_err(self.query_err())
     }
 
     /// The lowest rowid from which every row of usage `table` has an
@@ -426,6 +463,28 @@ impl Store {
 
     /// Activity in `scope`, per customer and type, sorted.
     pub fn activity_totals(&self, scope: &Scope) -> Result<Vec<ActivityRow>> {
+        let Some(customer) = scope.customer else {
+            // Per customer through the (customer, time) index, for those
+            // vm_event_hours lists in the range (it holds every row).
+            let mut out = Vec::new();
+            let cs = self.rollup_customers(
+                "vm_event_hours",
+                "AND kind = 'activity'",
+                scope.start_ns,
+                scope.end_ns,
+            )?;
+            for c in cs {
+                out.extend(self.activity_totals(&Scope {
+                    customer: Some(&c),
+                    ..*scope
+                })?);
+            }
+            return Ok(out);
+        };
+        let scope = &Scope {
+            customer: Some(customer),
+            ..*scope
+        };
         // The durations are summed here, not in SQL: the engines sum
         // floats differently (SQLite compensates the rounding, PostgreSQL
         // does not), and reports must come out the same from both. The
@@ -512,17 +571,22 @@ impl Store {
                 .map_err(self.query_err())?,
         );
         // Resource samples: from the stream list, not the samples.
-        for t in ["resource_streams", "activity_log"] {
-            candidates.extend(
-                self.conn()
-                    .query_map(
-                        &format!("SELECT DISTINCT customer_id FROM {t}"),
-                        vals![],
-                        |r| r.get::<String>(0),
-                    )
-                    .map_err(self.query_err())?,
-            );
-        }
+        candidates.extend(
+            self.conn()
+                .query_map(
+                    "SELECT DISTINCT customer_id FROM resource_streams",
+                    vals![],
+                    |r| r.get::<String>(0),
+                )
+                .map_err(self.query_err())?,
+        );
+        // Activity: from its per-hour table, not the rows.
+        candidates.extend(self.rollup_customers(
+            "vm_event_hours",
+            "AND kind = 'activity'",
+            scope.start_ns,
+            scope.end_ns,
+        )?);
         candidates.sort();
         candidates.dedup();
         let resource_cutoff = match scope.as_of {
