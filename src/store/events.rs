@@ -477,9 +477,9 @@ impl ApiRollup {
             let ts = ts_ns(&ev.header);
             let hour = ts - ts.rem_euclid(HOUR_NS);
             let key = (self.intern(&ev.header.customer_id), hour);
-            if !self.hours.contains_key(&key) {
+            if let std::collections::hash_map::Entry::Vacant(e) = self.hours.entry(key) {
                 // Placeholder until loaded (the caller loads every one).
-                self.hours.insert(key, (0, 0));
+                e.insert((0, 0));
                 out.push((ev.header.customer_id.as_str(), hour));
             }
         }
