@@ -1,7 +1,6 @@
-//! PostgreSQL's insert path for a batch of events: api rows by binary COPY
-//! into a staging table, then one `INSERT ... SELECT ... ON CONFLICT (id)
-//! DO NOTHING`; resource and activity rows (a few per VM and minute) one
-//! statement each.
+//! PostgreSQL's insert path for a batch of events: api rows by binary
+//! COPY; resource and activity rows (a few per VM and minute) one statement
+//! each.
 //!
 //! One row per round trip cannot come near COPY's speed, so a batch of api
 //! events is decided in Rust first, exactly as SQLite's per-row path
@@ -9,17 +8,21 @@
 //! customer-hour bound is not stored unless it is a re-sent line; an event
 //! whose id is stored, or appeared earlier in the batch, is a duplicate or a
 //! conflict by content; anything else is stored and added to the rollup.
-//! What is "stored" is found optimistically: the first attempt assumes no
-//! id of the batch is, copies the new rows into `mb_stage_api` (a temporary
-//! table created inside the transaction, dropped at commit: safe through
-//! pgbouncer in transaction mode) and inserts them under a savepoint. When
-//! every row went in, that was right and the batch cost a few round trips.
-//! When some did not, the savepoint is rolled back and the batch decided
-//! again knowing the stored rows of its ids (one query), and, should rows
-//! still be refused, that those ids belong to rows this role cannot see
-//! (row-level security: another customer's id, a conflict). The writers'
-//! advisory lock (see [`super::pg`]) keeps what is stored from changing
-//! between the attempts.
+//!
+//! What is stored is found optimistically. The first attempt assumes no id
+//! of the batch is, and copies the new rows, under a savepoint, straight
+//! into api_usage (as fast as `psql \copy`) or, for a role under row-level
+//! security (PostgreSQL refuses `COPY FROM` there), into `mb_stage_api`, a
+//! temporary table created inside the transaction and dropped at commit
+//! (safe through pgbouncer in transaction mode), then `INSERT ... SELECT`.
+//! A stored id makes it fail on the unique index; then the savepoint is
+//! rolled back and the batch decided again knowing the stored rows of its
+//! ids (one query), and inserted through the staging table with `ON
+//! CONFLICT (id) DO NOTHING RETURNING id`. Rows still refused belong to
+//! rows this role cannot see (another customer's id: a conflict), and the
+//! batch is decided once more. The writers' advisory lock (see
+//! [`super::pg`]) keeps what is stored from changing between the attempts,
+//! and identity `rowid`s follow input order (COPY and `ORDER BY seq`).
 
 use std::collections::HashMap;
 
@@ -116,10 +119,11 @@ fn insert_api(w: &Writer<'_>, api: &[&Event], run_id: i64) -> DbResult<Vec<Inser
         return Ok(Vec::new());
     }
     let db = w.db();
+    load_hours(w, api)?;
     let saved = w.rollup.borrow().clone();
     let mut known = Known::new();
     let mut fetched = false;
-    for attempt in 0..3 {
+    for _ in 0..5 {
         let (mut res, mut pending) = decide(w, api, &known)?;
         // A line over its hour's bound is a reject only if its id is not
         // stored (a re-sent line is a duplicate): that needs the stored rows.
@@ -132,43 +136,61 @@ fn insert_api(w: &Writer<'_>, api: &[&Event], run_id: i64) -> DbResult<Vec<Inser
         if pending.is_empty() {
             return Ok(res);
         }
-        db.batch(&format!(
-            "SAVEPOINT mb_batch; {STAGE}; TRUNCATE mb_stage_api"
-        ))?;
-        stage(w, api, &pending, run_id)?;
-        let insert = format!(
-            "WITH ins AS (INSERT INTO api_usage ({COLS}) SELECT {COLS} FROM mb_stage_api \
-             ORDER BY seq ON CONFLICT (id) DO NOTHING RETURNING id)"
-        );
-        // The first attempt only counts; a later one needs the ids.
-        let all_in = if attempt == 0 {
-            let n: i64 = db.query_row(
-                &format!("{insert} SELECT count(*) FROM ins"),
-                vals![],
-                |r| r.get(0),
-            )?;
-            usize::try_from(n).is_ok_and(|n| n == pending.len())
+        db.batch("SAVEPOINT mb_batch")?;
+        let direct = !fetched && direct_copy(w)?;
+        let tried: DbResult<bool> = if !fetched {
+            // Optimistic: no id of the batch is stored. Straight into
+            // api_usage (COPY, as fast as psql's \copy) where the role may,
+            // else through the staging table without a conflict clause;
+            // either fails on a stored id.
+            if direct {
+                copy_rows(w, api, &pending, run_id, false).map(|()| true)
+            } else {
+                copy_rows(w, api, &pending, run_id, true).and_then(|()| {
+                    db.execute(
+                        &format!(
+                            "INSERT INTO api_usage ({COLS}) SELECT {COLS} FROM mb_stage_api \
+                             ORDER BY seq"
+                        ),
+                        vals![],
+                    )
+                    .map(|_| true)
+                })
+            }
         } else {
-            let ids: Vec<String> =
-                db.query_map(&format!("{insert} SELECT id FROM ins"), vals![], |r| {
-                    r.get(0)
-                })?;
-            if ids.len() != pending.len() {
-                // Rows refused although no stored row of their id is
-                // visible: another customer's (row-level security).
-                let got: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
-                for &k in &pending {
-                    let id = &api[k].header.id;
-                    if !got.contains(id.as_str()) && !known.contains_key(id) {
-                        known.insert(id.clone(), None);
+            copy_rows(w, api, &pending, run_id, true).and_then(|()| {
+                let ids: Vec<String> = db.query_map(
+                    &format!(
+                        "WITH ins AS (INSERT INTO api_usage ({COLS}) SELECT {COLS} \
+                         FROM mb_stage_api ORDER BY seq ON CONFLICT (id) DO NOTHING \
+                         RETURNING id) SELECT id FROM ins"
+                    ),
+                    vals![],
+                    |r| r.get(0),
+                )?;
+                if ids.len() != pending.len() {
+                    // Rows refused although no stored row of their id is
+                    // visible: another customer's (row-level security).
+                    let got: std::collections::HashSet<&str> =
+                        ids.iter().map(String::as_str).collect();
+                    for &k in &pending {
+                        let id = &api[k].header.id;
+                        if !got.contains(id.as_str()) && !known.contains_key(id) {
+                            known.insert(id.clone(), None);
+                        }
                     }
                 }
-            }
-            ids.len() == pending.len()
+                Ok(ids.len() == pending.len())
+            })
         };
-        if all_in {
-            db.batch("RELEASE SAVEPOINT mb_batch")?;
-            return Ok(res);
+        match tried {
+            Ok(true) => {
+                db.batch("RELEASE SAVEPOINT mb_batch")?;
+                return Ok(res);
+            }
+            Ok(false) => {}
+            Err(e) if !fetched && e.pg_code() == Some(UNIQUE_VIOLATION) => {}
+            Err(e) => return Err(e),
         }
         // Some ids were stored after all: undo, learn, decide again.
         db.batch("ROLLBACK TO SAVEPOINT mb_batch; RELEASE SAVEPOINT mb_batch")?;
@@ -181,6 +203,30 @@ fn insert_api(w: &Writer<'_>, api: &[&Event], run_id: i64) -> DbResult<Vec<Inser
     Err(DbError::Other(
         "a batch of api events kept meeting stored ids it could not account for".into(),
     ))
+}
+
+/// SQLSTATE unique_violation.
+const UNIQUE_VIOLATION: &str = "23505";
+
+/// Whether this role may COPY straight into api_usage: PostgreSQL refuses
+/// `COPY FROM` into a table whose row-level security applies to the role
+/// (a VM's ingest role), which then inserts through the staging table.
+/// Asked once per connection.
+fn direct_copy(w: &Writer<'_>) -> DbResult<bool> {
+    let pg = w
+        .db()
+        .pg()
+        .ok_or_else(|| DbError::Other("needs PostgreSQL".into()))?;
+    if let Some(d) = pg.direct_copy.get() {
+        return Ok(d);
+    }
+    let rls: bool = w
+        .db()
+        .query_row("SELECT row_security_active('api_usage')", vals![], |r| {
+            r.get(0)
+        })?;
+    pg.direct_copy.set(Some(!rls));
+    Ok(!rls)
 }
 
 /// Decide each event (see the module doc) given what is `known` stored;
@@ -239,17 +285,31 @@ fn decide(
     Ok((res, pending))
 }
 
-/// Copy the events to store into the staging table.
-fn stage(w: &Writer<'_>, api: &[&Event], pending: &[usize], run_id: i64) -> DbResult<()> {
+/// Copy the events to store, in order, into the staging table (emptied
+/// first; created in this transaction if it is not there yet) or, without
+/// `staged`, straight into api_usage.
+fn copy_rows(
+    w: &Writer<'_>,
+    api: &[&Event],
+    pending: &[usize],
+    run_id: i64,
+    staged: bool,
+) -> DbResult<()> {
     let pg = w
         .db()
         .pg()
         .ok_or_else(|| DbError::Other("COPY needs PostgreSQL".into()))?;
+    if staged {
+        w.db().batch(&format!("{STAGE}; TRUNCATE mb_stage_api"))?;
+    }
     let mut client = pg.client()?;
-    let sink = client.copy_in(&format!(
-        "COPY mb_stage_api (seq, {COLS}) FROM STDIN (FORMAT binary)"
-    ))?;
-    let mut copy = BinaryCopyInWriter::new(sink, &TYPES);
+    let sink = client.copy_in(&if staged {
+        format!("COPY mb_stage_api (seq, {COLS}) FROM STDIN (FORMAT binary)")
+    } else {
+        format!("COPY api_usage ({COLS}) FROM STDIN (FORMAT binary)")
+    })?;
+    let types = if staged { &TYPES[..] } else { &TYPES[1..] };
+    let mut copy = BinaryCopyInWriter::new(sink, types);
     for (seq, &k) in pending.iter().enumerate() {
         let ev = api[k];
         let Body::Api(a) = &ev.body else {
@@ -257,13 +317,44 @@ fn stage(w: &Writer<'_>, api: &[&Event], pending: &[usize], run_id: i64) -> DbRe
         };
         let seq = super::db::Value::Int(seq as i64);
         let row = events::api_values(&ev.header, a, &w.ingested_at, run_id);
-        let refs: Vec<&(dyn ToSql + Sync)> = std::iter::once(&seq)
+        let refs: Vec<&(dyn ToSql + Sync)> = staged
+            .then_some(&seq)
+            .into_iter()
             .chain(row.iter())
             .map(|v| v as &(dyn ToSql + Sync))
             .collect();
         copy.write(&refs)?;
     }
     copy.finish()?;
+    Ok(())
+}
+
+/// Read the stored totals of every (customer, hour) of the batch that
+/// the transaction has not read yet, in one query (the bound check would
+/// otherwise ask once per hour).
+fn load_hours(w: &Writer<'_>, api: &[&Event]) -> DbResult<()> {
+    let missing = w.rollup.borrow_mut().missing_hours(api);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let pg = w
+        .db()
+        .pg()
+        .ok_or_else(|| DbError::Other("needs PostgreSQL".into()))?;
+    let (customers, hours): (Vec<&str>, Vec<i64>) = missing.into_iter().unzip();
+    let st = pg.stmt(
+        "SELECT u.c, u.h, coalesce(CAST(sum(r.tokens_in + r.tokens_out + r.cache_read_tokens \
+         + r.cache_write_tokens) AS BIGINT), 0), coalesce(CAST(sum(r.cost_nusd) AS BIGINT), 0) \
+         FROM unnest(?1::text[], ?2::int8[]) AS u (c, h) \
+         LEFT JOIN api_rollup r ON r.customer_id = u.c AND r.hour_ns = u.h GROUP BY u.c, u.h",
+    )?;
+    let rows = pg.client()?.query(&st, &[&customers, &hours])?;
+    let mut rollup = w.rollup.borrow_mut();
+    for r in &rows {
+        let r = Row::Pg(r);
+        let (c, h): (String, i64) = (r.get(0)?, r.get(1)?);
+        rollup.set_hour(&c, h, r.get(2)?, r.get(3)?);
+    }
     Ok(())
 }
 
