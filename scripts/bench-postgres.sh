@@ -48,6 +48,7 @@ stop() {
   rm -rf "$tmp"
 }
 trap stop EXIT
+trap 'exit 2' INT TERM
 "${as[@]}" "$pgbin/initdb" -D "$tmp/data" -U bench --auth-local=trust -E UTF8 --locale=C >/dev/null
 cat >>"$tmp/data/postgresql.conf" <<EOF
 listen_addresses = ''
@@ -99,6 +100,8 @@ if [ "$big" -gt 0 ]; then
   start=$(date +%s)
   rss_big=$( { "$gen" api "$big" | /usr/bin/time -f %M "$bin/mb-ingest" --quiet --db "$(spec mb_big)" >/dev/null; } 2>&1 | tail -1)
   load_s=$(($(date +%s) - start))
+  stored=$(psql -d mb_big -Atc 'SELECT count(*) FROM api_usage')
+  [ "$stored" -eq "$big" ] || echo "bench-postgres.sh: warning: $stored of $big lines stored (rejected or over a bound)" >&2
   psql -d mb_big -c "VACUUM ANALYZE"
   hyperfine --warmup 1 --runs "$runs" --export-json "$tmp/report.json" -N \
     -n "summary, one customer-month" "$bin/mb-report --db '$(spec mb_big)' --month 2026-11 --customer cust-0007 --json" \
@@ -113,7 +116,7 @@ jq -r --argjson n "$n" '.results[] | "\(.command)\t\(.mean) \(.min) \(.max)\t\($
     END { printf "mb-ingest / \\copy: %.0f %% (target >= 80 %%)\n", 100 * r[1] / r[2] }'
 echo "peak RSS of mb-ingest: $rss_n KiB at $n lines"
 if [ "$big" -gt 0 ]; then
-  echo "peak RSS of mb-ingest: $rss_big KiB at $big lines (loaded through a pipe in $load_s s)"
+  echo "peak RSS of mb-ingest: $rss_big KiB at $big lines (loaded through a pipe in $load_s s, $stored rows stored)"
   jq -r '.results[] | "\(.command)\t\(.mean*1000 | floor) ms mean, \(.min*1000 | floor) min, \(.max*1000 | floor) max"' "$tmp/report.json" |
     awk -F'\t' 'BEGIN { t["summary, one customer-month"]="< 200 ms"; t["invoice, all 50 customers"]="< 5000 ms" }
       { printf "%-30s %-10s %s\n", $1, t[$1], $2 }'
