@@ -33,9 +33,12 @@ esac
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # --target keeps the flag off build scripts and proc-macros (which cannot
-# be static) and puts the result in its own directory.
-if ! RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked \
-    --target "$host" --bin mb-activity 2>"$log"; then
+# be static) and puts the result in its own directory. Thin LTO here only:
+# [profile.release] has none (seven LTO links were most of the install
+# time), but this one binary starts around every command, and LTO trims
+# its start-up (README, "How long it takes").
+if ! CARGO_PROFILE_RELEASE_LTO=thin RUSTFLAGS="-C target-feature=+crt-static" \
+    cargo build --release --locked --target "$host" --bin mb-activity 2>"$log"; then
     cat "$log" >&2
     echo "build-static-activity.sh: static build failed (is libc6-dev installed?)" >&2
     exit 2

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crate::util::*;
 
 /// A running mb-dashboard, killed on drop.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     addr: String,
     stderr: std::sync::mpsc::Receiver<String>,
@@ -38,10 +38,10 @@ impl Drop for Server {
 }
 
 /// A parsed HTTP response.
-struct Resp {
-    status: u16,
+pub(crate) struct Resp {
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
-    body: String,
+    pub(crate) body: String,
 }
 
 impl Resp {
@@ -57,8 +57,12 @@ impl Resp {
     }
 }
 
-fn fixture_env() -> Env {
-    let env = Env::new();
+pub(crate) fn fixture_env() -> Env {
+    fixture_env_in(Env::new())
+}
+
+/// The fixture loaded into `env` (whose database may be PostgreSQL).
+pub(crate) fn fixture_env_in(env: Env) -> Env {
     let events = std::fs::read_to_string(fixture("dashboard/events.jsonl")).unwrap();
     assert_code(&env.run("mb-ingest", &[], &events), 0);
     for (id, tier) in [("acme", "pro"), ("globex", "starter")] {
@@ -74,7 +78,7 @@ fn fixture_env() -> Env {
     env
 }
 
-fn start(env: &Env, args: &[&str]) -> Server {
+pub(crate) fn start(env: &Env, args: &[&str]) -> Server {
     start_with(env, args, &[])
 }
 
@@ -181,7 +185,7 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     }
 }
 
-fn get(s: &Server, target: &str) -> Resp {
+pub(crate) fn get(s: &Server, target: &str) -> Resp {
     request(&s.addr, "GET", target, &[])
 }
 

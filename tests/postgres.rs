@@ -219,3 +219,832 @@ fn a_second_cluster_can_be_stopped_and_restarted() {
     pg.start_server().unwrap();
     assert_eq!(pg.query(&db, "SELECT 42"), ["42"]);
 }
+
+// ---------------------------------------------------------------------------
+// The store on a real server, through the real binaries.
+
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+/// An environment (clock `now`) whose database is a new database on `pg`,
+/// reached over the unix socket as the superuser.
+fn pg_env(pg: &Pg, now: &str) -> (Env, String) {
+    let mut env = Env::at(now);
+    let db = pg.new_db();
+    env.db = pg.socket_db(&db).into();
+    (env, db)
+}
+
+/// The first line where `a` and `b` differ, for a readable failure.
+fn first_diff(a: &str, b: &str) -> String {
+    let (la, lb): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    for i in 0..la.len().max(lb.len()) {
+        let (x, y) = (la.get(i), lb.get(i));
+        if x != y {
+            return format!("line {}:\n  SQLite:     {x:?}\n  PostgreSQL: {y:?}", i + 1);
+        }
+    }
+    "(only trailing bytes differ)".into()
+}
+
+/// Run `bin args` at `now` in both environments and require the same exit
+/// status and byte-identical stdout; returns the SQLite run's output.
+#[track_caller]
+fn same(lite: &Env, pgx: &Env, bin: &str, now: &str, args: &[&str]) -> Output {
+    let a = lite.run_at(bin, now, args, "");
+    let b = pgx.run_at(bin, now, args, "");
+    assert_eq!(
+        a.status.code(),
+        b.status.code(),
+        "{bin} {args:?}: exit status\nSQLite stderr: {}\nPostgreSQL stderr: {}",
+        stderr(&a),
+        stderr(&b)
+    );
+    assert!(
+        a.stdout == b.stdout,
+        "{bin} {args:?}: stdout differs between SQLite and PostgreSQL at {}\nPostgreSQL stderr: {}",
+        first_diff(&stdout(&a), &stdout(&b)),
+        stderr(&b)
+    );
+    a
+}
+
+#[test]
+fn report_fixtures_are_byte_identical_on_both_stores() {
+    let pg = pg_or_skip!();
+    let now = "2026-12-02T12:00:00Z";
+    let lite = crate::report::setup_in(Env::at(now));
+    let (pgx, _) = pg_env(pg, now);
+    let pgx = crate::report::setup_in(pgx);
+    let month = ["--month", "2026-11"];
+    let cases: Vec<Vec<&str>> = vec![
+        month.to_vec(),
+        [&month[..], &["--json"]].concat(),
+        [&month[..], &["--csv"]].concat(),
+        [&month[..], &["--customer", "acme", "--csv"]].concat(),
+        [&month[..], &["--by-vm"]].concat(),
+        [&month[..], &["--by-vm", "--json"]].concat(),
+        [&month[..], &["--by-vm", "--csv"]].concat(),
+        [&month[..], &["--tz", "Asia/Kolkata", "--json"]].concat(),
+        [&month[..], &["--as-of", "2026-12-01T00:00:00Z", "--json"]].concat(),
+        vec!["--week", "2026-11-02", "--json"],
+        vec!["series", "--month", "2026-11", "--by", "day", "--csv"],
+        vec!["series", "--month", "2026-11", "--by", "hour", "--json"],
+        vec![
+            "invoice",
+            "--month",
+            "2026-11",
+            "--usd-eur",
+            "0.92",
+            "--csv",
+        ],
+        vec![
+            "invoice",
+            "--month",
+            "2026-11",
+            "--usd-eur",
+            "0.92",
+            "--json",
+        ],
+        vec!["invoice", "--month", "2026-11", "--usd-eur", "0.92"],
+        vec!["invoice", "--month", "2026-11"],
+        vec!["events"],
+        vec!["events", "--kind", "api", "--since", "2026-11-05"],
+        vec!["events", "--vm", "vm-a1"],
+    ];
+    let mut ok = 0;
+    for args in &cases {
+        let o = same(&lite, &pgx, "mb-report", now, args);
+        if o.status.code() == Some(0) {
+            assert!(!o.stdout.is_empty(), "{args:?}: empty output");
+            ok += 1;
+        }
+    }
+    assert!(
+        ok >= cases.len() - 2,
+        "most cases must succeed ({ok} of {})",
+        cases.len()
+    );
+    // Stripe meter events after the month, as the monthly job runs them.
+    for args in [
+        &[
+            "stripe-meter",
+            "--month",
+            "2026-11",
+            "--event-name",
+            "llm_tokens",
+        ][..],
+        &[
+            "stripe-meter",
+            "--month",
+            "2026-11",
+            "--event-name",
+            "llm_tokens",
+            "--json",
+        ],
+    ] {
+        same(&lite, &pgx, "mb-report", "2026-12-01T03:00:00Z", args);
+    }
+    // The registry as mb-customer shows it.
+    for args in [
+        &["list"][..],
+        &["list", "--json"],
+        &["show", "globex", "--json"],
+    ] {
+        same(&lite, &pgx, "mb-customer", now, args);
+    }
+}
+
+/// `mb-report vms` and the dashboard's `/api/v1/vms`, kept apart because
+/// they fail on PostgreSQL today (the last-events queries bind a customer
+/// filter as `?N IS NULL OR customer_id = ?N`, and PostgreSQL cannot infer
+/// the parameter's type: "could not determine data type of parameter $4").
+#[test]
+#[ignore = "mb-report vms fails on PostgreSQL (src/store/vm_hours.rs: untyped `?N IS NULL`); run with --ignored once fixed"]
+fn vms_report_is_byte_identical_on_both_stores() {
+    let pg = pg_or_skip!();
+    let now = "2026-12-02T12:00:00Z";
+    let lite = crate::report::setup_in(Env::at(now));
+    let (pgx, _) = pg_env(pg, now);
+    let pgx = crate::report::setup_in(pgx);
+    for args in [&["vms"][..], &["vms", "--json"], &["vms", "--csv"]] {
+        same(&lite, &pgx, "mb-report", now, args);
+    }
+    let lite = crate::dashboard::fixture_env();
+    let (pgx, _) = pg_env(pg, NOW);
+    let pgx = crate::dashboard::fixture_env_in(pgx);
+    let (a, b) = (
+        crate::dashboard::start(&lite, &[]),
+        crate::dashboard::start(&pgx, &[]),
+    );
+    let (ra, rb) = (
+        crate::dashboard::get(&a, "/api/v1/vms"),
+        crate::dashboard::get(&b, "/api/v1/vms"),
+    );
+    assert_eq!((ra.status, &ra.body), (rb.status, &rb.body));
+}
+
+#[test]
+fn pipeline_and_dashboard_are_byte_identical_on_both_stores() {
+    let pg = pg_or_skip!();
+    let lite = crate::e2e::build_month_on(None, None);
+    let db = pg.new_db();
+    let key = lite.env.path("client.key");
+    let pgx = crate::e2e::build_month_on(Some(&pg.socket_db(&db)), Some(&key));
+    // The one input that is not the same in both runs: the command that
+    // mb-activity wrapped, whose id is unique per run and whose duration is
+    // the wall clock's. Give the PostgreSQL row the SQLite row's, so the
+    // comparison is of the stores, not of the clocks.
+    let d = lite
+        .env
+        .query("SELECT id, duration_seconds FROM activity_log WHERE activity_type = 'command'");
+    assert_eq!(d.len(), 1);
+    let (id, secs) = d[0].split_once('|').unwrap();
+    pg.client(&db)
+        .execute(
+            "UPDATE activity_log SET id = $1, duration_seconds = $2 \
+             WHERE activity_type = 'command'",
+            &[&id, &secs.parse::<f64>().unwrap()],
+        )
+        .unwrap();
+    for args in [
+        &[
+            "summary",
+            "--month",
+            "2026-11",
+            "--customer",
+            "acme",
+            "--json",
+        ][..],
+        &["--month", "2026-11"],
+        &["--month", "2026-11", "--by-vm", "--csv"],
+        &["invoice", "--month", "2026-11", "--csv"],
+        &["invoice", "--month", "2026-11", "--json"],
+        &[
+            "stripe-meter",
+            "--month",
+            "2026-11",
+            "--event-name",
+            "llm_tokens",
+        ],
+        &["events"],
+    ] {
+        let a = lite.report(args);
+        let b = pgx.report(args);
+        assert_eq!(a.status.code(), b.status.code(), "{args:?}: {}", stderr(&b));
+        assert!(
+            a.stdout == b.stdout,
+            "{args:?}: differs at {}; {}",
+            first_diff(&stdout(&a), &stdout(&b)),
+            stderr(&b)
+        );
+    }
+    assert_eq!(pg.query(&db, "SELECT count(*) FROM resource_usage"), ["3"]);
+    assert_eq!(pg.query(&db, "SELECT count(*) FROM api_usage"), ["3"]);
+
+    // The dashboard's JSON endpoints over the dashboard fixture.
+    let lite = crate::dashboard::fixture_env();
+    let (pgx, _) = pg_env(pg, NOW);
+    let pgx = crate::dashboard::fixture_env_in(pgx);
+    let targets = [
+        "/api/v1/summary",
+        "/api/v1/summary?month=2026-11",
+        "/api/v1/summary?month=last&customer=acme",
+        "/api/v1/summary?period=week&date=2026-11-03",
+        "/api/v1/summary?period=day&date=2026-11-05",
+        "/api/v1/series?period=day&date=2026-11-03&by=hour&metric=cost_usd&metric=tokens",
+        "/api/v1/series?month=2026-11",
+        "/api/v1/invoice",
+        "/api/v1/invoice?customer=globex",
+        "/api/v1/customers",
+    ];
+    for scope in [&[][..], &["--customer", "acme"]] {
+        let a = crate::dashboard::start(&lite, scope);
+        let b = crate::dashboard::start(&pgx, scope);
+        for t in targets {
+            let (ra, rb) = (crate::dashboard::get(&a, t), crate::dashboard::get(&b, t));
+            assert_eq!(ra.status, rb.status, "{scope:?} {t}: {}", rb.body);
+            assert!(
+                ra.body == rb.body,
+                "{scope:?} {t}: JSON differs at {}",
+                first_diff(
+                    &ra.body.replace(",\"", ",\n\""),
+                    &rb.body.replace(",\"", ",\n\"")
+                )
+            );
+        }
+    }
+}
+
+/// `n` valid api lines for `customer`, ids `PREFIX-i` for i in `from..from+n`,
+/// spread over November (the shape of mb-tokens' lines).
+fn api_lines(prefix: &str, customer: &str, from: usize, n: usize) -> String {
+    let mut s = String::with_capacity(n * 520);
+    for i in from..from + n {
+        let secs = 1_793_491_200 + (i as i64 * 7) % 2_500_000;
+        let ts = chrono::DateTime::from_timestamp(secs, (i % 1000) as u32 * 1_000_000)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        s.push_str(&format!(
+            r#"{{"v":1,"kind":"api","id":"{prefix}-{i}","ts":"{ts}","customer_id":"{customer}","vm_id":"vm-{customer}","provider":"anthropic","model":"claude-sonnet-4-5","price_key":"claude-sonnet-4-5","tokens_in":{tin},"tokens_out":7,"cache_read_tokens":0,"cache_write_tokens":0,"reasoning_tokens":0,"cost_usd":"0.{cost:09}","priced":true,"price_table":"builtin-2026-11-01","request_id":"req-{i}","failed":false,"auth_type":"apikey","client":"sha256:{i:016x}","service_tier":null,"source_format":"usage-queue"}}"#,
+            tin = 100 + i % 50,
+            cost = 300_000 + i % 50 * 3_000 + 105_000,
+        ));
+        s.push('\n');
+    }
+    s
+}
+
+fn summary_counts(o: &Output) -> serde_json::Value {
+    let err = stderr(o);
+    let line = err
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON summary on stderr: {err}"));
+    serde_json::from_str(line).unwrap()
+}
+
+#[test]
+fn spool_survives_the_server_being_down() {
+    let Some(pg) = pg::private_server() else {
+        return;
+    };
+    let db = pg.new_db();
+    let env = Env::at("2026-12-02T12:00:00Z");
+    let spec = pg.socket_db(&db);
+    // Create the schema while the server is up.
+    assert_code(&env.run("mb-ingest", &["--db", &spec], ""), 0);
+    let spool = env.path("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let files = 6;
+    let per = 20_000;
+    for f in 0..files {
+        // Each file overlaps the previous one by 1,000 lines.
+        let text = api_lines("sp", "acme", f * (per - 1000), per);
+        std::fs::write(spool.join(format!("{f:02}.jsonl")), text).unwrap();
+    }
+    let distinct = (files - 1) * (per - 1000) + per;
+    let spool_s = spool.to_str().unwrap();
+    let ingest = |extra: &[&str]| {
+        let mut c = env.cmd("mb-ingest");
+        c.args(["--db", &spec, "--summary", "json", "--spool", spool_s])
+            .args(extra);
+        c
+    };
+    let pending = || {
+        let mut v: Vec<String> = std::fs::read_dir(&spool)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+
+    // 1. The server is down: exit 2, every file kept.
+    pg.stop_server();
+    let o = run_cmd(&mut ingest(&[]), "");
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("cannot connect"), "{}", stderr(&o));
+    assert_eq!(pending().len(), files);
+
+    // 2. The server stops in the middle of a run.
+    pg.start_server().unwrap();
+    let child = ingest(&[])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let committed = |pg: &Pg| -> i64 {
+        ::postgres::Client::connect(&pg.admin_spec(&db), ::postgres::NoTls)
+            .ok()
+            .and_then(|mut c| c.query_one("SELECT count(*) FROM api_usage", &[]).ok())
+            .map_or(0, |r| r.get(0))
+    };
+    assert!(
+        pg::wait_for(Duration::from_secs(120), || committed(&pg) > 0),
+        "nothing committed in 2 minutes"
+    );
+    pg.stop_server();
+    let out = child.wait_with_output().unwrap();
+    let stopped_after = started.elapsed();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "mb-ingest must fail when the server goes away (it ran {stopped_after:?}); stderr: {}",
+        stderr(&out)
+    );
+    let left = pending();
+    assert!(!left.is_empty() && left.len() <= files, "{left:?}");
+    // The file being ingested stays in the spool; only finished files moved.
+    let done = std::fs::read_dir(spool.join("done")).map_or(0, |d| d.count());
+    assert_eq!(done + left.len(), files);
+
+    // 3. Back up: everything stored exactly once.
+    pg.start_server().unwrap();
+    let o = run_cmd(&mut ingest(&[]), "");
+    assert_code(&o, 0);
+    assert!(pending().is_empty());
+    assert_eq!(
+        pg.query(&db, "SELECT count(*), count(DISTINCT id) FROM api_usage"),
+        [format!("{distinct}|{distinct}")]
+    );
+    // The runs' counts reconcile with the rows: what a failed run
+    // committed is counted in its row, and the rerun counts it as
+    // duplicates.
+    assert_eq!(
+        pg.query(
+            &db,
+            "SELECT sum(inserted) FROM ingest_runs WHERE source <> '-'"
+        ),
+        [distinct.to_string()]
+    );
+    let s = summary_counts(&o);
+    assert_eq!(s["rejected"], 0);
+    assert_eq!(s["conflicts"], 0);
+}
+
+#[test]
+fn fifty_concurrent_writers_over_tls_while_reports_read() {
+    let pg = pg_or_skip!();
+    if !owned(pg) {
+        return;
+    }
+    let writers = 50;
+    let per = 20_000;
+    let step = 15_000; // consecutive writers share 5,000 lines
+    let db = pg.new_db();
+    let env = Env::at("2026-12-02T12:00:00Z");
+    let pass = pgpass(pg, env.dir.path());
+    let tcp = pg.tcp_db(&db, SUPERUSER);
+    let mut setup = env.cmd("mb-ingest");
+    setup.env("PGPASSFILE", &pass).args(["--db", &tcp]);
+    assert_code(&run_cmd(&mut setup, ""), 0);
+    for w in 0..writers {
+        // Line i is the same line in every file that has it.
+        env.write(
+            &format!("in/{w:02}.jsonl"),
+            &api_lines("ld", "acme", w * step, per),
+        );
+    }
+    let distinct = (writers - 1) * step + per;
+
+    // The readers: mb-report and the dashboard, all the time.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let dash_env = {
+        let mut e = Env::at(&env.now);
+        e.db = tcp.clone().into();
+        e
+    };
+    std::fs::copy(&pass, dash_env.dir.path().join(".pgpass")).unwrap();
+    let server = crate::dashboard::start(&dash_env, &[]);
+    let reader = {
+        let stop = stop.clone();
+        let (tcp, pass, now) = (tcp.clone(), pass.clone(), env.now.clone());
+        std::thread::spawn(move || {
+            let e = Env::at(&now);
+            let mut reads = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let mut c = e.cmd("mb-report");
+                c.env("PGPASSFILE", &pass)
+                    .args(["--db", &tcp, "--month", "2026-11", "--json"]);
+                let o = run_cmd(&mut c, "");
+                assert!(
+                    matches!(o.status.code(), Some(0 | 1)),
+                    "mb-report during the load: {}",
+                    stderr(&o)
+                );
+                reads += 1;
+                // A report every half second, as a busy dashboard or
+                // Grafana would ask, without starving the writers of CPU.
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            reads
+        })
+    };
+    let started = Instant::now();
+    let children: Vec<_> = (0..writers)
+        .map(|w| {
+            let mut c = env.cmd("mb-ingest");
+            c.env("PGPASSFILE", &pass)
+                .args(["--db", &tcp, "--summary", "json"])
+                .arg(env.path(&format!("in/{w:02}.jsonl")))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            c.spawn().unwrap()
+        })
+        .collect();
+    let mut dash_reads = 0;
+    let outs: Vec<Output> = children
+        .into_iter()
+        .map(|c| {
+            let r = crate::dashboard::get(&server, "/api/v1/summary?month=2026-11");
+            assert_eq!(r.status, 200, "dashboard during the load: {}", r.body);
+            dash_reads += 1;
+            c.wait_with_output().unwrap()
+        })
+        .collect();
+    let elapsed = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let reports = reader.join().unwrap();
+    let mut inserted = 0;
+    let mut duplicates = 0;
+    for (w, o) in outs.iter().enumerate() {
+        assert_code(o, 0);
+        let s = summary_counts(o);
+        assert_eq!(s["read"], per as u64, "writer {w}");
+        assert_eq!(s["rejected"], 0, "writer {w}");
+        assert_eq!(s["conflicts"], 0, "writer {w}");
+        inserted += s["inserted"].as_u64().unwrap();
+        duplicates += s["duplicates"].as_u64().unwrap();
+    }
+    eprintln!(
+        "{writers} writers x {per} lines in {elapsed:?}; {reports} mb-report and {dash_reads} dashboard reads meanwhile"
+    );
+    // 0 lost, 0 doubled, and the runs reconcile with the rows.
+    assert_eq!(inserted as usize, distinct);
+    assert_eq!(duplicates as usize, writers * per - distinct);
+    assert_eq!(
+        pg.query(&db, "SELECT count(*), count(DISTINCT id) FROM api_usage"),
+        [format!("{distinct}|{distinct}")]
+    );
+    assert_eq!(
+        pg.query(
+            &db,
+            "SELECT count(*), sum(inserted), sum(duplicates), sum(read) FROM ingest_runs \
+             WHERE status = 'ok' AND read > 0"
+        ),
+        [format!(
+            "{writers}|{distinct}|{}|{}",
+            writers * per - distinct,
+            writers * per
+        )]
+    );
+    // The rollup matches the rows it sums.
+    assert_eq!(
+        pg.query(
+            &db,
+            "SELECT (SELECT sum(requests) FROM api_rollup) = (SELECT count(*) FROM api_usage), \
+                    (SELECT sum(cost_nusd) FROM api_rollup) = (SELECT sum(cost_nusd) FROM api_usage)"
+        ),
+        ["t|t"]
+    );
+    assert!(reports > 0 && dash_reads > 0);
+}
+
+/// Run scripts/pg-setup.sh as the test cluster's superuser; its stdout.
+fn pg_setup(pg: &Pg, args: &[&str]) -> String {
+    let o = std::process::Command::new(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-setup.sh"),
+    )
+    .args(args)
+    .env("PGHOST", &pg.socket_dir)
+    .env("PGPORT", pg.port.to_string())
+    .env("PGUSER", SUPERUSER)
+    .env("PSQL", pg.bin.join("psql"))
+    .env("PGPASS_HOST", "localhost")
+    .env("PGPASS_PORT", pg.port.to_string())
+    .output()
+    .unwrap();
+    assert_code(&o, 0);
+    stdout(&o)
+}
+
+#[test]
+fn vm_roles_reach_only_their_own_customers_rows() {
+    let pg = pg_or_skip!();
+    if !owned(pg) {
+        return;
+    }
+    // Roles are cluster-wide: names of this test's own.
+    let tag = format!("{}_{}", std::process::id(), rand_tag());
+    let db = format!("mbroles_{tag}");
+    let owner = format!("own_{tag}");
+    let (vm_a, vm_b, rep) = (
+        format!("vma_{tag}"),
+        format!("vmb_{tag}"),
+        format!("rep_{tag}"),
+    );
+    pg_setup(pg, &["init", &db, &owner]);
+    let env = Env::at("2026-12-02T12:00:00Z");
+    let as_owner = format!(
+        "host={} port={} user={owner} dbname={db}",
+        pg.socket_dir.display(),
+        pg.port
+    );
+    // The owner creates the schema, registers the customers, and stores
+    // some of both customers' usage.
+    let own = |args: &[&str], stdin: &str| {
+        let mut c = env.cmd(args[0]);
+        c.args(["--db", &as_owner]).args(&args[1..]);
+        run_cmd(&mut c, stdin)
+    };
+    assert_code(&own(&["mb-ingest"], ""), 0);
+    pg_setup(pg, &["grant", &db]);
+    let mut pass = vec![pg_setup(pg, &["add-vm", &db, &vm_a, "acme"])];
+    pass.push(pg_setup(pg, &["add-vm", &db, &vm_b, "globex"]));
+    pass.push(pg_setup(pg, &["add-reader", &db, &rep, "report"]));
+    let pass: Vec<String> = pass.iter().map(|l| l.trim().to_string()).collect();
+    assert!(
+        pass.iter()
+            .all(|l| l.starts_with(&format!("localhost:{}:{db}:", pg.port))),
+        "{pass:?}"
+    );
+    let passfile = env.path("pgpass");
+    Pg::write_pgpass(&passfile, &pass);
+    // A second run of grant changes nothing (idempotent).
+    pg_setup(pg, &["grant", &db]);
+    for c in ["acme", "globex"] {
+        assert_code(
+            &own(
+                &[
+                    "mb-customer",
+                    "add",
+                    c,
+                    "--tier",
+                    "pro",
+                    "--effective",
+                    "2026-10-01",
+                ],
+                "",
+            ),
+            0,
+        );
+    }
+    assert_code(
+        &own(&["mb-ingest", "-q"], &api_lines("a", "acme", 0, 100)),
+        0,
+    );
+    assert_code(
+        &own(&["mb-ingest", "-q"], &api_lines("g", "globex", 0, 100)),
+        0,
+    );
+
+    let as_role = |role: &str, bin: &str, args: &[&str], stdin: &str| {
+        let mut c = env.cmd(bin);
+        c.env("PGPASSFILE", &passfile)
+            .args(["--db", &pg.tcp_db(&db, role)])
+            .args(args);
+        run_cmd(&mut c, stdin)
+    };
+    let count = |who: &str| {
+        pg.query(
+            &db,
+            &format!("SELECT count(*) FROM api_usage WHERE customer_id = '{who}'"),
+        )
+    };
+
+    // vm_a stores its own customer's usage, and tells its re-sent lines
+    // (stored by the owner) apart as duplicates by reading them back.
+    let o = as_role(
+        &vm_a,
+        "mb-ingest",
+        &["--summary", "json"],
+        &api_lines("a", "acme", 50, 100),
+    );
+    assert_code(&o, 0);
+    let s = summary_counts(&o);
+    assert_eq!(
+        (s["inserted"].as_u64(), s["duplicates"].as_u64()),
+        (Some(50), Some(50)),
+        "{s}"
+    );
+    assert_eq!(count("acme"), ["150"]);
+    // Its runs are recorded under its own name.
+    assert_eq!(
+        pg.query(
+            &db,
+            &format!("SELECT count(*) FROM ingest_runs WHERE db_user = '{vm_a}'")
+        ),
+        ["1"]
+    );
+
+    // vm_a cannot write globex's usage: the batch fails, nothing is stored.
+    let o = as_role(&vm_a, "mb-ingest", &[], &api_lines("x", "globex", 0, 10));
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("row-level security"), "{}", stderr(&o));
+    assert_eq!(count("globex"), ["100"]);
+
+    // An id that globex's event already has, sent by vm_a for acme: vm_a
+    // cannot see the stored row to compare it, so the line is a conflict,
+    // recorded and kept out; globex's row is untouched.
+    let o = as_role(
+        &vm_a,
+        "mb-ingest",
+        &["--summary", "json"],
+        &api_lines("g", "acme", 0, 1),
+    );
+    assert_code(&o, 1);
+    assert_eq!(summary_counts(&o)["conflicts"], 1);
+    assert_eq!(
+        pg.query(&db, "SELECT customer_id FROM api_usage WHERE id = 'g-0'"),
+        ["globex"]
+    );
+
+    // vm_a sees only acme's rows, through any query.
+    let mut c = pgconn::connect(&format!(
+        "{}&passfile={}",
+        pg.tcp_db(&db, &vm_a),
+        passfile.display()
+    ))
+    .unwrap();
+    let seen: Vec<(String, i64)> = c
+        .query(
+            "SELECT customer_id, count(*) FROM api_usage GROUP BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(seen, [("acme".to_string(), 150)]);
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM api_rollup WHERE customer_id = 'globex'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+    for sql in [
+        "SELECT * FROM api_usage_v",
+        "SELECT * FROM customers",
+        "SELECT * FROM rejects",
+        "DELETE FROM api_usage",
+        "UPDATE api_usage SET cost_nusd = 0",
+    ] {
+        let e = c
+            .batch_execute(sql)
+            .err()
+            .unwrap_or_else(|| panic!("{sql} must be refused"));
+        assert_eq!(
+            e.code(),
+            Some(&::postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+            "{sql}: {e}"
+        );
+    }
+    // Nor can it report on globex.
+    let o = as_role(
+        &vm_a,
+        "mb-report",
+        &["--month", "2026-11", "--customer", "globex", "--json"],
+        "",
+    );
+    assert!(
+        !stdout(&o).contains("\"cost_usd\": \"0.0"),
+        "{}",
+        stdout(&o)
+    );
+
+    // vm_b, the same for globex.
+    let o = as_role(
+        &vm_b,
+        "mb-ingest",
+        &["-q"],
+        &api_lines("g", "globex", 100, 10),
+    );
+    assert_code(&o, 0);
+    assert_eq!(count("globex"), ["110"]);
+
+    // The report role reads everything and writes nothing.
+    let o = as_role(&rep, "mb-report", &["--month", "2026-11", "--json"], "");
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("\"globex\"") && stdout(&o).contains("\"acme\""));
+    let o = as_role(&rep, "mb-ingest", &[], &api_lines("r", "acme", 0, 5));
+    assert_code(&o, 2);
+    assert_eq!(count("acme"), ["150"]);
+    let mut c = pgconn::connect(&format!(
+        "{}&passfile={}",
+        pg.tcp_db(&db, &rep),
+        passfile.display()
+    ))
+    .unwrap();
+    let e = c
+        .batch_execute("INSERT INTO rejects (run_id, source, line_no, reason, line, rejected_at) VALUES (1, 's', 1, 'r', 'x', 't')")
+        .unwrap_err();
+    assert_eq!(
+        e.code(),
+        Some(&::postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+        "{e}"
+    );
+}
+
+fn rand_tag() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+}
+
+#[test]
+fn tools_refuse_a_bad_certificate_and_a_password_in_db() {
+    let pg = pg_or_skip!();
+    if !owned(pg) {
+        return;
+    }
+    let db = pg.new_db();
+    let env = Env::at("2026-12-02T12:00:00Z");
+    let pass = pgpass(pg, env.dir.path());
+    let run = |bin: &str, spec: &str, args: &[&str]| {
+        let mut c = env.cmd(bin);
+        c.env("PGPASSFILE", &pass).args(["--db", spec]).args(args);
+        run_cmd(&mut c, "")
+    };
+    let good = pg.tcp_db(&db, SUPERUSER);
+    assert_code(&run("mb-ingest", &good, &[]), 0);
+    assert_code(&run("mb-report", &good, &["--month", "2026-11"]), 0);
+    // Environment variables name the server as for psql.
+    let mut c = env.cmd("mb-report");
+    c.env("PGPASSFILE", &pass)
+        .env("PGHOST", "localhost")
+        .env("PGPORT", pg.port.to_string())
+        .env("PGUSER", SUPERUSER)
+        .env("PGDATABASE", &db)
+        .env("PGSSLROOTCERT", &pg.ca)
+        .args(["--db", "postgresql://", "--month", "2026-11"]);
+    assert_code(&run_cmd(&mut c, ""), 0);
+
+    let wrong = format!(
+        "postgresql://{SUPERUSER}@db.wrong.example:{}/{db}?hostaddr=127.0.0.1&sslrootcert={}",
+        pg.port,
+        pg.ca.display()
+    );
+    let o = run("mb-report", &wrong, &["--month", "2026-11"]);
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("does not name host \"db.wrong.example\""),
+        "{}",
+        stderr(&o)
+    );
+    let no_ca = format!("postgresql://{SUPERUSER}@localhost:{}/{db}", pg.port);
+    let o = run("mb-ingest", &no_ca, &[]);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("not signed by a CA"), "{}", stderr(&o));
+    let with_pw = format!(
+        "postgresql://{SUPERUSER}:{SUPERUSER_PASSWORD}@localhost:{}/{db}?sslrootcert={}",
+        pg.port,
+        pg.ca.display()
+    );
+    for bin in ["mb-ingest", "mb-report", "mb-customer"] {
+        let args: &[&str] = if bin == "mb-customer" { &["list"] } else { &[] };
+        let o = run(bin, &with_pw, args);
+        assert_code(&o, 2);
+        assert!(
+            stderr(&o).contains("password in the connection string is refused"),
+            "{bin}: {}",
+            stderr(&o)
+        );
+        assert!(
+            !stderr(&o).contains(SUPERUSER_PASSWORD),
+            "{bin}: {}",
+            stderr(&o)
+        );
+    }
+}

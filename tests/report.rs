@@ -9,7 +9,11 @@ use crate::util::*;
 /// - initech: enterprise since 2026-10-01, suspended from 2026-11-21 (cus_INI).
 fn setup() -> Env {
     // The clock is in December so the whole of November can be ingested.
-    let env = Env::at("2026-12-02T12:00:00Z");
+    setup_in(Env::at("2026-12-02T12:00:00Z"))
+}
+
+/// The fixture loaded into `env` (whose database may be PostgreSQL).
+pub(crate) fn setup_in(env: Env) -> Env {
     let f = fixture("report/events.jsonl");
     assert_code(&env.run("mb-ingest", &["-q", f.to_str().unwrap()], ""), 0);
     for args in [

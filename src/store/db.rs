@@ -392,6 +392,9 @@ impl Col for Option<Vec<u8>> {
 pub struct Pg {
     client: RefCell<postgres::Client>,
     stmts: RefCell<HashMap<String, postgres::Statement>>,
+    /// Whether COPY straight into the usage tables works for this role
+    /// (not under row-level security; see [`super::copy`]).
+    pub direct_copy: std::cell::Cell<Option<bool>>,
 }
 
 /// An open connection.
@@ -458,6 +461,7 @@ impl Pg {
         Pg {
             client: RefCell::new(client),
             stmts: RefCell::new(HashMap::new()),
+            direct_copy: std::cell::Cell::new(None),
         }
     }
 
@@ -506,6 +510,87 @@ impl Db {
             Db::Pg(p) => {
                 let st = p.stmt(sql)?;
                 Ok(p.client()?.execute(&st, &pg_params(params))?)
+            }
+        }
+    }
+
+    /// Run `{head} VALUES (?1, ..., ?n) {tail}` for every row of `rows`
+    /// (each of n values), in order: an insert or upsert of many rows. SQLite
+    /// runs its prepared statement once per row; PostgreSQL runs one
+    /// statement for all of them, `{head} SELECT * FROM unnest($1::T1[],
+    /// ...) {tail}`, the columns passed as arrays (one round trip instead
+    /// of one per row). The rows must not repeat a conflict key.
+    pub fn insert_rows(&self, head: &str, tail: &str, rows: &[Vec<Value>]) -> DbResult<()> {
+        let Some(width) = rows.first().map(Vec::len) else {
+            return Ok(());
+        };
+        match self {
+            Db::Sqlite(c) => {
+                let marks: Vec<String> = (1..=width).map(|i| format!("?{i}")).collect();
+                let sql = format!("{head} VALUES ({}) {tail}", marks.join(", "));
+                let mut st = c.prepare_cached(&sql)?;
+                for r in rows {
+                    st.execute(rusqlite::params_from_iter(r))?;
+                }
+                Ok(())
+            }
+            Db::Pg(p) => {
+                let mut cols: Vec<Box<dyn ToSql + Sync>> = Vec::with_capacity(width);
+                let mut casts = Vec::with_capacity(width);
+                for i in 0..width {
+                    let col = rows.iter().map(|r| r.get(i).unwrap_or(&Value::Null));
+                    let kind = col.clone().find(|v| **v != Value::Null);
+                    let (arr, cast): (Box<dyn ToSql + Sync>, &str) = match kind {
+                        Some(Value::Real(_)) => (
+                            Box::new(
+                                col.map(|v| match v {
+                                    Value::Real(f) => Some(*f),
+                                    Value::Int(n) => Some(*n as f64),
+                                    _ => None,
+                                })
+                                .collect::<Vec<Option<f64>>>(),
+                            ),
+                            "float8",
+                        ),
+                        Some(Value::Text(_)) => (
+                            Box::new(
+                                col.map(|v| match v {
+                                    Value::Text(t) => Some(t.clone()),
+                                    _ => None,
+                                })
+                                .collect::<Vec<Option<String>>>(),
+                            ),
+                            "text",
+                        ),
+                        Some(Value::Blob(_)) => (
+                            Box::new(
+                                col.map(|v| match v {
+                                    Value::Blob(b) => Some(b.clone()),
+                                    _ => None,
+                                })
+                                .collect::<Vec<Option<Vec<u8>>>>(),
+                            ),
+                            "bytea",
+                        ),
+                        _ => (
+                            Box::new(
+                                col.map(|v| match v {
+                                    Value::Int(n) => Some(*n),
+                                    _ => None,
+                                })
+                                .collect::<Vec<Option<i64>>>(),
+                            ),
+                            "int8",
+                        ),
+                    };
+                    cols.push(arr);
+                    casts.push(format!("?{}::{cast}[]", i + 1));
+                }
+                let sql = format!("{head} SELECT * FROM unnest({}) {tail}", casts.join(", "));
+                let st = p.stmt(&sql)?;
+                let refs: Vec<&(dyn ToSql + Sync)> = cols.iter().map(|b| b.as_ref()).collect();
+                p.client()?.execute(&st, &refs)?;
+                Ok(())
             }
         }
     }
@@ -580,15 +665,12 @@ impl Db {
             }
             Db::Pg(p) => {
                 let st = p.stmt(sql)?;
-                let row = p.client()?.query_opt(&st, &pg_params(params));
-                // query_opt fails on more than one row; take the first then.
-                let row = match row {
-                    Ok(r) => r,
-                    Err(_) => p
-                        .client()?
-                        .query(&st, &pg_params(params))?
-                        .into_iter()
-                        .next(),
+                // The first row, like SQLite's query_row (the client's
+                // query_opt fails on a second one).
+                let row = {
+                    let mut client = p.client()?;
+                    let mut rows = client.query_raw(&st, params.iter())?;
+                    rows.next()?
                 };
                 match row {
                     Some(r) => Ok(Some(f(&Row::Pg(&r))?)),

@@ -396,7 +396,7 @@ pub(crate) const HOUR_NS: i64 = 3_600_000_000_000;
 ///
 /// Strings are interned, so adding a row costs five hash lookups of short
 /// strings and no allocation once the transaction has seen its values.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct ApiRollup {
     strings: HashMap<String, u32>,
     names: Vec<String>,
@@ -469,6 +469,29 @@ impl ApiRollup {
             && nusd <= bounds::MAX_HOUR_NUSD - line_nusd)
     }
 
+    /// The (customer, hour) keys of `evs` whose stored totals
+    /// [`ApiRollup::admits`] has not read yet in this transaction.
+    pub(crate) fn missing_hours<'e>(&mut self, evs: &[&'e Event]) -> Vec<(&'e str, i64)> {
+        let mut out = Vec::new();
+        for ev in evs {
+            let ts = ts_ns(&ev.header);
+            let hour = ts - ts.rem_euclid(HOUR_NS);
+            let key = (self.intern(&ev.header.customer_id), hour);
+            if let std::collections::hash_map::Entry::Vacant(e) = self.hours.entry(key) {
+                // Placeholder until loaded (the caller loads every one).
+                e.insert((0, 0));
+                out.push((ev.header.customer_id.as_str(), hour));
+            }
+        }
+        out
+    }
+
+    /// Set the stored totals of a (customer, hour) read in bulk.
+    pub(crate) fn set_hour(&mut self, customer: &str, hour: i64, tokens: i64, nusd: i64) {
+        let key = (self.intern(customer), hour);
+        self.hours.insert(key, (tokens, nusd));
+    }
+
     /// Add one stored api event.
     pub(crate) fn add(&mut self, h: &Header, a: &Api) -> DbResult<()> {
         let key = [
@@ -532,23 +555,9 @@ impl ApiRollup {
             };
             k(a).cmp(&k(b))
         });
-        let sql = "INSERT INTO api_rollup (customer_id, hour_ns, provider, model, price_key, price_table, \
-             ingest_hour_ns, requests, failed_requests, unpriced_requests, tokens_in, tokens_out, \
-             cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_nusd) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
-             ON CONFLICT (customer_id, hour_ns, provider, model, price_key, price_table, \
-             ingest_hour_ns) DO UPDATE SET requests = api_rollup.requests + excluded.requests, \
-             failed_requests = api_rollup.failed_requests + excluded.failed_requests, \
-             unpriced_requests = api_rollup.unpriced_requests + excluded.unpriced_requests, \
-             tokens_in = api_rollup.tokens_in + excluded.tokens_in, \
-             tokens_out = api_rollup.tokens_out + excluded.tokens_out, \
-             cache_read_tokens = api_rollup.cache_read_tokens + excluded.cache_read_tokens, \
-             cache_write_tokens = api_rollup.cache_write_tokens + excluded.cache_write_tokens, \
-             reasoning_tokens = api_rollup.reasoning_tokens + excluded.reasoning_tokens, \
-             cost_nusd = api_rollup.cost_nusd + excluded.cost_nusd";
-        for (([c, p, m, pk, pt], hour), s) in &rows {
-            db.execute(
-                sql,
+        let rows: Vec<Vec<Value>> = rows
+            .iter()
+            .map(|(([c, p, m, pk, pt], hour), s)| {
                 vals![
                     names[*c as usize],
                     hour,
@@ -566,9 +575,26 @@ impl ApiRollup {
                     s.cache_write,
                     s.reasoning,
                     s.cost_nusd
-                ],
-            )?;
-        }
+                ]
+                .to_vec()
+            })
+            .collect();
+        db.insert_rows(
+            "INSERT INTO api_rollup (customer_id, hour_ns, provider, model, price_key, price_table, \
+             ingest_hour_ns, requests, failed_requests, unpriced_requests, tokens_in, tokens_out, \
+             cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_nusd)",
+            "ON CONFLICT (customer_id, hour_ns, provider, model, price_key, price_table, \
+             ingest_hour_ns) DO UPDATE SET requests = api_rollup.requests + excluded.requests, \
+             failed_requests = api_rollup.failed_requests + excluded.failed_requests, \
+             unpriced_requests = api_rollup.unpriced_requests + excluded.unpriced_requests, \
+             tokens_in = api_rollup.tokens_in + excluded.tokens_in, \
+             tokens_out = api_rollup.tokens_out + excluded.tokens_out, \
+             cache_read_tokens = api_rollup.cache_read_tokens + excluded.cache_read_tokens, \
+             cache_write_tokens = api_rollup.cache_write_tokens + excluded.cache_write_tokens, \
+             reasoning_tokens = api_rollup.reasoning_tokens + excluded.reasoning_tokens, \
+             cost_nusd = api_rollup.cost_nusd + excluded.cost_nusd",
+            &rows,
+        )?;
         Ok(())
     }
 }

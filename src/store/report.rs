@@ -485,23 +485,56 @@ impl Store {
             customer: Some(customer),
             ..*scope
         };
+        // The durations are summed here, not in SQL: the engines sum
+        // floats differently (SQLite compensates the rounding, PostgreSQL
+        // does not), and reports must come out the same from both. The
+        // rows are read in a fixed order and summed with Neumaier's
+        // compensation, as SQLite's sum() does.
         let mut sql = String::from(
-            "SELECT customer_id, activity_type, count(*), coalesce(sum(duration_seconds), 0) \
+            "SELECT customer_id, activity_type, duration_seconds \
              FROM activity_log WHERE ts_ns >= ?1 AND ts_ns < ?2",
         );
         let mut args: Vec<Value> = vec![scope.start_ns.into(), scope.end_ns.into()];
         push_filters(&mut sql, &mut args, scope, true);
-        sql.push_str(" GROUP BY 1, 2 ORDER BY 1, 2");
+        sql.push_str(" ORDER BY customer_id, activity_type, ts_ns, id");
+        let mut out: Vec<ActivityRow> = Vec::new();
+        let mut comp = 0.0f64;
         self.conn()
-            .query_map(&sql, &args, |r| {
-                Ok(ActivityRow {
-                    customer_id: r.get(0)?,
-                    activity_type: r.get(1)?,
-                    count: r.get(2)?,
-                    duration_seconds: r.get(3)?,
-                })
+            .query_each(&sql, &args, |r| {
+                let (customer_id, activity_type): (String, String) = (r.get(0)?, r.get(1)?);
+                let d: f64 = r.get(2)?;
+                let same = out.last().is_some_and(|l| {
+                    l.customer_id == customer_id && l.activity_type == activity_type
+                });
+                if !same {
+                    if let Some(l) = out.last_mut() {
+                        l.duration_seconds += comp;
+                    }
+                    comp = 0.0;
+                    out.push(ActivityRow {
+                        customer_id,
+                        activity_type,
+                        count: 0,
+                        duration_seconds: 0.0,
+                    });
+                }
+                if let Some(l) = out.last_mut() {
+                    l.count += 1;
+                    let (s, t) = (l.duration_seconds, l.duration_seconds + d);
+                    comp += if s.abs() >= d.abs() {
+                        (s - t) + d
+                    } else {
+                        (d - t) + s
+                    };
+                    l.duration_seconds = t;
+                }
+                Ok(())
             })
-            .map_err(self.query_err())
+            .map_err(self.query_err())?;
+        if let Some(l) = out.last_mut() {
+            l.duration_seconds += comp;
+        }
+        Ok(out)
     }
 
     /// Whether any usage event of `customer` is stored, at any time: one

@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::db::{vals, Db, DbError, DbResult, Row};
+use super::db::{vals, Db, DbError, DbResult, Row, Value};
 use super::events::HOUR_NS;
 use super::fleet::{EventTable, LastEvent};
 
@@ -117,20 +117,23 @@ impl VmHours {
             })
             .collect();
         rows.sort_unstable_by(|a, b| (a.0, a.1, a.2, a.3).cmp(&(b.0, b.1, b.2, b.3)));
-        let sql = "INSERT INTO vm_event_hours (kind, hour_ns, customer_id, vm_id, events, tokens, \
-             cost_nusd, last_ts_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-             ON CONFLICT (kind, hour_ns, customer_id, vm_id) DO UPDATE SET \
+        let rows: Vec<Vec<Value>> = rows
+            .iter()
+            .map(|(kind, hour, c, v, e)| {
+                vals![kind, hour, c, v, e.count, e.tokens, e.cost_nusd, e.ts_ns].to_vec()
+            })
+            .collect();
+        conn.insert_rows(
+            "INSERT INTO vm_event_hours (kind, hour_ns, customer_id, vm_id, events, tokens, \
+             cost_nusd, last_ts_ns)",
+            "ON CONFLICT (kind, hour_ns, customer_id, vm_id) DO UPDATE SET \
              events = vm_event_hours.events + excluded.events, \
              tokens = vm_event_hours.tokens + excluded.tokens, \
              cost_nusd = vm_event_hours.cost_nusd + excluded.cost_nusd, \
              last_ts_ns = CASE WHEN vm_event_hours.last_ts_ns >= excluded.last_ts_ns \
-             THEN vm_event_hours.last_ts_ns ELSE excluded.last_ts_ns END";
-        for (kind, hour, c, v, e) in rows {
-            conn.execute(
-                sql,
-                vals![kind, hour, c, v, e.count, e.tokens, e.cost_nusd, e.ts_ns],
-            )?;
-        }
+             THEN vm_event_hours.last_ts_ns ELSE excluded.last_ts_ns END",
+            &rows,
+        )?;
         Ok(())
     }
 }

@@ -227,9 +227,11 @@ impl Pg {
         if as_os_user {
             ensure_os_user()?;
         }
+        // In /tmp whatever TMPDIR says: the server's user must be able to
+        // reach it, and a socket path must stay under 108 bytes.
         let dir = tempfile::Builder::new()
             .prefix("mb-pg")
-            .tempdir()
+            .tempdir_in("/tmp")
             .map_err(|e| e.to_string())?
             .keep();
         let mut pg = Pg {
@@ -377,9 +379,13 @@ impl Pg {
             data = self.data().display(),
             dir = self.dir.display(),
         );
+        // In a process group of its own, so that a signal to the test's
+        // group (a CI timeout, ^C) does not take the watchdog with it.
+        use std::os::unix::process::CommandExt;
         let child = Command::new("sh")
             .arg("-c")
             .arg(script)
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
