@@ -5,8 +5,8 @@
 #             rows (200 VMs sampled every 5 minutes from 2026-10-10, about
 #             one line in 400 lost, one VM in 7 rebooting every 2,000
 #             intervals), customers cust-0000..0049 registered;
-#   big.db    one customer (cust-0000) with 100 VMs x 8,640 samples: the
-#             month of 2026-11.
+#   big.db    one customer (cust-0000, registered with its VMs) with 100
+#             VMs x 8,640 samples: the month of 2026-11.
 # Kept in $BENCH_DIR (default /tmp/mb-bench); about 35 minutes on a busy
 # 2-core VM, 4.5 GB. Run from the repository root after a release build.
 #   scripts/bench-fleet-db.sh [N_API] [N_RES]    (default 10000000 3000000)
@@ -41,6 +41,10 @@ if [ ! -f "$big" ]; then
   rm -f "$big.tmp"*
   GEN_VMS=100 GEN_START=2026-11-01T00:00:00Z "$bin/examples/gen_events" resource 864000 1 |
     "$bin/mb-ingest" --quiet --db "$big.tmp"
+  vms=()
+  for v in $(seq 0 99); do vms+=(--vm "$(printf 'vm-%04d' "$v")"); done
+  "$bin/mb-customer" --db "$big.tmp" add cust-0000 --tier pro --effective 2026-10-01 \
+    --stripe-customer cus_0 "${vms[@]}" >/dev/null
   mv "$big.tmp" "$big"
 fi
 # A database built by an older mb is migrated by one run on empty input
