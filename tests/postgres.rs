@@ -357,12 +357,11 @@ fn report_fixtures_are_byte_identical_on_both_stores() {
     }
 }
 
-/// `mb-report vms` and the dashboard's `/api/v1/vms`, kept apart because
-/// they fail on PostgreSQL today (the last-events queries bind a customer
-/// filter as `?N IS NULL OR customer_id = ?N`, and PostgreSQL cannot infer
-/// the parameter's type: "could not determine data type of parameter $4").
+/// `mb-report vms` and the dashboard's `/api/v1/vms`. Kept apart: their
+/// optional customer filter (`CAST(?N AS TEXT) IS NULL OR customer_id = ?N`)
+/// once failed on PostgreSQL only, which cannot infer an untyped
+/// parameter's type ("could not determine data type of parameter $4").
 #[test]
-#[ignore = "mb-report vms fails on PostgreSQL (src/store/vm_hours.rs: untyped `?N IS NULL`); run with --ignored once fixed"]
 fn vms_report_is_byte_identical_on_both_stores() {
     let pg = pg_or_skip!();
     let now = "2026-12-02T12:00:00Z";

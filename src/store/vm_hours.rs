@@ -200,7 +200,7 @@ pub(crate) fn last_events(
             "SELECT customer_id, vm_id, max(last_ts_ns), CAST(sum(events) AS BIGINT), \
              CAST(sum(tokens) AS BIGINT), CAST(sum(cost_nusd) AS BIGINT) FROM vm_event_hours \
              WHERE kind = ?1 AND hour_ns >= ?2 AND hour_ns < ?3 \
-             AND (?4 IS NULL OR customer_id = ?4) GROUP BY 1, 2",
+             AND (CAST(?4 AS TEXT) IS NULL OR customer_id = ?4) GROUP BY 1, 2",
             vals![kind, h0, h1, customer],
             |r| {
                 out.insert((r.get(0)?, r.get(1)?), last_event(r, 2)?);
@@ -227,7 +227,7 @@ pub(crate) fn last_events(
         // The customers with events in the edge's hours (at most two).
         let customers: Vec<String> = conn.query_map(
             "SELECT DISTINCT customer_id FROM vm_event_hours WHERE kind = ?1 \
-             AND hour_ns >= ?2 AND hour_ns < ?3 AND (?4 IS NULL OR customer_id = ?4)",
+             AND hour_ns >= ?2 AND hour_ns < ?3 AND (CAST(?4 AS TEXT) IS NULL OR customer_id = ?4)",
             vals![kind, floor_hour(a), b, customer],
             |r| r.get(0),
         )?;
@@ -274,7 +274,7 @@ mod tests {
         };
         let sql = format!(
             "SELECT customer_id, vm_id, max(ts_ns), count(*), {sums} FROM {t} \
-             WHERE ts_ns >= ?1 AND ts_ns < ?2 AND (?3 IS NULL OR customer_id = ?3) \
+             WHERE ts_ns >= ?1 AND ts_ns < ?2 AND (CAST(?3 AS TEXT) IS NULL OR customer_id = ?3) \
              GROUP BY customer_id, vm_id"
         );
         let rows = store
