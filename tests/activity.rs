@@ -741,7 +741,23 @@ fn signals_and_unstartable_commands_are_reported_like_a_shell() {
     for (cmd, status, err) in cases {
         let mut args = vec!["run", "--spool", sp, "--"];
         args.extend_from_slice(cmd);
-        let o = act(&env, &args, "");
+        let mut c = env.cmd("mb-activity");
+        c.env("LOGNAME", "alice").args(ID).args(&args);
+        // A shell started with `&` by a non-interactive shell (cron, nohup
+        // jobs, some CI runners) inherits SIGINT and SIGQUIT ignored, and
+        // `sh -c 'kill -INT $$'` then exits 0, as it would under mb-activity
+        // in real life too. This test is about what mb-activity reports for
+        // a signal-killed command, so give the child default dispositions.
+        // SAFETY: signal() is async-signal-safe, as pre_exec requires.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            c.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+        let o = run_cmd(&mut c, "");
         assert_code(&o, *status);
         assert_eq!(stderr(&o), *err, "{cmd:?}");
     }
