@@ -342,13 +342,13 @@ fn load_hours(w: &Writer<'_>, api: &[&Event]) -> DbResult<()> {
         .pg()
         .ok_or_else(|| DbError::Other("needs PostgreSQL".into()))?;
     let (customers, hours): (Vec<&str>, Vec<i64>) = missing.into_iter().unzip();
-    let st = pg.stmt(
+    let rows = pg.query_typed(
         "SELECT u.c, u.h, coalesce(CAST(sum(r.tokens_in + r.tokens_out + r.cache_read_tokens \
          + r.cache_write_tokens) AS BIGINT), 0), coalesce(CAST(sum(r.cost_nusd) AS BIGINT), 0) \
          FROM unnest(?1::text[], ?2::int8[]) AS u (c, h) \
          LEFT JOIN api_rollup r ON r.customer_id = u.c AND r.hour_ns = u.h GROUP BY u.c, u.h",
+        &[(&customers, Type::TEXT_ARRAY), (&hours, Type::INT8_ARRAY)],
     )?;
-    let rows = pg.client()?.query(&st, &[&customers, &hours])?;
     let mut rollup = w.rollup.borrow_mut();
     for r in &rows {
         let r = Row::Pg(r);
@@ -365,10 +365,10 @@ fn fetch_stored(w: &Writer<'_>, api: &[&Event], known: &mut Known) -> DbResult<(
         .pg()
         .ok_or_else(|| DbError::Other("needs PostgreSQL".into()))?;
     let ids: Vec<&str> = api.iter().map(|e| e.header.id.as_str()).collect();
-    let st = pg.stmt(&format!(
-        "SELECT {API_COLS} FROM api_usage WHERE id = ANY(?1)"
-    ))?;
-    let rows = pg.client()?.query(&st, &[&ids])?;
+    let rows = pg.query_typed(
+        &format!("SELECT {API_COLS} FROM api_usage WHERE id = ANY(?1)"),
+        &[(&ids, Type::TEXT_ARRAY)],
+    )?;
     for r in &rows {
         let ev = events::api_row(&Row::Pg(r))?;
         known.insert(ev.header.id.clone(), Some(ev));

@@ -1,11 +1,22 @@
 //! The backend layer: one connection type over SQLite and PostgreSQL, with
 //! the few operations the store's submodules need (execute, query with a
-//! row closure, batches, explicit transactions, statement caching).
+//! row closure, batches, explicit transactions).
+//!
+//! PostgreSQL statements are never prepared by name: each runs as the
+//! protocol's unnamed statement (Parse, Bind, Execute and Sync in one round
+//! trip, `query_typed`), with every parameter's type declared from its
+//! [`Value`]. A named statement lives in the server session, and behind a
+//! pooler in transaction mode (pgbouncer before 1.21, or any pooler without
+//! prepared-statement tracking) the session is whichever server connection
+//! the pooler hands out: a statement prepared on one is missing on the next
+//! (`prepared statement "s3" does not exist`), and two clients, each naming
+//! its statements s0, s1, ... from its own counter, collide on one
+//! (`prepared statement "s0" already exists`). Unnamed statements keep
+//! nothing in the session, so mb works behind any pooler (docs/postgres.md).
 //!
 //! Every statement of mb is written once, in the SQL both engines run:
 //!
-//! - placeholders are `?N`; for PostgreSQL they become `$N` (translated once
-//!   per statement text and cached with its prepared statement);
+//! - placeholders are `?N`; for PostgreSQL they become `$N`;
 //! - `INSERT ... ON CONFLICT DO NOTHING`, never `INSERT OR IGNORE`;
 //!   `ON CONFLICT (cols) DO UPDATE` always names its target (PostgreSQL
 //!   requires it);
@@ -25,7 +36,6 @@
 //! module; nothing here knows a table.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fmt;
 
 use postgres::fallible_iterator::FallibleIterator;
@@ -387,11 +397,10 @@ impl Col for Option<Vec<u8>> {
     }
 }
 
-/// A PostgreSQL connection with its cache of prepared statements (keyed by
-/// the statement's `?N` text).
+/// A PostgreSQL connection. It keeps no prepared statement (see the module
+/// doc).
 pub struct Pg {
     client: RefCell<postgres::Client>,
-    stmts: RefCell<HashMap<String, postgres::Statement>>,
     /// Whether COPY straight into the usage tables works for this role
     /// (not under row-level security; see [`super::copy`]).
     pub direct_copy: std::cell::Cell<Option<bool>>,
@@ -451,8 +460,27 @@ fn starts_with_ci(s: &str, p: &str) -> bool {
     s.len() >= p.len() && s.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
 }
 
-fn pg_params(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
-    params.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
+/// The type a parameter is declared with. NULL is declared `unknown`, which
+/// PostgreSQL treats as an unspecified type and infers from the context,
+/// as it would for a parameter of a prepared statement (parse_param.c,
+/// `variable_paramref_hook` turns an unspecified type into UNKNOWNOID, and
+/// `variable_coerce_param_hook` resolves UNKNOWNOID from where it is used).
+fn pg_type(v: &Value) -> Type {
+    match v {
+        Value::Null => Type::UNKNOWN,
+        Value::Int(_) => Type::INT8,
+        Value::Real(_) => Type::FLOAT8,
+        Value::Text(_) => Type::TEXT,
+        Value::Blob(_) => Type::BYTEA,
+    }
+}
+
+/// `params` with their declared types, for `query_typed`.
+fn pg_params(params: &[Value]) -> Vec<(&(dyn ToSql + Sync), Type)> {
+    params
+        .iter()
+        .map(|v| (v as &(dyn ToSql + Sync), pg_type(v)))
+        .collect()
 }
 
 impl Pg {
@@ -460,7 +488,6 @@ impl Pg {
     pub fn new(client: postgres::Client) -> Pg {
         Pg {
             client: RefCell::new(client),
-            stmts: RefCell::new(HashMap::new()),
             direct_copy: std::cell::Cell::new(None),
         }
     }
@@ -472,14 +499,14 @@ impl Pg {
             .map_err(|_| DbError::Other("the connection is busy with another query".into()))
     }
 
-    /// The prepared statement of `sql` (a `?N` text), prepared once.
-    pub fn stmt(&self, sql: &str) -> DbResult<postgres::Statement> {
-        if let Some(s) = self.stmts.borrow().get(sql) {
-            return Ok(s.clone());
-        }
-        let st = self.client()?.prepare(&translate(sql))?;
-        self.stmts.borrow_mut().insert(sql.to_owned(), st.clone());
-        Ok(st)
+    /// Every row of `sql` (a `?N` text) run as an unnamed statement with
+    /// the given parameter types.
+    pub fn query_typed(
+        &self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> DbResult<Vec<postgres::Row>> {
+        Ok(self.client()?.query_typed(&translate(sql), params)?)
     }
 }
 
@@ -507,10 +534,9 @@ impl Db {
                 Ok(c.prepare_cached(sql)?
                     .execute(rusqlite::params_from_iter(params))? as u64)
             }
-            Db::Pg(p) => {
-                let st = p.stmt(sql)?;
-                Ok(p.client()?.execute(&st, &pg_params(params))?)
-            }
+            Db::Pg(p) => Ok(p
+                .client()?
+                .execute_typed(&translate(sql), &pg_params(params))?),
         }
     }
 
@@ -535,12 +561,12 @@ impl Db {
                 Ok(())
             }
             Db::Pg(p) => {
-                let mut cols: Vec<Box<dyn ToSql + Sync>> = Vec::with_capacity(width);
+                let mut cols: Vec<(Box<dyn ToSql + Sync>, Type)> = Vec::with_capacity(width);
                 let mut casts = Vec::with_capacity(width);
                 for i in 0..width {
                     let col = rows.iter().map(|r| r.get(i).unwrap_or(&Value::Null));
                     let kind = col.clone().find(|v| **v != Value::Null);
-                    let (arr, cast): (Box<dyn ToSql + Sync>, &str) = match kind {
+                    let (arr, cast, ty): (Box<dyn ToSql + Sync>, &str, Type) = match kind {
                         Some(Value::Real(_)) => (
                             Box::new(
                                 col.map(|v| match v {
@@ -551,6 +577,7 @@ impl Db {
                                 .collect::<Vec<Option<f64>>>(),
                             ),
                             "float8",
+                            Type::FLOAT8_ARRAY,
                         ),
                         Some(Value::Text(_)) => (
                             Box::new(
@@ -561,6 +588,7 @@ impl Db {
                                 .collect::<Vec<Option<String>>>(),
                             ),
                             "text",
+                            Type::TEXT_ARRAY,
                         ),
                         Some(Value::Blob(_)) => (
                             Box::new(
@@ -571,6 +599,7 @@ impl Db {
                                 .collect::<Vec<Option<Vec<u8>>>>(),
                             ),
                             "bytea",
+                            Type::BYTEA_ARRAY,
                         ),
                         _ => (
                             Box::new(
@@ -581,15 +610,16 @@ impl Db {
                                 .collect::<Vec<Option<i64>>>(),
                             ),
                             "int8",
+                            Type::INT8_ARRAY,
                         ),
                     };
-                    cols.push(arr);
+                    cols.push((arr, ty));
                     casts.push(format!("?{}::{cast}[]", i + 1));
                 }
                 let sql = format!("{head} SELECT * FROM unnest({}) {tail}", casts.join(", "));
-                let st = p.stmt(&sql)?;
-                let refs: Vec<&(dyn ToSql + Sync)> = cols.iter().map(|b| b.as_ref()).collect();
-                p.client()?.execute(&st, &refs)?;
+                let refs: Vec<(&(dyn ToSql + Sync), Type)> =
+                    cols.iter().map(|(b, t)| (b.as_ref(), t.clone())).collect();
+                p.client()?.execute_typed(&translate(&sql), &refs)?;
                 Ok(())
             }
         }
@@ -621,9 +651,8 @@ impl Db {
                 Ok(())
             }
             Db::Pg(p) => {
-                let st = p.stmt(sql)?;
                 let mut client = p.client()?;
-                let mut rows = client.query_raw(&st, params.iter())?;
+                let mut rows = client.query_typed_raw(&translate(sql), pg_params(params))?;
                 while let Some(r) = rows.next()? {
                     f(&Row::Pg(&r))?;
                 }
@@ -664,12 +693,11 @@ impl Db {
                 }
             }
             Db::Pg(p) => {
-                let st = p.stmt(sql)?;
                 // The first row, like SQLite's query_row (the client's
                 // query_opt fails on a second one).
                 let row = {
                     let mut client = p.client()?;
-                    let mut rows = client.query_raw(&st, params.iter())?;
+                    let mut rows = client.query_typed_raw(&translate(sql), pg_params(params))?;
                     rows.next()?
                 };
                 match row {
