@@ -275,8 +275,17 @@ fn same(lite: &Env, pgx: &Env, bin: &str, now: &str, args: &[&str]) -> Output {
 fn report_fixtures_are_byte_identical_on_both_stores() {
     let pg = pg_or_skip!();
     let now = "2026-12-02T12:00:00Z";
-    let lite = crate::report::setup_in(Env::at(now));
     let (pgx, _) = pg_env(pg, now);
+    report_parity(pgx);
+}
+
+/// Load the report fixtures into a SQLite environment and into `pgx`
+/// (whose database is PostgreSQL, reached however the caller chose), and
+/// require every report, invoice, stripe-meter, events and customer
+/// output to be byte-identical.
+pub(crate) fn report_parity(pgx: Env) {
+    let now = "2026-12-02T12:00:00Z";
+    let lite = crate::report::setup_in(Env::at(now));
     let pgx = crate::report::setup_in(pgx);
     let month = ["--month", "2026-11"];
     let cases: Vec<Vec<&str>> = vec![
@@ -388,10 +397,19 @@ fn vms_report_is_byte_identical_on_both_stores() {
 #[test]
 fn pipeline_and_dashboard_are_byte_identical_on_both_stores() {
     let pg = pg_or_skip!();
-    let lite = crate::e2e::build_month_on(None, None);
     let db = pg.new_db();
+    pipeline_parity(pg, &db, &pg.socket_db(&db));
+    let (pgx, _) = pg_env(pg, NOW);
+    dashboard_parity(pgx);
+}
+
+/// The end-to-end month (tests/e2e.rs) on SQLite and on the PostgreSQL
+/// database `db`, reached as `spec`: every report and invoice
+/// byte-identical.
+pub(crate) fn pipeline_parity(pg: &Pg, db: &str, spec: &str) {
+    let lite = crate::e2e::build_month_on(None, None);
     let key = lite.env.path("client.key");
-    let pgx = crate::e2e::build_month_on(Some(&pg.socket_db(&db)), Some(&key));
+    let pgx = crate::e2e::build_month_on(Some(spec), Some(&key));
     // The one input that is not the same in both runs: the command that
     // mb-activity wrapped, whose id is unique per run and whose duration is
     // the wall clock's. Give the PostgreSQL row the SQLite row's, so the
@@ -401,7 +419,7 @@ fn pipeline_and_dashboard_are_byte_identical_on_both_stores() {
         .query("SELECT id, duration_seconds FROM activity_log WHERE activity_type = 'command'");
     assert_eq!(d.len(), 1);
     let (id, secs) = d[0].split_once('|').unwrap();
-    pg.client(&db)
+    pg.client(db)
         .execute(
             "UPDATE activity_log SET id = $1, duration_seconds = $2 \
              WHERE activity_type = 'command'",
@@ -440,12 +458,15 @@ fn pipeline_and_dashboard_are_byte_identical_on_both_stores() {
             stderr(&b)
         );
     }
-    assert_eq!(pg.query(&db, "SELECT count(*) FROM resource_usage"), ["3"]);
-    assert_eq!(pg.query(&db, "SELECT count(*) FROM api_usage"), ["3"]);
+    assert_eq!(pg.query(db, "SELECT count(*) FROM resource_usage"), ["3"]);
+    assert_eq!(pg.query(db, "SELECT count(*) FROM api_usage"), ["3"]);
+}
 
-    // The dashboard's JSON endpoints over the dashboard fixture.
+/// The dashboard fixture in SQLite and in `pgx` (a PostgreSQL database):
+/// every JSON endpoint's response byte-identical, for the whole fleet and
+/// for one customer.
+pub(crate) fn dashboard_parity(pgx: Env) {
     let lite = crate::dashboard::fixture_env();
-    let (pgx, _) = pg_env(pg, NOW);
     let pgx = crate::dashboard::fixture_env_in(pgx);
     let targets = [
         "/api/v1/summary",
@@ -479,7 +500,7 @@ fn pipeline_and_dashboard_are_byte_identical_on_both_stores() {
 
 /// `n` valid api lines for `customer`, ids `PREFIX-i` for i in `from..from+n`,
 /// spread over November (the shape of mb-tokens' lines).
-fn api_lines(prefix: &str, customer: &str, from: usize, n: usize) -> String {
+pub(crate) fn api_lines(prefix: &str, customer: &str, from: usize, n: usize) -> String {
     let mut s = String::with_capacity(n * 520);
     for i in from..from + n {
         let secs = 1_793_491_200 + (i as i64 * 7) % 2_500_000;
@@ -496,7 +517,7 @@ fn api_lines(prefix: &str, customer: &str, from: usize, n: usize) -> String {
     s
 }
 
-fn summary_counts(o: &Output) -> serde_json::Value {
+pub(crate) fn summary_counts(o: &Output) -> serde_json::Value {
     let err = stderr(o);
     let line = err
         .lines()

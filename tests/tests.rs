@@ -11,6 +11,7 @@ mod fuzz_corpus;
 mod ingest;
 mod man;
 mod ops;
+mod pg_bouncer;
 mod pg_store;
 mod pipeline;
 mod postgres;

@@ -38,6 +38,8 @@ const OS_USER: &str = "mbpgtest";
 
 /// How to get PostgreSQL, for the skip message.
 pub const INSTALL_HINT: &str = "apt-get install -y postgresql";
+/// How to get pgbouncer, for the skip message.
+pub const BOUNCER_HINT: &str = "apt-get install -y pgbouncer";
 
 /// A running test cluster.
 pub struct Pg {
@@ -62,6 +64,7 @@ pub struct Pg {
 
 static SHARED: OnceLock<Option<Pg>> = OnceLock::new();
 static NEXT_DB: AtomicU32 = AtomicU32::new(0);
+static NEXT_BOUNCER: AtomicU32 = AtomicU32::new(0);
 
 /// The process's shared server, or None (with a message on stderr) when
 /// PostgreSQL is not installed and this is not CI.
@@ -372,8 +375,12 @@ impl Pg {
         } else {
             format!("{}/pg_ctl", self.bin.display())
         };
+        // pgbouncers started in front of this cluster (Pg::start_bouncer)
+        // leave their pid files in the cluster's directory.
         let script = format!(
             "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+             for f in '{dir}'/bouncer-*/pgbouncer.pid; do \
+               [ -f \"$f\" ] && kill -TERM \"$(cat \"$f\")\" 2>/dev/null; done; \
              {pg_ctl} -D '{data}' -m immediate -w stop >/dev/null 2>&1; rm -rf '{dir}'",
             pid = std::process::id(),
             data = self.data().display(),
@@ -495,4 +502,227 @@ pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     f()
+}
+
+/// A pgbouncer in front of a test cluster, as a fleet would run it: in
+/// transaction mode, so that its few server connections are shared by every
+/// client, one transaction at a time.
+///
+/// It runs as the cluster's unprivileged user (pgbouncer refuses root) in a
+/// directory of the cluster's temp dir, listens on a free loopback port
+/// with TLS (the cluster's certificate for localhost and 127.0.0.1, so mb
+/// connects with its default sslmode=verify-full), authenticates clients
+/// by SCRAM against its own auth file (the superuser's password), and
+/// reaches the server over the unix socket (trust), as a pgbouncer on the
+/// database host does. `server_round_robin` and `min_pool_size` make
+/// consecutive transactions of one client land on different server
+/// connections, so anything a client leaves in a session (a prepared
+/// statement, a `SET`) shows at once rather than by chance. It is stopped
+/// when dropped, and by the cluster's watchdog if the test process dies.
+pub struct Bouncer {
+    /// The listening port on 127.0.0.1.
+    pub port: u16,
+    /// Its directory (config, auth file, log, pid file, unix socket).
+    pub dir: PathBuf,
+    /// A password file for the superuser through this pgbouncer.
+    pub passfile: PathBuf,
+    ca: PathBuf,
+    pool_size: u32,
+}
+
+/// pgbouncer's binary: MB_PGBOUNCER, /usr/sbin/pgbouncer (Debian), or on PATH.
+pub fn find_pgbouncer() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("MB_PGBOUNCER") {
+        return Some(PathBuf::from(p));
+    }
+    let debian = PathBuf::from("/usr/sbin/pgbouncer");
+    if debian.is_file() {
+        return Some(debian);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("pgbouncer"))
+        .find(|p| p.is_file())
+}
+
+/// A pgbouncer in front of `pg` with `pool_size` server connections per
+/// database, or None (with a message) when pgbouncer is not installed or
+/// the server is not the harness's own, and this is not CI.
+pub fn bouncer_or_skip(pg: &Pg, pool_size: u32) -> Option<Bouncer> {
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    match pg.start_bouncer(pool_size) {
+        Ok(b) => Some(b),
+        Err(why) if in_ci => panic!(
+            "CI=true and pgbouncer cannot be started: {why} (.ci/run installs it with: \
+             {BOUNCER_HINT})"
+        ),
+        Err(why) => {
+            eprintln!(
+                "skipping pgbouncer test: {why}. To run the pgbouncer tests, install it \
+                 ({BOUNCER_HINT}; the tests find /usr/sbin/pgbouncer, or set MB_PGBOUNCER)"
+            );
+            None
+        }
+    }
+}
+
+impl Pg {
+    /// Start a pgbouncer in front of this cluster (see [`Bouncer`]).
+    pub fn start_bouncer(&self, pool_size: u32) -> Result<Bouncer, String> {
+        if !self.owned {
+            return Err("MB_TEST_PG names an external server, whose socket and certificate \
+                        the harness does not know"
+                .into());
+        }
+        let exe = find_pgbouncer().ok_or("pgbouncer was not found")?;
+        let dir = self.dir.join(format!(
+            "bouncer-{}",
+            NEXT_BOUNCER.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let auth = dir.join("userlist.txt");
+        std::fs::write(&auth, format!("\"{SUPERUSER}\" \"{SUPERUSER_PASSWORD}\"\n")).unwrap();
+        std::fs::set_permissions(&auth, std::fs::Permissions::from_mode(0o600)).unwrap();
+        if self.as_os_user {
+            chown(&dir)?;
+        }
+        let passfile = dir.join("client.pgpass");
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let ini = dir.join("pgbouncer.ini");
+            std::fs::write(
+                &ini,
+                format!(
+                    "[databases]\n\
+                     * = host={sock} port={server_port}\n\
+                     [pgbouncer]\n\
+                     listen_addr = 127.0.0.1\n\
+                     listen_port = {port}\n\
+                     unix_socket_dir = {dir}\n\
+                     pool_mode = transaction\n\
+                     default_pool_size = {pool_size}\n\
+                     min_pool_size = {pool_size}\n\
+                     server_round_robin = 1\n\
+                     max_client_conn = 500\n\
+                     auth_type = scram-sha-256\n\
+                     auth_file = {auth}\n\
+                     admin_users = {SUPERUSER}\n\
+                     client_tls_sslmode = require\n\
+                     client_tls_cert_file = {cdir}/server.crt\n\
+                     client_tls_key_file = {cdir}/server.key\n\
+                     logfile = {dir}/pgbouncer.log\n\
+                     pidfile = {dir}/pgbouncer.pid\n\
+                     log_connections = 0\n\
+                     log_disconnections = 0\n",
+                    sock = self.socket_dir.display(),
+                    server_port = self.port,
+                    dir = dir.display(),
+                    auth = auth.display(),
+                    cdir = self.dir.display(),
+                ),
+            )
+            .unwrap();
+            let mut c = if self.as_os_user {
+                let mut c = Command::new("runuser");
+                c.args(["-u", OS_USER, "--"]).arg(&exe);
+                c
+            } else {
+                Command::new(&exe)
+            };
+            let out = c
+                .arg("-d")
+                .arg(&ini)
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("{}: {e}", exe.display()))?;
+            let log = || std::fs::read_to_string(dir.join("pgbouncer.log")).unwrap_or_default();
+            if !out.status.success() {
+                last = format!(
+                    "pgbouncer -d failed: {} {}; log: {}",
+                    String::from_utf8_lossy(&out.stderr).trim(),
+                    String::from_utf8_lossy(&out.stdout).trim(),
+                    log().lines().rev().take(5).collect::<Vec<_>>().join(" / ")
+                );
+                continue;
+            }
+            let up = wait_for(Duration::from_secs(20), || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            });
+            if up {
+                Pg::write_pgpass(
+                    &passfile,
+                    &[format!("*:{port}:*:{SUPERUSER}:{SUPERUSER_PASSWORD}")],
+                );
+                return Ok(Bouncer {
+                    port,
+                    dir,
+                    passfile,
+                    ca: self.ca.clone(),
+                    pool_size,
+                });
+            }
+            let b = Bouncer {
+                port,
+                dir: dir.clone(),
+                passfile: passfile.clone(),
+                ca: self.ca.clone(),
+                pool_size,
+            };
+            drop(b);
+            last = format!(
+                "pgbouncer did not listen on 127.0.0.1:{port}; log: {}",
+                log().lines().rev().take(5).collect::<Vec<_>>().join(" / ")
+            );
+        }
+        Err(last)
+    }
+}
+
+impl Bouncer {
+    /// The `--db` URI for `dbname` through this pgbouncer as the superuser:
+    /// TLS verify-full against the test CA, the password from its
+    /// password file.
+    pub fn db(&self, dbname: &str) -> String {
+        format!(
+            "postgresql://{SUPERUSER}@localhost:{}/{dbname}?sslmode=verify-full&sslrootcert={}&passfile={}",
+            self.port,
+            self.ca.display(),
+            self.passfile.display()
+        )
+    }
+
+    /// Server connections per database and user.
+    pub fn pool_size(&self) -> u32 {
+        self.pool_size
+    }
+
+    /// pgbouncer's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("pgbouncer.log")).unwrap_or_default()
+    }
+
+    fn pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.dir.join("pgbouncer.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Bouncer {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid() {
+            // SIGTERM: immediate shutdown (SIGINT would wait for clients).
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+            wait_for(Duration::from_secs(10), || {
+                // SAFETY: as above; signal 0 only checks the process exists.
+                unsafe { libc::kill(pid, 0) != 0 }
+            });
+        }
+    }
 }
