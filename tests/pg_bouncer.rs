@@ -158,7 +158,10 @@ fn a_null_declared_unknown_is_inferred_like_an_unspecified_parameter() {
     )
     .unwrap();
     assert_eq!(
-        pg.query(&db, "SELECT i, s IS NULL, f IS NULL, b IS NULL FROM t ORDER BY i"),
+        pg.query(
+            &db,
+            "SELECT i, s IS NULL, f IS NULL, b IS NULL FROM t ORDER BY i"
+        ),
         ["7|t|t|t", "NULL|t|t|t"]
     );
 }
@@ -272,7 +275,9 @@ fn concurrent_writers_through_pgbouncer_lose_and_double_nothing() {
         dash_reads += 1;
         most_backends = most_backends.max(server_backends(pg, &db));
         for c in children.iter_mut() {
-            if c.as_mut().is_some_and(|ch| ch.try_wait().unwrap().is_some()) {
+            if c.as_mut()
+                .is_some_and(|ch| ch.try_wait().unwrap().is_some())
+            {
                 outs.push(Some(c.take().unwrap().wait_with_output().unwrap()));
             }
         }

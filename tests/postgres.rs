@@ -1068,3 +1068,334 @@ fn tools_refuse_a_bad_certificate_and_a_password_in_db() {
         );
     }
 }
+
+/// A PostgreSQL client program of the test cluster's (pg_dump, psql, ...)
+/// run as this process's user; its output, after requiring exit 0.
+#[track_caller]
+fn pg_tool(pg: &Pg, name: &str, args: &[&str]) -> Output {
+    let o = std::process::Command::new(pg.bin.join(name))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    o
+}
+
+/// docs/postgres.md's backup and restore, step by step: `pg_dump
+/// --format=custom` of a loaded store (customers, api, resource and
+/// activity events, a reprice, invoices), `pg_dumpall --roles-only`, and on a
+/// new server the roles, `pg-setup.sh init`, `pg_restore --no-owner
+/// --role=OWNER --exit-on-error` as the owner, `pg-setup.sh grant`. Every
+/// report, invoice, stripe-meter, events and customer output is
+/// byte-identical before and after, `--as-of` an earlier stamp too; the
+/// row-level security comes back; and ingest continues where the dump
+/// left off: identity rowids and run ids after the restored ones,
+/// `ingested_at` not before the restored clock, re-sent lines duplicates.
+#[test]
+fn pg_dump_and_pg_restore_keep_every_output_and_ingest_continues() {
+    let pg = pg_or_skip!();
+    if !owned(pg) {
+        return;
+    }
+    let Some(new) = pg::private_server() else {
+        return;
+    };
+    let tag = format!("{}_{}", std::process::id(), rand_tag());
+    let (db, owner, vm) = (
+        format!("mbdump_{tag}"),
+        format!("own_{tag}"),
+        format!("vmd_{tag}"),
+    );
+    let as_owner = |p: &Pg| {
+        format!(
+            "host={} port={} user={owner} dbname={db}",
+            p.socket_dir.display(),
+            p.port
+        )
+    };
+    let now = "2026-12-02T12:00:00Z";
+
+    // The store, set up as docs/postgres.md says, and loaded by the owner.
+    pg_setup(pg, &["init", &db, &owner]);
+    let mut env = Env::at(now);
+    env.db = as_owner(pg).into();
+    assert_code(&env.run("mb-ingest", &[], ""), 0);
+    pg_setup(pg, &["grant", &db]);
+    let vm_pass = pg_setup(pg, &["add-vm", &db, &vm, "acme"]);
+    let env = crate::report::setup_in(env);
+    // Unpriced usage from mb-tokens, priced afterwards by a reprice.
+    let o = env.run(
+        "mb-tokens",
+        &[
+            "--customer",
+            "acme",
+            "--vm",
+            "vm-a1",
+            fixture("tokens/reprice.jsonl").to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_code(&o, 1);
+    assert_code(&env.run("mb-ingest", &["-q"], &stdout(&o)), 0);
+    let prices = env.write(
+        "new-prices.json",
+        r#"{"gpt-5.5": {"litellm_provider": "openai", "input_cost_per_token": 5e-06, "output_cost_per_token": 3e-05}}"#,
+    );
+    let o = env.run(
+        "mb-tokens",
+        &["reprice", "--prices", prices.to_str().unwrap()],
+        "",
+    );
+    assert_code(&o, 0);
+    assert!(stdout(&o).starts_with("# 1 rows priced"), "{}", stdout(&o));
+    // A stamp between two ingest runs, for --as-of; then more usage.
+    let stamp = pg.query(&db, "SELECT last_ingested_at FROM mb_clock")[0].clone();
+    std::thread::sleep(Duration::from_millis(20));
+    assert_code(
+        &env.run("mb-ingest", &["-q"], &api_lines("late", "acme", 0, 40)),
+        0,
+    );
+
+    let month = ["--month", "2026-11"];
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        ("mb-report", [&month[..], &["--json"]].concat()),
+        ("mb-report", [&month[..], &["--by-vm", "--csv"]].concat()),
+        (
+            "mb-report",
+            [&month[..], &["--as-of", &stamp, "--json"]].concat(),
+        ),
+        (
+            "mb-report",
+            vec!["series", "--month", "2026-11", "--by", "day", "--csv"],
+        ),
+        (
+            "mb-report",
+            vec![
+                "invoice",
+                "--month",
+                "2026-11",
+                "--usd-eur",
+                "0.92",
+                "--json",
+            ],
+        ),
+        (
+            "mb-report",
+            vec![
+                "invoice",
+                "--month",
+                "2026-11",
+                "--usd-eur",
+                "0.92",
+                "--csv",
+            ],
+        ),
+        (
+            "mb-report",
+            vec![
+                "invoice",
+                "--month",
+                "2026-11",
+                "--usd-eur",
+                "0.92",
+                "--as-of",
+                &stamp,
+                "--csv",
+            ],
+        ),
+        (
+            "mb-report",
+            vec![
+                "stripe-meter",
+                "--month",
+                "2026-11",
+                "--event-name",
+                "llm_tokens",
+            ],
+        ),
+        ("mb-report", vec!["events"]),
+        ("mb-customer", vec!["list", "--json"]),
+        ("mb-customer", vec!["show", "acme", "--json"]),
+    ];
+    let run_all = |spec: &str| -> Vec<Output> {
+        let mut e = Env::at(now);
+        e.db = spec.into();
+        cases
+            .iter()
+            .map(|(bin, args)| e.run(bin, args, ""))
+            .collect()
+    };
+    let before = run_all(&as_owner(pg));
+    for ((bin, args), o) in cases.iter().zip(&before) {
+        assert_code(o, 0);
+        assert!(!o.stdout.is_empty(), "{bin} {args:?}");
+    }
+    // --as-of really cuts: the earlier stamp leaves out the late lines.
+    assert_ne!(before[0].stdout, before[2].stdout);
+    let stored = |p: &Pg, sql: &str| p.query(&db, sql);
+    let state =
+        "SELECT (SELECT max(rowid) FROM api_usage), (SELECT max(run_id) FROM ingest_runs), \
+                 (SELECT last_ingested_at FROM mb_clock), (SELECT count(*) FROM reprice_log), \
+                 (SELECT string_agg(role_name || ':' || customer_id, ',') FROM mb_vm_roles), \
+                 (SELECT count(*) FROM pg_policies), \
+                 (SELECT relrowsecurity FROM pg_class WHERE relname = 'api_usage'), \
+                 (SELECT datacl::text FROM pg_database WHERE datname = current_database())";
+    let state_before = stored(pg, state);
+
+    // The backup, as the owner.
+    let t = tempfile::tempdir().unwrap();
+    let dump = t.path().join("mb.dump");
+    let roles = t.path().join("roles.sql");
+    let dump_s = dump.to_str().unwrap();
+    pg_tool(
+        pg,
+        "pg_dump",
+        &[
+            "--format=custom",
+            &format!("--file={dump_s}"),
+            &as_owner(pg),
+        ],
+    );
+    let list = pg_tool(pg, "pg_restore", &["--list", dump_s]);
+    assert!(
+        stdout(&list).contains("TABLE DATA public api_usage"),
+        "{}",
+        stdout(&list)
+    );
+    pg_tool(
+        pg,
+        "pg_dumpall",
+        &[
+            "--roles-only",
+            &format!("--file={}", roles.display()),
+            &format!("--dbname={}", pg.admin_spec("postgres")),
+        ],
+    );
+
+    // The restore into the new server.
+    pg_tool(
+        &new,
+        "psql",
+        &[
+            "-X",
+            "-q",
+            "-f",
+            roles.to_str().unwrap(),
+            &new.admin_spec("postgres"),
+        ],
+    );
+    pg_setup(&new, &["init", &db, &owner]);
+    pg_tool(
+        &new,
+        "pg_restore",
+        &[
+            &format!("--dbname={}", as_owner(&new)),
+            "--no-owner",
+            &format!("--role={owner}"),
+            "--exit-on-error",
+            dump_s,
+        ],
+    );
+    // The dump brought the row-level security policies and the VM mapping
+    // back, but not the database's own privileges (pg_dump writes those
+    // only for --create): `grant` puts them back.
+    let fields =
+        |p: &Pg| -> Vec<String> { stored(p, state)[0].split('|').map(str::to_string).collect() };
+    let (was, now_is) = (fields(pg), fields(&new));
+    assert_eq!(was[4..7], now_is[4..7]);
+    assert_eq!(now_is[7], "NULL");
+    pg_setup(&new, &["grant", &db]);
+
+    let after = run_all(&as_owner(&new));
+    for (((bin, args), a), b) in cases.iter().zip(&before).zip(&after) {
+        assert_eq!(
+            a.status.code(),
+            b.status.code(),
+            "{bin} {args:?}: {}",
+            stderr(b)
+        );
+        assert!(
+            a.stdout == b.stdout,
+            "{bin} {args:?}: differs after the restore at {}",
+            first_diff(&stdout(a), &stdout(b))
+        );
+    }
+    // The counters, the clock, the reprice audit, the VM mapping, the
+    // policies and the database's privileges came back as they were.
+    assert_eq!(stored(&new, state), state_before);
+
+    // Ingest continues: re-sent lines are duplicates, new ones follow.
+    let mut e = Env::at(now);
+    e.db = as_owner(&new).into();
+    let o = e.run(
+        "mb-ingest",
+        &[
+            "--summary",
+            "json",
+            fixture("report/events.jsonl").to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_code(&o, 0);
+    let s = summary_counts(&o);
+    assert_eq!(
+        (s["inserted"].as_u64(), s["duplicates"].as_u64()),
+        (Some(0), Some(15)),
+        "{s}"
+    );
+    let o = e.run(
+        "mb-ingest",
+        &["--summary", "json"],
+        &api_lines("late", "acme", 20, 40),
+    );
+    assert_code(&o, 0);
+    let s = summary_counts(&o);
+    assert_eq!(
+        (s["inserted"].as_u64(), s["duplicates"].as_u64()),
+        (Some(20), Some(20)),
+        "{s}"
+    );
+    let old: Vec<&str> = state_before[0].split('|').collect();
+    assert_eq!(
+        stored(
+            &new,
+            &format!(
+                "SELECT min(rowid) > {rowid}, min(run_id) > {run}, min(ingested_at) >= '{clock}', \
+                 count(*) FROM api_usage WHERE run_id > {run}",
+                rowid = old[0],
+                run = old[1],
+                clock = old[2]
+            )
+        ),
+        ["t|t|t|20"]
+    );
+
+    // The VM's login (its role and password from roles.sql) reaches only
+    // its customer's rows on the new server: the policies came back.
+    let line = vm_pass
+        .trim()
+        .replacen(&format!(":{}:", pg.port), &format!(":{}:", new.port), 1);
+    let passfile = t.path().join("pgpass");
+    Pg::write_pgpass(&passfile, &[line]);
+    let mut c = pgconn::connect(&format!(
+        "{}&passfile={}",
+        new.tcp_db(&db, &vm),
+        passfile.display()
+    ))
+    .unwrap();
+    let seen: Vec<String> = c
+        .query("SELECT DISTINCT customer_id FROM api_usage", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(seen, ["acme"]);
+    assert_eq!(
+        stored(
+            &new,
+            "SELECT count(DISTINCT customer_id) > 1 FROM api_usage"
+        ),
+        ["t"]
+    );
+}

@@ -570,9 +570,11 @@ impl Pg {
     /// Start a pgbouncer in front of this cluster (see [`Bouncer`]).
     pub fn start_bouncer(&self, pool_size: u32) -> Result<Bouncer, String> {
         if !self.owned {
-            return Err("MB_TEST_PG names an external server, whose socket and certificate \
+            return Err(
+                "MB_TEST_PG names an external server, whose socket and certificate \
                         the harness does not know"
-                .into());
+                    .into(),
+            );
         }
         let exe = find_pgbouncer().ok_or("pgbouncer was not found")?;
         let dir = self.dir.join(format!(
