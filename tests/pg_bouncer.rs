@@ -21,7 +21,8 @@ use crate::util::*;
 /// connections pgbouncer hands out: each connection's pid, and anything a
 /// client kept in a session beyond its transaction (named prepared
 /// statements, open cursors, session settings, LISTEN channels), plus
-/// temporary tables and advisory locks of any session of the database.
+/// temporary tables and advisory locks of any session of the database
+/// (pg_locks is the cluster's: only this database's locks count).
 /// Asked with the simple query protocol (no statement of its own), once
 /// per transaction, enough times to meet every server connection.
 fn leftovers(b: &Bouncer, dbname: &str) -> (BTreeSet<String>, Vec<String>) {
@@ -40,7 +41,8 @@ fn leftovers(b: &Bouncer, dbname: &str) -> (BTreeSet<String>, Vec<String>) {
                   'IntervalStyle')), \
                  (SELECT string_agg(c, ',') FROM pg_listening_channels() c), \
                  (SELECT string_agg(relname, ',') FROM pg_class WHERE relpersistence = 't'), \
-                 (SELECT string_agg(objid::text, ',') FROM pg_locks WHERE locktype = 'advisory')",
+                 (SELECT string_agg(objid::text, ',') FROM pg_locks WHERE locktype = 'advisory' \
+                  AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
             )
             .unwrap();
         for m in rows {

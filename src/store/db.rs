@@ -2,17 +2,31 @@
 //! the few operations the store's submodules need (execute, query with a
 //! row closure, batches, explicit transactions).
 //!
-//! PostgreSQL statements are never prepared by name: each runs as the
-//! protocol's unnamed statement (Parse, Bind, Execute and Sync in one round
-//! trip, `query_typed`), with every parameter's type declared from its
-//! [`Value`]. A named statement lives in the server session, and behind a
-//! pooler in transaction mode (pgbouncer before 1.21, or any pooler without
-//! prepared-statement tracking) the session is whichever server connection
-//! the pooler hands out: a statement prepared on one is missing on the next
-//! (`prepared statement "s3" does not exist`), and two clients, each naming
-//! its statements s0, s1, ... from its own counter, collide on one
-//! (`prepared statement "s0" already exists`). Unnamed statements keep
-//! nothing in the session, so mb works behind any pooler (docs/postgres.md).
+//! PostgreSQL statements keep nothing in the server session beyond the
+//! transaction that runs them. A named prepared statement lives in the
+//! session, and behind a pooler in transaction mode (pgbouncer before 1.21,
+//! or any pooler without prepared-statement tracking) the session is
+//! whichever server connection the pooler hands out for each transaction: a
+//! statement prepared on one is missing on the next (`prepared statement
+//! "s3" does not exist`), and two clients, each naming its statements s0,
+//! s1, ... from its own counter, collide on one (`prepared statement "s0"
+//! already exists`). So:
+//!
+//! - outside a transaction, a statement runs as the protocol's unnamed
+//!   statement (Parse, Bind, Execute and Sync in one round trip,
+//!   `query_typed`), with every parameter's type declared from its
+//!   [`Value`];
+//! - inside a transaction ([`Tx`]), where the pooler keeps the client on
+//!   one server connection, each statement text is prepared by name once
+//!   (with the same declared types) and reused, which spares the server
+//!   parsing and planning it again for every event of a batch; all of them
+//!   are closed before the `COMMIT` or `ROLLBACK` is sent (the protocol's
+//!   Close, which the server honours even in a failed transaction), so none
+//!   outlives the transaction.
+//!
+//! mb therefore works behind any pooler in transaction mode
+//! (docs/postgres.md; tests/pg_bouncer.rs checks that no server connection
+//! is left holding a statement).
 //!
 //! Every statement of mb is written once, in the SQL both engines run:
 //!
@@ -36,7 +50,9 @@
 //! module; nothing here knows a table.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{private::BytesMut, IsNull, ToSql, Type};
@@ -401,6 +417,12 @@ impl Col for Option<Vec<u8>> {
 /// doc).
 pub struct Pg {
     client: RefCell<postgres::Client>,
+    /// Each statement text in PostgreSQL's dialect, translated once (the
+    /// texts are mb's own, a bounded set; nothing of the server's).
+    dialect: RefCell<HashMap<String, Arc<str>>>,
+    /// The statements prepared by name in the open transaction, by text and
+    /// parameter types; None outside a transaction (see the module doc).
+    tx_stmts: RefCell<Option<HashMap<(Arc<str>, Vec<Type>), postgres::Statement>>>,
     /// Whether COPY straight into the usage tables works for this role
     /// (not under row-level security; see [`super::copy`]).
     pub direct_copy: std::cell::Cell<Option<bool>>,
@@ -488,6 +510,8 @@ impl Pg {
     pub fn new(client: postgres::Client) -> Pg {
         Pg {
             client: RefCell::new(client),
+            dialect: RefCell::new(HashMap::new()),
+            tx_stmts: RefCell::new(None),
             direct_copy: std::cell::Cell::new(None),
         }
     }
@@ -499,15 +523,102 @@ impl Pg {
             .map_err(|_| DbError::Other("the connection is busy with another query".into()))
     }
 
-    /// Every row of `sql` (a `?N` text) run as an unnamed statement with
-    /// the given parameter types.
+    /// `sql` (a `?N` text) in PostgreSQL's dialect ([`translate`]d once).
+    fn sql(&self, sql: &str) -> Arc<str> {
+        if let Some(t) = self.dialect.borrow().get(sql) {
+            return t.clone();
+        }
+        let t: Arc<str> = translate(sql).into();
+        self.dialect.borrow_mut().insert(sql.to_owned(), t.clone());
+        t
+    }
+
+    /// How `sql` (a `?N` text) with parameters of `types` runs: by name
+    /// inside a transaction (prepared on first use), else unnamed.
+    fn prep(&self, sql: &str, types: &[Type]) -> DbResult<Prep> {
+        let text = self.sql(sql);
+        let mut scope = self.tx_stmts.borrow_mut();
+        let Some(stmts) = scope.as_mut() else {
+            return Ok(Prep::Unnamed(text));
+        };
+        let key = (text, types.to_vec());
+        if let Some(st) = stmts.get(&key) {
+            return Ok(Prep::Named(st.clone()));
+        }
+        let st = self.client()?.prepare_typed(&key.0, types)?;
+        stmts.insert(key, st.clone());
+        Ok(Prep::Named(st))
+    }
+
+    /// A transaction has begun: statements may be prepared by name.
+    fn begin_tx(&self) {
+        *self.tx_stmts.borrow_mut() = Some(HashMap::new());
+    }
+
+    /// The transaction is about to end: close every statement it prepared
+    /// (dropping the last handle queues the protocol's Close, sent before
+    /// whatever is sent next, the `COMMIT` or `ROLLBACK`).
+    fn end_tx(&self) {
+        self.tx_stmts.borrow_mut().take();
+    }
+
+    /// Run `sql` (a `?N` text) with typed parameters; the rows it changed.
+    fn execute_typed(&self, sql: &str, params: &[(&(dyn ToSql + Sync), Type)]) -> DbResult<u64> {
+        let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
+        Ok(match self.prep(sql, &types)? {
+            Prep::Named(st) => {
+                let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(v, _)| *v).collect();
+                self.client()?.execute(&st, &refs)?
+            }
+            Prep::Unnamed(text) => self.client()?.execute_typed(&text, params)?,
+        })
+    }
+
+    /// Every row of `sql` (a `?N` text) with typed parameters.
     pub fn query_typed(
         &self,
         sql: &str,
         params: &[(&(dyn ToSql + Sync), Type)],
     ) -> DbResult<Vec<postgres::Row>> {
-        Ok(self.client()?.query_typed(&translate(sql), params)?)
+        let mut out = Vec::new();
+        self.query_each_typed(sql, params, |r| {
+            out.push(r.clone());
+            Ok(true)
+        })?;
+        Ok(out)
     }
+
+    /// Call `f` on each row of `sql` (a `?N` text) with typed parameters,
+    /// while they are read; stop at the first error, or after the first row
+    /// when `f` returns false.
+    fn query_each_typed(
+        &self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+        mut f: impl FnMut(&postgres::Row) -> DbResult<bool>,
+    ) -> DbResult<()> {
+        let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
+        let prep = self.prep(sql, &types)?;
+        let mut client = self.client()?;
+        let mut rows = match &prep {
+            Prep::Named(st) => client.query_raw(st, params.iter().map(|(v, _)| *v))?,
+            Prep::Unnamed(text) => client.query_typed_raw(text, params.iter().cloned())?,
+        };
+        while let Some(r) = rows.next()? {
+            if !f(&r)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How a PostgreSQL statement runs (see [`Pg::prep`]).
+enum Prep {
+    /// Prepared by name in the open transaction.
+    Named(postgres::Statement),
+    /// The unnamed statement, with this text.
+    Unnamed(Arc<str>),
 }
 
 impl Db {
@@ -534,9 +645,7 @@ impl Db {
                 Ok(c.prepare_cached(sql)?
                     .execute(rusqlite::params_from_iter(params))? as u64)
             }
-            Db::Pg(p) => Ok(p
-                .client()?
-                .execute_typed(&translate(sql), &pg_params(params))?),
+            Db::Pg(p) => p.execute_typed(sql, &pg_params(params)),
         }
     }
 
@@ -619,7 +728,7 @@ impl Db {
                 let sql = format!("{head} SELECT * FROM unnest({}) {tail}", casts.join(", "));
                 let refs: Vec<(&(dyn ToSql + Sync), Type)> =
                     cols.iter().map(|(b, t)| (b.as_ref(), t.clone())).collect();
-                p.client()?.execute_typed(&translate(&sql), &refs)?;
+                p.execute_typed(&sql, &refs)?;
                 Ok(())
             }
         }
@@ -650,14 +759,10 @@ impl Db {
                 }
                 Ok(())
             }
-            Db::Pg(p) => {
-                let mut client = p.client()?;
-                let mut rows = client.query_typed_raw(&translate(sql), pg_params(params))?;
-                while let Some(r) = rows.next()? {
-                    f(&Row::Pg(&r))?;
-                }
-                Ok(())
-            }
+            Db::Pg(p) => p.query_each_typed(sql, &pg_params(params), |r| {
+                f(&Row::Pg(r))?;
+                Ok(true)
+            }),
         }
     }
 
@@ -694,12 +799,13 @@ impl Db {
             }
             Db::Pg(p) => {
                 // The first row, like SQLite's query_row (the client's
-                // query_opt fails on a second one).
-                let row = {
-                    let mut client = p.client()?;
-                    let mut rows = client.query_typed_raw(&translate(sql), pg_params(params))?;
-                    rows.next()?
-                };
+                // query_opt fails on a second one); `f` runs after the
+                // connection is free again.
+                let mut row = None;
+                p.query_each_typed(sql, &pg_params(params), |r| {
+                    row = Some(r.clone());
+                    Ok(false)
+                })?;
                 match row {
                     Some(r) => Ok(Some(f(&Row::Pg(&r))?)),
                     None => Ok(None),
@@ -735,7 +841,20 @@ pub struct Tx<'a> {
 impl<'a> Tx<'a> {
     /// A transaction already begun on `db`.
     pub(crate) fn begun(db: &'a Db) -> Tx<'a> {
+        if let Some(p) = db.pg() {
+            p.begin_tx();
+        }
         Tx { db, open: true }
+    }
+
+    /// Send `sql` (COMMIT or ROLLBACK), after closing the statements the
+    /// transaction prepared.
+    fn end(&mut self, sql: &str) -> DbResult<()> {
+        self.open = false;
+        if let Some(p) = self.db.pg() {
+            p.end_tx();
+        }
+        self.db.batch(sql)
     }
 
     /// The connection.
@@ -745,21 +864,19 @@ impl<'a> Tx<'a> {
 
     /// Commit.
     pub fn commit(mut self) -> DbResult<()> {
-        self.open = false;
-        self.db.batch("COMMIT")
+        self.end("COMMIT")
     }
 
     /// Roll back.
     pub fn rollback(mut self) -> DbResult<()> {
-        self.open = false;
-        self.db.batch("ROLLBACK")
+        self.end("ROLLBACK")
     }
 }
 
 impl Drop for Tx<'_> {
     fn drop(&mut self) {
         if self.open {
-            let _ = self.db.batch("ROLLBACK");
+            let _ = self.end("ROLLBACK");
         }
     }
 }
