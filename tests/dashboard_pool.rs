@@ -134,7 +134,10 @@ fn many_requests_share_a_bounded_set_of_kept_connections() {
     )
     .is_empty()));
     let bad = load(&s, 8, 6);
-    assert!(bad.is_empty(), "after the backends were terminated: {bad:?}");
+    assert!(
+        bad.is_empty(),
+        "after the backends were terminated: {bad:?}"
+    );
     let r = get(&s, "/healthz");
     assert_eq!((r.status, r.body.as_str()), (200, "ok\n"));
     assert!(backends(pg, &db, &app).len() <= BOUND);

@@ -200,6 +200,16 @@ mod tests {
     use super::*;
     use std::cell::Cell;
 
+    /// The value under "k": the number of computations so far.
+    fn counted(cache: &Cache, calls: &Cell<i32>) -> Arc<i32> {
+        cache
+            .get("k".into(), || {
+                calls.set(calls.get() + 1);
+                Ok::<_, crate::error::Error>(calls.get())
+            })
+            .unwrap()
+    }
+
     #[test]
     fn a_commit_by_another_connection_empties_the_cache() {
         let dir = tempfile::tempdir().unwrap();
@@ -207,14 +217,7 @@ mod tests {
         let mut w = Store::open(&db, Mode::ReadWrite).unwrap();
         let cache = Cache::new(db.as_path().into());
         let calls = Cell::new(0);
-        let get = || {
-            cache
-                .get("k".into(), || {
-                    calls.set(calls.get() + 1);
-                    Ok::<_, crate::error::Error>(calls.get())
-                })
-                .unwrap()
-        };
+        let get = || counted(&cache, &calls);
         assert_eq!(*get(), 1);
         assert_eq!(*get(), 1, "unchanged database: served from the cache");
         // An empty transaction changes nothing; a real write does.
@@ -234,14 +237,7 @@ mod tests {
         Store::open(&db, Mode::ReadWrite).unwrap();
         let cache = Cache::new(db.as_path().into());
         let calls = Cell::new(0);
-        let get = || {
-            cache
-                .get("k".into(), || {
-                    calls.set(calls.get() + 1);
-                    Ok::<_, crate::error::Error>(calls.get())
-                })
-                .unwrap()
-        };
+        let get = || counted(&cache, &calls);
         assert_eq!(*get(), 1);
         // A restore renames another file into place: its counter is not
         // comparable with the old file's, so the probe reopens and the

@@ -325,7 +325,11 @@ mod tests {
     fn a_discarded_store_is_closed_with_the_idle_ones() {
         let (_d, db) = db();
         let pool = Pool::new(db, 4, 1024);
-        drop((pool.get().unwrap(), pool.get().unwrap(), pool.get().unwrap()));
+        drop((
+            pool.get().unwrap(),
+            pool.get().unwrap(),
+            pool.get().unwrap(),
+        ));
         assert_eq!(pool.counts(), (3, 3, 3));
         let s = pool.get().unwrap();
         assert!(s.healthy());

@@ -7,9 +7,9 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{params, Connection, Statement};
+use rusqlite::{params, params_from_iter, Connection, Statement};
 
-use super::db::{vals, Db, DbError, DbResult, Row, Value};
+use super::db::{vals, Db, DbError, DbResult, Row, ToValue, Value};
 use crate::events::{bounds, Activity, Api, Body, Event, Header, Kind, Resource, SampleStatus};
 use crate::time;
 
@@ -64,9 +64,10 @@ const ACTIVITY_INSERT: &str =
 /// SQLite's prepared insert statements for one transaction. Preparing once
 /// per batch (rather than `prepare_cached` per row, which hashes the SQL
 /// text each time) is a measurable share of ingest throughput, so SQLite's
-/// insert path binds rusqlite statements directly instead of going through
-/// the layer's values; everything else (bounds, rollups, read-back) is the
-/// layer's SQL, shared with PostgreSQL.
+/// insert path binds rusqlite statements directly; resource and activity
+/// rows bind the same value lists as PostgreSQL ([`resource_values`],
+/// [`activity_values`]). Everything else (bounds, rollups, read-back) is
+/// the layer's SQL, shared with PostgreSQL.
 pub(crate) struct SqliteInserter<'c> {
     conn: &'c Connection,
     api: Option<Statement<'c>>,
@@ -143,54 +144,10 @@ impl<'c> SqliteInserter<'c> {
                 ingested_at,
                 run_id
             ])?,
-            Body::Resource(r) => {
-                stmt(conn, &mut self.resource, RESOURCE_INSERT)?.execute(params![
-                    h.id,
-                    ts_ns(h),
-                    h.customer_id,
-                    h.vm_id,
-                    r.interval_seconds,
-                    r.status.as_str(),
-                    json_list(&r.flags),
-                    r.boot_id,
-                    i(r.seq),
-                    r.cpu_percent,
-                    oi(r.cpu_busy_ticks),
-                    oi(r.cpu_total_ticks),
-                    oi(r.ncpu),
-                    oi(r.clk_tck),
-                    r.memory_percent,
-                    oi(r.memory_used_bytes),
-                    oi(r.memory_total_bytes),
-                    oi(r.disk_used_bytes),
-                    oi(r.disk_total_bytes),
-                    oi(r.net_in_bytes),
-                    oi(r.net_out_bytes),
-                    oi(r.cpu_busy_ticks_cum),
-                    oi(r.cpu_total_ticks_cum),
-                    oi(r.net_in_bytes_cum),
-                    oi(r.net_out_bytes_cum),
-                    json_list(&r.errors),
-                    ingested_at,
-                    run_id
-                ])?
-            }
-            Body::Activity(a) => {
-                stmt(conn, &mut self.activity, ACTIVITY_INSERT)?.execute(params![
-                    h.id,
-                    ts_ns(h),
-                    h.customer_id,
-                    h.vm_id,
-                    a.activity_type,
-                    a.pattern_name,
-                    a.command,
-                    a.duration_seconds,
-                    a.exit_code,
-                    a.user,
-                    ingested_at,
-                    run_id
-                ])?
-            }
+            Body::Resource(r) => stmt(conn, &mut self.resource, RESOURCE_INSERT)?
+                .execute(params_from_iter(resource_values(h, r, ingested_at, run_id)))?,
+            Body::Activity(a) => stmt(conn, &mut self.activity, ACTIVITY_INSERT)?
+                .execute(params_from_iter(activity_values(h, a, ingested_at, run_id)))?,
         };
         if n == 1 {
             match &ev.body {
@@ -257,6 +214,83 @@ pub(crate) fn api_values(h: &Header, a: &Api, ingested_at: &str, run_id: i64) ->
     .to_vec()
 }
 
+/// A usage row's parameters: the header's id, time, customer and VM, the
+/// kind's own `body` columns, then `ingested_at` and `run_id` (the layout of
+/// every usage table's insert). Built as owned values once, without the
+/// intermediate slice `vals!` makes.
+fn row_values<const N: usize>(
+    h: &Header,
+    body: [Value; N],
+    ingested_at: &str,
+    run_id: i64,
+) -> Vec<Value> {
+    let mut v = Vec::with_capacity(N + 6);
+    v.extend([
+        h.id.to_value(),
+        ts_ns(h).to_value(),
+        h.customer_id.to_value(),
+        h.vm_id.to_value(),
+    ]);
+    v.extend(body);
+    v.extend([ingested_at.to_value(), run_id.to_value()]);
+    v
+}
+
+/// The parameters of a resource row, in [`RESOURCE_INSERT`]'s order: the
+/// one list both backends bind (SQLite's prepared statement, the layer's
+/// statement on PostgreSQL).
+pub(crate) fn resource_values(
+    h: &Header,
+    r: &Resource,
+    ingested_at: &str,
+    run_id: i64,
+) -> Vec<Value> {
+    let body = [
+        r.interval_seconds.to_value(),
+        r.status.as_str().to_value(),
+        Value::Text(json_list(&r.flags)),
+        r.boot_id.to_value(),
+        i(r.seq).to_value(),
+        r.cpu_percent.to_value(),
+        oi(r.cpu_busy_ticks).to_value(),
+        oi(r.cpu_total_ticks).to_value(),
+        oi(r.ncpu).to_value(),
+        oi(r.clk_tck).to_value(),
+        r.memory_percent.to_value(),
+        oi(r.memory_used_bytes).to_value(),
+        oi(r.memory_total_bytes).to_value(),
+        oi(r.disk_used_bytes).to_value(),
+        oi(r.disk_total_bytes).to_value(),
+        oi(r.net_in_bytes).to_value(),
+        oi(r.net_out_bytes).to_value(),
+        oi(r.cpu_busy_ticks_cum).to_value(),
+        oi(r.cpu_total_ticks_cum).to_value(),
+        oi(r.net_in_bytes_cum).to_value(),
+        oi(r.net_out_bytes_cum).to_value(),
+        Value::Text(json_list(&r.errors)),
+    ];
+    row_values(h, body, ingested_at, run_id)
+}
+
+/// The parameters of an activity row, in [`ACTIVITY_INSERT`]'s order (see
+/// [`resource_values`]).
+pub(crate) fn activity_values(
+    h: &Header,
+    a: &Activity,
+    ingested_at: &str,
+    run_id: i64,
+) -> Vec<Value> {
+    let body = [
+        a.activity_type.to_value(),
+        a.pattern_name.to_value(),
+        a.command.to_value(),
+        a.duration_seconds.to_value(),
+        a.exit_code.to_value(),
+        a.user.to_value(),
+    ];
+    row_values(h, body, ingested_at, run_id)
+}
+
 /// Store one resource or activity event through the layer (PostgreSQL;
 /// these kinds come a few per VM and minute, so one statement per row is
 /// plenty), with the resource rollup's hook. `RETURNING rowid` tells a
@@ -278,54 +312,12 @@ pub(crate) fn insert_row(
         )?,
         Body::Resource(r) => db.query_opt(
             &format!("{RESOURCE_INSERT} RETURNING rowid"),
-            vals![
-                h.id,
-                ts_ns(h),
-                h.customer_id,
-                h.vm_id,
-                r.interval_seconds,
-                r.status.as_str(),
-                json_list(&r.flags),
-                r.boot_id,
-                i(r.seq),
-                r.cpu_percent,
-                oi(r.cpu_busy_ticks),
-                oi(r.cpu_total_ticks),
-                oi(r.ncpu),
-                oi(r.clk_tck),
-                r.memory_percent,
-                oi(r.memory_used_bytes),
-                oi(r.memory_total_bytes),
-                oi(r.disk_used_bytes),
-                oi(r.disk_total_bytes),
-                oi(r.net_in_bytes),
-                oi(r.net_out_bytes),
-                oi(r.cpu_busy_ticks_cum),
-                oi(r.cpu_total_ticks_cum),
-                oi(r.net_in_bytes_cum),
-                oi(r.net_out_bytes_cum),
-                json_list(&r.errors),
-                ingested_at,
-                run_id
-            ],
+            &resource_values(h, r, ingested_at, run_id),
             |r| r.get(0),
         )?,
         Body::Activity(a) => db.query_opt(
             &format!("{ACTIVITY_INSERT} RETURNING rowid"),
-            vals![
-                h.id,
-                ts_ns(h),
-                h.customer_id,
-                h.vm_id,
-                a.activity_type,
-                a.pattern_name,
-                a.command,
-                a.duration_seconds,
-                a.exit_code,
-                a.user,
-                ingested_at,
-                run_id
-            ],
+            &activity_values(h, a, ingested_at, run_id),
             |r| r.get(0),
         )?,
     };
