@@ -36,7 +36,7 @@ fn oi(v: Option<u64>) -> Option<i64> {
     v.map(i)
 }
 
-fn ts_ns(h: &Header) -> i64 {
+pub(crate) fn ts_ns(h: &Header) -> i64 {
     time::to_unix_nanos(&h.ts).unwrap_or(i64::MAX)
 }
 
@@ -355,6 +355,19 @@ pub(crate) fn insert_row(
 /// - price fields of a row `mb-tokens reprice` priced: the stored row is
 ///   priced, the re-read line (priced by the table of its day) is not.
 pub(crate) fn same_content(db: &Db, stored: &Event, ev: &Event) -> DbResult<bool> {
+    same_content_if(stored, ev, || {
+        crate::store::Store::was_repriced(db, &stored.header.id)
+    })
+}
+
+/// [`same_content`] with the reprice check given: `repriced` says whether
+/// `stored`'s id was priced by `mb-tokens reprice` (asked only when it
+/// matters).
+pub(crate) fn same_content_if(
+    stored: &Event,
+    ev: &Event,
+    repriced: impl FnOnce() -> DbResult<bool>,
+) -> DbResult<bool> {
     if stored == ev {
         return Ok(true);
     }
@@ -366,7 +379,7 @@ pub(crate) fn same_content(db: &Db, stored: &Event, ev: &Event) -> DbResult<bool
         e.client.clone_from(&s.client);
     }
     if s.priced && !e.priced && e.cost_nusd.is_none() && e.price_key.is_none() {
-        if !crate::store::Store::was_repriced(db, &stored.header.id)? {
+        if !repriced()? {
             return Ok(false);
         }
         e.priced = true;
@@ -435,8 +448,29 @@ impl ApiRollup {
     /// the line's stay within the bounds. Every value being bounded by
     /// validation, none of these sums can overflow.
     pub(crate) fn admits(&mut self, db: &Db, h: &Header, a: &Api) -> DbResult<bool> {
+        let key = self.hour_key(h);
+        self.admits_with(db, h, a, key, (0, 0))
+    }
+
+    /// The (customer, hour) key of `h` in [`ApiRollup::admits_with`]'s
+    /// `extra`.
+    pub(crate) fn hour_key(&mut self, h: &Header) -> (u32, i64) {
         let ts = ts_ns(h);
-        let key = (self.intern(&h.customer_id), ts - ts.rem_euclid(HOUR_NS));
+        (self.intern(&h.customer_id), ts - ts.rem_euclid(HOUR_NS))
+    }
+
+    /// [`ApiRollup::admits`], given `h`'s [`ApiRollup::hour_key`], with
+    /// `extra` (tokens, nano-USD) more already decided for the hour but not
+    /// yet added (PostgreSQL's batch adds its rows only once they are
+    /// stored).
+    pub(crate) fn admits_with(
+        &mut self,
+        db: &Db,
+        h: &Header,
+        a: &Api,
+        key: (u32, i64),
+        extra: (i64, i64),
+    ) -> DbResult<bool> {
         let (tokens, nusd) = match self.hours.get(&key) {
             Some(v) => *v,
             None => {
@@ -455,10 +489,12 @@ impl ApiRollup {
                 v
             }
         };
-        let line_tokens = i(a.total_tokens());
-        let line_nusd = a.cost_nusd.unwrap_or(0);
-        Ok(tokens <= bounds::MAX_HOUR_TOKENS - line_tokens
-            && nusd <= bounds::MAX_HOUR_NUSD - line_nusd)
+        let line_tokens = i(a.total_tokens()).saturating_add(extra.0);
+        let line_nusd = a.cost_nusd.unwrap_or(0).saturating_add(extra.1);
+        Ok(
+            tokens <= bounds::MAX_HOUR_TOKENS.saturating_sub(line_tokens)
+                && nusd <= bounds::MAX_HOUR_NUSD.saturating_sub(line_nusd),
+        )
     }
 
     /// The (customer, hour) keys of `evs` whose stored totals
