@@ -189,6 +189,19 @@ pub(crate) fn get(s: &Server, target: &str) -> Resp {
     request(&s.addr, "GET", target, &[])
 }
 
+impl Server {
+    /// The `host:port` it listens on (for clients on other threads: a
+    /// Server is not Sync).
+    pub(crate) fn addr(&self) -> &str {
+        &self.addr
+    }
+}
+
+/// GET `target` from the server at `addr`.
+pub(crate) fn get_from(addr: &str, target: &str) -> Resp {
+    request(addr, "GET", target, &[])
+}
+
 #[test]
 fn page_shows_the_customers_month_with_charts_and_escaping() {
     let env = fixture_env();

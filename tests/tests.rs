@@ -6,6 +6,7 @@ mod util;
 mod activity;
 mod customer;
 mod dashboard;
+mod dashboard_pool;
 mod e2e;
 mod fuzz_corpus;
 mod ingest;

@@ -10,7 +10,11 @@
 //! nothing stale is ever served; a figure that is computed while a commit
 //! lands is stored under the older counter and recomputed on the next
 //! request. Entries are few (one per period, customer and view asked) and
-//! capped; when the counter cannot be read, nothing is cached.
+//! capped; when the counter cannot be read, nothing is cached. The probe
+//! connection is reopened when SQLite's path names another file (a restore
+//! renamed into place: the old file's counter would never move again) and
+//! closed after [`super::pool::MAX_IDLE`] unused ([`Cache::reap`]), so a
+//! quiet dashboard holds no PostgreSQL connection.
 //!
 //! One computation per key at a time: requests that miss while the same
 //! key is being computed wait for it instead of computing it again (after
@@ -21,7 +25,9 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::collections::HashSet;
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
+use super::pool::FileId;
 use crate::store::{Mode, Store};
 
 /// Most entries kept; reaching it empties the cache (a burst of distinct
@@ -33,10 +39,18 @@ type Value = Arc<dyn Any + Send + Sync>;
 /// The cache of one database.
 pub struct Cache {
     db: crate::store::DbSpec,
-    probe: Mutex<Option<Store>>,
+    probe: Mutex<Option<Probe>>,
     entries: Mutex<Entries>,
     /// Signalled when a computation ends.
     done: Condvar,
+}
+
+/// The kept connection that reads the change counter.
+struct Probe {
+    store: Store,
+    /// The SQLite file it opened (read before opening).
+    file: Option<FileId>,
+    used: Instant,
 }
 
 #[derive(Default)]
@@ -62,20 +76,46 @@ impl Cache {
     /// after an error); None when it cannot be read.
     fn version(&self) -> Option<i64> {
         let mut probe = self.probe.lock().unwrap_or_else(|p| p.into_inner());
+        if probe
+            .as_ref()
+            .is_some_and(|p| p.file.is_some() && FileId::of(&self.db) != p.file)
+        {
+            *probe = None;
+        }
         if probe.is_none() {
-            *probe = Store::open(&self.db, Mode::ReadOnly).ok();
+            let file = FileId::of(&self.db);
+            *probe = Store::open(&self.db, Mode::ReadOnly)
+                .ok()
+                .map(|store| Probe {
+                    store,
+                    file,
+                    used: Instant::now(),
+                });
             // A new connection counts from its own start: what was cached
             // under the old connection's numbers must not match them.
             let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
             e.map.clear();
             e.version = None;
         }
-        match probe.as_ref().map(Store::data_version) {
+        let v = probe.as_mut().map(|p| {
+            p.used = Instant::now();
+            p.store.data_version()
+        });
+        match v {
             Some(Ok(v)) => Some(v),
             _ => {
                 *probe = None;
                 None
             }
+        }
+    }
+
+    /// Close the probe connection if unused for `max_idle` (the next
+    /// request reopens it, and recomputes what it asks).
+    pub fn reap(&self, max_idle: Duration) {
+        let mut probe = self.probe.lock().unwrap_or_else(|p| p.into_inner());
+        if probe.as_ref().is_some_and(|p| p.used.elapsed() >= max_idle) {
+            *probe = None;
         }
     }
 
@@ -160,6 +200,16 @@ mod tests {
     use super::*;
     use std::cell::Cell;
 
+    /// The value under "k": the number of computations so far.
+    fn counted(cache: &Cache, calls: &Cell<i32>) -> Arc<i32> {
+        cache
+            .get("k".into(), || {
+                calls.set(calls.get() + 1);
+                Ok::<_, crate::error::Error>(calls.get())
+            })
+            .unwrap()
+    }
+
     #[test]
     fn a_commit_by_another_connection_empties_the_cache() {
         let dir = tempfile::tempdir().unwrap();
@@ -167,14 +217,7 @@ mod tests {
         let mut w = Store::open(&db, Mode::ReadWrite).unwrap();
         let cache = Cache::new(db.as_path().into());
         let calls = Cell::new(0);
-        let get = || {
-            cache
-                .get("k".into(), || {
-                    calls.set(calls.get() + 1);
-                    Ok::<_, crate::error::Error>(calls.get())
-                })
-                .unwrap()
-        };
+        let get = || counted(&cache, &calls);
         assert_eq!(*get(), 1);
         assert_eq!(*get(), 1, "unchanged database: served from the cache");
         // An empty transaction changes nothing; a real write does.
@@ -185,6 +228,29 @@ mod tests {
         assert_eq!(*get(), 2, "a commit elsewhere invalidates");
         assert_eq!(*get(), 2);
         assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn a_restored_file_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("c.db");
+        Store::open(&db, Mode::ReadWrite).unwrap();
+        let cache = Cache::new(db.as_path().into());
+        let calls = Cell::new(0);
+        let get = || counted(&cache, &calls);
+        assert_eq!(*get(), 1);
+        // A restore renames another file into place: its counter is not
+        // comparable with the old file's, so the probe reopens and the
+        // figure is computed again.
+        let new = dir.path().join("new.db");
+        Store::open(&new, Mode::ReadWrite).unwrap();
+        std::fs::rename(&new, &db).unwrap();
+        assert_eq!(*get(), 2);
+        assert_eq!(*get(), 2);
+        // Closed after the idle time, reopened on the next request.
+        cache.reap(std::time::Duration::ZERO);
+        assert!(cache.probe.lock().unwrap().is_none());
+        assert_eq!(*get(), 3);
     }
 
     #[test]

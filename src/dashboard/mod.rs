@@ -15,13 +15,14 @@
 //! Design:
 //! - axum routes on a small tokio runtime (2 workers), served by the accept
 //!   loop of [`server`] (header-read timeout, connection cap, request size
-//!   limits). SQLite work is blocking, so
-//!   each request opens its own read-only [`Store`] inside
-//!   `spawn_blocking` (a `rusqlite::Connection` is not `Sync`; opening a
-//!   WAL database read-only costs tens of microseconds and keeps no page
-//!   cache alive between requests, which keeps the process small). The
-//!   blocking pool is capped so a burst queues instead of opening hundreds
-//!   of connections.
+//!   limits). Database work is blocking, so each request runs on the
+//!   blocking pool (capped at [`DB_CONNECTIONS`] threads, so a burst
+//!   queues) with a read-only [`Store`] lent by [`pool`]: kept open between
+//!   requests, because a PostgreSQL connect per request (TCP, TLS, a forked
+//!   server backend) would cost more than the queries. At most
+//!   [`DB_CONNECTIONS`] stores are open, plus the cache's probe; a request
+//!   that fails because its connection broke (a server restart) runs once
+//!   more on a new one.
 //! - Read-only: the store is opened with `SQLITE_OPEN_READ_ONLY` and
 //!   `query_only`, so cron jobs keep writing (WAL) and the dashboard never
 //!   can.
@@ -40,6 +41,7 @@ pub mod data;
 pub mod fleet;
 pub mod html;
 pub mod metrics;
+pub mod pool;
 pub mod request;
 pub mod server;
 pub mod svg;
@@ -68,16 +70,25 @@ use request::Params;
 /// exits anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Page cache of each request's connection, KiB. The OS page cache holds
-/// the database; the cache of computed figures ([`cache`]) spares most
-/// requests any read. Small, so that 8 requests computing at once keep the
-/// process under 50 MiB.
+/// Page cache of each pooled SQLite connection, KiB. The OS page cache
+/// holds the database; the cache of computed figures ([`cache`]) spares
+/// most requests any read. Small, so that 8 requests computing at once keep
+/// the process under 50 MiB.
 pub const PAGE_CACHE_KIB: u32 = 4096;
+
+/// Requests computed at once (the blocking threads), and so the most
+/// database connections open for them ([`pool`]); the cache's probe is one
+/// more.
+pub const DB_CONNECTIONS: usize = 8;
+
+/// How often idle connections are looked at, and closed after
+/// [`pool::MAX_IDLE`] unused.
+const REAP_EVERY: Duration = Duration::from_secs(60);
 
 /// Everything the server needs, resolved from the command line and config.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The database (opened read-only per request).
+    /// The database (opened read-only, kept open between requests).
     pub db: crate::store::DbSpec,
     /// The configuration (time zone, billing rules).
     pub cfg: Config,
@@ -96,7 +107,8 @@ pub struct Options {
 }
 
 struct App {
-    db: crate::store::DbSpec,
+    /// The open read-only stores lent to requests.
+    pool: pool::Pool,
     /// Computed figures, until the next commit.
     cache: cache::Cache,
     cfg: Config,
@@ -190,19 +202,29 @@ fn respond(status: StatusCode, ctype: &'static str, body: String) -> Response<Bo
     r
 }
 
-/// Run `f` with a fresh read-only store on the blocking pool.
+/// Run `f` on the blocking pool with a read-only store from the pool. When
+/// `f` fails on the server's side (503) and the store then cannot answer
+/// a round trip, its connection broke under it (a PostgreSQL restart or
+/// failover, a cut network): the store is closed, not returned, and `f`
+/// runs once more on a new one. Every request is read-only, so running it
+/// twice is safe.
 async fn with_store<T, F>(app: &Arc<App>, f: F) -> Result<T, HttpError>
 where
     T: Send + 'static,
-    F: FnOnce(&Store, &App) -> Result<T, HttpError> + Send + 'static,
+    F: Fn(&Store, &App) -> Result<T, HttpError> + Send + 'static,
 {
     let app = Arc::clone(app);
     tokio::task::spawn_blocking(move || {
-        let store = Store::open(&app.db, Mode::ReadOnly).map_err(HttpError::from)?;
-        store
-            .limit_page_cache(PAGE_CACHE_KIB)
-            .map_err(HttpError::from)?;
-        f(&store, &app)
+        let store = app.pool.get().map_err(HttpError::from)?;
+        match f(&store, &app) {
+            Err(e) if e.status == 503 && !store.healthy() => {
+                cli::warn("the database connection was lost; retrying on a new connection");
+                store.discard();
+                let store = app.pool.get().map_err(HttpError::from)?;
+                f(&store, &app)
+            }
+            r => r,
+        }
     })
     .await
     .unwrap_or_else(|e| {
@@ -219,7 +241,7 @@ pub fn serve(o: Options) -> Result<()> {
     Store::open(&o.db, Mode::ReadOnly)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .max_blocking_threads(8)
+        .max_blocking_threads(DB_CONNECTIONS)
         .thread_name("mb-dashboard")
         .enable_all()
         .build()
@@ -236,12 +258,30 @@ async fn run_server(o: Options) -> Result<()> {
     let bound = listener.local_addr().map_err(Error::Stream)?;
     let app = Arc::new(App {
         cache: cache::Cache::new(o.db.clone()),
-        db: o.db,
+        pool: pool::Pool::new(o.db, DB_CONNECTIONS, PAGE_CACHE_KIB),
         tz: o.cfg.timezone,
         cfg: o.cfg,
         customer: o.customer,
         token: o.token,
     });
+    let reaper = {
+        let app = Arc::clone(&app);
+        async move {
+            let mut tick = tokio::time::interval(REAP_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let app = Arc::clone(&app);
+                // Closing a connection writes to its socket: not on a worker.
+                let _ = tokio::task::spawn_blocking(move || {
+                    app.pool.reap(pool::MAX_IDLE);
+                    app.cache.reap(pool::MAX_IDLE);
+                })
+                .await;
+            }
+        }
+    };
+    let reaper = tokio::spawn(reaper);
     let router = router(app);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(Error::Stream)?;
@@ -282,6 +322,7 @@ async fn run_server(o: Options) -> Result<()> {
             }
         }
     }
+    reaper.abort();
     Ok(())
 }
 
@@ -417,7 +458,10 @@ async fn not_found() -> Response<Body> {
 }
 
 async fn healthz(State(app): State<Arc<App>>) -> Response<Body> {
-    match with_store(&app, |_, _| Ok(())).await {
+    // A round trip, not only a lent store: a kept connection to a server
+    // that went away must not report ok.
+    let probe = |s: &Store, _: &App| s.data_version().map(|_| ()).map_err(HttpError::from);
+    match with_store(&app, probe).await {
         Ok(()) => respond(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into()),
         Err(e) => respond(
             e.status_code(),

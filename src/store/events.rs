@@ -7,9 +7,9 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{params, Connection, Statement};
+use rusqlite::{params, params_from_iter, Connection, Statement};
 
-use super::db::{vals, Db, DbError, DbResult, Row, Value};
+use super::db::{vals, Db, DbError, DbResult, Row, ToValue, Value};
 use crate::events::{bounds, Activity, Api, Body, Event, Header, Kind, Resource, SampleStatus};
 use crate::time;
 
@@ -36,7 +36,7 @@ fn oi(v: Option<u64>) -> Option<i64> {
     v.map(i)
 }
 
-fn ts_ns(h: &Header) -> i64 {
+pub(crate) fn ts_ns(h: &Header) -> i64 {
     time::to_unix_nanos(&h.ts).unwrap_or(i64::MAX)
 }
 
@@ -64,9 +64,10 @@ const ACTIVITY_INSERT: &str =
 /// SQLite's prepared insert statements for one transaction. Preparing once
 /// per batch (rather than `prepare_cached` per row, which hashes the SQL
 /// text each time) is a measurable share of ingest throughput, so SQLite's
-/// insert path binds rusqlite statements directly instead of going through
-/// the layer's values; everything else (bounds, rollups, read-back) is the
-/// layer's SQL, shared with PostgreSQL.
+/// insert path binds rusqlite statements directly; resource and activity
+/// rows bind the same value lists as PostgreSQL ([`resource_values`],
+/// [`activity_values`]). Everything else (bounds, rollups, read-back) is
+/// the layer's SQL, shared with PostgreSQL.
 pub(crate) struct SqliteInserter<'c> {
     conn: &'c Connection,
     api: Option<Statement<'c>>,
@@ -143,54 +144,10 @@ impl<'c> SqliteInserter<'c> {
                 ingested_at,
                 run_id
             ])?,
-            Body::Resource(r) => {
-                stmt(conn, &mut self.resource, RESOURCE_INSERT)?.execute(params![
-                    h.id,
-                    ts_ns(h),
-                    h.customer_id,
-                    h.vm_id,
-                    r.interval_seconds,
-                    r.status.as_str(),
-                    json_list(&r.flags),
-                    r.boot_id,
-                    i(r.seq),
-                    r.cpu_percent,
-                    oi(r.cpu_busy_ticks),
-                    oi(r.cpu_total_ticks),
-                    oi(r.ncpu),
-                    oi(r.clk_tck),
-                    r.memory_percent,
-                    oi(r.memory_used_bytes),
-                    oi(r.memory_total_bytes),
-                    oi(r.disk_used_bytes),
-                    oi(r.disk_total_bytes),
-                    oi(r.net_in_bytes),
-                    oi(r.net_out_bytes),
-                    oi(r.cpu_busy_ticks_cum),
-                    oi(r.cpu_total_ticks_cum),
-                    oi(r.net_in_bytes_cum),
-                    oi(r.net_out_bytes_cum),
-                    json_list(&r.errors),
-                    ingested_at,
-                    run_id
-                ])?
-            }
-            Body::Activity(a) => {
-                stmt(conn, &mut self.activity, ACTIVITY_INSERT)?.execute(params![
-                    h.id,
-                    ts_ns(h),
-                    h.customer_id,
-                    h.vm_id,
-                    a.activity_type,
-                    a.pattern_name,
-                    a.command,
-                    a.duration_seconds,
-                    a.exit_code,
-                    a.user,
-                    ingested_at,
-                    run_id
-                ])?
-            }
+            Body::Resource(r) => stmt(conn, &mut self.resource, RESOURCE_INSERT)?
+                .execute(params_from_iter(resource_values(h, r, ingested_at, run_id)))?,
+            Body::Activity(a) => stmt(conn, &mut self.activity, ACTIVITY_INSERT)?
+                .execute(params_from_iter(activity_values(h, a, ingested_at, run_id)))?,
         };
         if n == 1 {
             match &ev.body {
@@ -257,6 +214,83 @@ pub(crate) fn api_values(h: &Header, a: &Api, ingested_at: &str, run_id: i64) ->
     .to_vec()
 }
 
+/// A usage row's parameters: the header's id, time, customer and VM, the
+/// kind's own `body` columns, then `ingested_at` and `run_id` (the layout of
+/// every usage table's insert). Built as owned values once, without the
+/// intermediate slice `vals!` makes.
+fn row_values<const N: usize>(
+    h: &Header,
+    body: [Value; N],
+    ingested_at: &str,
+    run_id: i64,
+) -> Vec<Value> {
+    let mut v = Vec::with_capacity(N + 6);
+    v.extend([
+        h.id.to_value(),
+        ts_ns(h).to_value(),
+        h.customer_id.to_value(),
+        h.vm_id.to_value(),
+    ]);
+    v.extend(body);
+    v.extend([ingested_at.to_value(), run_id.to_value()]);
+    v
+}
+
+/// The parameters of a resource row, in [`RESOURCE_INSERT`]'s order: the
+/// one list both backends bind (SQLite's prepared statement, the layer's
+/// statement on PostgreSQL).
+pub(crate) fn resource_values(
+    h: &Header,
+    r: &Resource,
+    ingested_at: &str,
+    run_id: i64,
+) -> Vec<Value> {
+    let body = [
+        r.interval_seconds.to_value(),
+        r.status.as_str().to_value(),
+        Value::Text(json_list(&r.flags)),
+        r.boot_id.to_value(),
+        i(r.seq).to_value(),
+        r.cpu_percent.to_value(),
+        oi(r.cpu_busy_ticks).to_value(),
+        oi(r.cpu_total_ticks).to_value(),
+        oi(r.ncpu).to_value(),
+        oi(r.clk_tck).to_value(),
+        r.memory_percent.to_value(),
+        oi(r.memory_used_bytes).to_value(),
+        oi(r.memory_total_bytes).to_value(),
+        oi(r.disk_used_bytes).to_value(),
+        oi(r.disk_total_bytes).to_value(),
+        oi(r.net_in_bytes).to_value(),
+        oi(r.net_out_bytes).to_value(),
+        oi(r.cpu_busy_ticks_cum).to_value(),
+        oi(r.cpu_total_ticks_cum).to_value(),
+        oi(r.net_in_bytes_cum).to_value(),
+        oi(r.net_out_bytes_cum).to_value(),
+        Value::Text(json_list(&r.errors)),
+    ];
+    row_values(h, body, ingested_at, run_id)
+}
+
+/// The parameters of an activity row, in [`ACTIVITY_INSERT`]'s order (see
+/// [`resource_values`]).
+pub(crate) fn activity_values(
+    h: &Header,
+    a: &Activity,
+    ingested_at: &str,
+    run_id: i64,
+) -> Vec<Value> {
+    let body = [
+        a.activity_type.to_value(),
+        a.pattern_name.to_value(),
+        a.command.to_value(),
+        a.duration_seconds.to_value(),
+        a.exit_code.to_value(),
+        a.user.to_value(),
+    ];
+    row_values(h, body, ingested_at, run_id)
+}
+
 /// Store one resource or activity event through the layer (PostgreSQL;
 /// these kinds come a few per VM and minute, so one statement per row is
 /// plenty), with the resource rollup's hook. `RETURNING rowid` tells a
@@ -278,54 +312,12 @@ pub(crate) fn insert_row(
         )?,
         Body::Resource(r) => db.query_opt(
             &format!("{RESOURCE_INSERT} RETURNING rowid"),
-            vals![
-                h.id,
-                ts_ns(h),
-                h.customer_id,
-                h.vm_id,
-                r.interval_seconds,
-                r.status.as_str(),
-                json_list(&r.flags),
-                r.boot_id,
-                i(r.seq),
-                r.cpu_percent,
-                oi(r.cpu_busy_ticks),
-                oi(r.cpu_total_ticks),
-                oi(r.ncpu),
-                oi(r.clk_tck),
-                r.memory_percent,
-                oi(r.memory_used_bytes),
-                oi(r.memory_total_bytes),
-                oi(r.disk_used_bytes),
-                oi(r.disk_total_bytes),
-                oi(r.net_in_bytes),
-                oi(r.net_out_bytes),
-                oi(r.cpu_busy_ticks_cum),
-                oi(r.cpu_total_ticks_cum),
-                oi(r.net_in_bytes_cum),
-                oi(r.net_out_bytes_cum),
-                json_list(&r.errors),
-                ingested_at,
-                run_id
-            ],
+            &resource_values(h, r, ingested_at, run_id),
             |r| r.get(0),
         )?,
         Body::Activity(a) => db.query_opt(
             &format!("{ACTIVITY_INSERT} RETURNING rowid"),
-            vals![
-                h.id,
-                ts_ns(h),
-                h.customer_id,
-                h.vm_id,
-                a.activity_type,
-                a.pattern_name,
-                a.command,
-                a.duration_seconds,
-                a.exit_code,
-                a.user,
-                ingested_at,
-                run_id
-            ],
+            &activity_values(h, a, ingested_at, run_id),
             |r| r.get(0),
         )?,
     };
@@ -363,6 +355,19 @@ pub(crate) fn insert_row(
 /// - price fields of a row `mb-tokens reprice` priced: the stored row is
 ///   priced, the re-read line (priced by the table of its day) is not.
 pub(crate) fn same_content(db: &Db, stored: &Event, ev: &Event) -> DbResult<bool> {
+    same_content_if(stored, ev, || {
+        crate::store::Store::was_repriced(db, &stored.header.id)
+    })
+}
+
+/// [`same_content`] with the reprice check given: `repriced` says whether
+/// `stored`'s id was priced by `mb-tokens reprice` (asked only when it
+/// matters).
+pub(crate) fn same_content_if(
+    stored: &Event,
+    ev: &Event,
+    repriced: impl FnOnce() -> DbResult<bool>,
+) -> DbResult<bool> {
     if stored == ev {
         return Ok(true);
     }
@@ -374,7 +379,7 @@ pub(crate) fn same_content(db: &Db, stored: &Event, ev: &Event) -> DbResult<bool
         e.client.clone_from(&s.client);
     }
     if s.priced && !e.priced && e.cost_nusd.is_none() && e.price_key.is_none() {
-        if !crate::store::Store::was_repriced(db, &stored.header.id)? {
+        if !repriced()? {
             return Ok(false);
         }
         e.priced = true;
@@ -443,8 +448,29 @@ impl ApiRollup {
     /// the line's stay within the bounds. Every value being bounded by
     /// validation, none of these sums can overflow.
     pub(crate) fn admits(&mut self, db: &Db, h: &Header, a: &Api) -> DbResult<bool> {
+        let key = self.hour_key(h);
+        self.admits_with(db, h, a, key, (0, 0))
+    }
+
+    /// The (customer, hour) key of `h` in [`ApiRollup::admits_with`]'s
+    /// `extra`.
+    pub(crate) fn hour_key(&mut self, h: &Header) -> (u32, i64) {
         let ts = ts_ns(h);
-        let key = (self.intern(&h.customer_id), ts - ts.rem_euclid(HOUR_NS));
+        (self.intern(&h.customer_id), ts - ts.rem_euclid(HOUR_NS))
+    }
+
+    /// [`ApiRollup::admits`], given `h`'s [`ApiRollup::hour_key`], with
+    /// `extra` (tokens, nano-USD) more already decided for the hour but not
+    /// yet added (PostgreSQL's batch adds its rows only once they are
+    /// stored).
+    pub(crate) fn admits_with(
+        &mut self,
+        db: &Db,
+        h: &Header,
+        a: &Api,
+        key: (u32, i64),
+        extra: (i64, i64),
+    ) -> DbResult<bool> {
         let (tokens, nusd) = match self.hours.get(&key) {
             Some(v) => *v,
             None => {
@@ -463,10 +489,12 @@ impl ApiRollup {
                 v
             }
         };
-        let line_tokens = i(a.total_tokens());
-        let line_nusd = a.cost_nusd.unwrap_or(0);
-        Ok(tokens <= bounds::MAX_HOUR_TOKENS - line_tokens
-            && nusd <= bounds::MAX_HOUR_NUSD - line_nusd)
+        let line_tokens = i(a.total_tokens()).saturating_add(extra.0);
+        let line_nusd = a.cost_nusd.unwrap_or(0).saturating_add(extra.1);
+        Ok(
+            tokens <= bounds::MAX_HOUR_TOKENS.saturating_sub(line_tokens)
+                && nusd <= bounds::MAX_HOUR_NUSD.saturating_sub(line_nusd),
+        )
     }
 
     /// The (customer, hour) keys of `evs` whose stored totals

@@ -25,6 +25,7 @@ mod events;
 pub mod fleet;
 mod pg;
 pub mod pgconn;
+mod pgcopy;
 pub mod provenance;
 pub mod report;
 pub mod reprice;
