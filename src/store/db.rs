@@ -413,6 +413,9 @@ impl Col for Option<Vec<u8>> {
     }
 }
 
+/// The statements a transaction prepared, by text and parameter types.
+type TxStatements = HashMap<(Arc<str>, Vec<Type>), postgres::Statement>;
+
 /// A PostgreSQL connection. It keeps no prepared statement (see the module
 /// doc).
 pub struct Pg {
@@ -422,7 +425,7 @@ pub struct Pg {
     dialect: RefCell<HashMap<String, Arc<str>>>,
     /// The statements prepared by name in the open transaction, by text and
     /// parameter types; None outside a transaction (see the module doc).
-    tx_stmts: RefCell<Option<HashMap<(Arc<str>, Vec<Type>), postgres::Statement>>>,
+    tx_stmts: RefCell<Option<TxStatements>>,
     /// Whether COPY straight into the usage tables works for this role
     /// (not under row-level security; see [`super::copy`]).
     pub direct_copy: std::cell::Cell<Option<bool>>,
