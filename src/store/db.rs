@@ -416,8 +416,8 @@ impl Col for Option<Vec<u8>> {
 /// The statements a transaction prepared, by text and parameter types.
 type TxStatements = HashMap<(Arc<str>, Vec<Type>), postgres::Statement>;
 
-/// A PostgreSQL connection. It keeps no prepared statement (see the module
-/// doc).
+/// A PostgreSQL connection. No prepared statement of it outlives a
+/// transaction (see the module doc).
 pub struct Pg {
     client: RefCell<postgres::Client>,
     /// Each statement text in PostgreSQL's dialect, translated once (the
