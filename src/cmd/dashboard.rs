@@ -36,7 +36,7 @@ exactly `mb-report --json` for that period and customer;\n  \
 /api/v1/customers?(period as for summary): the fleet view's customer rows and total;\n  \
 /api/v1/vms?since=T&until=T&stale_after=15m: `mb-report vms --json`;\n  \
 /metrics: Prometheus text format (month-to-date gauges, sample ages, ingest counts);\n  \
-/healthz: `ok` when the database can be opened (no token needed).\n\
+/healthz: `ok` when the database answers a query (no token needed).\n\
 Every period parameter set also accepts since=T&until=T as in mb-report. Bad requests get 4xx \
 with a one-line message ({\"error\": ...} from the API); a database failure is 503. A request \
 header must arrive within --header-timeout (also the keep-alive idle timeout); at most \
