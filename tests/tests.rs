@@ -13,6 +13,7 @@ mod ingest;
 mod man;
 mod ops;
 mod pg_bouncer;
+mod pg_ingest;
 mod pg_store;
 mod pipeline;
 mod postgres;
