@@ -12,6 +12,7 @@ mod fuzz_corpus;
 mod ingest;
 mod man;
 mod ops;
+mod pg_ingest;
 mod pg_store;
 mod pipeline;
 mod postgres;

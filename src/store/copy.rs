@@ -430,18 +430,18 @@ fn load_hours(w: &Writer<'_>, api: &[&Event]) -> DbResult<()> {
     let pg = pg(w)?;
     let (customers, hours): (Vec<&str>, Vec<i64>) = missing.into_iter().unzip();
     let st = pg.stmt(
-        "SELECT u.c, u.h, coalesce(s.tokens, 0), coalesce(s.nusd, 0) \
+        "SELECT u.c, u.h, coalesce(s.tokens, 0), coalesce(s.nusd, 0), s.n \
          FROM unnest(?1::text[], ?2::int8[]) AS u (c, h) CROSS JOIN LATERAL \
          (SELECT CAST(sum(r.tokens_in + r.tokens_out + r.cache_read_tokens \
-         + r.cache_write_tokens) AS BIGINT) AS tokens, CAST(sum(r.cost_nusd) AS BIGINT) AS nusd \
-         FROM api_rollup r WHERE r.customer_id = u.c AND r.hour_ns = u.h) AS s",
+         + r.cache_write_tokens) AS BIGINT) AS tokens, CAST(sum(r.cost_nusd) AS BIGINT) AS nusd, \
+         count(*) AS n FROM api_rollup r WHERE r.customer_id = u.c AND r.hour_ns = u.h) AS s",
     )?;
     let rows = pg.client()?.query(&st, &[&customers, &hours])?;
     let mut rollup = w.rollup.borrow_mut();
     for r in &rows {
         let r = Row::Pg(r);
         let (c, h): (String, i64) = (r.get(0)?, r.get(1)?);
-        rollup.set_hour(&c, h, r.get(2)?, r.get(3)?);
+        rollup.set_hour(&c, h, r.get(2)?, r.get(3)?, r.get(4)?);
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! arrays as JSON text, times as nanoseconds), so an event read back is
 //! `==` to the one inserted; duplicate-versus-conflict relies on that.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rusqlite::{params, params_from_iter, Connection, Statement};
 
@@ -413,6 +413,11 @@ pub(crate) struct ApiRollup {
     /// The api and activity rows per (customer, VM, hour), for
     /// vm_event_hours (schema migration 10).
     pub(crate) vm_hours: super::vm_hours::VmHours,
+    /// The (customer, hour)s that had no api_rollup row when this
+    /// transaction read them (PostgreSQL's bulk read): their rollup rows,
+    /// and their api cells of vm_event_hours, are new, and are copied
+    /// rather than upserted (see [`super::pgcopy::copy_new`]).
+    fresh: HashSet<(u32, i64)>,
 }
 
 /// customer_id, provider, model, price_key, price_table (interned; a
@@ -514,10 +519,23 @@ impl ApiRollup {
         out
     }
 
-    /// Set the stored totals of a (customer, hour) read in bulk.
-    pub(crate) fn set_hour(&mut self, customer: &str, hour: i64, tokens: i64, nusd: i64) {
+    /// Set the stored totals of a (customer, hour) read in bulk; `rows`:
+    /// how many api_rollup rows it has.
+    pub(crate) fn set_hour(
+        &mut self,
+        customer: &str,
+        hour: i64,
+        tokens: i64,
+        nusd: i64,
+        rows: i64,
+    ) {
         let key = (self.intern(customer), hour);
         self.hours.insert(key, (tokens, nusd));
+        if rows == 0 {
+            self.fresh.insert(key);
+        } else {
+            self.fresh.remove(&key);
+        }
     }
 
     /// Add one stored api event.
@@ -570,7 +588,13 @@ impl ApiRollup {
     pub(crate) fn flush(&mut self, db: &Db, ingest_hour_ns: i64) -> DbResult<()> {
         // The next transaction reads the hours again (other writers).
         self.hours.clear();
-        self.vm_hours.flush(db)?;
+        let fresh = std::mem::take(&mut self.fresh);
+        let is_fresh = |customer: &str, hour: i64| {
+            self.strings
+                .get(customer)
+                .is_some_and(|&c| fresh.contains(&(c, hour)))
+        };
+        self.vm_hours.flush(db, &is_fresh)?;
         if self.sums.is_empty() {
             return Ok(());
         }
@@ -583,34 +607,45 @@ impl ApiRollup {
             };
             k(a).cmp(&k(b))
         });
-        let rows: Vec<Vec<Value>> = rows
+        let (new, rows): (Vec<_>, Vec<_>) = rows
             .iter()
-            .map(|(([c, p, m, pk, pt], hour), s)| {
-                vals![
-                    names[*c as usize],
-                    hour,
-                    names[*p as usize],
-                    names[*m as usize],
-                    names[*pk as usize],
-                    names[*pt as usize],
-                    ingest_hour_ns,
-                    s.requests,
-                    s.failed,
-                    s.unpriced,
-                    s.tokens_in,
-                    s.tokens_out,
-                    s.cache_read,
-                    s.cache_write,
-                    s.reasoning,
-                    s.cost_nusd
-                ]
-                .to_vec()
-            })
-            .collect();
+            .partition(|(([c, ..], hour), _)| fresh.contains(&(*c, *hour)));
+        let values = |rows: Vec<&(RollupKey, RollupSums)>| -> Vec<Vec<Value>> {
+            rows.into_iter()
+                .map(|(([c, p, m, pk, pt], hour), s)| {
+                    vals![
+                        names[*c as usize],
+                        hour,
+                        names[*p as usize],
+                        names[*m as usize],
+                        names[*pk as usize],
+                        names[*pt as usize],
+                        ingest_hour_ns,
+                        s.requests,
+                        s.failed,
+                        s.unpriced,
+                        s.tokens_in,
+                        s.tokens_out,
+                        s.cache_read,
+                        s.cache_write,
+                        s.reasoning,
+                        s.cost_nusd
+                    ]
+                    .to_vec()
+                })
+                .collect()
+        };
+        const COLS: &str = "api_rollup (customer_id, hour_ns, provider, model, price_key, \
+             price_table, ingest_hour_ns, requests, failed_requests, unpriced_requests, \
+             tokens_in, tokens_out, cache_read_tokens, cache_write_tokens, reasoning_tokens, \
+             cost_nusd)";
+        let new = values(new);
+        let mut rows = values(rows);
+        if !super::pgcopy::copy_new(db, COLS, &new)? {
+            rows.extend(new);
+        }
         db.insert_rows(
-            "INSERT INTO api_rollup (customer_id, hour_ns, provider, model, price_key, price_table, \
-             ingest_hour_ns, requests, failed_requests, unpriced_requests, tokens_in, tokens_out, \
-             cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_nusd)",
+            &format!("INSERT INTO {COLS}"),
             "ON CONFLICT (customer_id, hour_ns, provider, model, price_key, price_table, \
              ingest_hour_ns) DO UPDATE SET requests = api_rollup.requests + excluded.requests, \
              failed_requests = api_rollup.failed_requests + excluded.failed_requests, \

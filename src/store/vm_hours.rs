@@ -102,8 +102,11 @@ impl VmHours {
         Ok(())
     }
 
-    /// Add the cells to the table, in key order, and forget them.
-    pub(crate) fn flush(&mut self, conn: &Db) -> DbResult<()> {
+    /// Add the cells to the table, in key order, and forget them. The api
+    /// cells of a (customer, hour) `fresh` says had no api row before this
+    /// transaction are new: copied, not upserted (see
+    /// [`super::pgcopy::copy_new`]).
+    pub(crate) fn flush(&mut self, conn: &Db, fresh: &dyn Fn(&str, i64) -> bool) -> DbResult<()> {
         if self.cells.is_empty() {
             return Ok(());
         }
@@ -117,15 +120,28 @@ impl VmHours {
             })
             .collect();
         rows.sort_unstable_by(|a, b| (a.0, a.1, a.2, a.3).cmp(&(b.0, b.1, b.2, b.3)));
-        let rows: Vec<Vec<Value>> = rows
+        let (new, rows): (Vec<_>, Vec<_>) = rows
             .iter()
-            .map(|(kind, hour, c, v, e)| {
-                vals![kind, hour, c, v, e.count, e.tokens, e.cost_nusd, e.ts_ns].to_vec()
-            })
-            .collect();
+            .partition(|(kind, hour, c, ..)| *kind == "api" && fresh(c, *hour));
+        let values = |rows: Vec<&(&str, i64, &String, &String, LastEvent)>| -> Vec<Vec<Value>> {
+            rows.into_iter()
+                .map(|(kind, hour, c, v, e)| {
+                    vals![kind, hour, c, v, e.count, e.tokens, e.cost_nusd, e.ts_ns].to_vec()
+                })
+                .collect()
+        };
+        const COLS: &str =
+            "vm_event_hours (kind, hour_ns, customer_id, vm_id, events, tokens, cost_nusd, last_ts_ns)";
+        let new = values(new);
+        let mut rows = values(rows);
+        if !super::pgcopy::copy_new(conn, COLS, &new)? {
+            rows.extend(new);
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
         conn.insert_rows(
-            "INSERT INTO vm_event_hours (kind, hour_ns, customer_id, vm_id, events, tokens, \
-             cost_nusd, last_ts_ns)",
+            &format!("INSERT INTO {COLS}"),
             "ON CONFLICT (kind, hour_ns, customer_id, vm_id) DO UPDATE SET \
              events = vm_event_hours.events + excluded.events, \
              tokens = vm_event_hours.tokens + excluded.tokens, \
