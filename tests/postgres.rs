@@ -856,13 +856,27 @@ fn vm_roles_reach_only_their_own_customers_rows() {
         "{s}"
     );
     assert_eq!(count("acme"), ["150"]);
+    // Lines of an hour the store has none of (lines 1000-1009 are 7,000 s
+    // in): their rollup rows are new, which the owner COPYs, but row-level
+    // security refuses COPY FROM, so a VM's role upserts them.
+    let o = as_role(&vm_a, "mb-ingest", &[], &api_lines("h", "acme", 1000, 10));
+    assert_code(&o, 0);
+    assert_eq!(count("acme"), ["160"]);
+    assert_eq!(
+        pg.query(
+            &db,
+            "SELECT (SELECT sum(requests) FROM api_rollup WHERE customer_id = 'acme'), \
+             (SELECT sum(events) FROM vm_event_hours WHERE customer_id = 'acme' AND kind = 'api')"
+        ),
+        ["160|160"]
+    );
     // Its runs are recorded under its own name.
     assert_eq!(
         pg.query(
             &db,
             &format!("SELECT count(*) FROM ingest_runs WHERE db_user = '{vm_a}'")
         ),
-        ["1"]
+        ["2"]
     );
 
     // vm_a cannot write globex's usage: the batch fails, nothing is stored.
@@ -903,7 +917,7 @@ fn vm_roles_reach_only_their_own_customers_rows() {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    assert_eq!(seen, [("acme".to_string(), 150)]);
+    assert_eq!(seen, [("acme".to_string(), 160)]);
     let n: i64 = c
         .query_one(
             "SELECT count(*) FROM api_rollup WHERE customer_id = 'globex'",
@@ -958,7 +972,7 @@ fn vm_roles_reach_only_their_own_customers_rows() {
     assert!(stdout(&o).contains("\"globex\"") && stdout(&o).contains("\"acme\""));
     let o = as_role(&rep, "mb-ingest", &[], &api_lines("r", "acme", 0, 5));
     assert_code(&o, 2);
-    assert_eq!(count("acme"), ["150"]);
+    assert_eq!(count("acme"), ["160"]);
     let mut c = pgconn::connect(&format!(
         "{}&passfile={}",
         pg.tcp_db(&db, &rep),
