@@ -88,7 +88,6 @@ pub struct Pool {
     db: DbSpec,
     max: usize,
     page_cache_kib: u32,
-    check_after: Duration,
     state: Mutex<State>,
     /// Signalled when a store is returned or closed.
     freed: Condvar,
@@ -104,21 +103,10 @@ impl Pool {
     /// A pool of at most `max` (at least 1) read-only stores of `db`, each
     /// with its SQLite page cache capped at `page_cache_kib`.
     pub fn new(db: DbSpec, max: usize, page_cache_kib: u32) -> Pool {
-        Pool::with_check_after(db, max, page_cache_kib, CHECK_AFTER)
-    }
-
-    /// [`Pool::new`] with another idle time before a check (tests).
-    pub fn with_check_after(
-        db: DbSpec,
-        max: usize,
-        page_cache_kib: u32,
-        check_after: Duration,
-    ) -> Pool {
         Pool {
             db,
             max: max.max(1),
             page_cache_kib,
-            check_after,
             state: Mutex::new(State::default()),
             freed: Condvar::new(),
         }
@@ -135,7 +123,7 @@ impl Pool {
         loop {
             if let Some(idle) = st.idle.pop() {
                 drop(st);
-                let recent = idle.since.elapsed() < self.check_after;
+                let recent = idle.since.elapsed() < CHECK_AFTER;
                 if idle.conn.usable(&self.db, recent) {
                     return Ok(Lease {
                         pool: self,
