@@ -347,3 +347,46 @@ fn concurrent_writers_through_pgbouncer_lose_and_double_nothing() {
     let r = crate::dashboard::get(&server, "/api/v1/summary?month=2026-11");
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+/// What mb's store relies on to leave no statement behind a failed batch
+/// (src/store/db.rs): a statement prepared by name in a transaction that
+/// then fails is still closed by the protocol's Close (sent when the
+/// client drops its handle, before the ROLLBACK), even though the server
+/// refuses every other statement of the failed transaction.
+#[test]
+fn a_statement_closed_in_a_failed_transaction_is_gone() {
+    let pg = pg_or_skip!();
+    let db = pg.new_db();
+    let mut c = pg.client(&db);
+    c.batch_execute("CREATE TABLE t (i BIGINT UNIQUE); BEGIN")
+        .unwrap();
+    let st = c
+        .prepare_typed("INSERT INTO t VALUES ($1)", &[Type::INT8])
+        .unwrap();
+    c.execute(&st, &[&1i64]).unwrap();
+    let e = c.execute(&st, &[&1i64]).unwrap_err();
+    assert_eq!(
+        e.code(),
+        Some(&::postgres::error::SqlState::UNIQUE_VIOLATION)
+    );
+    // The transaction is failed: the server refuses anything else...
+    assert!(c.simple_query("SELECT 1").is_err());
+    // ...but honours the Close that dropping the statement sends.
+    drop(st);
+    c.batch_execute("ROLLBACK").unwrap();
+    let names = |c: &mut ::postgres::Client| -> Vec<String> {
+        c.simple_query("SELECT name FROM pg_prepared_statements")
+            .unwrap()
+            .into_iter()
+            .filter_map(|m| match m {
+                ::postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(names(&mut c), Vec::<String>::new());
+    // A statement still held is listed (the check can fail).
+    let kept = c.prepare("SELECT 1").unwrap();
+    assert_eq!(names(&mut c).len(), 1);
+    drop(kept);
+}
