@@ -424,6 +424,8 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<Outcome> {
         customer: c.customer.clone(),
         vm,
     };
+    // One snapshot for the whole report (rolled back when it ends).
+    let _snapshot = ctx.store.begin_read()?;
     let cmd = match plan {
         Plan::Summary(p, by_vm) => {
             check_customer(&ctx)?;

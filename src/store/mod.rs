@@ -246,6 +246,24 @@ impl Store {
         .map_err(self.err("starting a transaction"))
     }
 
+    /// Begin a read-only transaction: every read until it is dropped (it
+    /// then rolls back) sees one snapshot of the store, so a report's
+    /// queries agree with each other while writers commit, and on
+    /// PostgreSQL its statements are prepared once for the transaction
+    /// rather than parsed and planned again each time (outside a
+    /// transaction they run unnamed, for pgbouncer; see [`db`]).
+    pub(crate) fn begin_read(&self) -> Result<Tx<'_>> {
+        let sql = match &self.conn {
+            // Deferred: the snapshot starts at the first read.
+            Db::Sqlite(_) => "BEGIN",
+            Db::Pg(_) => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        };
+        self.conn
+            .batch(sql)
+            .map_err(self.err("starting a read transaction"))?;
+        Ok(Tx::begun(&self.conn))
+    }
+
     /// Record the start of an ingest run and return its id. First, every
     /// `running` run of this host whose process is gone (killed, crashed)
     /// is marked `abandoned`; its counts are left as they are, because they
