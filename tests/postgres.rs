@@ -731,30 +731,10 @@ fn fifty_concurrent_writers_over_tls_while_reports_read() {
     // 0 lost, 0 doubled, and the runs reconcile with the rows.
     assert_eq!(inserted as usize, distinct);
     assert_eq!(duplicates as usize, writers * per - distinct);
-    assert_eq!(
-        pg.query(&db, "SELECT count(*), count(DISTINCT id) FROM api_usage"),
-        [format!("{distinct}|{distinct}")]
-    );
-    assert_eq!(
-        pg.query(
-            &db,
-            "SELECT count(*), sum(inserted), sum(duplicates), sum(read) FROM ingest_runs \
-             WHERE status = 'ok' AND read > 0"
-        ),
-        [format!(
-            "{writers}|{distinct}|{}|{}",
-            writers * per - distinct,
-            writers * per
-        )]
-    );
-    // The rollup matches the rows it sums.
-    assert_eq!(
-        pg.query(
-            &db,
-            "SELECT (SELECT sum(requests) FROM api_rollup) = (SELECT count(*) FROM api_usage), \
-                    (SELECT sum(cost_nusd) FROM api_rollup) = (SELECT sum(cost_nusd) FROM api_usage)"
-        ),
-        ["t|t"]
+    pg.assert_reconciled(
+        &db,
+        distinct,
+        (writers, distinct, writers * per - distinct, writers * per),
     );
     assert!(reports > 0 && dash_reads > 0);
 }

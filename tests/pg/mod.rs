@@ -473,6 +473,37 @@ impl Pg {
             .collect()
     }
 
+    /// After concurrent writers: `api_rows` api rows, each id once; the
+    /// `runs` finished runs that read lines add up to `inserted`,
+    /// `duplicates` and `read`; and the rollup sums exactly the rows.
+    pub fn assert_reconciled(
+        &self,
+        dbname: &str,
+        api_rows: usize,
+        (runs, inserted, duplicates, read): (usize, usize, usize, usize),
+    ) {
+        assert_eq!(
+            self.query(dbname, "SELECT count(*), count(DISTINCT id) FROM api_usage"),
+            [format!("{api_rows}|{api_rows}")]
+        );
+        assert_eq!(
+            self.query(
+                dbname,
+                "SELECT count(*), sum(inserted), sum(duplicates), sum(read) FROM ingest_runs \
+                 WHERE status = 'ok' AND read > 0"
+            ),
+            [format!("{runs}|{inserted}|{duplicates}|{read}")]
+        );
+        assert_eq!(
+            self.query(
+                dbname,
+                "SELECT (SELECT sum(requests) FROM api_rollup) = (SELECT count(*) FROM api_usage), \
+                 (SELECT sum(cost_nusd) FROM api_rollup) = (SELECT sum(cost_nusd) FROM api_usage)"
+            ),
+            ["t|t"]
+        );
+    }
+
     /// The server's log so far (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
