@@ -93,6 +93,22 @@ fn rollups_hold_across_chunks_transactions_and_stored_hours() {
     assert_code(&o, 0);
     // 120 more in the first hour: 1 + ... + 120 = 7,260 more tokens.
     check("acme:498250:3720:6489060 acme:498251:3600:19441800 ");
+    // New lines first, then stored ones, in one chunk: the first attempt
+    // adds the new rows to the rollup as it streams them and then fails on
+    // a stored id; the rollup is put back before the chunk is decided again,
+    // so the 30 new rows count once (1 + ... + 30 = 465 more tokens).
+    let mixed = env.write(
+        "mixed.jsonl",
+        &(lines("acme", "d", 30) + &lines("acme", "b", 120)),
+    );
+    let o = ingest(&env, &spec, &mixed, "50000");
+    assert_code(&o, 0);
+    assert!(
+        stderr(&o).ends_with("read 150, inserted 30, duplicates 120, conflicts 0, rejected 0\n"),
+        "{}",
+        stderr(&o)
+    );
+    check("acme:498250:3750:6489525 acme:498251:3600:19441800 ");
     // A vm_event_hours out of step with api_rollup (its hour's rollup rows
     // gone, as if deleted by hand): the hour looks new, the copy of its
     // vm_event_hours cells meets the stored ones, and the upsert takes

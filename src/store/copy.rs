@@ -23,8 +23,9 @@
 //! (one query), and inserted through the staging table with `ON CONFLICT
 //! (id) DO NOTHING RETURNING id`. Rows still refused belong to rows this
 //! role cannot see (another customer's id: a conflict), and the batch is
-//! decided once more. The stored rows join the transaction's rollup only
-//! once an attempt succeeds. The writers' advisory lock (see
+//! decided once more. Each row joins the transaction's rollup as it is
+//! decided, and an attempt that fails puts the rollup back as it was
+//! before it. The writers' advisory lock (see
 //! [`super::pg`]) keeps what is stored from changing between the attempts,
 //! and identity `rowid`s follow input order (COPY and `ORDER BY seq`).
 
@@ -35,6 +36,7 @@ use postgres::types::Type;
 use super::db::{vals, DbError, DbResult, Row};
 use super::events::{self, InsertResult, API_COLS};
 use super::pgcopy::BinaryCopy;
+use super::FastMap;
 use super::Writer;
 use crate::events::{Body, Event};
 
@@ -99,25 +101,22 @@ fn insert_api(w: &Writer<'_>, api: &[&Event], run_id: i64) -> DbResult<Vec<Inser
     let mut known = Known::new();
     let mut fetched = false;
     for _ in 0..5 {
+        // The rollup takes each row as it is decided (while the server is
+        // still inserting the COPY's rows, which is what sets the pace);
+        // an attempt that fails gives it back as it was.
+        let before = w.rollup.borrow().clone();
         db.batch("SAVEPOINT mb_batch")?;
         let tried = attempt(w, api, &mut known, fetched, run_id);
         match tried {
-            Ok(Some((res, pending))) => {
+            Ok(Some((res, _))) => {
                 db.batch("RELEASE SAVEPOINT mb_batch")?;
-                // Only now, the rows being stored, do they count in the
-                // transaction's rollup.
-                let mut rollup = w.rollup.borrow_mut();
-                for k in pending {
-                    if let Body::Api(a) = &api[k].body {
-                        rollup.add(&api[k].header, a)?;
-                    }
-                }
                 return Ok(res);
             }
             Ok(None) => {}
             Err(e) if !fetched && e.pg_code() == Some(UNIQUE_VIOLATION) => {}
             Err(e) => return Err(e),
         }
+        *w.rollup.borrow_mut() = before;
         // Some ids were stored after all (or a line over its hour's bound
         // needs to know whether it is a re-sent one): undo, learn, decide
         // again.
@@ -268,8 +267,8 @@ fn direct_copy(w: &Writer<'_>) -> DbResult<bool> {
 /// Decide each event (see the module doc) given what is `known` stored,
 /// calling `store` with the index of each event to store, in order;
 /// returns the results and those indices. With `stop_at_bound`, None at
-/// the first line over its hour's bound. The rollup is not changed (the
-/// caller adds the stored events once they are stored); while `store`
+/// the first line over its hour's bound. Each event to store is added to
+/// the rollup (the caller restores it if the attempt fails); while `store`
 /// streams a COPY the connection is busy, so a decision that would need
 /// the database must not come up then: with `known` empty, an earlier
 /// line of the batch is the only possible stored event, and it cannot
@@ -286,17 +285,14 @@ fn decide(
     let mut res = Vec::with_capacity(api.len());
     let mut pending = Vec::with_capacity(api.len());
     // The first event of each id this batch stores.
-    let mut first: HashMap<&str, usize> = HashMap::with_capacity(api.len());
-    // Tokens and nano-USD this batch stores per (customer, hour).
-    let mut added: HashMap<(u32, i64), (i64, i64)> = HashMap::new();
+    let mut first: FastMap<&str, usize> =
+        FastMap::with_capacity_and_hasher(api.len(), Default::default());
     for (k, ev) in api.iter().enumerate() {
         let Body::Api(a) = &ev.body else {
             return Err(DbError::Other("not an api event".into()));
         };
         let id = ev.header.id.as_str();
-        let hour = rollup.hour_key(&ev.header);
-        let extra = added.get(&hour).copied().unwrap_or_default();
-        let fits = rollup.admits_with(db, &ev.header, a, hour, extra)?;
+        let fits = rollup.admits(db, &ev.header, a)?;
         let (prior, in_batch): (Option<Option<&Event>>, bool) = match first.get(id) {
             Some(&j) => (Some(Some(api[j])), true),
             None => (known.get(id).map(Option::as_ref), false),
@@ -332,11 +328,9 @@ fn decide(
                 InsertResult::OverHourBound
             }
             None => {
-                let e = added.entry(hour).or_default();
-                e.0 += i64::try_from(a.total_tokens()).unwrap_or(i64::MAX);
-                e.1 += a.cost_nusd.unwrap_or(0);
                 first.insert(id, k);
                 store(k)?;
+                rollup.add(&ev.header, a)?;
                 pending.push(k);
                 InsertResult::Inserted
             }

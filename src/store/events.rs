@@ -5,7 +5,7 @@
 //! arrays as JSON text, times as nanoseconds), so an event read back is
 //! `==` to the one inserted; duplicate-versus-conflict relies on that.
 
-use std::collections::{HashMap, HashSet};
+use super::{FastMap, FastSet};
 
 use rusqlite::{params, params_from_iter, Connection, Statement};
 
@@ -403,13 +403,13 @@ pub(crate) const HOUR_NS: i64 = 3_600_000_000_000;
 /// strings and no allocation once the transaction has seen its values.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ApiRollup {
-    strings: HashMap<String, u32>,
+    strings: FastMap<String, u32>,
     names: Vec<String>,
-    sums: HashMap<RollupKey, RollupSums>,
+    sums: FastMap<RollupKey, RollupSums>,
     /// Per (customer, UTC hour) touched by this transaction: the tokens and
     /// nano-USD of the hour, stored before it plus added by it, for the
     /// customer-hour bounds (see [`crate::events::bounds`]).
-    hours: HashMap<(u32, i64), (i64, i64)>,
+    hours: FastMap<(u32, i64), (i64, i64)>,
     /// The api and activity rows per (customer, VM, hour), for
     /// vm_event_hours (schema migration 10).
     pub(crate) vm_hours: super::vm_hours::VmHours,
@@ -417,7 +417,7 @@ pub(crate) struct ApiRollup {
     /// transaction read them (PostgreSQL's bulk read): their rollup rows,
     /// and their api cells of vm_event_hours, are new, and are copied
     /// rather than upserted (see [`super::pgcopy::copy_new`]).
-    fresh: HashSet<(u32, i64)>,
+    fresh: FastSet<(u32, i64)>,
 }
 
 /// customer_id, provider, model, price_key, price_table (interned; a
@@ -453,29 +453,8 @@ impl ApiRollup {
     /// the line's stay within the bounds. Every value being bounded by
     /// validation, none of these sums can overflow.
     pub(crate) fn admits(&mut self, db: &Db, h: &Header, a: &Api) -> DbResult<bool> {
-        let key = self.hour_key(h);
-        self.admits_with(db, h, a, key, (0, 0))
-    }
-
-    /// The (customer, hour) key of `h` in [`ApiRollup::admits_with`]'s
-    /// `extra`.
-    pub(crate) fn hour_key(&mut self, h: &Header) -> (u32, i64) {
         let ts = ts_ns(h);
-        (self.intern(&h.customer_id), ts - ts.rem_euclid(HOUR_NS))
-    }
-
-    /// [`ApiRollup::admits`], given `h`'s [`ApiRollup::hour_key`], with
-    /// `extra` (tokens, nano-USD) more already decided for the hour but not
-    /// yet added (PostgreSQL's batch adds its rows only once they are
-    /// stored).
-    pub(crate) fn admits_with(
-        &mut self,
-        db: &Db,
-        h: &Header,
-        a: &Api,
-        key: (u32, i64),
-        extra: (i64, i64),
-    ) -> DbResult<bool> {
+        let key = (self.intern(&h.customer_id), ts - ts.rem_euclid(HOUR_NS));
         let (tokens, nusd) = match self.hours.get(&key) {
             Some(v) => *v,
             None => {
@@ -494,8 +473,8 @@ impl ApiRollup {
                 v
             }
         };
-        let line_tokens = i(a.total_tokens()).saturating_add(extra.0);
-        let line_nusd = a.cost_nusd.unwrap_or(0).saturating_add(extra.1);
+        let line_tokens = i(a.total_tokens());
+        let line_nusd = a.cost_nusd.unwrap_or(0);
         Ok(
             tokens <= bounds::MAX_HOUR_TOKENS.saturating_sub(line_tokens)
                 && nusd <= bounds::MAX_HOUR_NUSD.saturating_sub(line_nusd),
@@ -607,7 +586,7 @@ impl ApiRollup {
             };
             k(a).cmp(&k(b))
         });
-        let (new, rows): (Vec<_>, Vec<_>) = rows
+        let (new, rows): (Vec<&_>, Vec<&_>) = rows
             .iter()
             .partition(|(([c, ..], hour), _)| fresh.contains(&(*c, *hour)));
         let values = |rows: Vec<&(RollupKey, RollupSums)>| -> Vec<Vec<Value>> {
@@ -639,10 +618,38 @@ impl ApiRollup {
              price_table, ingest_hour_ns, requests, failed_requests, unpriced_requests, \
              tokens_in, tokens_out, cache_read_tokens, cache_write_tokens, reasoning_tokens, \
              cost_nusd)";
-        let new = values(new);
+        let copied = super::pgcopy::copy_new(
+            db,
+            COLS,
+            &new,
+            16,
+            |copy, (([c, p, m, pk, pt], hour), s)| {
+                let name = |i: &u32| names[*i as usize].as_str();
+                copy.text(name(c))?;
+                copy.int(*hour);
+                for i in [p, m, pk, pt] {
+                    copy.text(name(i))?;
+                }
+                for n in [
+                    ingest_hour_ns,
+                    s.requests,
+                    s.failed,
+                    s.unpriced,
+                    s.tokens_in,
+                    s.tokens_out,
+                    s.cache_read,
+                    s.cache_write,
+                    s.reasoning,
+                    s.cost_nusd,
+                ] {
+                    copy.int(n);
+                }
+                Ok(())
+            },
+        )?;
         let mut rows = values(rows);
-        if !super::pgcopy::copy_new(db, COLS, &new)? {
-            rows.extend(new);
+        if !copied {
+            rows.extend(values(new));
         }
         db.insert_rows(
             &format!("INSERT INTO {COLS}"),

@@ -23,7 +23,7 @@ use super::db::{DbError, DbResult};
 const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 
 /// Bytes gathered before they go to the connection.
-const FLUSH_AT: usize = 256 << 10;
+const FLUSH_AT: usize = 32 << 10;
 
 /// A binary COPY in progress. Dropped without [`BinaryCopy::finish`], the
 /// COPY is aborted (the server rolls back what it received).
@@ -114,18 +114,21 @@ fn from_io(e: std::io::Error) -> DbError {
 /// SQLSTATE unique_violation.
 const UNIQUE_VIOLATION: &str = "23505";
 
-/// Insert `rows` (BIGINT and TEXT values, NULLs allowed) into `target`
-/// (`table (col, ...)`) by one binary COPY, under a savepoint: for rows
-/// of keys the caller knows are not stored yet (a plain COPY costs the
-/// server about half of `INSERT ... ON CONFLICT DO UPDATE`). False, with
-/// nothing inserted, when a key was stored after all (a unique
-/// violation): the caller upserts them instead.
-pub(super) fn copy_new(
+/// Insert `rows` into `target` (`table (col, ...)`) by one binary COPY,
+/// each row a tuple of `fields` fields written by `write`, under a
+/// savepoint: for rows of keys the caller knows are not stored yet (a
+/// plain COPY costs the server about half of `INSERT ... ON CONFLICT DO
+/// UPDATE`). Written straight from the caller's rows, so the server
+/// inserts while the rest are encoded. False, with nothing inserted, when
+/// a key was stored after all (a unique violation): the caller upserts
+/// them instead.
+pub(super) fn copy_new<R>(
     db: &super::db::Db,
     target: &str,
-    rows: &[Vec<super::db::Value>],
+    rows: &[R],
+    fields: i16,
+    write: impl Fn(&mut BinaryCopy<'_>, &R) -> DbResult<()>,
 ) -> DbResult<bool> {
-    use super::db::Value;
     let Some(pg) = db.pg() else {
         return Ok(false);
     };
@@ -144,17 +147,8 @@ pub(super) fn copy_new(
         let sink = client.copy_in(&format!("COPY {target} FROM STDIN (FORMAT binary)"))?;
         let mut copy = BinaryCopy::new(sink);
         for row in rows {
-            copy.row(
-                i16::try_from(row.len()).map_err(|_| DbError::Other("too many columns".into()))?,
-            )?;
-            for v in row {
-                match v {
-                    Value::Int(n) => copy.int(*n),
-                    Value::Text(s) => copy.text(s)?,
-                    Value::Null => copy.null(),
-                    v => return Err(DbError::Other(format!("cannot COPY {v:?}"))),
-                }
-            }
+            copy.row(fields)?;
+            write(&mut copy, row)?;
         }
         copy.finish()?;
         Ok(())

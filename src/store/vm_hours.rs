@@ -17,7 +17,7 @@
 //! the same transaction. There is no ingest-time cutoff (`--as-of`): the
 //! readers ask "what is stored now".
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use super::db::{vals, Db, DbError, DbResult, Row, Value};
 use super::events::HOUR_NS;
@@ -55,9 +55,9 @@ impl EventTable {
 /// inserted and added to the table at commit (like api_rollup).
 #[derive(Debug, Default, Clone)]
 pub(crate) struct VmHours {
-    strings: HashMap<String, u32>,
+    strings: super::FastMap<String, u32>,
     names: Vec<String>,
-    cells: HashMap<(bool, u32, u32, i64), LastEvent>,
+    cells: super::FastMap<(bool, u32, u32, i64), LastEvent>,
 }
 
 impl VmHours {
@@ -120,7 +120,7 @@ impl VmHours {
             })
             .collect();
         rows.sort_unstable_by(|a, b| (a.0, a.1, a.2, a.3).cmp(&(b.0, b.1, b.2, b.3)));
-        let (new, rows): (Vec<_>, Vec<_>) = rows
+        let (new, rows): (Vec<&_>, Vec<&_>) = rows
             .iter()
             .partition(|(kind, hour, c, ..)| *kind == "api" && fresh(c, *hour));
         let values = |rows: Vec<&(&str, i64, &String, &String, LastEvent)>| -> Vec<Vec<Value>> {
@@ -132,10 +132,20 @@ impl VmHours {
         };
         const COLS: &str =
             "vm_event_hours (kind, hour_ns, customer_id, vm_id, events, tokens, cost_nusd, last_ts_ns)";
-        let new = values(new);
+        let copied =
+            super::pgcopy::copy_new(conn, COLS, &new, 8, |copy, (kind, hour, c, v, e)| {
+                copy.text(kind)?;
+                copy.int(*hour);
+                copy.text(c)?;
+                copy.text(v)?;
+                for n in [e.count, e.tokens, e.cost_nusd, e.ts_ns] {
+                    copy.int(n);
+                }
+                Ok(())
+            })?;
         let mut rows = values(rows);
-        if !super::pgcopy::copy_new(conn, COLS, &new)? {
-            rows.extend(new);
+        if !copied {
+            rows.extend(values(new));
         }
         if rows.is_empty() {
             return Ok(());
