@@ -11,7 +11,7 @@
 //! and the value in the type's binary form, big-endian; a 16-bit -1 ends
 //! the data), and mb's usage columns are only BIGINT (8 bytes, big-endian)
 //! and TEXT (the UTF-8 bytes), so rows are encoded here into one buffer,
-//! which goes to the connection in large pieces.
+//! which goes to the connection in pieces of [`FLUSH_AT`] bytes.
 
 use std::io::Write;
 
@@ -22,7 +22,11 @@ use super::db::{DbError, DbResult};
 /// The binary COPY signature and an empty header (no flags, no extension).
 const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 
-/// Bytes gathered before they go to the connection.
+/// Bytes gathered before they go to the connection, as one CopyData
+/// message. The server reads a message whole before it inserts any of its
+/// rows, so a large piece leaves it idle at a COPY's start and with a
+/// backlog at its end: 256 KiB pieces made the wait at each COPY's end
+/// three times as long as 32 KiB ones (8 to 64 KiB measured the same).
 const FLUSH_AT: usize = 32 << 10;
 
 /// A binary COPY in progress. Dropped without [`BinaryCopy::finish`], the
