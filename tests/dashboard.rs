@@ -778,8 +778,7 @@ fn keeps_serving_while_ingest_writes_and_stops_on_sigterm() {
 
 /// The install command the browser test needs, the same in README,
 /// docs/mb-dashboard.md and .ci/run.
-const BROWSER_SETUP: &str =
-    "apt-get install -y chromium nodejs npm && (cd tests/browser && npm ci)";
+const BROWSER_SETUP: &str = "apt-get install -y chromium && (cd tests/browser && npm ci)";
 
 /// The end-to-end check in a real headless browser (Debian's chromium
 /// driven by playwright-core, tests/browser/dashboard.mjs), at 1400 and
