@@ -25,12 +25,20 @@ fn lines(c: &str, tag: &str, n: u32) -> String {
         .collect()
 }
 
-fn ingest(env: &Env, spec: &str, file: &std::path::Path, batch: &str) -> std::process::Output {
-    env.run(
+/// Ingest `file` in transactions of `batch` lines; it must exit 0 with
+/// `summary` ("read N, inserted N, ...") as its last line.
+fn ingest(env: &Env, spec: &str, file: &std::path::Path, batch: &str, summary: &str) {
+    let o = env.run(
         "mb-ingest",
         &["--db", spec, "--batch", batch, file.to_str().unwrap()],
         "",
-    )
+    );
+    assert_code(&o, 0);
+    assert!(
+        stderr(&o).ends_with(&format!("{summary}\n")),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// Per (customer, hour): api_rollup's requests and tokens_in, the same
@@ -63,12 +71,12 @@ fn rollups_hold_across_chunks_transactions_and_stored_hours() {
         "first.jsonl",
         &(lines("acme", "a", 20_000) + &lines("globex", "a", 100)),
     );
-    let o = ingest(&env, &spec, &first, "7000");
-    assert_code(&o, 0);
-    assert!(
-        stderr(&o).ends_with("read 20100, inserted 20100, duplicates 0, conflicts 0, rejected 0\n"),
-        "{}",
-        stderr(&o)
+    ingest(
+        &env,
+        &spec,
+        &first,
+        "7000",
+        "read 20100, inserted 20100, duplicates 0, conflicts 0, rejected 0",
     );
     let check = |want_hours: &str| {
         let got = pg.query(&db, CHECK);
@@ -81,16 +89,23 @@ fn rollups_hold_across_chunks_transactions_and_stored_hours() {
     // first, 3601 + ... + 7200 = 19,441,800 in the second.
     check("acme:498250:3600:6481800 acme:498251:3600:19441800 ");
     // The same lines again: all duplicates, nothing changes.
-    let o = ingest(&env, &spec, &first, "7000");
-    assert_code(&o, 0);
-    assert!(
-        stderr(&o).ends_with("read 20100, inserted 0, duplicates 20100, conflicts 0, rejected 0\n")
+    ingest(
+        &env,
+        &spec,
+        &first,
+        "7000",
+        "read 20100, inserted 0, duplicates 20100, conflicts 0, rejected 0",
     );
     check("acme:498250:3600:6481800 acme:498251:3600:19441800 ");
     // New ids in hours already stored: upserted onto the stored rows.
     let more = env.write("more.jsonl", &lines("acme", "b", 120));
-    let o = ingest(&env, &spec, &more, "50000");
-    assert_code(&o, 0);
+    ingest(
+        &env,
+        &spec,
+        &more,
+        "50000",
+        "read 120, inserted 120, duplicates 0, conflicts 0, rejected 0",
+    );
     // 120 more in the first hour: 1 + ... + 120 = 7,260 more tokens.
     check("acme:498250:3720:6489060 acme:498251:3600:19441800 ");
     // New lines first, then stored ones, in one chunk: the first attempt
@@ -101,12 +116,12 @@ fn rollups_hold_across_chunks_transactions_and_stored_hours() {
         "mixed.jsonl",
         &(lines("acme", "d", 30) + &lines("acme", "b", 120)),
     );
-    let o = ingest(&env, &spec, &mixed, "50000");
-    assert_code(&o, 0);
-    assert!(
-        stderr(&o).ends_with("read 150, inserted 30, duplicates 120, conflicts 0, rejected 0\n"),
-        "{}",
-        stderr(&o)
+    ingest(
+        &env,
+        &spec,
+        &mixed,
+        "50000",
+        "read 150, inserted 30, duplicates 120, conflicts 0, rejected 0",
     );
     check("acme:498250:3750:6489525 acme:498251:3600:19441800 ");
     // A vm_event_hours out of step with api_rollup (its hour's rollup rows
@@ -115,8 +130,13 @@ fn rollups_hold_across_chunks_transactions_and_stored_hours() {
     // over, in the same transaction.
     pg.query(&db, "DELETE FROM api_rollup WHERE customer_id = 'globex'");
     let g = env.write("globex.jsonl", &lines("globex", "c", 10));
-    let o = ingest(&env, &spec, &g, "50000");
-    assert_code(&o, 0);
+    ingest(
+        &env,
+        &spec,
+        &g,
+        "50000",
+        "read 10, inserted 10, duplicates 0, conflicts 0, rejected 0",
+    );
     assert_eq!(
         pg.query(
             &db,

@@ -10,6 +10,7 @@ use super::{FastMap, FastSet};
 use rusqlite::{params, params_from_iter, Connection, Statement};
 
 use super::db::{vals, Db, DbError, DbResult, Row, ToValue, Value};
+use super::pgcopy::Field;
 use crate::events::{bounds, Activity, Api, Body, Event, Header, Kind, Resource, SampleStatus};
 use crate::time;
 
@@ -586,71 +587,41 @@ impl ApiRollup {
             };
             k(a).cmp(&k(b))
         });
-        let (new, rows): (Vec<&_>, Vec<&_>) = rows
+        // api_rollup's row of a key, in COLS' order.
+        let row = |(([c, p, m, pk, pt], hour), s): &(RollupKey, RollupSums)| {
+            let name = |i: &u32| Field::Text(names[*i as usize].as_str());
+            [
+                name(c),
+                Field::Int(*hour),
+                name(p),
+                name(m),
+                name(pk),
+                name(pt),
+                Field::Int(ingest_hour_ns),
+                Field::Int(s.requests),
+                Field::Int(s.failed),
+                Field::Int(s.unpriced),
+                Field::Int(s.tokens_in),
+                Field::Int(s.tokens_out),
+                Field::Int(s.cache_read),
+                Field::Int(s.cache_write),
+                Field::Int(s.reasoning),
+                Field::Int(s.cost_nusd),
+            ]
+        };
+        let (new, old): (Vec<_>, Vec<_>) = rows
             .iter()
             .partition(|(([c, ..], hour), _)| fresh.contains(&(*c, *hour)));
-        let values = |rows: Vec<&(RollupKey, RollupSums)>| -> Vec<Vec<Value>> {
-            rows.into_iter()
-                .map(|(([c, p, m, pk, pt], hour), s)| {
-                    vals![
-                        names[*c as usize],
-                        hour,
-                        names[*p as usize],
-                        names[*m as usize],
-                        names[*pk as usize],
-                        names[*pt as usize],
-                        ingest_hour_ns,
-                        s.requests,
-                        s.failed,
-                        s.unpriced,
-                        s.tokens_in,
-                        s.tokens_out,
-                        s.cache_read,
-                        s.cache_write,
-                        s.reasoning,
-                        s.cost_nusd
-                    ]
-                    .to_vec()
-                })
-                .collect()
-        };
+        let new: Vec<_> = new.into_iter().map(row).collect();
         const COLS: &str = "api_rollup (customer_id, hour_ns, provider, model, price_key, \
              price_table, ingest_hour_ns, requests, failed_requests, unpriced_requests, \
              tokens_in, tokens_out, cache_read_tokens, cache_write_tokens, reasoning_tokens, \
              cost_nusd)";
-        let copied = super::pgcopy::copy_new(
-            db,
-            COLS,
-            &new,
-            16,
-            |copy, (([c, p, m, pk, pt], hour), s)| {
-                let name = |i: &u32| names[*i as usize].as_str();
-                copy.text(name(c))?;
-                copy.int(*hour);
-                for i in [p, m, pk, pt] {
-                    copy.text(name(i))?;
-                }
-                for n in [
-                    ingest_hour_ns,
-                    s.requests,
-                    s.failed,
-                    s.unpriced,
-                    s.tokens_in,
-                    s.tokens_out,
-                    s.cache_read,
-                    s.cache_write,
-                    s.reasoning,
-                    s.cost_nusd,
-                ] {
-                    copy.int(n);
-                }
-                Ok(())
-            },
-        )?;
-        let mut rows = values(rows);
-        if !copied {
-            rows.extend(values(new));
+        let mut rows: Vec<_> = old.into_iter().map(row).collect();
+        if !super::pgcopy::copy_new(db, COLS, &new)? {
+            rows.extend(new);
         }
+        let rows = super::pgcopy::values(&rows);
         db.insert_rows(
             &format!("INSERT INTO {COLS}"),
             "ON CONFLICT (customer_id, hour_ns, provider, model, price_key, price_table, \

@@ -118,21 +118,42 @@ fn from_io(e: std::io::Error) -> DbError {
 /// SQLSTATE unique_violation.
 const UNIQUE_VIOLATION: &str = "23505";
 
-/// Insert `rows` into `target` (`table (col, ...)`) by one binary COPY,
-/// each row a tuple of `fields` fields written by `write`, under a
-/// savepoint: for rows of keys the caller knows are not stored yet (a
-/// plain COPY costs the server about half of `INSERT ... ON CONFLICT DO
-/// UPDATE`). Written straight from the caller's rows, so the server
-/// inserts while the rest are encoded. False, with nothing inserted, when
-/// a key was stored after all (a unique violation): the caller upserts
-/// them instead.
-pub(super) fn copy_new<R>(
+/// One field of a rollup row: borrowed, so a row costs no allocation on
+/// the COPY path; [`values`] makes the owned values the upsert binds.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Field<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
+/// The bound values of `rows`, for the upsert of the rows not copied.
+pub(super) fn values<const N: usize>(rows: &[[Field<'_>; N]]) -> Vec<Vec<super::db::Value>> {
+    use super::db::Value;
+    rows.iter()
+        .map(|row| {
+            row.iter()
+                .map(|f| match *f {
+                    Field::Text(s) => Value::Text(s.to_owned()),
+                    Field::Int(n) => Value::Int(n),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Insert `rows` into `target` (`table (col, ...)`, N columns) by one
+/// binary COPY, under a savepoint: for rows of keys the caller knows are
+/// not stored yet (a plain COPY costs the server about half of `INSERT
+/// ... ON CONFLICT DO UPDATE`). Encoded straight from the borrowed fields,
+/// so the server inserts while the rest are encoded. False, with nothing
+/// inserted, when a key was stored after all (a unique violation): the
+/// caller upserts them instead.
+pub(super) fn copy_new<const N: usize>(
     db: &super::db::Db,
     target: &str,
-    rows: &[R],
-    fields: i16,
-    write: impl Fn(&mut BinaryCopy<'_>, &R) -> DbResult<()>,
+    rows: &[[Field<'_>; N]],
 ) -> DbResult<bool> {
+    let fields = i16::try_from(N).map_err(|_| DbError::Other("too many columns".into()))?;
     let Some(pg) = db.pg() else {
         return Ok(false);
     };
@@ -152,7 +173,12 @@ pub(super) fn copy_new<R>(
         let mut copy = BinaryCopy::new(sink);
         for row in rows {
             copy.row(fields)?;
-            write(&mut copy, row)?;
+            for f in row {
+                match *f {
+                    Field::Text(s) => copy.text(s)?,
+                    Field::Int(n) => copy.int(n),
+                }
+            }
         }
         copy.finish()?;
         Ok(())

@@ -19,9 +19,10 @@
 
 use std::collections::BTreeMap;
 
-use super::db::{vals, Db, DbError, DbResult, Row, Value};
+use super::db::{vals, Db, DbError, DbResult, Row};
 use super::events::HOUR_NS;
 use super::fleet::{EventTable, LastEvent};
+use super::pgcopy::Field;
 
 fn floor_hour(ns: i64) -> i64 {
     ns.div_euclid(HOUR_NS) * HOUR_NS
@@ -120,33 +121,32 @@ impl VmHours {
             })
             .collect();
         rows.sort_unstable_by(|a, b| (a.0, a.1, a.2, a.3).cmp(&(b.0, b.1, b.2, b.3)));
-        let (new, rows): (Vec<&_>, Vec<&_>) = rows
+        // vm_event_hours' row of a cell, in COLS' order.
+        fn row<'a>(
+            (kind, hour, c, v, e): &(&'a str, i64, &'a String, &'a String, LastEvent),
+        ) -> [Field<'a>; 8] {
+            [
+                Field::Text(kind),
+                Field::Int(*hour),
+                Field::Text(c),
+                Field::Text(v),
+                Field::Int(e.count),
+                Field::Int(e.tokens),
+                Field::Int(e.cost_nusd),
+                Field::Int(e.ts_ns),
+            ]
+        }
+        let (new, old): (Vec<_>, Vec<_>) = rows
             .iter()
             .partition(|(kind, hour, c, ..)| *kind == "api" && fresh(c, *hour));
-        let values = |rows: Vec<&(&str, i64, &String, &String, LastEvent)>| -> Vec<Vec<Value>> {
-            rows.into_iter()
-                .map(|(kind, hour, c, v, e)| {
-                    vals![kind, hour, c, v, e.count, e.tokens, e.cost_nusd, e.ts_ns].to_vec()
-                })
-                .collect()
-        };
+        let new: Vec<_> = new.into_iter().map(row).collect();
         const COLS: &str =
             "vm_event_hours (kind, hour_ns, customer_id, vm_id, events, tokens, cost_nusd, last_ts_ns)";
-        let copied =
-            super::pgcopy::copy_new(conn, COLS, &new, 8, |copy, (kind, hour, c, v, e)| {
-                copy.text(kind)?;
-                copy.int(*hour);
-                copy.text(c)?;
-                copy.text(v)?;
-                for n in [e.count, e.tokens, e.cost_nusd, e.ts_ns] {
-                    copy.int(n);
-                }
-                Ok(())
-            })?;
-        let mut rows = values(rows);
-        if !copied {
-            rows.extend(values(new));
+        let mut rows: Vec<_> = old.into_iter().map(row).collect();
+        if !super::pgcopy::copy_new(conn, COLS, &new)? {
+            rows.extend(new);
         }
+        let rows = super::pgcopy::values(&rows);
         if rows.is_empty() {
             return Ok(());
         }
